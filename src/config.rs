@@ -1,0 +1,363 @@
+//! Parsing and validation of the groups JSON given to `configure_process_groups`.
+//!
+//! Parsing is strict (unknown keys are errors) and all-or-nothing: a `Vec<GroupSpec>` comes back
+//! only when every element is valid. Each error names its JSON path, such as `groups[1].argv`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::CString;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The most workers one group may have.
+pub(crate) const MAX_WORKERS: u32 = 4096;
+/// The longest warm-up accepted (one day), so deadlines never overflow.
+pub(crate) const MAX_WARMUP_MS: u64 = 86_400_000;
+
+/// How a worker proves it is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// Ready once alive `warmup_ms` after spawn.
+    Warmup,
+    /// Ready once it sends `READY` on its control channel.
+    Notify,
+}
+
+impl Readiness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::Warmup => "warmup",
+            Readiness::Notify => "notify",
+        }
+    }
+}
+
+/// Whether workers get a control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlChannelMode {
+    /// A socket pair when one can be made, else the signal fallback.
+    Auto,
+    /// Always the signal fallback.
+    Off,
+}
+
+/// Where a worker's stdout or stderr goes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
+pub enum Output {
+    Inherit,
+    Null,
+    File { path: String, append: bool },
+}
+
+impl TryFrom<serde_json::Value> for Output {
+    type Error = String;
+
+    fn try_from(value: serde_json::Value) -> std::result::Result<Self, String> {
+        const EXPECTED: &str = r#"expected "inherit", "null" or {"file": PATH, "append": BOOL}"#;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct FileOutput {
+            file: String,
+            #[serde(default = "yes")]
+            append: bool,
+        }
+        match value {
+            serde_json::Value::String(s) if s == "inherit" => Ok(Output::Inherit),
+            serde_json::Value::String(s) if s == "null" => Ok(Output::Null),
+            obj @ serde_json::Value::Object(_) => {
+                let f: FileOutput =
+                    serde_json::from_value(obj).map_err(|e| format!("{EXPECTED}: {e}"))?;
+                if f.file.is_empty() || f.file.contains('\0') {
+                    return Err("file must be a non-empty path without NUL".into());
+                }
+                Ok(Output::File {
+                    path: f.file,
+                    append: f.append,
+                })
+            }
+            other => Err(format!("{EXPECTED}, got {other}")),
+        }
+    }
+}
+
+/// A signal named in the configuration, such as `"SIGTERM"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct StopSignal(pub libc::c_int);
+
+const SIGNALS: &[(&str, libc::c_int)] = &[
+    ("SIGTERM", libc::SIGTERM),
+    ("SIGINT", libc::SIGINT),
+    ("SIGQUIT", libc::SIGQUIT),
+    ("SIGHUP", libc::SIGHUP),
+    ("SIGUSR1", libc::SIGUSR1),
+    ("SIGUSR2", libc::SIGUSR2),
+    ("SIGKILL", libc::SIGKILL),
+    ("SIGALRM", libc::SIGALRM),
+    ("SIGPWR", libc::SIGPWR),
+    ("SIGWINCH", libc::SIGWINCH),
+];
+
+impl TryFrom<String> for StopSignal {
+    type Error = String;
+
+    fn try_from(name: String) -> std::result::Result<Self, String> {
+        SIGNALS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, sig)| StopSignal(sig))
+            .ok_or_else(|| {
+                let known: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "unknown signal '{name}', expected one of {}",
+                    known.join(", ")
+                )
+            })
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> u32 {
+    1
+}
+fn default_warmup_ms() -> u64 {
+    20
+}
+fn sigterm() -> StopSignal {
+    StopSignal(libc::SIGTERM)
+}
+
+/// One element of the groups JSON array.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    pub name: String,
+    #[serde(default = "one")]
+    pub workers: u32,
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    pub inherit_env: bool,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default = "warmup")]
+    pub readiness: Readiness,
+    #[serde(default = "default_warmup_ms")]
+    pub warmup_ms: u64,
+    #[serde(default = "auto")]
+    pub control_channel: ControlChannelMode,
+    #[serde(default = "sigterm")]
+    pub stop_signal: StopSignal,
+    #[serde(default = "inherit")]
+    pub stdout: Output,
+    #[serde(default = "inherit")]
+    pub stderr: Output,
+}
+
+fn warmup() -> Readiness {
+    Readiness::Warmup
+}
+fn auto() -> ControlChannelMode {
+    ControlChannelMode::Auto
+}
+fn inherit() -> Output {
+    Output::Inherit
+}
+
+/// Parses and validates the whole groups array.
+pub fn parse_groups(json: &str) -> Result<Vec<GroupSpec>> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let groups: Vec<GroupSpec> = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." {
+            "groups".to_string()
+        } else {
+            format!("groups{path}")
+        };
+        Error::InvalidConfig(format!("{path}: {}", e.inner()))
+    })?;
+    let mut names = HashSet::new();
+    for (i, g) in groups.iter().enumerate() {
+        validate(i, g)?;
+        if !names.insert(g.name.as_str()) {
+            return Err(invalid(
+                i,
+                "name",
+                format!("duplicate group name '{}'", g.name),
+            ));
+        }
+    }
+    Ok(groups)
+}
+
+fn invalid(index: usize, key: &str, why: String) -> Error {
+    Error::InvalidConfig(format!("groups[{index}].{key}: {why}"))
+}
+
+fn no_nul(index: usize, key: &str, s: &str) -> Result<()> {
+    if s.contains('\0') {
+        return Err(invalid(index, key, "contains a NUL byte".into()));
+    }
+    Ok(())
+}
+
+fn validate(i: usize, g: &GroupSpec) -> Result<()> {
+    if g.name.is_empty() {
+        return Err(invalid(i, "name", "must not be empty".into()));
+    }
+    if g.name.contains('#') {
+        return Err(invalid(
+            i,
+            "name",
+            format!("'{}' must not contain '#'", g.name),
+        ));
+    }
+    no_nul(i, "name", &g.name)?;
+    if !(1..=MAX_WORKERS).contains(&g.workers) {
+        return Err(invalid(
+            i,
+            "workers",
+            format!("{} is out of range 1..={MAX_WORKERS}", g.workers),
+        ));
+    }
+    if g.argv.is_empty() {
+        return Err(invalid(i, "argv", "must not be empty".into()));
+    }
+    if g.argv[0].is_empty() {
+        return Err(invalid(i, "argv[0]", "must not be empty".into()));
+    }
+    for (j, arg) in g.argv.iter().enumerate() {
+        no_nul(i, &format!("argv[{j}]"), arg)?;
+    }
+    for (key, value) in &g.env {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(invalid(
+                i,
+                "env",
+                format!("'{key}' is not a valid variable name"),
+            ));
+        }
+        no_nul(i, &format!("env.{key}"), value)?;
+    }
+    if let Some(cwd) = &g.cwd {
+        if cwd.is_empty() {
+            return Err(invalid(i, "cwd", "must not be empty".into()));
+        }
+        no_nul(i, "cwd", cwd)?;
+    }
+    if g.warmup_ms > MAX_WARMUP_MS {
+        return Err(invalid(
+            i,
+            "warmup_ms",
+            format!("{} is more than {MAX_WARMUP_MS}", g.warmup_ms),
+        ));
+    }
+    Ok(())
+}
+
+/// `s` as a C string; callers have validated that it holds no NUL.
+pub(crate) fn cstring(s: &str) -> CString {
+    CString::new(s).expect("validated to hold no NUL")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> String {
+        match parse_groups(json) {
+            Err(Error::InvalidConfig(m)) => m,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let g = &parse_groups(r#"[{"name":"a","argv":["/bin/true"]}]"#).unwrap()[0];
+        assert_eq!(g.workers, 1);
+        assert!(g.inherit_env);
+        assert_eq!(g.readiness, Readiness::Warmup);
+        assert_eq!(g.warmup_ms, 20);
+        assert_eq!(g.control_channel, ControlChannelMode::Auto);
+        assert_eq!(g.stop_signal, StopSignal(libc::SIGTERM));
+        assert_eq!(g.stdout, Output::Inherit);
+        assert_eq!(g.stderr, Output::Inherit);
+        assert!(g.env.is_empty() && g.cwd.is_none());
+    }
+
+    #[test]
+    fn full_group_parses() {
+        let g = &parse_groups(
+            r#"[{"name": "ingest", "workers": 2, "argv": ["/usr/bin/worker", "--mode", "fast"],
+                "env": {"KEY": "VALUE"}, "inherit_env": false, "cwd": "/srv",
+                "readiness": "notify", "warmup_ms": 5, "control_channel": "off",
+                "stop_signal": "SIGINT", "stdout": "null",
+                "stderr": {"file": "/tmp/x.log", "append": false}}]"#,
+        )
+        .unwrap()[0];
+        assert_eq!(g.workers, 2);
+        assert_eq!(g.env["KEY"], "VALUE");
+        assert_eq!(g.readiness, Readiness::Notify);
+        assert_eq!(g.control_channel, ControlChannelMode::Off);
+        assert_eq!(g.stop_signal, StopSignal(libc::SIGINT));
+        assert_eq!(g.stdout, Output::Null);
+        assert_eq!(
+            g.stderr,
+            Output::File {
+                path: "/tmp/x.log".into(),
+                append: false
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_json_path() {
+        assert!(err(r#"{}"#).starts_with("groups: "));
+        assert!(err(r#"[{"name":"a"}]"#).starts_with("groups[0]: missing field `argv`"));
+        assert!(err(r#"[{"name":"a","argv":["x"]},{"name":"b","argv":7}]"#)
+            .starts_with("groups[1].argv: invalid type"));
+        assert!(err(r#"[{"name":"a","argv":["x"],"colour":1}]"#).contains("unknown field `colour`"));
+        assert!(err(r#"[{"name":"a","argv":["x"],"workers":-1}]"#).starts_with("groups[0].workers"));
+        assert!(err(r#"[{"name":"a","argv":["x"],"workers":0}]"#).starts_with("groups[0].workers"));
+        assert!(
+            err(r#"[{"name":"a","argv":["x"],"workers":4097}]"#).starts_with("groups[0].workers")
+        );
+        assert!(err(r#"[{"name":"a","argv":[]}]"#).starts_with("groups[0].argv: must not"));
+        assert!(err(r#"[{"name":"","argv":["x"]}]"#).starts_with("groups[0].name"));
+        assert!(err(r#"[{"name":"a#b","argv":["x"]}]"#).starts_with("groups[0].name"));
+        assert!(
+            err(r#"[{"name":"a","argv":["x"]},{"name":"a","argv":["y"]}]"#)
+                .starts_with("groups[1].name: duplicate")
+        );
+        assert!(
+            err(r#"[{"name":"a","argv":["x"],"stop_signal":"SIGNOPE"}]"#)
+                .starts_with("groups[0].stop_signal: unknown signal")
+        );
+        assert!(
+            err(r#"[{"name":"a","argv":["x"],"stdout":"tty"}]"#).starts_with("groups[0].stdout")
+        );
+        assert!(
+            err(r#"[{"name":"a","argv":["x"],"stdout":{"file":"/x","mode":1}}]"#)
+                .starts_with("groups[0].stdout")
+        );
+        assert!(err(r#"[{"name":"a","argv":["x\u0000"]}]"#).starts_with("groups[0].argv[0]"));
+        assert!(
+            err(r#"[{"name":"a","argv":["x"],"env":{"A=B":"1"}}]"#).starts_with("groups[0].env")
+        );
+        assert!(err(r#"[{"name":"a","argv":["x"],"readiness":"psychic"}]"#)
+            .starts_with("groups[0].readiness"));
+        assert!(err(r#"[{"name":"a","argv":["x"]}"#).starts_with("groups"));
+    }
+
+    #[test]
+    fn empty_array_is_a_valid_configuration() {
+        assert!(parse_groups("[]").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,273 @@
+//! The C API. This module is the only place that touches raw C pointers: it converts the
+//! arguments, calls the core, and maps errors to `mpsup_result`.
+//!
+//! Conventions, true of every function below:
+//! - Every call is thread-safe and catches panics (`MPSUP_ERR_PANIC`).
+//! - On failure, `mpsup_last_error_message()` gives this thread's detail; out-parameters are
+//!   written only on success.
+//! - Strings the library returns are freed with `mpsup_string_free`, never with `free`.
+//! - The library installs no signal handler and opens every descriptor with `O_CLOEXEC`.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+mod boundary;
+mod registry;
+
+use std::ffi::{c_char, c_int, CString};
+
+pub use boundary::mpsup_result;
+use boundary::{guard, guard_void, into_c_string, names, out, text, RESULT_NAMES};
+
+use crate::error::Error;
+use crate::supervisor::Supervisor;
+use crate::worker_side::{self, StopRequest};
+
+/// A supervisor handle, passed by value: a generation-checked id into a process-wide table,
+/// never a pointer. Id 0 is never valid. A freed, stale, zeroed or made-up handle gives
+/// `MPSUP_ERR_INVALID_HANDLE`, never a crash.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct mpsup_supervisor {
+    pub id: u64,
+}
+
+/// The name of a result, such as "MPSUP_ERR_TIMEOUT": a static string, never freed. Any
+/// integer is accepted; unknown values give "MPSUP_ERR_UNKNOWN".
+#[no_mangle]
+pub extern "C" fn mpsup_result_name(result: u32) -> *const c_char {
+    RESULT_NAMES
+        .iter()
+        .find(|(r, _)| *r as u32 == result)
+        .map_or(c"MPSUP_ERR_UNKNOWN".as_ptr(), |(_, name)| name.as_ptr())
+}
+
+/// The detail of this thread's last failed call (it names the group, the JSON path or the errno
+/// text), or "" if none failed yet. Never NULL. Owned by the library: valid until this thread's
+/// next failing call; do not free it.
+#[no_mangle]
+pub extern "C" fn mpsup_last_error_message() -> *const c_char {
+    boundary::last_error_ptr()
+}
+
+/// The library version, "0.1.0": a static string, never freed.
+#[no_mangle]
+pub extern "C" fn mpsup_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Creates a supervisor (and its monitor thread) and writes its handle to `*out`.
+/// `out` must not be NULL.
+#[no_mangle]
+pub extern "C" fn mpsup_supervisor_new(out_handle: *mut mpsup_supervisor) -> mpsup_result {
+    guard(|| {
+        out(out_handle, "out")?;
+        let id = registry::insert(Supervisor::new()?);
+        // SAFETY: checked non-NULL; the caller gives a writable mpsup_supervisor.
+        unsafe { out_handle.write(mpsup_supervisor { id }) };
+        Ok(())
+    })
+}
+
+/// Force-terminates and reaps every worker, then frees the supervisor. The handle (and every
+/// copy of it) is invalid afterwards; freeing it again gives `MPSUP_ERR_INVALID_HANDLE`. Safe
+/// while another thread is inside a call on the same handle: that call finishes (calls that
+/// would start new work fail with `MPSUP_ERR_INVALID_HANDLE`), then the supervisor is dropped.
+#[no_mangle]
+pub extern "C" fn mpsup_supervisor_free(sup: mpsup_supervisor) -> mpsup_result {
+    guard(|| {
+        let supervisor = registry::remove(sup.id)?;
+        supervisor.shutdown();
+        Ok(())
+    })
+}
+
+/// Replaces the configuration with `groups_json`, a JSON array of group objects (see the
+/// README). All or nothing: on `MPSUP_ERR_INVALID_CONFIG` the message names the JSON path (such
+/// as `groups[1].argv`) and the old configuration stays in force. A new configuration applies
+/// at the next start of a group; running workers are not touched. An empty array is valid.
+#[no_mangle]
+pub extern "C" fn mpsup_configure_process_groups(
+    sup: mpsup_supervisor,
+    groups_json: *const c_char,
+) -> mpsup_result {
+    guard(|| {
+        let supervisor = registry::get(sup.id)?;
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        let json = unsafe { text(groups_json, "groups_json") }?;
+        supervisor.configure_process_groups(json)
+    })
+}
+
+/// Starts the `n` named groups in order: running workers of a group are force-terminated
+/// first, then its `workers` processes are spawned. An unknown name gives
+/// `MPSUP_ERR_UNKNOWN_GROUP` and spawns nothing; a spawn failure gives `MPSUP_ERR_SPAWN` and the
+/// workers this call spawned are killed and reaped. A name given twice is started once.
+/// `names` may be NULL only when `n` is 0.
+#[no_mangle]
+pub extern "C" fn mpsup_start_groups(
+    sup: mpsup_supervisor,
+    names_ptr: *const *const c_char,
+    n: usize,
+) -> mpsup_result {
+    guard(|| {
+        let supervisor = registry::get(sup.id)?;
+        // SAFETY: the caller passes `n` string pointers.
+        let names = unsafe { names(names_ptr, n) }?;
+        supervisor.start_groups(&names)
+    })
+}
+
+/// Waits up to `timeout_seconds` until every started worker is ready and writes the answer to
+/// `*out_ready`. False at once when `timeout_seconds <= 0` or NaN, when there are no workers, or
+/// when a worker has failed. It wakes on events, never by sleeping in steps, and does not block
+/// `mpsup_snapshot_json` or `mpsup_drain_events_json` on other threads.
+#[no_mangle]
+pub extern "C" fn mpsup_wait_ready(
+    sup: mpsup_supervisor,
+    timeout_seconds: f64,
+    out_ready: *mut bool,
+) -> mpsup_result {
+    guard(|| {
+        let supervisor = registry::get(sup.id)?;
+        out(out_ready, "out_ready")?;
+        let ready = supervisor.wait_ready(timeout_seconds)?;
+        // SAFETY: checked non-NULL.
+        unsafe { out_ready.write(ready) };
+        Ok(())
+    })
+}
+
+/// Stops every running worker gracefully: `STOP DRAIN` (or `STOP NOW` when `drain_inflight` is
+/// false) over its control channel, else its `stop_signal` to its process group. Waits up to
+/// `graceful_timeout_seconds` (negative or NaN: `MPSUP_ERR_INVALID_ARGUMENT`). Workers still
+/// alive then stay tracked in state `stopping` and the call gives `MPSUP_ERR_TIMEOUT` ("worker
+/// '<id>' did not stop within graceful timeout"); `mpsup_force_terminate_groups` ends them.
+#[no_mangle]
+pub extern "C" fn mpsup_stop_groups(
+    sup: mpsup_supervisor,
+    graceful_timeout_seconds: f64,
+    drain_inflight: bool,
+) -> mpsup_result {
+    guard(|| registry::get(sup.id)?.stop_groups(graceful_timeout_seconds, drain_inflight))
+}
+
+/// Kills every worker of the `n` named groups with `SIGKILL` to its whole process group and
+/// returns once all are reaped. A configured group with no workers is a no-op; a name never
+/// configured gives `MPSUP_ERR_UNKNOWN_GROUP` and kills nothing. `names` may be NULL only when
+/// `n` is 0.
+#[no_mangle]
+pub extern "C" fn mpsup_force_terminate_groups(
+    sup: mpsup_supervisor,
+    names_ptr: *const *const c_char,
+    n: usize,
+) -> mpsup_result {
+    guard(|| {
+        let supervisor = registry::get(sup.id)?;
+        // SAFETY: the caller passes `n` string pointers.
+        let names = unsafe { names(names_ptr, n) }?;
+        supervisor.force_terminate_groups(&names)
+    })
+}
+
+/// Writes to `*out_json` a JSON object keyed by group name, each value the array of that
+/// group's worker entries in index order. Free it with `mpsup_string_free`.
+#[no_mangle]
+pub extern "C" fn mpsup_snapshot_json(
+    sup: mpsup_supervisor,
+    out_json: *mut *mut c_char,
+) -> mpsup_result {
+    guard(|| {
+        let supervisor = registry::get(sup.id)?;
+        out(out_json, "out_json")?;
+        let json = supervisor.snapshot()?.to_string();
+        // SAFETY: checked non-NULL.
+        unsafe { out_json.write(into_c_string(json)) };
+        Ok(())
+    })
+}
+
+/// Removes up to `max_events` events (0 = all) and writes them to `*out_json` as a JSON array,
+/// oldest first. Free it with `mpsup_string_free`.
+#[no_mangle]
+pub extern "C" fn mpsup_drain_events_json(
+    sup: mpsup_supervisor,
+    max_events: usize,
+    out_json: *mut *mut c_char,
+) -> mpsup_result {
+    guard(|| {
+        let supervisor = registry::get(sup.id)?;
+        out(out_json, "out_json")?;
+        let events = supervisor.drain_events(max_events)?;
+        let json =
+            serde_json::to_string(&events).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        // SAFETY: checked non-NULL.
+        unsafe { out_json.write(into_c_string(json)) };
+        Ok(())
+    })
+}
+
+/// Writes to `*out_fd` a descriptor that polls readable while undrained events exist. It is
+/// owned by the supervisor: do not read, write or close it; it is closed by
+/// `mpsup_supervisor_free`.
+#[no_mangle]
+pub extern "C" fn mpsup_event_fd(sup: mpsup_supervisor, out_fd: *mut c_int) -> mpsup_result {
+    guard(|| {
+        let supervisor = registry::get(sup.id)?;
+        out(out_fd, "out_fd")?;
+        let fd = supervisor.event_fd()?;
+        // SAFETY: checked non-NULL.
+        unsafe { out_fd.write(fd) };
+        Ok(())
+    })
+}
+
+/// Frees a string returned by this library. NULL is fine.
+#[no_mangle]
+pub extern "C" fn mpsup_string_free(s: *mut c_char) {
+    guard_void(|| {
+        if !s.is_null() {
+            // SAFETY: the caller passes a string this library returned, once.
+            drop(unsafe { CString::from_raw(s) });
+        }
+    })
+}
+
+/// For worker processes: sends `READY` on the control channel named by `MPSUP_CONTROL_FD`.
+/// `MPSUP_ERR_INVALID_ARGUMENT` when the worker has no control channel, `MPSUP_ERR_OS` when the
+/// write fails.
+#[no_mangle]
+pub extern "C" fn mpsup_worker_notify_ready() -> mpsup_result {
+    guard(worker_side::notify_ready)
+}
+
+/// For worker processes: waits up to `timeout_seconds` (negative: no limit; NaN:
+/// `MPSUP_ERR_INVALID_ARGUMENT`) for a stop request on the control channel. On `STOP DRAIN`:
+/// `*out_stop = true, *out_drain = true`; on `STOP NOW` or end of file (the supervisor is gone):
+/// `*out_stop = true, *out_drain = false`; on timeout both false. Other lines are skipped.
+/// `MPSUP_ERR_INVALID_ARGUMENT` when the worker has no control channel (it then stops by
+/// signal). Either out-pointer may be NULL.
+#[no_mangle]
+pub extern "C" fn mpsup_worker_wait_stop(
+    timeout_seconds: f64,
+    out_stop: *mut bool,
+    out_drain: *mut bool,
+) -> mpsup_result {
+    guard(|| {
+        let request = worker_side::wait_stop(timeout_seconds)?;
+        let (stop, drain) = match request {
+            StopRequest::None => (false, false),
+            StopRequest::Drain => (true, true),
+            StopRequest::Now | StopRequest::SupervisorGone => (true, false),
+        };
+        // SAFETY: each pointer is NULL or writable.
+        unsafe {
+            if !out_stop.is_null() {
+                out_stop.write(stop);
+            }
+            if !out_drain.is_null() {
+                out_drain.write(drain);
+            }
+        }
+        Ok(())
+    })
+}

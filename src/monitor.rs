@@ -1,0 +1,189 @@
+//! The monitor thread: sees worker exits, control-channel lines and warm-up deadlines as they
+//! happen, and is the only code that reaps workers.
+//!
+//! Exits are seen through pidfds in one epoll set. Where `pidfd_open` is denied or missing, a
+//! worker's exit is noticed when its control channel closes, and otherwise by polling
+//! `waitid(WNOHANG)` on a short tick; no signal handler is ever installed.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Readiness;
+use crate::supervisor::{lock, Shared, State};
+use crate::sys::{self, ChildState, ExitStatus, ReadResult};
+use crate::worker::Phase;
+
+/// The longest line a worker may send.
+pub(crate) const MAX_LINE: usize = 4096;
+/// How often workers without a pidfd are checked for an exit.
+const POLL_TICK: Duration = Duration::from_millis(10);
+
+/// Epoll tokens: 0 wakes the monitor; workers use `key << 1 | source`.
+pub(crate) const WAKE_TOKEN: u64 = 0;
+const SOURCE_PIDFD: u64 = 0;
+const SOURCE_CHANNEL: u64 = 1;
+
+pub fn pidfd_token(key: u64) -> u64 {
+    key << 1 | SOURCE_PIDFD
+}
+
+pub fn channel_token(key: u64) -> u64 {
+    key << 1 | SOURCE_CHANNEL
+}
+
+pub fn run(shared: Arc<Shared>) {
+    let mut events = Vec::with_capacity(256);
+    loop {
+        let timeout = {
+            let state = lock(&shared.state);
+            if state.shutdown {
+                return;
+            }
+            timeout_ms(&state)
+        };
+        shared.epoll.wait(&mut events, timeout);
+        // A bug in one round must not stop the monitor: workers would never be reaped.
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let mut state = lock(&shared.state);
+            for ev in &events {
+                let token = ev.u64;
+                if token == WAKE_TOKEN {
+                    sys::eventfd_reset(&shared.wake);
+                } else if token & 1 == SOURCE_PIDFD {
+                    check_exit(&mut state, token >> 1);
+                } else {
+                    read_channel(&mut state, token >> 1);
+                }
+            }
+            if state.polled_workers() > 0 {
+                let keys: Vec<u64> = state.polled_keys();
+                for key in keys {
+                    check_exit(&mut state, key);
+                }
+            }
+            fire_deadlines(&mut state);
+            drop(state);
+            shared.changed.notify_all();
+        }));
+    }
+}
+
+fn timeout_ms(state: &State) -> i32 {
+    let mut timeout: Option<Duration> = state
+        .next_deadline()
+        .map(|at| at.saturating_duration_since(Instant::now()));
+    if state.polled_workers() > 0 {
+        timeout = Some(timeout.map_or(POLL_TICK, |t| t.min(POLL_TICK)));
+    }
+    // Round up so a deadline is never seen a millisecond early and spun on.
+    timeout.map_or(-1, |t| {
+        let ms = t.as_micros().div_ceil(1000);
+        ms.min(i32::MAX as u128) as i32
+    })
+}
+
+/// Reaps the worker if it has exited: first its whole process group is killed (the zombie still
+/// holds the group id, so it cannot name another group), then the worker is reaped.
+pub fn check_exit(state: &mut State, key: u64) {
+    let Some(worker) = state.workers.get(&key) else {
+        return;
+    };
+    if matches!(worker.phase, Phase::Failed(_)) {
+        return;
+    }
+    let status = match sys::peek_exit(worker.pid) {
+        ChildState::Running => return,
+        ChildState::Exited(status) => {
+            sys::kill_group(worker.pid, libc::SIGKILL);
+            sys::reap(worker.pid);
+            status
+        }
+        // The kernel reaped it (the host ignores SIGCHLD): the status is lost.
+        ChildState::Gone => ExitStatus::default(),
+    };
+    state.worker_exited(key, status);
+}
+
+fn read_channel(state: &mut State, key: u64) {
+    let Some(worker) = state.workers.get_mut(&key) else {
+        return;
+    };
+    let Some(channel) = worker.channel.as_mut() else {
+        return;
+    };
+    let mut buf = [0u8; 16 * 1024];
+    let mut lines = Vec::new();
+    let mut error = None;
+    let mut closed = false;
+    // Bounded work per wake-up; level-triggered epoll brings us back for the rest.
+    for _ in 0..4 {
+        match sys::read_some(&channel.fd, &mut buf) {
+            ReadResult::Data(n) => {
+                for chunk in buf[..n].split_inclusive(|&b| b == b'\n') {
+                    if let Some(line) = chunk.strip_suffix(b"\n") {
+                        channel.partial.extend_from_slice(line);
+                        if channel.partial.len() <= MAX_LINE {
+                            lines.push(std::mem::take(&mut channel.partial));
+                        } else {
+                            channel.partial.clear();
+                            error = Some("line longer than 4096 bytes".to_string());
+                        }
+                    } else {
+                        channel.partial.extend_from_slice(chunk);
+                        if channel.partial.len() > MAX_LINE {
+                            error = Some("line longer than 4096 bytes".to_string());
+                        }
+                    }
+                    if error.is_some() {
+                        break;
+                    }
+                }
+                if error.is_some() {
+                    break;
+                }
+            }
+            ReadResult::WouldBlock => break,
+            ReadResult::Closed => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    if channel.partial.capacity() > MAX_LINE * 2 && channel.partial.is_empty() {
+        channel.partial = Vec::new();
+    }
+    for line in lines {
+        handle_line(state, key, &line);
+    }
+    if let Some(error) = error {
+        state.protocol_error(key, error);
+    } else if closed {
+        state.close_channel(key);
+        // Often the channel closes because the worker exited: look now rather than wait.
+        if state.workers.get(&key).is_some_and(|w| w.pidfd.is_none()) {
+            check_exit(state, key);
+        }
+    }
+}
+
+fn handle_line(state: &mut State, key: u64, line: &[u8]) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line == b"READY" {
+        if let Some(w) = state.workers.get(&key) {
+            if w.readiness == Readiness::Notify {
+                state.mark_ready(key);
+            }
+        }
+    }
+    // Every other line is ignored, as the protocol says.
+}
+
+fn fire_deadlines(state: &mut State) {
+    let now = Instant::now();
+    while let Some(key) = state.pop_due_deadline(now) {
+        // Make sure it is still alive, even if its exit is not processed yet.
+        check_exit(state, key);
+        state.mark_ready(key);
+    }
+}

@@ -1,0 +1,249 @@
+//! Starting one worker process with `posix_spawn`.
+//!
+//! The child leads its own process group, starts with an empty signal mask and default signal
+//! dispositions, and keeps only descriptors 0, 1, 2 and its control socket (as descriptor 3).
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::ptr;
+
+use once_cell::sync::Lazy;
+
+use crate::config::Output;
+
+/// The descriptor number a worker finds its control socket at.
+pub(crate) const CONTROL_FD: libc::c_int = 3;
+
+/// Everything needed to spawn one worker.
+pub struct SpawnRequest<'a> {
+    pub argv: &'a [CString],
+    pub envp: &'a [CString],
+    pub cwd: Option<&'a CStr>,
+    pub stdout: &'a Output,
+    pub stderr: &'a Output,
+    /// The worker's end of the control socket; it becomes descriptor `CONTROL_FD` in the child.
+    pub control: Option<&'a OwnedFd>,
+}
+
+type AddCloseFrom =
+    unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, libc::c_int) -> libc::c_int;
+type AddChdir =
+    unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, *const libc::c_char) -> libc::c_int;
+
+/// glibc extensions looked up at run time, so the library still loads where they are missing.
+struct Extensions {
+    addclosefrom: Option<AddCloseFrom>,
+    addchdir: Option<AddChdir>,
+}
+
+static EXTENSIONS: Lazy<Extensions> = Lazy::new(|| {
+    fn lookup(name: &CStr) -> *mut libc::c_void {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
+        unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
+    }
+    let closefrom = lookup(c"posix_spawn_file_actions_addclosefrom_np");
+    let chdir = lookup(c"posix_spawn_file_actions_addchdir_np");
+    // SAFETY: when present, these symbols have exactly these glibc signatures.
+    unsafe {
+        Extensions {
+            addclosefrom: (!closefrom.is_null())
+                .then(|| std::mem::transmute::<*mut libc::c_void, AddCloseFrom>(closefrom)),
+            addchdir: (!chdir.is_null())
+                .then(|| std::mem::transmute::<*mut libc::c_void, AddChdir>(chdir)),
+        }
+    }
+});
+
+fn check(ret: libc::c_int, what: &str) -> io::Result<()> {
+    if ret == 0 {
+        Ok(())
+    } else {
+        let err = io::Error::from_raw_os_error(ret);
+        Err(io::Error::new(err.kind(), format!("{what}: {err}")))
+    }
+}
+
+/// Spawn attributes shared by every worker: own process group, empty mask, default signals.
+pub struct SpawnAttributes(libc::posix_spawnattr_t);
+
+impl SpawnAttributes {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: the attribute object is initialised before use and destroyed on drop; the
+        // signal sets are initialised by sigemptyset/sigfillset before they are read.
+        unsafe {
+            let mut attr = std::mem::zeroed();
+            check(
+                libc::posix_spawnattr_init(&mut attr),
+                "posix_spawnattr_init",
+            )?;
+            let attr = SpawnAttributes(attr);
+            let mut a = attr;
+            let flags = libc::POSIX_SPAWN_SETPGROUP
+                | libc::POSIX_SPAWN_SETSIGMASK
+                | libc::POSIX_SPAWN_SETSIGDEF;
+            check(
+                libc::posix_spawnattr_setflags(&mut a.0, flags as libc::c_short),
+                "setflags",
+            )?;
+            check(libc::posix_spawnattr_setpgroup(&mut a.0, 0), "setpgroup")?;
+            let mut set = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            check(
+                libc::posix_spawnattr_setsigmask(&mut a.0, &set),
+                "setsigmask",
+            )?;
+            libc::sigfillset(&mut set);
+            check(
+                libc::posix_spawnattr_setsigdefault(&mut a.0, &set),
+                "setsigdefault",
+            )?;
+            Ok(a)
+        }
+    }
+}
+
+impl Drop for SpawnAttributes {
+    fn drop(&mut self) {
+        // SAFETY: initialised in `new`.
+        unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+    }
+}
+
+struct FileActions(libc::posix_spawn_file_actions_t);
+
+impl FileActions {
+    fn new() -> io::Result<Self> {
+        // SAFETY: initialised here, destroyed on drop.
+        unsafe {
+            let mut fa = std::mem::zeroed();
+            check(
+                libc::posix_spawn_file_actions_init(&mut fa),
+                "file_actions_init",
+            )?;
+            Ok(FileActions(fa))
+        }
+    }
+
+    fn redirect(&mut self, fd: libc::c_int, output: &Output, path: &CStr) -> io::Result<()> {
+        let flags = match output {
+            Output::Inherit => return Ok(()),
+            Output::Null => libc::O_WRONLY,
+            Output::File { append: true, .. } => libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND,
+            Output::File { append: false, .. } => libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+        };
+        // SAFETY: `path` is NUL-terminated; glibc copies it.
+        check(
+            unsafe {
+                libc::posix_spawn_file_actions_addopen(&mut self.0, fd, path.as_ptr(), flags, 0o644)
+            },
+            "file_actions_addopen",
+        )
+    }
+}
+
+impl Drop for FileActions {
+    fn drop(&mut self) {
+        // SAFETY: initialised in `new`.
+        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
+    }
+}
+
+fn output_path(output: &Output) -> CString {
+    match output {
+        Output::File { path, .. } => crate::config::cstring(path),
+        _ => CString::from(c"/dev/null"),
+    }
+}
+
+/// Spawns one worker and returns its pid. `argv[0]` without a `/` is searched in the
+/// supervisor's `PATH` (that is what `posix_spawnp` does).
+pub fn spawn(req: &SpawnRequest<'_>, attrs: &SpawnAttributes) -> io::Result<libc::pid_t> {
+    let mut actions = FileActions::new()?;
+    let stdout_path = output_path(req.stdout);
+    let stderr_path = output_path(req.stderr);
+    actions.redirect(1, req.stdout, &stdout_path)?;
+    actions.redirect(2, req.stderr, &stderr_path)?;
+    if let Some(control) = req.control {
+        // The supervisor keeps the control end above 3, so this dup2 always makes a new,
+        // inheritable descriptor 3.
+        debug_assert!(control.as_raw_fd() > CONTROL_FD);
+        // SAFETY: plain file action on a descriptor we own until spawn returns.
+        check(
+            unsafe {
+                libc::posix_spawn_file_actions_adddup2(
+                    &mut actions.0,
+                    control.as_raw_fd(),
+                    CONTROL_FD,
+                )
+            },
+            "file_actions_adddup2",
+        )?;
+    }
+    let ext = &*EXTENSIONS;
+    if let Some(addclosefrom) = ext.addclosefrom {
+        // Closes whatever the host leaked without O_CLOEXEC.
+        let first = if req.control.is_some() {
+            CONTROL_FD + 1
+        } else {
+            CONTROL_FD
+        };
+        // SAFETY: the symbol has this signature.
+        check(
+            unsafe { addclosefrom(&mut actions.0, first) },
+            "file_actions_addclosefrom_np",
+        )?;
+    }
+    if let Some(cwd) = req.cwd {
+        let addchdir = ext.addchdir.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "cwd needs posix_spawn_file_actions_addchdir_np (glibc 2.29)",
+            )
+        })?;
+        // SAFETY: the symbol has this signature; `cwd` is NUL-terminated and copied by glibc.
+        check(
+            unsafe { addchdir(&mut actions.0, cwd.as_ptr()) },
+            "file_actions_addchdir_np",
+        )?;
+    }
+
+    let mut argv: Vec<*mut libc::c_char> = req.argv.iter().map(|a| a.as_ptr() as *mut _).collect();
+    argv.push(ptr::null_mut());
+    let mut envp: Vec<*mut libc::c_char> = req.envp.iter().map(|e| e.as_ptr() as *mut _).collect();
+    envp.push(ptr::null_mut());
+    let program = &req.argv[0];
+    let search = !program.to_bytes().contains(&b'/');
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated strings that outlive
+    // the call; the attribute and file-action objects are initialised.
+    let ret = unsafe {
+        if search {
+            libc::posix_spawnp(
+                &mut pid,
+                program.as_ptr(),
+                &actions.0,
+                &attrs.0,
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        } else {
+            libc::posix_spawn(
+                &mut pid,
+                program.as_ptr(),
+                &actions.0,
+                &attrs.0,
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        }
+    };
+    if ret != 0 {
+        let err = io::Error::from_raw_os_error(ret);
+        return Err(io::Error::new(
+            err.kind(),
+            format!("posix_spawn {}: {err}", program.to_string_lossy()),
+        ));
+    }
+    Ok(pid)
+}
