@@ -77,8 +77,7 @@ impl SpawnAttributes {
                 libc::posix_spawnattr_init(&mut attr),
                 "posix_spawnattr_init",
             )?;
-            let attr = SpawnAttributes(attr);
-            let mut a = attr;
+            let mut a = SpawnAttributes(attr);
             let flags = libc::POSIX_SPAWN_SETPGROUP
                 | libc::POSIX_SPAWN_SETSIGMASK
                 | libc::POSIX_SPAWN_SETSIGDEF;
@@ -93,7 +92,10 @@ impl SpawnAttributes {
                 libc::posix_spawnattr_setsigmask(&mut a.0, &set),
                 "setsigmask",
             )?;
-            libc::sigfillset(&mut set);
+            // Every bit set, not sigfillset: glibc leaves its internal signals (32, 33) out of
+            // sigfillset, and its spawn would then set them to SIG_IGN in the child, which exec
+            // keeps. With them in the default set the worker gets SIG_DFL for every signal.
+            std::ptr::write_bytes(&mut set as *mut libc::sigset_t, 0xff, 1);
             check(
                 libc::posix_spawnattr_setsigdefault(&mut a.0, &set),
                 "setsigdefault",

@@ -1,0 +1,199 @@
+//! Helpers shared by the integration tests: group JSON builders, event waiting driven by the
+//! event fd, and process-state checks through /proc.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mpsupervisor::Supervisor;
+use serde_json::{json, Value};
+
+/// Upper bound for anything a test waits on; only reached when the library is broken.
+pub const HANG: Duration = Duration::from_secs(60);
+
+/// A shell worker that says READY when it has a channel, then exits 0 on STOP or EOF.
+pub const POLITE: &str = r#"
+if [ -n "$MPSUP_CONTROL_FD" ]; then
+  echo READY >&"$MPSUP_CONTROL_FD"
+  while read -r line <&"$MPSUP_CONTROL_FD"; do
+    case "$line" in STOP*) exit 0;; esac
+  done
+  exit 0
+fi
+while :; do sleep 1; done
+"#;
+
+/// A worker that ignores STOP lines and SIGTERM; only SIGKILL ends it.
+pub const STUBBORN: &str = r#"
+trap '' TERM
+echo READY >&"$MPSUP_CONTROL_FD"
+exec sleep 1000000
+"#;
+
+pub fn sh_group(name: &str, workers: u32, script: &str) -> Value {
+    json!({"name": name, "workers": workers, "argv": ["/bin/sh", "-c", script]})
+}
+
+pub fn with(mut group: Value, extra: Value) -> Value {
+    for (k, v) in extra.as_object().unwrap() {
+        group[k] = v.clone();
+    }
+    group
+}
+
+pub fn supervisor(groups: &[Value]) -> Supervisor {
+    let sup = Supervisor::new().expect("supervisor");
+    sup.configure_process_groups(&Value::Array(groups.to_vec()).to_string())
+        .expect("configure");
+    sup
+}
+
+/// Collects events into `log` until `done(log)` holds, waking on the event fd.
+pub fn wait_events(sup: &Supervisor, log: &mut Vec<Value>, done: impl Fn(&[Value]) -> bool) {
+    let deadline = Instant::now() + HANG;
+    let fd = sup.event_fd().unwrap();
+    loop {
+        for e in sup.drain_events(0).unwrap() {
+            log.push(serde_json::to_value(e).unwrap());
+        }
+        if done(log) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events never came; so far: {log:#?}"
+        );
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, 1000) };
+    }
+}
+
+pub fn count(log: &[Value], kind: &str) -> usize {
+    log.iter().filter(|e| e["kind"] == kind).count()
+}
+
+pub fn of_kind<'a>(log: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    log.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+pub fn drain_all(sup: &Supervisor) -> Vec<Value> {
+    sup.drain_events(0)
+        .unwrap()
+        .into_iter()
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect()
+}
+
+/// The single-letter state of a process from /proc, or None when it is gone.
+pub fn proc_state(pid: i64) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.chars().next()
+}
+
+/// Our own children must be gone entirely: reaped, not zombies.
+pub fn assert_gone(pid: i64) {
+    assert_eq!(proc_state(pid), None, "process {pid} is still there");
+}
+
+/// Grandchildren may stay zombies here (PID 1 does not reap), but must not run.
+pub fn assert_dead(pid: i64) {
+    let deadline = Instant::now() + HANG;
+    loop {
+        match proc_state(pid) {
+            None | Some('Z') | Some('X') => return,
+            Some(s) => assert!(
+                Instant::now() < deadline,
+                "process {pid} still alive in state {s}"
+            ),
+        }
+        std::thread::yield_now();
+    }
+}
+
+pub fn pids(snapshot: &Value, group: &str) -> Vec<i64> {
+    snapshot[group]
+        .as_array()
+        .map(|ws| ws.iter().map(|w| w["pid"].as_i64().unwrap()).collect())
+        .unwrap_or_default()
+}
+
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mpsup-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits until a file exists (written by a worker), driven by the worker's own events where
+/// possible; here the file is written before the worker says READY, so callers wait for ready.
+pub fn read(path: &PathBuf) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The directory where the tests build C programs.
+pub fn build_dir() -> PathBuf {
+    // target/<profile>/deps/<test binary> → target/<profile>/c-tests
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("c-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The directory holding libmpsupervisor.so for this test build.
+pub fn lib_dir() -> PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Compiles C sources into an executable in `build_dir()`, strict warnings on, linked with the
+/// library when `link` is true. Each test binary builds its own copy, so parallel test binaries
+/// never race on one output file.
+pub fn build_c(name: &str, sources: &[&str], link: bool, extra: &[&str]) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tag = std::env::current_exe()
+        .unwrap()
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let out = build_dir().join(format!("{name}-{tag}"));
+    let mut cmd = std::process::Command::new("cc");
+    cmd.args([
+        "-std=c11",
+        "-O1",
+        "-g",
+        "-Wall",
+        "-Wextra",
+        "-Wpedantic",
+        "-Werror",
+    ])
+    .arg("-I")
+    .arg(root.join("include"))
+    .args(extra)
+    .arg("-o")
+    .arg(&out);
+    for s in sources {
+        cmd.arg(root.join(s));
+    }
+    if link {
+        let lib = lib_dir();
+        cmd.arg("-L")
+            .arg(&lib)
+            .arg(format!("-Wl,-rpath,{}", lib.display()))
+            .arg("-lmpsupervisor");
+    }
+    let status = cmd.status().expect("cc runs");
+    assert!(status.success(), "building {name} failed");
+    out
+}

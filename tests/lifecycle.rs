@@ -1,0 +1,626 @@
+//! The original's contracts and the lifecycle of real worker processes, through the Rust API.
+
+mod common;
+
+use common::*;
+use mpsupervisor::{Error, Options, Supervisor};
+use serde_json::json;
+
+#[test]
+fn wait_ready_zero_is_false_after_start() {
+    let sup = supervisor(&[sh_group("g", 1, POLITE)]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(!sup.wait_ready(0.0).unwrap());
+    assert!(!sup.wait_ready(-1.0).unwrap());
+    assert!(!sup.wait_ready(f64::NAN).unwrap());
+}
+
+#[test]
+fn wait_ready_without_workers_is_false_at_once() {
+    let sup = supervisor(&[sh_group("g", 1, POLITE)]);
+    assert!(!sup.wait_ready(1000.0).unwrap());
+}
+
+#[test]
+fn two_workers_appear_in_the_snapshot_right_after_start() {
+    let sup = supervisor(&[sh_group("execution.cpu", 2, POLITE)]);
+    sup.start_groups(&["execution.cpu"]).unwrap();
+    let snap = sup.snapshot().unwrap();
+    let workers = snap["execution.cpu"].as_array().unwrap();
+    assert_eq!(workers.len(), 2);
+    for (i, w) in workers.iter().enumerate() {
+        assert_eq!(w["worker_id"], format!("execution.cpu#{}", i + 1));
+        assert_eq!(w["pid"], w["os_pid"]);
+        assert_eq!(w["pid"], w["pgid"]);
+        assert_eq!(w["alive"], true);
+        assert_eq!(w["has_stop_event"], true);
+        assert_eq!(w["stop_strategy"], "event");
+        assert_eq!(w["control_channel"], "socketpair");
+        assert!(w["state"] == "starting" || w["state"] == "ready");
+        assert!(w["started_at_ms"].as_u64().unwrap() > 1_600_000_000_000);
+    }
+}
+
+#[test]
+fn start_emits_spawned_per_worker_then_start_groups() {
+    let sup = supervisor(&[sh_group("a", 2, POLITE), sh_group("b", 1, POLITE)]);
+    sup.start_groups(&["a", "b"]).unwrap();
+    let log = drain_all(&sup);
+    let kinds: Vec<&str> = log.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "worker_spawned",
+            "worker_spawned",
+            "worker_spawned",
+            "supervisor_start_groups"
+        ]
+    );
+    assert_eq!(log[3]["group_count"], 2);
+    assert_eq!(log[3]["worker_count"], 3);
+    let seqs: Vec<u64> = log.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert_eq!(log[0]["worker_id"], "a#1");
+    assert_eq!(log[2]["group_name"], "b");
+    assert_eq!(log[0]["readiness"], "warmup");
+}
+
+#[test]
+fn graceful_stop_over_the_channel_emits_worker_stopped_graceful() {
+    let sup = supervisor(&[with(
+        sh_group("g", 2, POLITE),
+        json!({"readiness": "notify"}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    let pids = pids(&sup.snapshot().unwrap(), "g");
+    sup.stop_groups(30.0, true).unwrap();
+    let log = drain_all(&sup);
+    let stopped = of_kind(&log, "worker_stopped");
+    assert_eq!(stopped.len(), 2);
+    for e in &stopped {
+        assert_eq!(e["mode"], "graceful");
+        assert_eq!(e["exit_code"], 0, "the worker exited on STOP: {e}");
+        assert!(e["signal"].is_null());
+    }
+    assert_eq!(count(&log, "worker_stopping"), 2);
+    assert_eq!(count(&log, "worker_ready"), 2);
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    for pid in pids {
+        assert_gone(pid);
+    }
+}
+
+#[test]
+fn stop_now_and_stop_drain_reach_the_worker() {
+    let dir = scratch_dir("stopline");
+    let script = format!(
+        r#"echo READY >&3; read -r line <&3; echo "$line" > {}/"$MPSUP_WORKER_ID"; exit 0"#,
+        dir.display()
+    );
+    let sup = supervisor(&[with(
+        sh_group("g", 1, &script),
+        json!({"readiness": "notify"}),
+    )]);
+    for (drain, expected) in [(true, "STOP DRAIN"), (false, "STOP NOW")] {
+        sup.start_groups(&["g"]).unwrap();
+        assert!(sup.wait_ready(60.0).unwrap());
+        sup.stop_groups(30.0, drain).unwrap();
+        assert_eq!(read(&dir.join("g#1")).trim(), expected);
+    }
+}
+
+#[test]
+fn forced_stop_emits_worker_stopped_forced_with_signal_9() {
+    let sup = supervisor(&[sh_group("g", 2, POLITE)]);
+    sup.start_groups(&["g"]).unwrap();
+    let pids = pids(&sup.snapshot().unwrap(), "g");
+    sup.force_terminate_groups(&["g"]).unwrap();
+    let log = drain_all(&sup);
+    let stopped = of_kind(&log, "worker_stopped");
+    assert_eq!(stopped.len(), 2);
+    for e in stopped {
+        assert_eq!(e["mode"], "forced");
+        assert_eq!(e["signal"], 9);
+        assert!(e["exit_code"].is_null());
+    }
+    assert_eq!(of_kind(&log, "worker_stopping")[0]["mode"], "forced");
+    for pid in pids {
+        assert_gone(pid);
+    }
+    // A configured group with no workers: a no-op.
+    sup.force_terminate_groups(&["g"]).unwrap();
+    assert!(drain_all(&sup).is_empty());
+}
+
+#[test]
+fn fallback_path_stops_by_signal() {
+    let sup = supervisor(&[with(
+        sh_group("g", 1, POLITE),
+        json!({"control_channel": "off", "readiness": "notify"}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    let snap = sup.snapshot().unwrap();
+    assert_eq!(snap["g"][0]["has_stop_event"], false);
+    assert_eq!(snap["g"][0]["stop_strategy"], "terminate_fallback");
+    assert_eq!(snap["g"][0]["control_channel"], "unavailable");
+    // "notify" without a channel falls back to warm-up readiness.
+    let log = drain_all(&sup);
+    assert_eq!(log[0]["readiness"], "warmup");
+    assert_eq!(log[0]["stop_strategy"], "terminate_fallback");
+    assert!(sup.wait_ready(60.0).unwrap());
+    sup.stop_groups(30.0, true).unwrap();
+    let log = drain_all(&sup);
+    let stopped = of_kind(&log, "worker_stopped");
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(stopped[0]["mode"], "graceful");
+    assert_eq!(stopped[0]["signal"], libc::SIGTERM);
+}
+
+#[test]
+fn stop_signal_is_configurable() {
+    let sup = supervisor(&[with(
+        sh_group("g", 1, "exec sleep 1000000"),
+        json!({"control_channel": "off", "stop_signal": "SIGINT", "warmup_ms": 1}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    sup.stop_groups(30.0, false).unwrap();
+    let log = drain_all(&sup);
+    assert_eq!(of_kind(&log, "worker_stopped")[0]["signal"], libc::SIGINT);
+}
+
+#[test]
+fn a_worker_that_ignores_stop_times_out_then_force_ends_it() {
+    let sup = supervisor(&[with(
+        sh_group("g", 1, STUBBORN),
+        json!({"readiness": "notify"}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    let pid = pids(&sup.snapshot().unwrap(), "g")[0];
+    match sup.stop_groups(0.2, true) {
+        Err(Error::Timeout(m)) => {
+            assert_eq!(m, "worker 'g#1' did not stop within graceful timeout")
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    let snap = sup.snapshot().unwrap();
+    assert_eq!(snap["g"][0]["state"], "stopping");
+    assert_eq!(snap["g"][0]["alive"], true);
+    sup.force_terminate_groups(&["g"]).unwrap();
+    let log = drain_all(&sup);
+    let stopped = of_kind(&log, "worker_stopped");
+    assert_eq!(stopped.len(), 1, "exactly one worker_stopped: {log:#?}");
+    assert_eq!(stopped[0]["mode"], "forced");
+    assert_eq!(stopped[0]["signal"], 9);
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_gone(pid);
+}
+
+#[test]
+fn a_stubborn_fallback_worker_ignoring_sigterm_times_out_too() {
+    let sup = supervisor(&[with(
+        sh_group("g", 1, "trap '' TERM; exec sleep 1000000"),
+        json!({"control_channel": "off", "warmup_ms": 1}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(matches!(
+        sup.stop_groups(0.1, false),
+        Err(Error::Timeout(_))
+    ));
+    sup.force_terminate_groups(&["g"]).unwrap();
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+}
+
+#[test]
+fn force_kills_the_workers_own_children_too() {
+    let dir = scratch_dir("child");
+    let script = format!(
+        "sleep 1000000 & echo $! > {}/child; echo READY >&3; wait",
+        dir.display()
+    );
+    let sup = supervisor(&[with(
+        sh_group("g", 1, &script),
+        json!({"readiness": "notify"}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    let child: i64 = read(&dir.join("child")).trim().parse().unwrap();
+    let pid = pids(&sup.snapshot().unwrap(), "g")[0];
+    assert!(matches!(proc_state(child), Some(s) if s != 'Z'));
+    sup.force_terminate_groups(&["g"]).unwrap();
+    assert_gone(pid);
+    assert_dead(child);
+}
+
+#[test]
+fn a_graceful_stop_kills_what_the_worker_left_in_its_group() {
+    let dir = scratch_dir("leftover");
+    // The worker exits on STOP but leaves a child running in its process group.
+    let script = format!(
+        "sleep 1000000 & echo $! > {}/child; echo READY >&3; read -r x <&3; exit 0",
+        dir.display()
+    );
+    let sup = supervisor(&[with(
+        sh_group("g", 1, &script),
+        json!({"readiness": "notify"}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    let child: i64 = read(&dir.join("child")).trim().parse().unwrap();
+    sup.stop_groups(30.0, false).unwrap();
+    assert_dead(child);
+}
+
+#[test]
+fn a_worker_that_exits_at_once_fails_once_and_stays_until_stopped() {
+    let sup = supervisor(&[sh_group("g", 1, "exit 3")]);
+    sup.start_groups(&["g"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
+    let failed = of_kind(&log, "worker_failed")[0];
+    assert_eq!(failed["reason"], "exited");
+    assert_eq!(failed["exit_code"], 3);
+    assert!(failed["signal"].is_null());
+    assert!(
+        !sup.wait_ready(60.0).unwrap(),
+        "a failed worker makes wait_ready false at once"
+    );
+    let snap = sup.snapshot().unwrap();
+    assert_eq!(snap["g"][0]["alive"], false);
+    assert_eq!(snap["g"][0]["state"], "failed");
+    assert_eq!(snap["g"][0]["exit_code"], 3);
+    assert_gone(snap["g"][0]["pid"].as_i64().unwrap());
+    sup.stop_groups(1.0, true).unwrap();
+    let log = drain_all(&sup);
+    assert_eq!(
+        count(&log, "worker_stopped"),
+        0,
+        "a failed worker gets no worker_stopped"
+    );
+    assert_eq!(count(&log, "worker_failed"), 0, "worker_failed comes once");
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+}
+
+#[test]
+fn a_killed_worker_reports_its_signal() {
+    let sup = supervisor(&[with(
+        sh_group("g", 1, POLITE),
+        json!({"readiness": "notify"}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    let pid = pids(&sup.snapshot().unwrap(), "g")[0];
+    // SAFETY: plain kill of our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
+    assert_eq!(of_kind(&log, "worker_failed")[0]["signal"], 9);
+}
+
+#[test]
+fn restarting_a_running_group_force_stops_the_old_workers_first() {
+    let sup = supervisor(&[sh_group("g", 2, POLITE)]);
+    sup.start_groups(&["g"]).unwrap();
+    let old = pids(&sup.snapshot().unwrap(), "g");
+    drain_all(&sup);
+    sup.start_groups(&["g"]).unwrap();
+    let new = pids(&sup.snapshot().unwrap(), "g");
+    assert_eq!(new.len(), 2);
+    assert!(old.iter().all(|p| !new.contains(p)));
+    for pid in old {
+        assert_gone(pid);
+    }
+    let log = drain_all(&sup);
+    let kinds: Vec<&str> = log.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "worker_stopping",
+            "worker_stopping",
+            "worker_stopped",
+            "worker_stopped",
+            "worker_spawned",
+            "worker_spawned",
+            "supervisor_start_groups"
+        ]
+    );
+}
+
+#[test]
+fn notify_readiness_waits_for_ready_and_emits_it_once() {
+    let script = "echo NOISE >&3; echo READY >&3; echo READY >&3; read -r x <&3";
+    let sup = supervisor(&[with(
+        sh_group("g", 3, script),
+        json!({"readiness": "notify"}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    let snap = sup.snapshot().unwrap();
+    assert!(snap["g"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["ready"] == true && w["state"] == "ready"));
+    sup.stop_groups(30.0, true).unwrap();
+    let log = drain_all(&sup);
+    assert_eq!(count(&log, "worker_ready"), 3);
+}
+
+#[test]
+fn a_notify_worker_that_never_says_ready_is_not_ready() {
+    let sup = supervisor(&[with(
+        sh_group("g", 1, "read -r x <&3"),
+        json!({"readiness": "notify"}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(!sup.wait_ready(0.2).unwrap());
+    assert_eq!(sup.snapshot().unwrap()["g"][0]["state"], "starting");
+}
+
+#[test]
+fn unknown_group_spawns_nothing() {
+    let sup = supervisor(&[sh_group("g", 1, POLITE)]);
+    assert!(matches!(sup.start_groups(&["g", "nope"]), Err(Error::UnknownGroup(n)) if n == "nope"));
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert!(drain_all(&sup).is_empty());
+    assert!(matches!(
+        sup.force_terminate_groups(&["nope"]),
+        Err(Error::UnknownGroup(_))
+    ));
+}
+
+#[test]
+fn a_spawn_failure_kills_and_reaps_what_the_call_spawned() {
+    let sup = supervisor(&[
+        sh_group("ok", 2, POLITE),
+        json!({"name": "bad", "argv": ["/nonexistent/worker"]}),
+    ]);
+    match sup.start_groups(&["ok", "bad"]) {
+        Err(Error::Spawn { context, source }) => {
+            assert!(context.contains("bad#1"), "{context}");
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected a spawn error, got {other:?}"),
+    }
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    let log = drain_all(&sup);
+    for e in of_kind(&log, "worker_spawned") {
+        assert_gone(e["pid"].as_i64().unwrap());
+    }
+    assert_eq!(count(&log, "worker_stopped"), 2);
+}
+
+#[test]
+fn a_non_executable_file_is_a_spawn_error() {
+    let dir = scratch_dir("noexec");
+    let path = dir.join("not-executable");
+    std::fs::write(&path, "#!/bin/sh\n").unwrap();
+    let sup = supervisor(&[json!({"name": "g", "argv": [path]})]);
+    assert!(matches!(sup.start_groups(&["g"]), Err(Error::Spawn { .. })));
+}
+
+#[test]
+fn argv0_without_a_slash_is_searched_in_path() {
+    let sup = supervisor(&[
+        json!({"name": "g", "argv": ["sleep", "1000000"], "warmup_ms": 1, "control_channel": "off"}),
+    ]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    sup.stop_groups(30.0, true).unwrap();
+}
+
+#[test]
+fn environment_cwd_and_output_are_honoured() {
+    let dir = scratch_dir("env");
+    let out = dir.join("out.txt");
+    std::fs::write(&out, "old\n").unwrap();
+    let script = r#"echo "$MPSUP_GROUP $MPSUP_WORKER_ID $MPSUP_CONTROL_FD $KEY $(pwd) ${HOME:-nohome}"; echo READY >&3; read -r x <&3"#;
+    let sup = supervisor(&[with(
+        sh_group("g", 1, script),
+        json!({"readiness": "notify", "env": {"KEY": "VALUE", "PATH": "/usr/bin:/bin"}, "inherit_env": false,
+               "cwd": dir, "stdout": {"file": out, "append": true}, "stderr": "null"}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    sup.stop_groups(30.0, true).unwrap();
+    let text = read(&out);
+    assert_eq!(
+        text,
+        format!("old\ng g#1 3 VALUE {} nohome\n", dir.display())
+    );
+}
+
+#[test]
+fn workers_inherit_only_0_1_2_and_their_control_socket() {
+    let dir = scratch_dir("fds");
+    let program = build_c("fd_report", &["tests/programs/fd_report.c"], false, &[]);
+    // A descriptor the host forgot to mark close-on-exec must not reach the workers.
+    let mut leak = [0; 2];
+    // SAFETY: plain pipe(2) into a valid array.
+    assert_eq!(unsafe { libc::pipe(leak.as_mut_ptr()) }, 0);
+    let group = |name: &str, channel: &str| {
+        json!({"name": name, "argv": [program], "readiness": "notify", "control_channel": channel,
+               "stdout": {"file": dir.join(name), "append": false}})
+    };
+    let sup = supervisor(&[group("with", "auto"), group("without", "off")]);
+    sup.start_groups(&["with", "without"]).unwrap();
+    let mut log = Vec::new();
+    // The channel-less worker exits right after its report; the other says READY after it.
+    wait_events(&sup, &mut log, |l| {
+        count(l, "worker_failed") == 1
+            && of_kind(l, "worker_ready")
+                .iter()
+                .any(|e| e["worker_id"] == "with#1")
+    });
+    sup.stop_groups(30.0, true).unwrap();
+    // SAFETY: closing our own pipe.
+    unsafe {
+        libc::close(leak[0]);
+        libc::close(leak[1]);
+    }
+    let fds = |name: &str| -> Vec<u32> {
+        let mut v: Vec<u32> = read(&dir.join(name))
+            .lines()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(fds("with"), [0, 1, 2, 3]);
+    assert_eq!(fds("without"), [0, 1, 2]);
+}
+
+#[test]
+fn the_worker_starts_with_an_empty_mask_default_signals_and_its_own_group() {
+    let dir = scratch_dir("sig");
+    let script = format!(
+        "grep -E '^(SigBlk|SigIgn)' /proc/$$/status > {d}/sig; ps -o pgid= -p $$ > {d}/pgid 2>/dev/null || cut -d' ' -f5 /proc/$$/stat > {d}/pgid; echo READY >&3; read -r x <&3",
+        d = dir.display()
+    );
+    let sup = supervisor(&[with(
+        sh_group("g", 1, &script),
+        json!({"readiness": "notify"}),
+    )]);
+    // Block and ignore signals in the host thread; the worker must not inherit either.
+    // SAFETY: signal-mask and disposition calls with valid sets; restored below.
+    let old_int = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGUSR2, libc::SIG_IGN)
+    };
+    sup.start_groups(&["g"]).unwrap();
+    // SAFETY: restores what was changed above.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGUSR2, old_int);
+    }
+    assert!(sup.wait_ready(60.0).unwrap());
+    let pid = pids(&sup.snapshot().unwrap(), "g")[0];
+    sup.stop_groups(30.0, true).unwrap();
+    let sig = read(&dir.join("sig"));
+    assert!(sig.contains("SigBlk:\t0000000000000000"), "{sig}");
+    assert!(sig.contains("SigIgn:\t0000000000000000"), "{sig}");
+    assert_eq!(read(&dir.join("pgid")).trim(), pid.to_string());
+}
+
+#[test]
+fn exits_are_seen_without_pidfd() {
+    let sup = Supervisor::with_options(Options {
+        use_pidfd: false,
+        ..Options::default()
+    })
+    .unwrap();
+    let groups = json!([
+        sh_group("quits", 1, "exit 4"),
+        with(sh_group("g", 1, POLITE), json!({"readiness": "notify"})),
+        with(
+            sh_group("nochan", 1, "exec sleep 1000000"),
+            json!({"control_channel": "off", "warmup_ms": 1})
+        )
+    ]);
+    sup.configure_process_groups(&groups.to_string()).unwrap();
+    sup.start_groups(&["quits", "g", "nochan"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| {
+        count(l, "worker_failed") == 1 && count(l, "worker_ready") == 2
+    });
+    assert_eq!(of_kind(&log, "worker_failed")[0]["exit_code"], 4);
+    sup.stop_groups(30.0, true).unwrap();
+    let log = drain_all(&sup);
+    assert_eq!(count(&log, "worker_stopped"), 2);
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+}
+
+#[test]
+fn a_line_over_4096_bytes_is_a_protocol_error_and_stop_falls_back_to_the_signal() {
+    let script = "head -c 100000 /dev/zero | tr '\\0' x >&3; echo >&3; exec sleep 1000000";
+    let sup = supervisor(&[with(sh_group("g", 1, script), json!({"warmup_ms": 1}))]);
+    sup.start_groups(&["g"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_protocol_error") == 1);
+    assert_eq!(
+        of_kind(&log, "worker_protocol_error")[0]["worker_id"],
+        "g#1"
+    );
+    sup.stop_groups(30.0, true).unwrap();
+    let log = drain_all(&sup);
+    assert_eq!(of_kind(&log, "worker_stopped")[0]["signal"], libc::SIGTERM);
+}
+
+#[test]
+fn events_are_bounded_and_report_what_was_dropped() {
+    let sup = Supervisor::with_options(Options {
+        event_capacity: 4,
+        ..Options::default()
+    })
+    .unwrap();
+    sup.configure_process_groups(&json!([sh_group("g", 5, POLITE)]).to_string())
+        .unwrap();
+    sup.start_groups(&["g"]).unwrap();
+    let first = drain_all(&sup);
+    assert_eq!(first.len(), 4);
+    sup.force_terminate_groups(&["g"]).unwrap();
+    let rest = drain_all(&sup);
+    assert_eq!(rest[0]["kind"], "events_dropped");
+    assert_eq!(
+        rest[0]["count"], 2,
+        "one worker_spawned and supervisor_start_groups were dropped"
+    );
+    assert_eq!(rest[0]["seq"], 5);
+}
+
+#[test]
+fn wait_ready_does_not_block_snapshot_or_drain_and_stop_wakes_it() {
+    let sup = std::sync::Arc::new(supervisor(&[with(
+        sh_group("g", 1, "read -r x <&3"),
+        json!({"readiness": "notify"}),
+    )]));
+    sup.start_groups(&["g"]).unwrap();
+    let waiter = {
+        let sup = sup.clone();
+        std::thread::spawn(move || sup.wait_ready(1e9).unwrap())
+    };
+    // If these blocked behind wait_ready, the test would never finish.
+    while sup.snapshot().unwrap()["g"][0]["state"] != "starting" {}
+    drain_all(&sup);
+    sup.stop_groups(30.0, true).unwrap();
+    assert!(!waiter.join().unwrap());
+}
+
+#[test]
+fn dropping_the_supervisor_kills_and_reaps_every_worker() {
+    let sup = supervisor(&[sh_group("g", 3, STUBBORN)]);
+    sup.start_groups(&["g"]).unwrap();
+    let pids = pids(&sup.snapshot().unwrap(), "g");
+    drop(sup);
+    for pid in pids {
+        assert_gone(pid);
+    }
+}
+
+#[test]
+fn reconfiguring_does_not_touch_running_workers() {
+    let sup = supervisor(&[sh_group("g", 1, POLITE)]);
+    sup.start_groups(&["g"]).unwrap();
+    let before = sup.snapshot().unwrap();
+    sup.configure_process_groups(&json!([sh_group("h", 1, POLITE)]).to_string())
+        .unwrap();
+    assert_eq!(sup.snapshot().unwrap(), before);
+    assert!(matches!(
+        sup.start_groups(&["g"]),
+        Err(Error::UnknownGroup(_))
+    ));
+    // Its workers can still be ended by name.
+    sup.force_terminate_groups(&["g"]).unwrap();
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert!(matches!(
+        sup.configure_process_groups("[{\"name\": 1}]"),
+        Err(Error::InvalidConfig(_))
+    ));
+}
