@@ -16,7 +16,10 @@ fn emfile_falls_back_to_signals_and_polling() {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
         .max()
         .unwrap();
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: valid rlimit out-parameter and input.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
@@ -30,7 +33,10 @@ fn emfile_falls_back_to_signals_and_polling() {
         // SAFETY: dup of stdin (or of /dev/null when stdin is closed), closed below.
         let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
         if fd < 0 {
-            assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EMFILE));
+            assert_eq!(
+                std::io::Error::last_os_error().raw_os_error(),
+                Some(libc::EMFILE)
+            );
             break;
         }
         filler.push(fd);
@@ -50,7 +56,10 @@ fn emfile_falls_back_to_signals_and_polling() {
     assert_eq!(unavailable.len(), 2, "{log:#?}");
     for e in &unavailable {
         assert_eq!(e["fallback"], "terminate_fallback");
-        assert!(e["error"].as_str().unwrap().contains("Too many open files"), "{e}");
+        assert!(
+            e["error"].as_str().unwrap().contains("Too many open files"),
+            "{e}"
+        );
     }
     let snap = sup.snapshot().unwrap();
     for w in snap["g"].as_array().unwrap() {
