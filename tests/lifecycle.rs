@@ -436,7 +436,7 @@ fn environment_cwd_and_output_are_honoured() {
 #[test]
 fn workers_inherit_only_0_1_2_and_their_control_socket() {
     let dir = scratch_dir("fds");
-    let program = build_c("fd_report", &["tests/programs/fd_report.c"], false, &[]);
+    let program = build_c("report", &["tests/programs/report.c"], false, &[]);
     // A descriptor the host forgot to mark close-on-exec must not reach the workers.
     let mut leak = [0; 2];
     // SAFETY: plain pipe(2) into a valid array.
@@ -462,9 +462,10 @@ fn workers_inherit_only_0_1_2_and_their_control_socket() {
         libc::close(leak[1]);
     }
     let fds = |name: &str| -> Vec<u32> {
-        let mut v: Vec<u32> = read(&dir.join(name))
+        let text = read(&dir.join(name));
+        let mut v: Vec<u32> = text
             .lines()
-            .map(|s| s.parse().unwrap())
+            .filter_map(|l| l.strip_prefix("fd ")?.parse().ok())
             .collect();
         v.sort();
         v
@@ -476,17 +477,15 @@ fn workers_inherit_only_0_1_2_and_their_control_socket() {
 #[test]
 fn the_worker_starts_with_an_empty_mask_default_signals_and_its_own_group() {
     let dir = scratch_dir("sig");
-    let script = format!(
-        "grep -E '^(SigBlk|SigIgn)' /proc/$$/status > {d}/sig; ps -o pgid= -p $$ > {d}/pgid 2>/dev/null || cut -d' ' -f5 /proc/$$/stat > {d}/pgid; echo READY >&3; read -r x <&3",
-        d = dir.display()
-    );
-    let sup = supervisor(&[with(
-        sh_group("g", 1, &script),
-        json!({"readiness": "notify"}),
-    )]);
-    // Block and ignore signals in the host thread; the worker must not inherit either.
+    let program = build_c("report", &["tests/programs/report.c"], false, &[]);
+    let report = dir.join("report");
+    let sup = supervisor(&[
+        json!({"name": "g", "argv": [program], "readiness": "notify",
+                                  "stdout": {"file": report, "append": false}}),
+    ]);
+    // Block every signal and ignore one in the host thread; the worker must inherit neither.
     // SAFETY: signal-mask and disposition calls with valid sets; restored below.
-    let old_int = unsafe {
+    let old = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -498,15 +497,15 @@ fn the_worker_starts_with_an_empty_mask_default_signals_and_its_own_group() {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        libc::signal(libc::SIGUSR2, old_int);
+        libc::signal(libc::SIGUSR2, old);
     }
     assert!(sup.wait_ready(60.0).unwrap());
     let pid = pids(&sup.snapshot().unwrap(), "g")[0];
     sup.stop_groups(30.0, true).unwrap();
-    let sig = read(&dir.join("sig"));
-    assert!(sig.contains("SigBlk:\t0000000000000000"), "{sig}");
-    assert!(sig.contains("SigIgn:\t0000000000000000"), "{sig}");
-    assert_eq!(read(&dir.join("pgid")).trim(), pid.to_string());
+    let text = read(&report);
+    assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
+    assert!(text.contains("SigIgn:\t0000000000000000"), "{text}");
+    assert!(text.contains(&format!("pgid {pid} pid {pid}\n")), "{text}");
 }
 
 #[test]
@@ -539,7 +538,9 @@ fn exits_are_seen_without_pidfd() {
 
 #[test]
 fn a_line_over_4096_bytes_is_a_protocol_error_and_stop_falls_back_to_the_signal() {
-    let script = "head -c 100000 /dev/zero | tr '\\0' x >&3; echo >&3; exec sleep 1000000";
+    // The worker survives the supervisor closing the channel under it (EPIPE, not SIGPIPE).
+    let script =
+        "trap '' PIPE; head -c 100000 /dev/zero | tr '\\0' x >&3; echo >&3; exec sleep 1000000";
     let sup = supervisor(&[with(sh_group("g", 1, script), json!({"warmup_ms": 1}))]);
     sup.start_groups(&["g"]).unwrap();
     let mut log = Vec::new();

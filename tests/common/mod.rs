@@ -160,6 +160,9 @@ pub fn lib_dir() -> PathBuf {
 /// library when `link` is true. Each test binary builds its own copy, so parallel test binaries
 /// never race on one output file.
 pub fn build_c(name: &str, sources: &[&str], link: bool, extra: &[&str]) -> PathBuf {
+    // Tests of one binary run in parallel: build each program once, under a lock.
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let tag = std::env::current_exe()
         .unwrap()
@@ -168,6 +171,9 @@ pub fn build_c(name: &str, sources: &[&str], link: bool, extra: &[&str]) -> Path
         .to_string_lossy()
         .into_owned();
     let out = build_dir().join(format!("{name}-{tag}"));
+    if built.iter().any(|b| b == name) {
+        return out;
+    }
     let mut cmd = std::process::Command::new("cc");
     cmd.args([
         "-std=c11",
@@ -195,5 +201,6 @@ pub fn build_c(name: &str, sources: &[&str], link: bool, extra: &[&str]) -> Path
     }
     let status = cmd.status().expect("cc runs");
     assert!(status.success(), "building {name} failed");
+    built.push(name.to_string());
     out
 }

@@ -1,5 +1,9 @@
-/* A test worker: prints the descriptors it inherited (one per line, on stdout), says READY,
- * then waits for the supervisor to close or stop it. */
+/* A test worker that reports how it was started, on stdout:
+ *   fd N          one line per inherited descriptor
+ *   SigBlk: HEX   its signal mask, from /proc/self/status
+ *   SigIgn: HEX   the signals it ignores
+ *   pgid P pid Q  its process group and pid
+ * then says READY and waits until the supervisor stops it or closes the channel. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <stdio.h>
@@ -14,9 +18,16 @@ int main(void) {
     while ((entry = readdir(dir)) != NULL) {
         if (entry->d_name[0] == '.') continue;
         if (atoi(entry->d_name) == dirfd(dir)) continue; /* the listing's own descriptor */
-        printf("%s\n", entry->d_name);
+        printf("fd %s\n", entry->d_name);
     }
     closedir(dir);
+    FILE *status = fopen("/proc/self/status", "re");
+    if (!status) return 2;
+    char line[256];
+    while (fgets(line, sizeof line, status))
+        if (strncmp(line, "SigBlk:", 7) == 0 || strncmp(line, "SigIgn:", 7) == 0) fputs(line, stdout);
+    fclose(status);
+    printf("pgid %d pid %d\n", (int)getpgrp(), (int)getpid());
     fflush(stdout);
     const char *fd_text = getenv("MPSUP_CONTROL_FD");
     if (!fd_text) return 0;
