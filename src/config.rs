@@ -5,15 +5,17 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::CString;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::policy::{Restart, RestartSpec};
 
 /// The most workers one group may have.
 pub(crate) const MAX_WORKERS: u32 = 4096;
-/// The longest warm-up accepted (one day), so deadlines never overflow.
-pub(crate) const MAX_WARMUP_MS: u64 = 86_400_000;
+/// The longest duration any `*_ms` key accepts (one year), so deadlines never overflow.
+pub(crate) const MAX_MS: u64 = 365 * 86_400_000;
 
 /// How a worker proves it is ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -159,6 +161,54 @@ pub struct GroupSpec {
     pub stdout: Output,
     #[serde(default = "inherit")]
     pub stderr: Output,
+    #[serde(default)]
+    pub restart: Restart,
+    #[serde(default = "ms::<100>")]
+    pub restart_delay_ms: u64,
+    #[serde(default = "ms::<30_000>")]
+    pub restart_delay_max_ms: u64,
+    #[serde(default = "ms::<10_000>")]
+    pub backoff_reset_ms: u64,
+    #[serde(default = "five")]
+    pub max_restarts: u32,
+    #[serde(default = "ms::<60_000>")]
+    pub restart_window_ms: u64,
+    /// 0: off.
+    #[serde(default)]
+    pub ready_timeout_ms: u64,
+    /// 0: off.
+    #[serde(default)]
+    pub heartbeat_timeout_ms: u64,
+    /// Any JSON value, `null` included; absent means no `BOOTSTRAP` line.
+    #[serde(default, deserialize_with = "present")]
+    pub bootstrap: Option<serde_json::Value>,
+    #[serde(default)]
+    pub start_gate: bool,
+}
+
+impl GroupSpec {
+    pub fn restart_spec(&self) -> RestartSpec {
+        RestartSpec {
+            restart: self.restart,
+            delay: Duration::from_millis(self.restart_delay_ms),
+            delay_max: Duration::from_millis(self.restart_delay_max_ms),
+            backoff_reset: Duration::from_millis(self.backoff_reset_ms),
+            max_restarts: self.max_restarts,
+            window: Duration::from_millis(self.restart_window_ms),
+        }
+    }
+}
+
+fn ms<const N: u64>() -> u64 {
+    N
+}
+fn five() -> u32 {
+    5
+}
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 fn warmup() -> Readiness {
@@ -252,12 +302,18 @@ fn validate(i: usize, g: &GroupSpec) -> Result<()> {
         }
         no_nul(i, "cwd", cwd)?;
     }
-    if g.warmup_ms > MAX_WARMUP_MS {
-        return Err(invalid(
-            i,
-            "warmup_ms",
-            format!("{} is more than {MAX_WARMUP_MS}", g.warmup_ms),
-        ));
+    for (key, value) in [
+        ("warmup_ms", g.warmup_ms),
+        ("restart_delay_ms", g.restart_delay_ms),
+        ("restart_delay_max_ms", g.restart_delay_max_ms),
+        ("backoff_reset_ms", g.backoff_reset_ms),
+        ("restart_window_ms", g.restart_window_ms),
+        ("ready_timeout_ms", g.ready_timeout_ms),
+        ("heartbeat_timeout_ms", g.heartbeat_timeout_ms),
+    ] {
+        if value > MAX_MS {
+            return Err(invalid(i, key, format!("{value} is more than {MAX_MS}")));
+        }
     }
     Ok(())
 }
@@ -290,6 +346,40 @@ mod tests {
         assert_eq!(g.stdout, Output::Inherit);
         assert_eq!(g.stderr, Output::Inherit);
         assert!(g.env.is_empty() && g.cwd.is_none());
+        assert_eq!(g.restart, Restart::Never);
+        assert_eq!(
+            (
+                g.restart_delay_ms,
+                g.restart_delay_max_ms,
+                g.backoff_reset_ms
+            ),
+            (100, 30_000, 10_000)
+        );
+        assert_eq!((g.max_restarts, g.restart_window_ms), (5, 60_000));
+        assert_eq!((g.ready_timeout_ms, g.heartbeat_timeout_ms), (0, 0));
+        assert_eq!(g.bootstrap, None);
+        assert!(!g.start_gate);
+    }
+
+    #[test]
+    fn supervision_keys_parse() {
+        let g = &parse_groups(
+            r#"[{"name":"a","argv":["x"],"restart":"on-failure","restart_delay_ms":5,
+                "restart_delay_max_ms":50,"backoff_reset_ms":7,"max_restarts":2,
+                "restart_window_ms":1000,"ready_timeout_ms":300,"heartbeat_timeout_ms":400,
+                "bootstrap":null,"start_gate":true}]"#,
+        )
+        .unwrap()[0];
+        assert_eq!(g.restart, Restart::OnFailure);
+        assert_eq!(g.bootstrap, Some(serde_json::Value::Null));
+        assert!(g.start_gate);
+        assert_eq!(g.restart_spec().max_restarts, 2);
+        assert!(err(r#"[{"name":"a","argv":["x"],"restart":"sometimes"}]"#)
+            .starts_with("groups[0].restart"));
+        assert!(
+            err(r#"[{"name":"a","argv":["x"],"ready_timeout_ms":1e30}]"#)
+                .starts_with("groups[0].ready_timeout_ms")
+        );
     }
 
     #[test]

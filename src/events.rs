@@ -76,6 +76,21 @@ pub enum EventKind {
     EventsDropped {
         count: u64,
     },
+    WorkerRestarting {
+        group_name: String,
+        worker_id: String,
+        attempt: u32,
+        delay_ms: u64,
+    },
+    GroupFailed {
+        group_name: String,
+        restarts: u32,
+        window_ms: u64,
+    },
+    SupervisorStartWork {
+        group_count: usize,
+        worker_count: usize,
+    },
 }
 
 /// One queued event.

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod ffi;
 mod monitor;
+pub mod policy;
 mod spawn;
 pub mod supervisor;
 mod sys;

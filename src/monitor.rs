@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Readiness;
-use crate::supervisor::{lock, Shared, State};
+use crate::supervisor::{lock, Shared, State, Timer};
 use crate::sys::{self, ChildState, ExitStatus, ReadResult};
-use crate::worker::Phase;
 
 /// The longest line a worker may send.
 pub(crate) const MAX_LINE: usize = 4096;
@@ -53,10 +52,15 @@ pub fn run(shared: Arc<Shared>) {
                 } else if token & 1 == SOURCE_PIDFD {
                     check_exit(&mut state, token >> 1);
                 } else {
-                    read_channel(&mut state, token >> 1);
+                    if ev.events & libc::EPOLLOUT as u32 != 0 {
+                        state.flush(token >> 1);
+                    }
+                    if ev.events & !(libc::EPOLLOUT as u32) != 0 {
+                        read_channel(&mut state, token >> 1);
+                    }
                 }
             }
-            if state.polled_workers() > 0 {
+            if state.has_polled() {
                 let keys: Vec<u64> = state.polled_keys();
                 for key in keys {
                     check_exit(&mut state, key);
@@ -73,7 +77,7 @@ fn timeout_ms(state: &State) -> i32 {
     let mut timeout: Option<Duration> = state
         .next_deadline()
         .map(|at| at.saturating_duration_since(Instant::now()));
-    if state.polled_workers() > 0 {
+    if state.has_polled() {
         timeout = Some(timeout.map_or(POLL_TICK, |t| t.min(POLL_TICK)));
     }
     // Round up so a deadline is never seen a millisecond early and spun on.
@@ -89,7 +93,7 @@ pub fn check_exit(state: &mut State, key: u64) {
     let Some(worker) = state.workers.get(&key) else {
         return;
     };
-    if matches!(worker.phase, Phase::Failed(_)) {
+    if !worker.alive() {
         return;
     }
     let status = match sys::peek_exit(worker.pid) {
@@ -169,21 +173,34 @@ fn read_channel(state: &mut State, key: u64) {
 
 fn handle_line(state: &mut State, key: u64, line: &[u8]) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line == b"READY" {
-        if let Some(w) = state.workers.get(&key) {
-            if w.readiness == Readiness::Notify {
+    match line {
+        b"READY" => {
+            if state
+                .workers
+                .get(&key)
+                .is_some_and(|w| w.readiness == Readiness::Notify)
+            {
                 state.mark_ready(key);
             }
         }
+        b"HEARTBEAT" => state.heartbeat(key),
+        // Every other line is ignored, as the protocol says.
+        _ => {}
     }
-    // Every other line is ignored, as the protocol says.
 }
 
 fn fire_deadlines(state: &mut State) {
     let now = Instant::now();
-    while let Some(key) = state.pop_due_deadline(now) {
-        // Make sure it is still alive, even if its exit is not processed yet.
-        check_exit(state, key);
-        state.mark_ready(key);
+    while let Some((key, timer)) = state.pop_due_timer(now) {
+        match timer {
+            Timer::Warmup => {
+                // Make sure it is still alive, even if its exit is not processed yet.
+                check_exit(state, key);
+                state.mark_ready(key);
+            }
+            Timer::ReadyTimeout => state.check_ready_timeout(key),
+            Timer::Heartbeat => state.check_heartbeat(key, now),
+            Timer::Respawn => state.respawn(key),
+        }
     }
 }

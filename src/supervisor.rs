@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use crate::config::{self, ControlChannelMode, GroupSpec, Readiness};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind, EventQueue, StopMode, DEFAULT_CAPACITY};
-use crate::monitor;
+use crate::monitor::{self, channel_token, pidfd_token};
+use crate::policy::{self, Decision, Ending, Intensity};
 use crate::spawn::{self, SpawnAttributes, SpawnRequest, CONTROL_FD};
 use crate::sys::{self, Epoll, ExitStatus};
 use crate::worker::{ControlChannel, Phase, Worker};
@@ -47,45 +48,134 @@ pub struct Shared {
     pub state: Mutex<State>,
     /// Notified whenever a worker becomes ready, exits or is reaped.
     pub changed: Condvar,
-    pub epoll: Epoll,
+    pub epoll: Arc<Epoll>,
     /// Wakes the monitor so it sees new workers and deadlines.
     pub wake: OwnedFd,
+}
+
+/// A deadline the monitor keeps for a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    Warmup,
+    ReadyTimeout,
+    Heartbeat,
+    Respawn,
+}
+
+/// A started group: the configuration it was started with, its workers, its recent respawns.
+pub struct GroupRun {
+    pub spec: Arc<GroupSpec>,
+    /// Worker keys in index order.
+    pub keys: Vec<u64>,
+    pub intensity: Intensity,
 }
 
 /// Everything behind the supervisor's one lock.
 pub struct State {
     pub config: BTreeMap<String, GroupSpec>,
-    /// Worker keys of each group that has workers, in index order.
-    pub groups: BTreeMap<String, Vec<u64>>,
+    pub groups: BTreeMap<String, GroupRun>,
     pub workers: HashMap<u64, Worker>,
     pub events: EventQueue,
     next_key: u64,
-    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     /// Workers without a pidfd, whose exits the monitor polls for.
     polled: BTreeSet<u64>,
+    epoll: Arc<Epoll>,
+    use_pidfd: bool,
     pub shutdown: bool,
     /// Set by `shutdown`; later calls fail as if the handle were invalid.
     closed: bool,
 }
 
 impl State {
-    pub fn polled_workers(&self) -> usize {
-        self.polled.len()
-    }
-
     pub fn polled_keys(&self) -> Vec<u64> {
         self.polled.iter().copied().collect()
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((at, _))| *at)
+    pub fn has_polled(&self) -> bool {
+        !self.polled.is_empty()
     }
 
-    pub fn pop_due_deadline(&mut self, now: Instant) -> Option<u64> {
-        match self.deadlines.peek() {
-            Some(Reverse((at, _))) if *at <= now => self.deadlines.pop().map(|Reverse((_, k))| k),
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    pub fn pop_due_timer(&mut self, now: Instant) -> Option<(u64, Timer)> {
+        match self.timers.peek() {
+            Some(Reverse((at, _, _))) if *at <= now => {
+                self.timers.pop().map(|Reverse((_, k, t))| (k, t))
+            }
             _ => None,
         }
+    }
+
+    fn add_timer(&mut self, at: Instant, key: u64, timer: Timer) {
+        self.timers.push(Reverse((at, key, timer)));
+    }
+
+    /// Takes a freshly launched worker into the state: events, timers, the monitor's epoll set,
+    /// the bootstrap line. `slot` replaces an old key in its group (a respawn).
+    fn adopt(
+        &mut self,
+        mut worker: Worker,
+        spec: &GroupSpec,
+        spawned_at: Instant,
+        slot: Option<u64>,
+    ) -> u64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        self.events.push(worker.spawned_event());
+        if worker.readiness == Readiness::Warmup {
+            self.add_timer(
+                spawned_at + Duration::from_millis(spec.warmup_ms),
+                key,
+                Timer::Warmup,
+            );
+        }
+        if spec.ready_timeout_ms > 0 {
+            self.add_timer(
+                spawned_at + Duration::from_millis(spec.ready_timeout_ms),
+                key,
+                Timer::ReadyTimeout,
+            );
+        }
+        // Registered under the lock, so the monitor never sees an event for a key it does not
+        // know; a failed registration falls back to polling.
+        if let Some(pidfd) = &worker.pidfd {
+            if self.epoll.add(pidfd.as_raw_fd(), pidfd_token(key)).is_err() {
+                worker.pidfd = None;
+            }
+        }
+        if let Some(ch) = &worker.channel {
+            if self
+                .epoll
+                .add(ch.fd.as_raw_fd(), channel_token(key))
+                .is_err()
+            {
+                worker.channel = None;
+            }
+        }
+        if let Some(payload) = &spec.bootstrap {
+            let line = format!("BOOTSTRAP {payload}");
+            worker.send(&self.epoll, channel_token(key), line.as_bytes());
+        }
+        if worker.pidfd.is_none() {
+            self.polled.insert(key);
+        }
+        let run = self
+            .groups
+            .entry(spec.name.clone())
+            .or_insert_with(|| GroupRun {
+                spec: Arc::new(spec.clone()),
+                keys: Vec::new(),
+                intensity: Intensity::default(),
+            });
+        match slot.and_then(|old| run.keys.iter().position(|&k| k == old)) {
+            Some(i) => run.keys[i] = key,
+            None => run.keys.push(key),
+        }
+        self.workers.insert(key, worker);
+        key
     }
 
     /// Marks a running worker ready, once.
@@ -96,12 +186,64 @@ impl State {
         if w.phase != Phase::Running || w.ready {
             return;
         }
+        let now = Instant::now();
         w.ready = true;
+        w.backoff.ready_at = Some(now);
         let event = w.ready_event();
+        if let Some(timeout) = w.heartbeat_timeout {
+            w.last_heartbeat = Some(now);
+            self.add_timer(now + timeout, key, Timer::Heartbeat);
+        }
         self.events.push(event);
     }
 
-    /// Records that a worker has exited and been reaped.
+    pub fn heartbeat(&mut self, key: u64) {
+        if let Some(w) = self.workers.get_mut(&key) {
+            w.last_heartbeat = Some(Instant::now());
+            w.last_heartbeat_ms = Some(sys::now_ms());
+        }
+    }
+
+    /// Kills a worker for a timeout; its `worker_failed` (with `reason`) comes when it is reaped.
+    pub fn fail_for(&mut self, key: u64, reason: &'static str) {
+        if let Some(w) = self.workers.get_mut(&key) {
+            if w.phase == Phase::Running && w.failure_reason.is_none() {
+                w.failure_reason = Some(reason);
+                w.signal(libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Fails a worker whose heartbeat is overdue, or looks again when it is due.
+    pub fn check_heartbeat(&mut self, key: u64, now: Instant) {
+        let Some(w) = self.workers.get(&key) else {
+            return;
+        };
+        let (Some(timeout), Some(last)) = (w.heartbeat_timeout, w.last_heartbeat) else {
+            return;
+        };
+        if w.phase != Phase::Running {
+            return;
+        }
+        if last + timeout <= now {
+            self.fail_for(key, "heartbeat_timeout");
+        } else {
+            self.add_timer(last + timeout, key, Timer::Heartbeat);
+        }
+    }
+
+    pub fn check_ready_timeout(&mut self, key: u64) {
+        if self
+            .workers
+            .get(&key)
+            .is_some_and(|w| w.phase == Phase::Running && !w.ready)
+        {
+            self.fail_for(key, "ready_timeout");
+        }
+    }
+
+    /// Records that a worker has exited and been reaped, and applies the restart policy when
+    /// it ended unasked.
     pub fn worker_exited(&mut self, key: u64, status: ExitStatus) {
         self.polled.remove(&key);
         let Some(w) = self.workers.get_mut(&key) else {
@@ -109,6 +251,7 @@ impl State {
         };
         w.pidfd = None;
         w.channel = None;
+        w.last_exit = status;
         match w.phase {
             Phase::Stopping(mode) => {
                 let event = w.stopped_event(mode, status);
@@ -117,11 +260,124 @@ impl State {
             }
             Phase::Running => {
                 w.ready = false;
-                w.phase = Phase::Failed(status);
-                let event = w.failed_event("exited", status);
+                let reason = w.failure_reason.take().unwrap_or("exited");
+                let event = w.failed_event(reason, status);
                 self.events.push(event);
+                let ending = if reason == "exited" && status.code == Some(0) {
+                    Ending::Clean
+                } else {
+                    Ending::Failure
+                };
+                self.apply_policy(key, ending);
             }
-            Phase::Failed(_) => {}
+            Phase::Restarting | Phase::Failed => {}
+        }
+    }
+
+    fn apply_policy(&mut self, key: u64, ending: Ending) {
+        let Some(w) = self.workers.get_mut(&key) else {
+            return;
+        };
+        let Some(run) = self.groups.get_mut(&w.group) else {
+            w.phase = Phase::Failed;
+            return;
+        };
+        let spec = run.spec.restart_spec();
+        match policy::decide(
+            &spec,
+            ending,
+            &mut w.backoff,
+            &mut run.intensity,
+            Instant::now(),
+        ) {
+            Decision::Leave => w.phase = Phase::Failed,
+            Decision::Restart { attempt, delay } => {
+                w.phase = Phase::Restarting;
+                let event = EventKind::WorkerRestarting {
+                    group_name: w.group.clone(),
+                    worker_id: w.id.clone(),
+                    attempt,
+                    delay_ms: delay.as_millis() as u64,
+                };
+                self.events.push(event);
+                self.add_timer(Instant::now() + delay, key, Timer::Respawn);
+            }
+            Decision::FailGroup { restarts } => {
+                w.phase = Phase::Failed;
+                let group = w.group.clone();
+                self.fail_group(&group, restarts, spec.window);
+            }
+        }
+    }
+
+    /// Too many respawns: kill every worker of the group; nothing respawns until it is
+    /// started again.
+    fn fail_group(&mut self, group: &str, restarts: u32, window: Duration) {
+        self.events.push(EventKind::GroupFailed {
+            group_name: group.to_string(),
+            restarts,
+            window_ms: window.as_millis() as u64,
+        });
+        let keys = self
+            .groups
+            .get(group)
+            .map(|g| g.keys.clone())
+            .unwrap_or_default();
+        for key in keys {
+            let Some(w) = self.workers.get_mut(&key) else {
+                continue;
+            };
+            match w.phase {
+                Phase::Running => {
+                    w.phase = Phase::Stopping(StopMode::Forced);
+                    w.signal(libc::SIGKILL);
+                    let event = w.stopping_event(StopMode::Forced);
+                    self.events.push(event);
+                }
+                Phase::Restarting => w.phase = Phase::Failed,
+                Phase::Stopping(_) | Phase::Failed => {}
+            }
+        }
+    }
+
+    /// Spawns a new process for a worker waiting in `Restarting`.
+    pub fn respawn(&mut self, key: u64) {
+        let Some(w) = self.workers.get(&key) else {
+            return;
+        };
+        if w.phase != Phase::Restarting {
+            return;
+        }
+        let Some(spec) = self.groups.get(&w.group).map(|g| Arc::clone(&g.spec)) else {
+            return;
+        };
+        let launched =
+            SpawnAttributes::new().and_then(|attrs| launch(&spec, w.index, self.use_pidfd, &attrs));
+        match launched {
+            Ok(launched) => {
+                let old = self.workers.remove(&key).expect("looked up above");
+                let mut worker = launched.worker;
+                worker.restarts = old.restarts + 1;
+                worker.backoff = old.backoff;
+                if let Some(event) = launched.unavailable {
+                    self.events.push(event);
+                }
+                self.adopt(worker, &spec, launched.spawned_at, Some(key));
+            }
+            Err(_) => {
+                let w = self.workers.get_mut(&key).expect("looked up above");
+                w.phase = Phase::Running;
+                let event = EventKind::WorkerFailed {
+                    group_name: w.group.clone(),
+                    worker_id: w.id.clone(),
+                    pid: w.pid,
+                    reason: "spawn_failed",
+                    exit_code: None,
+                    signal: None,
+                };
+                self.events.push(event);
+                self.apply_policy(key, Ending::Failure);
+            }
         }
     }
 
@@ -139,12 +395,19 @@ impl State {
         }
     }
 
+    /// Sends what a worker's channel could not take before.
+    pub fn flush(&mut self, key: u64) {
+        if let Some(w) = self.workers.get_mut(&key) {
+            w.flush(&self.epoll, channel_token(key));
+        }
+    }
+
     fn remove_worker(&mut self, key: u64) {
         self.polled.remove(&key);
         if let Some(w) = self.workers.remove(&key) {
-            if let Some(keys) = self.groups.get_mut(&w.group) {
-                keys.retain(|&k| k != key);
-                if keys.is_empty() {
+            if let Some(run) = self.groups.get_mut(&w.group) {
+                run.keys.retain(|&k| k != key);
+                if run.keys.is_empty() {
                     self.groups.remove(&w.group);
                 }
             }
@@ -154,23 +417,23 @@ impl State {
     /// Keys of the workers of `groups` (all groups when `None`), in group then index order.
     fn keys_of(&self, groups: Option<&[String]>) -> Vec<u64> {
         match groups {
-            None => self.groups.values().flatten().copied().collect(),
+            None => self
+                .groups
+                .values()
+                .flat_map(|g| g.keys.iter().copied())
+                .collect(),
             Some(names) => names
                 .iter()
                 .filter_map(|n| self.groups.get(n))
-                .flatten()
-                .copied()
+                .flat_map(|g| g.keys.iter().copied())
                 .collect(),
         }
     }
 
-    /// Forgets workers that failed: they had their `worker_failed` and are reaped.
-    fn forget_failed(&mut self, keys: &[u64]) {
+    /// Forgets workers without a process (failed, or waiting to be respawned).
+    fn forget_dead(&mut self, keys: &[u64]) {
         for &key in keys {
-            if matches!(
-                self.workers.get(&key).map(|w| w.phase),
-                Some(Phase::Failed(_))
-            ) {
+            if self.workers.get(&key).is_some_and(|w| !w.alive()) {
                 self.remove_worker(key);
             }
         }
@@ -182,6 +445,115 @@ impl State {
         }
         Ok(())
     }
+
+    fn check_known(&self, names: &[&str]) -> Result<()> {
+        for &name in names {
+            if !self.config.contains_key(name) && !self.groups.contains_key(name) {
+                return Err(Error::UnknownGroup(name.to_string()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A worker process just spawned, not yet known to the state.
+struct Launched {
+    worker: Worker,
+    spawned_at: Instant,
+    /// `stop_event_unavailable`, when the control channel could not be made.
+    unavailable: Option<EventKind>,
+}
+
+/// Spawns worker `index` of `spec`.
+fn launch(
+    spec: &GroupSpec,
+    index: u32,
+    use_pidfd: bool,
+    attrs: &SpawnAttributes,
+) -> std::io::Result<Launched> {
+    let id = format!("{}#{}", spec.name, index);
+    let mut unavailable = None;
+    let (ours, theirs) = match spec.control_channel {
+        ControlChannelMode::Off => (None, None),
+        ControlChannelMode::Auto => match control_socketpair() {
+            Ok((ours, theirs)) => (Some(ours), Some(theirs)),
+            Err(e) => {
+                unavailable = Some(EventKind::StopEventUnavailable {
+                    group_name: spec.name.clone(),
+                    worker_id: id.clone(),
+                    fallback: "terminate_fallback",
+                    error: e.to_string(),
+                });
+                (None, None)
+            }
+        },
+    };
+    let argv: Vec<CString> = spec.argv.iter().map(|a| config::cstring(a)).collect();
+    let mut envp = base_environment(spec);
+    envp.push(config::cstring(&format!("MPSUP_GROUP={}", spec.name)));
+    envp.push(config::cstring(&format!("MPSUP_WORKER_ID={id}")));
+    if theirs.is_some() {
+        envp.push(config::cstring(&format!("MPSUP_CONTROL_FD={CONTROL_FD}")));
+        if spec.bootstrap.is_some() {
+            envp.push(config::cstring("MPSUP_BOOTSTRAP=1"));
+        }
+        if spec.start_gate {
+            envp.push(config::cstring("MPSUP_START_GATE=1"));
+        }
+    }
+    let cwd = spec.cwd.as_deref().map(config::cstring);
+    let request = SpawnRequest {
+        argv: &argv,
+        envp: &envp,
+        cwd: cwd.as_deref(),
+        stdout: &spec.stdout,
+        stderr: &spec.stderr,
+        control: theirs.as_ref(),
+    };
+    let pid = spawn::spawn(&request, attrs)?;
+    drop(theirs);
+    let spawned_at = Instant::now();
+    let pidfd = if use_pidfd {
+        sys::pidfd_open(pid).ok()
+    } else {
+        None
+    };
+    let has_channel = ours.is_some();
+    let worker = Worker {
+        group: spec.name.clone(),
+        index,
+        id,
+        pid,
+        pidfd,
+        channel: ours.map(|fd| ControlChannel {
+            fd,
+            partial: Vec::new(),
+            outbox: Vec::new(),
+        }),
+        has_stop_event: has_channel,
+        readiness: if has_channel {
+            spec.readiness
+        } else {
+            Readiness::Warmup
+        },
+        heartbeat_timeout: (spec.heartbeat_timeout_ms > 0)
+            .then(|| Duration::from_millis(spec.heartbeat_timeout_ms)),
+        stop_signal: spec.stop_signal.0,
+        started_at_ms: sys::now_ms(),
+        ready: false,
+        phase: Phase::Running,
+        last_exit: ExitStatus::default(),
+        failure_reason: None,
+        restarts: 0,
+        backoff: Default::default(),
+        last_heartbeat: None,
+        last_heartbeat_ms: None,
+    };
+    Ok(Launched {
+        worker,
+        spawned_at,
+        unavailable,
+    })
 }
 
 /// A supervisor of process groups. Dropping it force-terminates and reaps every worker.
@@ -199,7 +571,7 @@ impl Supervisor {
     }
 
     pub fn with_options(options: Options) -> Result<Self> {
-        let epoll = Epoll::new().map_err(|e| Error::os("epoll_create1", e))?;
+        let epoll = Arc::new(Epoll::new().map_err(|e| Error::os("epoll_create1", e))?);
         let wake = sys::eventfd().map_err(|e| Error::os("eventfd", e))?;
         epoll
             .add(wake.as_raw_fd(), monitor::WAKE_TOKEN)
@@ -213,8 +585,10 @@ impl Supervisor {
                 workers: HashMap::new(),
                 events,
                 next_key: 1,
-                deadlines: BinaryHeap::new(),
+                timers: BinaryHeap::new(),
                 polled: BTreeSet::new(),
+                epoll: Arc::clone(&epoll),
+                use_pidfd: options.use_pidfd,
                 shutdown: false,
                 closed: false,
             }),
@@ -276,142 +650,79 @@ impl Supervisor {
         let mut spawned = Vec::new();
         for spec in &specs {
             self.force_kill(Some(std::slice::from_ref(&spec.name)));
-            if let Err(e) = self.spawn_group(spec, &attrs, &mut spawned) {
-                self.force_kill_keys(&spawned);
-                return Err(e);
+            // A fresh start forgets the group's respawn history.
+            self.state().groups.remove(&spec.name);
+            for index in 1..=spec.workers {
+                match launch(spec, index, self.options.use_pidfd, &attrs) {
+                    Ok(launched) => {
+                        let mut state = self.state();
+                        if let Some(event) = launched.unavailable {
+                            state.events.push(event);
+                        }
+                        spawned.push(state.adopt(launched.worker, spec, launched.spawned_at, None));
+                    }
+                    Err(e) => {
+                        self.force_kill_keys(&spawned);
+                        return Err(Error::Spawn {
+                            context: format!(
+                                "group '{}' worker '{}#{index}'",
+                                spec.name, spec.name
+                            ),
+                            source: e,
+                        });
+                    }
+                }
             }
         }
-        let mut state = self.state();
-        state.events.push(EventKind::SupervisorStartGroups {
+        self.state().events.push(EventKind::SupervisorStartGroups {
             group_count: specs.len(),
             worker_count: spawned.len(),
         });
-        drop(state);
         sys::eventfd_signal(&self.shared.wake);
         Ok(())
     }
 
-    fn spawn_group(
-        &self,
-        spec: &GroupSpec,
-        attrs: &SpawnAttributes,
-        spawned: &mut Vec<u64>,
-    ) -> Result<()> {
-        let argv: Vec<CString> = spec.argv.iter().map(|a| config::cstring(a)).collect();
-        let base_env = base_environment(spec);
-        let cwd = spec.cwd.as_deref().map(config::cstring);
-        for index in 1..=spec.workers {
-            let id = format!("{}#{}", spec.name, index);
-            let (ours, theirs) = match spec.control_channel {
-                ControlChannelMode::Off => (None, None),
-                ControlChannelMode::Auto => match control_socketpair() {
-                    Ok((ours, theirs)) => (Some(ours), Some(theirs)),
-                    Err(e) => {
-                        self.state().events.push(EventKind::StopEventUnavailable {
-                            group_name: spec.name.clone(),
-                            worker_id: id.clone(),
-                            fallback: "terminate_fallback",
-                            error: e.to_string(),
-                        });
-                        (None, None)
-                    }
-                },
-            };
-            let mut envp = base_env.clone();
-            envp.push(config::cstring(&format!("MPSUP_GROUP={}", spec.name)));
-            envp.push(config::cstring(&format!("MPSUP_WORKER_ID={id}")));
-            if theirs.is_some() {
-                envp.push(config::cstring(&format!("MPSUP_CONTROL_FD={CONTROL_FD}")));
-            }
-            let request = SpawnRequest {
-                argv: &argv,
-                envp: &envp,
-                cwd: cwd.as_deref(),
-                stdout: &spec.stdout,
-                stderr: &spec.stderr,
-                control: theirs.as_ref(),
-            };
-            let pid = spawn::spawn(&request, attrs).map_err(|e| Error::Spawn {
-                context: format!("group '{}' worker '{id}'", spec.name),
-                source: e,
-            })?;
-            drop(theirs);
-            let started_at_ms = sys::now_ms();
-            let spawned_at = Instant::now();
-            let pidfd = if self.options.use_pidfd {
-                sys::pidfd_open(pid).ok()
-            } else {
-                None
-            };
-            let has_channel = ours.is_some();
-            let readiness = if has_channel {
-                spec.readiness
-            } else {
-                Readiness::Warmup
-            };
-            let warmup = Duration::from_millis(spec.warmup_ms);
-            let worker = Worker {
-                group: spec.name.clone(),
-                index,
-                id,
-                pid,
-                pidfd,
-                channel: ours.map(|fd| ControlChannel {
-                    fd,
-                    partial: Vec::new(),
-                }),
-                has_stop_event: has_channel,
-                readiness,
-                warmup,
-                stop_signal: spec.stop_signal.0,
-                started_at_ms,
-                ready: false,
-                phase: Phase::Running,
-            };
-            let mut state = self.state();
-            let key = state.next_key;
-            state.next_key += 1;
-            state.events.push(EventKind::WorkerSpawned {
-                group_name: worker.group.clone(),
-                worker_id: worker.id.clone(),
-                pid,
-                stop_strategy: worker.stop_strategy(),
-                control_channel: worker.control_channel_name(),
-                readiness: readiness.as_str(),
-            });
-            if readiness == Readiness::Warmup {
-                state.deadlines.push(Reverse((spawned_at + warmup, key)));
-            }
-            let mut worker = worker;
-            // Registered while the lock is held, so the monitor can't see an event for a key
-            // it does not know; a failed registration falls back to polling.
-            if let Some(pidfd) = &worker.pidfd {
-                if self
-                    .shared
-                    .epoll
-                    .add(pidfd.as_raw_fd(), monitor::pidfd_token(key))
-                    .is_err()
-                {
-                    worker.pidfd = None;
-                }
-            }
-            if let Some(ch) = &worker.channel {
-                if self
-                    .shared
-                    .epoll
-                    .add(ch.fd.as_raw_fd(), monitor::channel_token(key))
-                    .is_err()
-                {
-                    worker.channel = None;
-                }
-            }
-            if worker.pidfd.is_none() {
-                state.polled.insert(key);
-            }
-            state.groups.entry(spec.name.clone()).or_default().push(key);
-            state.workers.insert(key, worker);
-            spawned.push(key);
+    /// Sends `START` to every worker of the named groups, or to none when any is not ready.
+    pub fn start_work(&self, names: &[&str]) -> Result<()> {
+        let _op = lock(&self.ops);
+        let mut guard = self.state();
+        let state = &mut *guard;
+        state.check_open()?;
+        state.check_known(names)?;
+        let mut seen = BTreeSet::new();
+        let names: Vec<String> = names
+            .iter()
+            .filter(|n| seen.insert(**n))
+            .map(|n| n.to_string())
+            .collect();
+        let keys = state.keys_of(Some(&names));
+        let mut missing: Vec<String> = names
+            .iter()
+            .filter(|n| !state.groups.contains_key(n.as_str()))
+            .map(|n| format!("{n}#*"))
+            .collect();
+        missing.extend(
+            keys.iter()
+                .filter_map(|k| state.workers.get(k))
+                .filter(|w| !(w.phase == Phase::Running && w.ready))
+                .map(|w| w.id.clone()),
+        );
+        if !missing.is_empty() {
+            missing.sort();
+            return Err(Error::NotReady(format!(
+                "workers not ready: {}",
+                missing.join(", ")
+            )));
         }
+        for &key in &keys {
+            if let Some(w) = state.workers.get_mut(&key) {
+                w.send(&state.epoll, channel_token(key), b"START");
+            }
+        }
+        state.events.push(EventKind::SupervisorStartWork {
+            group_count: names.len(),
+            worker_count: keys.len(),
+        });
         Ok(())
     }
 
@@ -428,9 +739,9 @@ impl Supervisor {
             let mut all_ready = true;
             for w in state.workers.values() {
                 match w.phase {
-                    Phase::Failed(_) => return Ok(false),
+                    Phase::Failed => return Ok(false),
                     Phase::Stopping(_) => {}
-                    Phase::Running => {
+                    Phase::Running | Phase::Restarting => {
                         any = true;
                         all_ready &= w.ready;
                     }
@@ -464,10 +775,11 @@ impl Supervisor {
         }
         let _op = lock(&self.ops);
         let deadline = deadline_after(graceful_timeout_seconds);
-        let mut state = self.state();
+        let mut guard = self.state();
+        let state = &mut *guard;
         state.check_open()?;
         let keys = state.keys_of(None);
-        state.forget_failed(&keys);
+        state.forget_dead(&keys);
         let keys = state.keys_of(None);
         for &key in &keys {
             let Some(w) = state.workers.get_mut(&key) else {
@@ -478,12 +790,12 @@ impl Supervisor {
             }
             w.phase = Phase::Stopping(StopMode::Graceful);
             let event = w.stopping_event(StopMode::Graceful);
-            if !w.send_stop(drain_inflight) {
+            if !w.send_stop(&state.epoll, channel_token(key), drain_inflight) {
                 w.signal(w.stop_signal);
             }
             state.events.push(event);
         }
-        drop(state);
+        drop(guard);
         match self.wait_gone(&keys, Some(deadline)) {
             None => Ok(()),
             Some(id) => Err(Error::Timeout(format!(
@@ -495,16 +807,12 @@ impl Supervisor {
     /// Kills the workers of the named groups with SIGKILL to their process groups and reaps them.
     pub fn force_terminate_groups(&self, names: &[&str]) -> Result<()> {
         let _op = lock(&self.ops);
-        let names: Vec<String> = {
+        {
             let state = self.state();
             state.check_open()?;
-            for &name in names {
-                if !state.config.contains_key(name) && !state.groups.contains_key(name) {
-                    return Err(Error::UnknownGroup(name.to_string()));
-                }
-            }
-            names.iter().map(|n| n.to_string()).collect()
-        };
+            state.check_known(names)?;
+        }
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         self.force_kill(Some(&names));
         Ok(())
     }
@@ -524,7 +832,7 @@ impl Supervisor {
 
     fn force_kill_keys(&self, keys: &[u64]) {
         let mut state = self.state();
-        state.forget_failed(keys);
+        state.forget_dead(keys);
         for &key in keys {
             let Some(w) = state.workers.get_mut(&key) else {
                 continue;
@@ -574,8 +882,9 @@ impl Supervisor {
         let state = self.state();
         state.check_open()?;
         let mut out = serde_json::Map::new();
-        for (name, keys) in &state.groups {
-            let entries: Vec<serde_json::Value> = keys
+        for (name, run) in &state.groups {
+            let entries: Vec<serde_json::Value> = run
+                .keys
                 .iter()
                 .filter_map(|k| state.workers.get(k))
                 .map(|w| serde_json::to_value(w.snapshot()).expect("snapshot serializes"))
@@ -632,12 +941,14 @@ fn control_socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
 /// The environment a group's workers start from: the host's (unless `inherit_env` is false)
 /// without the supervisor's own variables, then the group's `env`.
 fn base_environment(spec: &GroupSpec) -> Vec<CString> {
-    const OWN: [&str; 3] = ["MPSUP_GROUP", "MPSUP_WORKER_ID", "MPSUP_CONTROL_FD"];
+    fn own(key: &[u8]) -> bool {
+        key.starts_with(b"MPSUP_")
+    }
     let mut env: Vec<CString> = Vec::new();
     if spec.inherit_env {
         for (key, value) in std::env::vars_os() {
             let k = key.as_bytes();
-            if OWN.iter().any(|o| o.as_bytes() == k) || spec.env.keys().any(|g| g.as_bytes() == k) {
+            if own(k) || spec.env.keys().any(|g| g.as_bytes() == k) {
                 continue;
             }
             let mut entry = k.to_vec();
@@ -649,7 +960,7 @@ fn base_environment(spec: &GroupSpec) -> Vec<CString> {
         }
     }
     for (key, value) in &spec.env {
-        if OWN.contains(&key.as_str()) {
+        if own(key.as_bytes()) {
             continue;
         }
         env.push(config::cstring(&format!("{key}={value}")));

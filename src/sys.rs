@@ -163,29 +163,29 @@ pub fn reap(pid: libc::pid_t) {
     let _ = waitid(pid, libc::WEXITED | libc::WNOHANG);
 }
 
-/// Sends all of `line` on a non-blocking socket without raising SIGPIPE in the host.
-/// Returns false when the peer is gone or its buffer is full.
-pub fn send_line(fd: &OwnedFd, line: &[u8]) -> bool {
-    let mut sent = 0;
-    while sent < line.len() {
-        // SAFETY: the pointer and length describe the unsent part of `line`.
+/// Sends as much of `bytes` as the socket takes now, without blocking and without raising
+/// SIGPIPE in the host. Ok(0) when its buffer is full; Err when the peer is gone.
+pub fn send_some(fd: &OwnedFd, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: the pointer and length describe `bytes`.
         let n = unsafe {
             libc::send(
                 fd.as_raw_fd(),
-                line[sent..].as_ptr().cast(),
-                line.len() - sent,
+                bytes.as_ptr().cast(),
+                bytes.len(),
                 libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
             )
         };
-        if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return false;
+        if n >= 0 {
+            return Ok(n as usize);
         }
-        sent += n as usize;
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(0),
+            _ => return Err(err),
+        }
     }
-    true
 }
 
 /// What a non-blocking read returned.
@@ -229,13 +229,22 @@ impl Epoll {
 
     /// Watches `fd` for input (level-triggered), reporting `token`.
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
+        self.control(libc::EPOLL_CTL_ADD, fd, token, false)
+    }
+
+    /// Watches `fd` for input, and for room to write while `write` is true.
+    pub fn modify(&self, fd: RawFd, token: u64, write: bool) -> io::Result<()> {
+        self.control(libc::EPOLL_CTL_MOD, fd, token, write)
+    }
+
+    fn control(&self, op: libc::c_int, fd: RawFd, token: u64, write: bool) -> io::Result<()> {
+        let mut events = libc::EPOLLIN as u32;
+        if write {
+            events |= libc::EPOLLOUT as u32;
+        }
+        let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: `ev` is a valid epoll_event.
-        check(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })
-            .map(drop)
+        check(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) }).map(drop)
     }
 
     pub fn remove(&self, fd: RawFd) {

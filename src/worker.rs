@@ -1,13 +1,14 @@
-//! One supervised worker process, as the supervisor tracks it.
+//! One supervised worker, as the supervisor tracks it.
 
-use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::config::Readiness;
 use crate::events::{EventKind, StopMode};
-use crate::sys::{self, ExitStatus};
+use crate::policy::Backoff;
+use crate::sys::{self, Epoll, ExitStatus};
 
 /// Where a worker is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,15 +17,19 @@ pub enum Phase {
     Running,
     /// Asked to stop; the mode of the latest request.
     Stopping(StopMode),
-    /// Ended without being asked, and reaped.
-    Failed(ExitStatus),
+    /// Ended unasked; waiting for its respawn.
+    Restarting,
+    /// Ended unasked, reaped, and not to be respawned.
+    Failed,
 }
 
-/// The supervisor's end of a worker's control socket and the bytes of an unfinished line.
+/// The supervisor's end of a worker's control socket: the bytes of an unfinished incoming line,
+/// and outgoing bytes the worker has not taken yet.
 #[derive(Debug)]
 pub struct ControlChannel {
     pub fd: OwnedFd,
     pub partial: Vec<u8>,
+    pub outbox: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -40,11 +45,19 @@ pub struct Worker {
     /// Whether the worker was spawned with a control channel (its stop strategy).
     pub has_stop_event: bool,
     pub readiness: Readiness,
-    pub warmup: Duration,
+    pub heartbeat_timeout: Option<Duration>,
     pub stop_signal: libc::c_int,
     pub started_at_ms: u64,
     pub ready: bool,
     pub phase: Phase,
+    /// How the latest process of this worker ended.
+    pub last_exit: ExitStatus,
+    /// Why the supervisor killed it, when it did (a timeout).
+    pub failure_reason: Option<&'static str>,
+    pub restarts: u32,
+    pub backoff: Backoff,
+    pub last_heartbeat: Option<Instant>,
+    pub last_heartbeat_ms: Option<u64>,
 }
 
 /// One worker entry of the snapshot JSON.
@@ -63,6 +76,8 @@ pub struct WorkerSnapshot<'a> {
     pub stop_strategy: &'static str,
     pub control_channel: &'static str,
     pub started_at_ms: u64,
+    pub restarts: u32,
+    pub last_heartbeat_ms: Option<u64>,
 }
 
 impl Worker {
@@ -82,25 +97,32 @@ impl Worker {
         }
     }
 
+    /// Whether a process of this worker is running (or not yet reaped).
+    pub fn alive(&self) -> bool {
+        matches!(self.phase, Phase::Running | Phase::Stopping(_))
+    }
+
     pub fn state_name(&self) -> &'static str {
         match self.phase {
             Phase::Running if self.ready => "ready",
             Phase::Running => "starting",
             Phase::Stopping(_) => "stopping",
-            Phase::Failed(_) => "failed",
+            Phase::Restarting => "restarting",
+            Phase::Failed => "failed",
         }
     }
 
     pub fn snapshot(&self) -> WorkerSnapshot<'_> {
-        let exit = match self.phase {
-            Phase::Failed(status) => status,
-            _ => ExitStatus::default(),
+        let exit = if self.alive() {
+            ExitStatus::default()
+        } else {
+            self.last_exit
         };
         WorkerSnapshot {
             worker_id: &self.id,
             pid: self.pid,
             os_pid: self.pid,
-            alive: !matches!(self.phase, Phase::Failed(_)),
+            alive: self.alive(),
             ready: self.ready,
             state: self.state_name(),
             // Each worker leads its own process group.
@@ -111,50 +133,102 @@ impl Worker {
             stop_strategy: self.stop_strategy(),
             control_channel: self.control_channel_name(),
             started_at_ms: self.started_at_ms,
+            restarts: self.restarts,
+            last_heartbeat_ms: self.last_heartbeat_ms,
         }
     }
 
     /// Signals the worker's whole process group, and the worker itself in case it left the
     /// group (`setsid`). Only called before the worker is reaped, so its pid is still its own.
     pub fn signal(&self, sig: libc::c_int) {
-        sys::kill_group(self.pid, sig);
-        sys::kill_pid(self.pid, sig);
+        if self.alive() {
+            sys::kill_group(self.pid, sig);
+            sys::kill_pid(self.pid, sig);
+        }
+    }
+
+    /// Queues `line` (plus `\n`) for the worker and sends what its socket takes now; the rest
+    /// goes when the monitor sees room. False when there is no usable channel.
+    pub fn send(&mut self, epoll: &Epoll, token: u64, line: &[u8]) -> bool {
+        let Some(ch) = self.channel.as_mut() else {
+            return false;
+        };
+        ch.outbox.extend_from_slice(line);
+        ch.outbox.push(b'\n');
+        self.flush(epoll, token)
+    }
+
+    /// Sends queued bytes; watches for room to write while some remain. False when the peer
+    /// is gone (the channel is then closed).
+    pub fn flush(&mut self, epoll: &Epoll, token: u64) -> bool {
+        let Some(ch) = self.channel.as_mut() else {
+            return false;
+        };
+        let was_waiting = !ch.outbox.is_empty();
+        while !ch.outbox.is_empty() {
+            match sys::send_some(&ch.fd, &ch.outbox) {
+                Ok(0) => break,
+                Ok(n) => {
+                    ch.outbox.drain(..n);
+                }
+                Err(_) => {
+                    self.channel = None;
+                    return false;
+                }
+            }
+        }
+        if was_waiting || !ch.outbox.is_empty() {
+            let _ = epoll.modify(ch.fd.as_raw_fd(), token, !ch.outbox.is_empty());
+        }
+        true
     }
 
     /// Asks the worker to stop over its channel; false when there is no usable channel.
-    pub fn send_stop(&mut self, drain: bool) -> bool {
-        let line: &[u8] = if drain {
-            b"STOP DRAIN\n"
-        } else {
-            b"STOP NOW\n"
-        };
-        match &self.channel {
-            Some(ch) => sys::send_line(&ch.fd, line),
-            None => false,
+    pub fn send_stop(&mut self, epoll: &Epoll, token: u64, drain: bool) -> bool {
+        let line: &[u8] = if drain { b"STOP DRAIN" } else { b"STOP NOW" };
+        self.send(epoll, token, line)
+    }
+
+    fn who(&self) -> (String, String) {
+        (self.group.clone(), self.id.clone())
+    }
+
+    pub fn spawned_event(&self) -> EventKind {
+        let (group_name, worker_id) = self.who();
+        EventKind::WorkerSpawned {
+            group_name,
+            worker_id,
+            pid: self.pid,
+            stop_strategy: self.stop_strategy(),
+            control_channel: self.control_channel_name(),
+            readiness: self.readiness.as_str(),
         }
     }
 
     pub fn ready_event(&self) -> EventKind {
+        let (group_name, worker_id) = self.who();
         EventKind::WorkerReady {
-            group_name: self.group.clone(),
-            worker_id: self.id.clone(),
+            group_name,
+            worker_id,
             pid: self.pid,
         }
     }
 
     pub fn stopping_event(&self, mode: StopMode) -> EventKind {
+        let (group_name, worker_id) = self.who();
         EventKind::WorkerStopping {
-            group_name: self.group.clone(),
-            worker_id: self.id.clone(),
+            group_name,
+            worker_id,
             pid: self.pid,
             mode,
         }
     }
 
     pub fn stopped_event(&self, mode: StopMode, status: ExitStatus) -> EventKind {
+        let (group_name, worker_id) = self.who();
         EventKind::WorkerStopped {
-            group_name: self.group.clone(),
-            worker_id: self.id.clone(),
+            group_name,
+            worker_id,
             pid: self.pid,
             mode,
             exit_code: status.code,
@@ -163,9 +237,10 @@ impl Worker {
     }
 
     pub fn failed_event(&self, reason: &'static str, status: ExitStatus) -> EventKind {
+        let (group_name, worker_id) = self.who();
         EventKind::WorkerFailed {
-            group_name: self.group.clone(),
-            worker_id: self.id.clone(),
+            group_name,
+            worker_id,
             pid: self.pid,
             reason,
             exit_code: status.code,
@@ -174,9 +249,10 @@ impl Worker {
     }
 
     pub fn protocol_error_event(&self, error: String) -> EventKind {
+        let (group_name, worker_id) = self.who();
         EventKind::WorkerProtocolError {
-            group_name: self.group.clone(),
-            worker_id: self.id.clone(),
+            group_name,
+            worker_id,
             pid: self.pid,
             error,
         }
