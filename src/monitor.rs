@@ -173,16 +173,12 @@ fn read_channel(state: &mut State, key: u64) {
 
 fn handle_line(state: &mut State, key: u64, line: &[u8]) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let notify = state
+        .workers
+        .get(&key)
+        .is_some_and(|w| w.readiness == Readiness::Notify);
     match line {
-        b"READY" => {
-            if state
-                .workers
-                .get(&key)
-                .is_some_and(|w| w.readiness == Readiness::Notify)
-            {
-                state.mark_ready(key);
-            }
-        }
+        b"READY" if notify => state.mark_ready(key),
         b"HEARTBEAT" => state.heartbeat(key),
         // Every other line is ignored, as the protocol says.
         _ => {}
