@@ -98,8 +98,8 @@ const char *mpsup_last_error_message(void);
 const char *mpsup_version(void);
 
 /**
- * Creates a supervisor (and its monitor thread) and writes its handle to `*out`.
- * `out` must not be NULL.
+ * Creates a supervisor (and its monitor thread) and writes its handle to `*out_handle`,
+ * which must not be NULL.
  */
 enum mpsup_result mpsup_supervisor_new(struct mpsup_supervisor *out_handle);
 
@@ -204,6 +204,37 @@ enum mpsup_result mpsup_worker_notify_ready(void);
  * signal). Either out-pointer may be NULL.
  */
 enum mpsup_result mpsup_worker_wait_stop(double timeout_seconds, bool *out_stop, bool *out_drain);
+
+/**
+ * Sends `START` to every worker of the `n` named groups (groups with `start_gate`), all or
+ * none: when any of them is not ready (or a group has no workers), nothing is sent and the
+ * call gives `MPSUP_ERR_NOT_READY`, its message naming the missing worker ids in sorted order.
+ * Workers without a control channel cannot be gated and get nothing.
+ */
+enum mpsup_result mpsup_start_work(struct mpsup_supervisor sup,
+                                   const char *const *names_ptr,
+                                   size_t n);
+
+/**
+ * For worker processes: sends `HEARTBEAT` on the control channel (groups with
+ * `heartbeat_timeout_ms`). Errors as `mpsup_worker_notify_ready`.
+ */
+enum mpsup_result mpsup_worker_heartbeat(void);
+
+/**
+ * For worker processes: waits up to `timeout_seconds` (negative: no limit) for `START` (groups
+ * with `start_gate`; such workers find `MPSUP_START_GATE=1` in their environment).
+ * `*out_started` is false on timeout or when the supervisor closed the channel.
+ */
+enum mpsup_result mpsup_worker_wait_start(double timeout_seconds, bool *out_started);
+
+/**
+ * For worker processes: waits up to `timeout_seconds` (negative: no limit) for the `BOOTSTRAP`
+ * line (groups with `bootstrap`; such workers find `MPSUP_BOOTSTRAP=1` in their environment)
+ * and writes its compact JSON text to `*out_json` (free it with `mpsup_string_free`), or NULL
+ * on timeout or when the supervisor closed the channel.
+ */
+enum mpsup_result mpsup_worker_bootstrap_json(double timeout_seconds, char **out_json);
 
 #ifdef __cplusplus
 }  // extern "C"

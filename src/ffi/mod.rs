@@ -55,12 +55,12 @@ pub extern "C" fn mpsup_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
-/// Creates a supervisor (and its monitor thread) and writes its handle to `*out`.
-/// `out` must not be NULL.
+/// Creates a supervisor (and its monitor thread) and writes its handle to `*out_handle`,
+/// which must not be NULL.
 #[no_mangle]
 pub extern "C" fn mpsup_supervisor_new(out_handle: *mut mpsup_supervisor) -> mpsup_result {
     guard(|| {
-        out(out_handle, "out")?;
+        out(out_handle, "out_handle")?;
         let id = registry::insert(Supervisor::new()?);
         // SAFETY: checked non-NULL; the caller gives a writable mpsup_supervisor.
         unsafe { out_handle.write(mpsup_supervisor { id }) };
@@ -268,6 +268,66 @@ pub extern "C" fn mpsup_worker_wait_stop(
                 out_drain.write(drain);
             }
         }
+        Ok(())
+    })
+}
+
+/// Sends `START` to every worker of the `n` named groups (groups with `start_gate`), all or
+/// none: when any of them is not ready (or a group has no workers), nothing is sent and the
+/// call gives `MPSUP_ERR_NOT_READY`, its message naming the missing worker ids in sorted order.
+/// Workers without a control channel cannot be gated and get nothing.
+#[no_mangle]
+pub extern "C" fn mpsup_start_work(
+    sup: mpsup_supervisor,
+    names_ptr: *const *const c_char,
+    n: usize,
+) -> mpsup_result {
+    guard(|| {
+        let supervisor = registry::get(sup.id)?;
+        // SAFETY: the caller passes `n` string pointers.
+        let names = unsafe { names(names_ptr, n) }?;
+        supervisor.start_work(&names)
+    })
+}
+
+/// For worker processes: sends `HEARTBEAT` on the control channel (groups with
+/// `heartbeat_timeout_ms`). Errors as `mpsup_worker_notify_ready`.
+#[no_mangle]
+pub extern "C" fn mpsup_worker_heartbeat() -> mpsup_result {
+    guard(worker_side::heartbeat)
+}
+
+/// For worker processes: waits up to `timeout_seconds` (negative: no limit) for `START` (groups
+/// with `start_gate`; such workers find `MPSUP_START_GATE=1` in their environment).
+/// `*out_started` is false on timeout or when the supervisor closed the channel.
+#[no_mangle]
+pub extern "C" fn mpsup_worker_wait_start(
+    timeout_seconds: f64,
+    out_started: *mut bool,
+) -> mpsup_result {
+    guard(|| {
+        out(out_started, "out_started")?;
+        let started = worker_side::wait_start(timeout_seconds)?;
+        // SAFETY: checked non-NULL.
+        unsafe { out_started.write(started) };
+        Ok(())
+    })
+}
+
+/// For worker processes: waits up to `timeout_seconds` (negative: no limit) for the `BOOTSTRAP`
+/// line (groups with `bootstrap`; such workers find `MPSUP_BOOTSTRAP=1` in their environment)
+/// and writes its compact JSON text to `*out_json` (free it with `mpsup_string_free`), or NULL
+/// on timeout or when the supervisor closed the channel.
+#[no_mangle]
+pub extern "C" fn mpsup_worker_bootstrap_json(
+    timeout_seconds: f64,
+    out_json: *mut *mut c_char,
+) -> mpsup_result {
+    guard(|| {
+        out(out_json, "out_json")?;
+        let json = worker_side::bootstrap(timeout_seconds)?;
+        // SAFETY: checked non-NULL.
+        unsafe { out_json.write(json.map_or(std::ptr::null_mut(), into_c_string)) };
         Ok(())
     })
 }

@@ -1,0 +1,261 @@
+//! Part 2: restarts with backoff, the intensity limit, timeouts, the bootstrap line and the
+//! start gate, with real worker processes. The backoff arithmetic itself is unit-tested with a
+//! fake clock in src/policy.rs.
+
+mod common;
+
+use common::*;
+use mpsupervisor::Error;
+use serde_json::json;
+
+/// A worker that crashes (exit 1) the first time it runs, then behaves.
+fn crash_once(dir: &std::path::Path) -> String {
+    format!(
+        r#"m={}/"$MPSUP_WORKER_ID"; if [ ! -e "$m" ]; then : > "$m"; exit 1; fi
+echo READY >&3; while read -r l <&3; do case "$l" in STOP*) exit 0;; esac; done"#,
+        dir.display()
+    )
+}
+
+#[test]
+fn a_respawned_worker_keeps_its_id_gets_a_new_pid_and_becomes_ready_again() {
+    let dir = scratch_dir("respawn");
+    let sup = supervisor(&[with(
+        sh_group("g", 1, &crash_once(&dir)),
+        json!({"readiness": "notify", "restart": "on-failure", "restart_delay_ms": 1}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_ready") == 1);
+    let spawned = of_kind(&log, "worker_spawned");
+    assert_eq!(spawned.len(), 2);
+    assert_eq!(spawned[0]["worker_id"], "g#1");
+    assert_eq!(spawned[1]["worker_id"], "g#1");
+    assert_ne!(spawned[0]["pid"], spawned[1]["pid"]);
+    let failed = of_kind(&log, "worker_failed")[0];
+    assert_eq!(
+        (failed["reason"].as_str(), failed["exit_code"].as_i64()),
+        (Some("exited"), Some(1))
+    );
+    let restarting = of_kind(&log, "worker_restarting")[0];
+    assert_eq!(restarting["worker_id"], "g#1");
+    assert_eq!(restarting["attempt"], 1);
+    assert_eq!(restarting["delay_ms"], 1);
+    assert_eq!(of_kind(&log, "worker_ready")[0]["pid"], spawned[1]["pid"]);
+    assert!(sup.wait_ready(60.0).unwrap());
+    let snap = sup.snapshot().unwrap();
+    assert_eq!(snap["g"][0]["restarts"], 1);
+    assert_eq!(snap["g"][0]["pid"], spawned[1]["pid"]);
+    assert_gone(spawned[0]["pid"].as_i64().unwrap());
+    sup.stop_groups(30.0, true).unwrap();
+}
+
+#[test]
+fn on_failure_does_not_restart_a_clean_exit_but_always_does() {
+    let sup = supervisor(&[
+        with(
+            sh_group("clean", 1, "exit 0"),
+            json!({"restart": "on-failure", "restart_delay_ms": 1}),
+        ),
+        with(
+            sh_group("again", 1, "exit 0"),
+            json!({"restart": "always", "restart_delay_ms": 1, "max_restarts": 1}),
+        ),
+    ]);
+    sup.start_groups(&["clean", "again"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| {
+        count(l, "group_failed") == 1 && count(l, "worker_failed") == 3
+    });
+    let restarted: Vec<&str> = of_kind(&log, "worker_restarting")
+        .iter()
+        .map(|e| e["group_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(restarted, ["again"]);
+    assert_eq!(sup.snapshot().unwrap()["clean"][0]["state"], "failed");
+}
+
+#[test]
+fn too_many_respawns_in_the_window_fail_the_group_and_kill_its_workers() {
+    let sup = supervisor(&[
+        with(
+            sh_group("g", 1, "exit 7"),
+            json!({"restart": "on-failure", "restart_delay_ms": 1, "max_restarts": 2, "restart_window_ms": 60000}),
+        ),
+        with(sh_group("g2", 2, POLITE), json!({"readiness": "notify"})),
+    ]);
+    sup.start_groups(&["g", "g2"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "group_failed") == 1);
+    let failed = of_kind(&log, "group_failed")[0];
+    assert_eq!(failed["group_name"], "g");
+    assert_eq!(failed["restarts"], 2);
+    assert_eq!(failed["window_ms"], 60000);
+    assert_eq!(count(&log, "worker_restarting"), 2);
+    assert_eq!(count(&log, "worker_failed"), 3);
+    let snap = sup.snapshot().unwrap();
+    assert_eq!(snap["g"][0]["state"], "failed");
+    assert_eq!(snap["g"][0]["restarts"], 2);
+    assert!(
+        !sup.wait_ready(60.0).unwrap(),
+        "a failed group makes wait_ready false"
+    );
+    // Starting the group again clears it.
+    sup.force_terminate_groups(&["g"]).unwrap();
+    sup.stop_groups(30.0, true).unwrap();
+}
+
+#[test]
+fn group_failure_kills_the_other_workers_of_the_group() {
+    // Worker 1 always crashes; worker 2 is healthy and must be killed with the group.
+    let script = r#"if [ "$MPSUP_WORKER_ID" = "g#1" ]; then exit 1; fi; exec sleep 1000000"#;
+    let sup = supervisor(&[with(
+        sh_group("g", 2, script),
+        json!({"restart": "on-failure", "restart_delay_ms": 1, "max_restarts": 1, "control_channel": "off"}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| {
+        count(l, "group_failed") == 1
+            && of_kind(l, "worker_stopped")
+                .iter()
+                .any(|e| e["worker_id"] == "g#2")
+    });
+    let healthy = of_kind(&log, "worker_spawned")
+        .into_iter()
+        .find(|e| e["worker_id"] == "g#2")
+        .unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let stopped = of_kind(&log, "worker_stopped");
+    assert_eq!(stopped[0]["mode"], "forced");
+    assert_gone(healthy);
+    sup.stop_groups(30.0, true).unwrap();
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+}
+
+#[test]
+fn no_respawn_after_a_requested_stop_or_force() {
+    let sup = supervisor(&[with(
+        sh_group("g", 2, POLITE),
+        json!({"readiness": "notify", "restart": "always", "restart_delay_ms": 1}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    sup.stop_groups(30.0, true).unwrap();
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    sup.force_terminate_groups(&["g"]).unwrap();
+    let log = drain_all(&sup);
+    assert_eq!(count(&log, "worker_restarting"), 0);
+    assert_eq!(count(&log, "worker_failed"), 0);
+    assert_eq!(count(&log, "worker_stopped"), 4);
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+}
+
+#[test]
+fn a_worker_that_stops_sending_heartbeats_fails_with_heartbeat_timeout() {
+    let script = "echo READY >&3; echo HEARTBEAT >&3; exec sleep 1000000";
+    let sup = supervisor(&[with(
+        sh_group("g", 1, script),
+        json!({"readiness": "notify", "heartbeat_timeout_ms": 100}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
+    let failed = of_kind(&log, "worker_failed")[0];
+    assert_eq!(failed["reason"], "heartbeat_timeout");
+    assert_eq!(failed["signal"], 9);
+    assert_gone(failed["pid"].as_i64().unwrap());
+    let snap = sup.snapshot().unwrap();
+    assert!(
+        snap["g"][0]["last_heartbeat_ms"].as_u64().is_some(),
+        "{snap}"
+    );
+}
+
+#[test]
+fn a_worker_that_never_says_ready_fails_with_ready_timeout_and_is_respawned() {
+    let sup = supervisor(&[with(
+        sh_group("g", 1, "exec sleep 1000000"),
+        json!({"readiness": "notify", "ready_timeout_ms": 50, "restart": "on-failure", "restart_delay_ms": 1}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_restarting") == 1);
+    let failed = of_kind(&log, "worker_failed")[0];
+    assert_eq!(failed["reason"], "ready_timeout");
+    assert_eq!(failed["signal"], 9);
+    sup.force_terminate_groups(&["g"]).unwrap();
+}
+
+#[test]
+fn bootstrap_is_the_first_line_byte_exact() {
+    let dir = scratch_dir("bootstrap");
+    let payload = json!({"greeting": "héllo ✓ 🚀 \u{0007}\n", "big": "x".repeat(64 * 1024), "n": [1, 2.5, null]});
+    let script = format!(
+        r#"IFS= read -r line <&3; printf '%s\n' "$line" > {}/line; echo "$MPSUP_BOOTSTRAP" > {}/flag; echo READY >&3; read -r x <&3"#,
+        dir.display(),
+        dir.display()
+    );
+    let sup = supervisor(&[with(
+        sh_group("g", 1, &script),
+        json!({"readiness": "notify", "bootstrap": payload}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    sup.stop_groups(30.0, true).unwrap();
+    let expected = format!("BOOTSTRAP {}\n", serde_json::to_string(&payload).unwrap());
+    assert_eq!(
+        std::fs::read(dir.join("line")).unwrap(),
+        expected.as_bytes()
+    );
+    assert_eq!(read(&dir.join("flag")), "1\n");
+}
+
+#[test]
+fn start_work_is_refused_until_every_named_worker_is_ready_then_delivered_once() {
+    let dir = scratch_dir("gate");
+    let logger = format!(
+        r#"echo READY >&3; while read -r l <&3; do echo "$l" >> {}/"$MPSUP_WORKER_ID"; case "$l" in STOP*) exit 0;; esac; done"#,
+        dir.display()
+    );
+    let sup = supervisor(&[
+        with(
+            sh_group("a", 2, &logger),
+            json!({"readiness": "notify", "start_gate": true}),
+        ),
+        with(
+            sh_group("b", 2, "read -r x <&3"),
+            json!({"readiness": "notify", "start_gate": true}),
+        ),
+    ]);
+    assert!(
+        matches!(sup.start_work(&["a"]), Err(Error::NotReady(m)) if m == "workers not ready: a#*")
+    );
+    sup.start_groups(&["a", "b"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_ready") == 2);
+    match sup.start_work(&["b", "a"]) {
+        Err(Error::NotReady(m)) => assert_eq!(m, "workers not ready: b#1, b#2"),
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+    sup.start_work(&["a"]).unwrap();
+    let log = drain_all(&sup);
+    let work = of_kind(&log, "supervisor_start_work");
+    assert_eq!(
+        (
+            work[0]["group_count"].as_u64(),
+            work[0]["worker_count"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    sup.stop_groups(30.0, true).unwrap();
+    for id in ["a#1", "a#2"] {
+        assert_eq!(
+            read(&dir.join(id)),
+            "START\nSTOP DRAIN\n",
+            "{id}: START exactly once, then STOP"
+        );
+    }
+}
