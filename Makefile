@@ -31,7 +31,7 @@ LDLIBS := -L$(LIB_DIR) -lmpsupervisor -Wl,-rpath,$(abspath $(LIB_DIR))
 
 C_EXAMPLES := $(BUILD)/demo_host $(BUILD)/example_worker $(BUILD)/shell_worker.sh
 
-.PHONY: all lib c-examples demo test clean FORCE
+.PHONY: all lib c-examples demo test test-rust test-python test-valgrind test-asan clean FORCE
 
 all: lib c-examples
 
@@ -57,8 +57,40 @@ $(BUILD):
 demo: lib c-examples
 	./$(BUILD)/demo_host --seconds 3
 
-test:
+# Every test: Rust unit and integration tests (they build and run the C programs), the Python
+# bindings against the debug library, the C examples under valgrind, and under ASan/UBSan.
+test: test-rust test-python test-valgrind test-asan
+	@echo "test suites: 4 passed, 0 failed"
+
+test-rust:
+	$(CARGO) build
 	$(CARGO) test
+
+test-python:
+	$(CARGO) build
+	MPSUPERVISOR_LIBRARY=$(abspath target/debug/libmpsupervisor.so) python3 -m pytest -q bindings/python/tests
+
+# valgrind does not know pidfd_open, so this run also covers the polling fallback.
+test-valgrind:
+	$(MAKE) --no-print-directory PROFILE=debug BUILD=$(BUILD)/debug c-examples
+	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+		./$(BUILD)/debug/demo_host --seconds 0.5 > /dev/null
+
+# The C programs instrumented with AddressSanitizer and UBSan (the Rust library is not); this
+# run uses pidfds. The nm check proves the sanitizer really got linked.
+test-asan:
+	$(CARGO) build
+	mkdir -p $(BUILD)/asan
+	$(CC) $(ALL_CFLAGS) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+		-o $(BUILD)/asan/demo_host c_examples/demo_host.c -Ltarget/debug -lmpsupervisor \
+		-Wl,-rpath,$(abspath target/debug)
+	$(CC) $(ALL_CFLAGS) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+		-o $(BUILD)/asan/example_worker c_examples/example_worker.c -Ltarget/debug -lmpsupervisor \
+		-Wl,-rpath,$(abspath target/debug)
+	cp c_examples/shell_worker.sh $(BUILD)/asan/
+	nm $(BUILD)/asan/demo_host | grep -q __asan_init
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
+		./$(BUILD)/asan/demo_host --seconds 0.5 > /dev/null
 
 clean:
 	$(CARGO) clean

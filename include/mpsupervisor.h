@@ -236,6 +236,21 @@ enum mpsup_result mpsup_worker_wait_start(double timeout_seconds, bool *out_star
  */
 enum mpsup_result mpsup_worker_bootstrap_json(double timeout_seconds, char **out_json);
 
+/**
+ * Configures lifecycle logging from `settings_json`, for example
+ * `{"lifecycle_events": {"enabled": true, "level": "info"}, "exporters": [{"kind": "stdout"},
+ * {"kind": "jsonl", "settings": {"path": "/var/log/sup.jsonl"}}]}`. Every later event also
+ * becomes one JSON line `{"ts_ms", "level", "message": "bootstrap.<kind>", "fields"}` on each
+ * exporter (`stdout`, `stderr`, or `jsonl` appending to a file), unless its level (failures
+ * `warn`, `group_failed` `error`, the rest `info`) is below the configured one. A writer thread
+ * with a bounded queue does the writing, so a slow exporter never blocks the supervisor: records
+ * it cannot take are dropped and counted in a `bootstrap.log_records_dropped` record. All or
+ * nothing: `MPSUP_ERR_INVALID_CONFIG` names the JSON path; `MPSUP_ERR_OS` when a file cannot be
+ * opened. The previous settings are replaced.
+ */
+enum mpsup_result mpsup_configure_lifecycle_logging(struct mpsup_supervisor sup,
+                                                    const char *settings_json);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -5,6 +5,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use serde::Serialize;
 
+use crate::logging::Logger;
 use crate::sys;
 
 /// The default bound of the event queue.
@@ -113,6 +114,8 @@ pub struct EventQueue {
     next_seq: u64,
     dropped: u64,
     readable: OwnedFd,
+    /// Where every event also goes as a log record (`configure_lifecycle_logging`).
+    logger: Option<Logger>,
 }
 
 impl EventQueue {
@@ -123,6 +126,7 @@ impl EventQueue {
             next_seq: 1,
             dropped: 0,
             readable: sys::eventfd()?,
+            logger: None,
         })
     }
 
@@ -131,7 +135,25 @@ impl EventQueue {
         self.readable.as_raw_fd()
     }
 
+    /// Replaces the logger; the old one is returned so that the caller can drop it (which waits
+    /// for its writer) outside any lock.
+    pub fn set_logger(&mut self, logger: Option<Logger>) -> Option<Logger> {
+        std::mem::replace(&mut self.logger, logger)
+    }
+
+    pub fn logger(&self) -> Option<&Logger> {
+        self.logger.as_ref()
+    }
+
     pub fn push(&mut self, kind: EventKind) {
+        // Logged before the bound applies, so the log stays whole even when nobody drains.
+        if let Some(logger) = &self.logger {
+            logger.log(&Event {
+                seq: self.next_seq,
+                ts_ms: sys::now_ms(),
+                kind: kind.clone(),
+            });
+        }
         self.flush_dropped();
         if self.queue.len() >= self.capacity {
             self.dropped += 1;

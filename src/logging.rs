@@ -307,6 +307,14 @@ pub struct Logger {
     counters: Arc<Counters>,
 }
 
+impl std::fmt::Debug for Logger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logger")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Logger {
     /// Opens every jsonl file (append, create, close-on-exec) and starts the writer thread.
     pub fn start(settings: LogSettings) -> Result<Logger> {

@@ -624,6 +624,28 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Replaces the lifecycle logging settings (all or nothing).
+    pub fn configure_lifecycle_logging(&self, settings_json: &str) -> Result<()> {
+        let settings = crate::logging::parse_settings(settings_json)?;
+        let logger = crate::logging::Logger::start(settings)?;
+        let old = {
+            let mut state = self.state();
+            state.check_open()?;
+            state.events.set_logger(Some(logger))
+        };
+        // Dropping waits for the old writer to finish: never under the lock.
+        drop(old);
+        Ok(())
+    }
+
+    /// How many log records were dropped because an exporter could not keep up.
+    pub fn log_records_dropped(&self) -> u64 {
+        self.state()
+            .events
+            .logger()
+            .map_or(0, |l| l.dropped_total())
+    }
+
     /// Starts the named groups in order, force-terminating any of their running workers first.
     pub fn start_groups(&self, names: &[&str]) -> Result<()> {
         let _op = lock(&self.ops);

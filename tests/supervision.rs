@@ -259,3 +259,60 @@ fn start_work_is_refused_until_every_named_worker_is_ready_then_delivered_once()
         );
     }
 }
+
+#[test]
+fn lifecycle_events_become_jsonl_records_at_their_levels() {
+    let dir = scratch_dir("logging");
+    let all = dir.join("all.jsonl");
+    let warn = dir.join("warn.jsonl");
+    let sup = supervisor(&[sh_group("quits", 1, "exit 3")]);
+    let settings = |path: &std::path::Path, level: &str| {
+        json!({"lifecycle_events": {"enabled": true, "level": level},
+               "exporters": [{"kind": "jsonl", "settings": {"path": path}}]})
+        .to_string()
+    };
+    assert!(matches!(
+        sup.configure_lifecycle_logging(r#"{"exporters": [{"kind": "syslog"}]}"#),
+        Err(Error::InvalidConfig(m)) if m.starts_with("settings.exporters[0].kind")
+    ));
+    sup.configure_lifecycle_logging(&settings(&all, "info"))
+        .unwrap();
+    sup.start_groups(&["quits"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
+    // Switching settings drops the old logger, which writes out everything queued first.
+    sup.configure_lifecycle_logging(&settings(&warn, "warn"))
+        .unwrap();
+    sup.start_groups(&["quits"]).unwrap();
+    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 2);
+    assert_eq!(sup.log_records_dropped(), 0);
+    drop(sup);
+    let records = |path: &std::path::Path| -> Vec<serde_json::Value> {
+        read(&path.to_path_buf())
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let all = records(&all);
+    let messages: Vec<&str> = all.iter().map(|r| r["message"].as_str().unwrap()).collect();
+    assert_eq!(
+        messages,
+        [
+            "bootstrap.worker_spawned",
+            "bootstrap.supervisor_start_groups",
+            "bootstrap.worker_failed"
+        ]
+    );
+    assert_eq!(all[0]["level"], "info");
+    assert_eq!(all[0]["fields"]["worker_id"], "quits#1");
+    assert!(all[0]["fields"].get("seq").is_none() && all[0]["ts_ms"].as_u64().is_some());
+    assert_eq!(all[2]["level"], "warn");
+    assert_eq!(all[2]["fields"]["exit_code"], 3);
+    let warn = records(&warn);
+    let levels: Vec<(&str, &str)> = warn
+        .iter()
+        .map(|r| (r["message"].as_str().unwrap(), r["level"].as_str().unwrap()))
+        .collect();
+    // At "warn", the restart of the group (info) is left out; its failure is written.
+    assert_eq!(levels, [("bootstrap.worker_failed", "warn")]);
+}

@@ -1,0 +1,56 @@
+"""Python bindings for libmpsupervisor (ctypes; no compiled code).
+
+- :class:`Supervisor`: one library handle, a method per C call.
+- :class:`MultiprocessBootstrapSupervisor`: drop-in for stream_kernel's class of that name.
+- :class:`LocalBootstrapSupervisor`: in-process fallback with the same methods.
+- :func:`discover_supervisors` / :func:`create_supervisor`: multiprocess first, local second.
+- :mod:`mpsupervisor.worker`: the worker side of the control protocol (import it yourself).
+
+The native library is loaded on first use, from ``MPSUPERVISOR_LIBRARY``, else next to
+this package, else the system path (see :mod:`mpsupervisor._native`).
+"""
+
+from ._errors import (
+    InvalidArgumentError,
+    InvalidConfigError,
+    InvalidHandleError,
+    MpsupError,
+    NotReadyError,
+    PanicError,
+    Result,
+    SpawnError,
+    SupervisorOSError,
+    SupervisorTimeoutError,
+    UnknownGroupError,
+    UnknownResultError,
+)
+from .bootstrap import (
+    LocalBootstrapSupervisor,
+    MultiprocessBootstrapSupervisor,
+    create_supervisor,
+    discover_supervisors,
+)
+from .supervisor import Supervisor, version
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Supervisor",
+    "MultiprocessBootstrapSupervisor",
+    "LocalBootstrapSupervisor",
+    "discover_supervisors",
+    "create_supervisor",
+    "version",
+    "Result",
+    "MpsupError",
+    "InvalidHandleError",
+    "InvalidArgumentError",
+    "InvalidConfigError",
+    "UnknownGroupError",
+    "SpawnError",
+    "SupervisorTimeoutError",
+    "SupervisorOSError",
+    "PanicError",
+    "NotReadyError",
+    "UnknownResultError",
+]

@@ -1,0 +1,394 @@
+"""Drop-ins for the stream_kernel ``BootstrapSupervisor`` classes, and their discovery."""
+
+from __future__ import annotations
+
+import math
+import os
+import site
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Type, Union
+
+from ._errors import UnknownGroupError
+from .supervisor import Supervisor, group_names as _group_names
+
+# Group keys libmpsupervisor knows (API.md Part 1 and Part 2). Anything else a group
+# dict carries (the original framework's `nodes`, `runner_profile`, ...) is dropped.
+LIBRARY_GROUP_KEYS = frozenset(
+    {
+        # Part 1
+        "name", "workers", "argv", "env", "inherit_env", "cwd", "readiness", "warmup_ms",
+        "control_channel", "stop_signal", "stdout", "stderr",
+        # Part 2
+        "restart", "restart_delay_ms", "restart_delay_max_ms", "backoff_reset_ms",
+        "max_restarts", "restart_window_ms", "ready_timeout_ms", "heartbeat_timeout_ms",
+        "bootstrap", "start_gate",
+    }
+)
+
+BUNDLED_WORKER_MODULE = "mpsupervisor.worker"
+
+
+def _validated_group(group: Any, where: str) -> Dict[str, Any]:
+    """The checks the original applied (it skipped bad entries; we raise ValueError)."""
+    if not isinstance(group, Mapping):
+        raise ValueError(f"{where} must be a mapping, got {type(group).__name__}")
+    name = group.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}.name must be a non-empty string, got {name!r}")
+    workers = group.get("workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers <= 0:
+        raise ValueError(f"{where}.workers must be an integer > 0, got {workers!r}")
+    env = group.get("env")
+    if env is not None and not isinstance(env, Mapping):
+        raise ValueError(f"{where}.env must be a mapping of strings, got {type(env).__name__}")
+    return dict(group)
+
+
+def _check_unique(seen: Mapping[str, Any], name: str, index: int) -> None:
+    if name in seen:
+        raise ValueError(f"groups[{index}].name: duplicate group name {name!r}")
+
+
+def _package_parent() -> str:
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def _site_dirs() -> List[str]:
+    dirs: List[str] = []
+    try:
+        dirs.extend(site.getsitepackages())
+    except AttributeError:  # some virtualenv builds lack it
+        pass
+    try:
+        dirs.append(site.getusersitepackages())
+    except AttributeError:
+        pass
+    return [str(Path(d).resolve()) for d in dirs]
+
+
+def _child_pythonpath(group: Mapping[str, Any], env: Mapping[str, str]) -> Optional[str]:
+    """The PYTHONPATH the bundled worker needs to import this package, or None if it needs none."""
+    parent = _package_parent()
+    if parent in _site_dirs():
+        return None
+    inherited = env.get("PYTHONPATH")
+    if inherited is None and group.get("inherit_env", True) is not False:
+        inherited = os.environ.get("PYTHONPATH")
+    entries = [e for e in (inherited or "").split(os.pathsep) if e]
+    if any(str(Path(e).resolve()) == parent for e in entries):
+        return None
+    return os.pathsep.join([parent] + entries)
+
+
+def library_group(group: Mapping[str, Any]) -> Dict[str, Any]:
+    """A validated group dict reduced to the keys the library knows.
+
+    Without ``argv`` the group runs the bundled worker (``python -m mpsupervisor.worker``)
+    with readiness ``"notify"`` unless the group sets its own, and with the environment
+    it needs (``PYTHONPATH`` when the package is not installed in ``site-packages``,
+    the bootstrap and heartbeat settings of :mod:`mpsupervisor.worker`).
+    """
+    out = {key: value for key, value in group.items() if key in LIBRARY_GROUP_KEYS}
+    if "argv" in out:
+        return out
+    # Imported here, not at the top: `python -m mpsupervisor.worker` imports this package
+    # first, and runpy warns when the module it runs is already in sys.modules.
+    from . import worker
+
+    out["argv"] = [sys.executable or "python3", "-m", BUNDLED_WORKER_MODULE]
+    out.setdefault("readiness", "notify")
+    env: Dict[str, str] = dict(out.get("env") or {})
+    pythonpath = _child_pythonpath(out, env)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    if "bootstrap" in out:
+        env[worker.BOOTSTRAP_FLAG_ENV] = "1"
+    heartbeat_ms = out.get("heartbeat_timeout_ms")
+    if isinstance(heartbeat_ms, int) and not isinstance(heartbeat_ms, bool) and heartbeat_ms > 0:
+        env[worker.HEARTBEAT_MS_ENV] = str(max(1, heartbeat_ms // 3))
+    if env:
+        out["env"] = env
+    return out
+
+
+class MultiprocessBootstrapSupervisor:
+    """Drop-in for stream_kernel's ``MultiprocessBootstrapSupervisor``, on libmpsupervisor.
+
+    Same method names, arguments and return types as the original. Differences, all on
+    purpose: a bad group (missing or empty ``name``, ``workers`` not an int > 0) raises
+    ValueError instead of being skipped; workers are real processes of any executable
+    (``argv``), the bundled Python worker when a group has none; events have the
+    library's shapes (``seq``, ``ts_ms``, ``kind``, ...); ``force_terminate_groups``
+    ignores names the library does not know, as the original did.
+
+    Constructing it loads the native library and raises OSError when it cannot.
+    ``lifecycle_events()`` keeps every event for the life of the object, as the
+    original did.
+    """
+
+    def __init__(self, supervisor: Optional[Supervisor] = None) -> None:
+        self._sup = supervisor if supervisor is not None else Supervisor()
+        self._config_lock = threading.Lock()
+        self._groups: Dict[str, Dict[str, Any]] = {}
+        self._events_lock = threading.Lock()
+        self._events: List[Dict[str, Any]] = []
+
+    @property
+    def supervisor(self) -> Supervisor:
+        """The underlying :class:`Supervisor` (for ``event_fd``, ``drain_events``, ...)."""
+        return self._sup
+
+    def close(self) -> None:
+        """Force-terminate every worker and free the handle. Safe to call twice."""
+        self._sup.close()
+
+    def __enter__(self) -> "MultiprocessBootstrapSupervisor":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the original's methods ----------------------------------------------------------
+
+    def configure_process_groups(self, groups: List[Dict[str, object]]) -> None:
+        new: Dict[str, Dict[str, Any]] = {}
+        for index, group in enumerate(groups):
+            checked = _validated_group(group, f"groups[{index}]")
+            _check_unique(new, checked["name"], index)
+            new[checked["name"]] = library_group(checked)
+        with self._config_lock:
+            self._sup.configure_process_groups(list(new.values()))
+            self._groups = new
+
+    def start_groups(self, group_names: List[str]) -> None:
+        """Start the groups; a name never configured gets one bundled worker."""
+        names = _group_names(group_names)
+        with self._config_lock:
+            missing = [name for name in names if name not in self._groups]
+            if missing:
+                groups = dict(self._groups)
+                for name in missing:
+                    where = f"group_names[{names.index(name)}]"
+                    groups[name] = library_group(_validated_group({"name": name}, where))
+                self._sup.configure_process_groups(list(groups.values()))
+                self._groups = groups
+        self._sup.start_groups(names)
+
+    def wait_ready(self, timeout_seconds: float) -> bool:
+        return self._sup.wait_ready(timeout_seconds)
+
+    def stop_groups(self, *, graceful_timeout_seconds: float, drain_inflight: bool) -> None:
+        """Stop every worker gracefully; TimeoutError names the first worker still alive."""
+        self._sup.stop_groups(graceful_timeout_seconds, drain_inflight)
+
+    def force_terminate_groups(self, group_names: List[str]) -> None:
+        """Kill the groups' workers; names the library never knew are ignored, as in the original."""
+        names = _group_names(group_names)
+        try:
+            self._sup.force_terminate_groups(names)
+        except UnknownGroupError:
+            # The library checks all names before killing anything; go one by one.
+            for name in names:
+                try:
+                    self._sup.force_terminate_groups([name])
+                except UnknownGroupError:
+                    pass
+
+    def snapshot(self) -> Dict[str, List[Dict[str, object]]]:
+        snap = self._sup.snapshot()
+        for workers in snap.values():
+            for entry in workers:
+                entry.setdefault("has_control_channel", entry.get("control_channel") == "socketpair")
+        return snap
+
+    def lifecycle_events(self) -> List[Dict[str, object]]:
+        """Every event so far, oldest first (a copy; calling it drains nothing you can see)."""
+        with self._events_lock:
+            self._events.extend(self._sup.drain_events())
+            return [dict(event) for event in self._events]
+
+    # -- Part 2 ----------------------------------------------------------------------------
+
+    def start_work(self, group_names: List[str]) -> None:
+        self._sup.start_work(_group_names(group_names))
+
+    def configure_lifecycle_logging(self, settings: Dict[str, object]) -> None:
+        self._sup.configure_lifecycle_logging(settings)
+
+
+class LocalBootstrapSupervisor:
+    """In-process fallback with the methods of :class:`MultiprocessBootstrapSupervisor`.
+
+    It runs nothing: it records groups, workers and lifecycle events in the library's
+    shapes, so a host can run without the native library. Workers are the calling
+    process (``pid`` is ``os.getpid()``); ``wait_ready(t)`` makes them ready when ``t >
+    0`` (false for ``t <= 0``, as in the library); stops always succeed (graceful:
+    ``exit_code`` 0; forced: ``signal`` 9).
+    """
+
+    CONTROL_CHANNEL = "in_process"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groups: Dict[str, Dict[str, Any]] = {}
+        self._workers: Dict[str, List[Dict[str, Any]]] = {}
+        self._events: List[Dict[str, Any]] = []
+        self._seq = 0
+        self._lifecycle_logging: Dict[str, Any] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            for group in list(self._workers):
+                self._terminate_locked(group, "forced")
+
+    def __enter__(self) -> "LocalBootstrapSupervisor":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _emit_locked(self, kind: str, **fields: Any) -> None:
+        self._seq += 1
+        self._events.append({"seq": self._seq, "ts_ms": int(time.time() * 1000), "kind": kind, **fields})
+
+    def configure_process_groups(self, groups: List[Dict[str, object]]) -> None:
+        new: Dict[str, Dict[str, Any]] = {}
+        for index, group in enumerate(groups):
+            checked = _validated_group(group, f"groups[{index}]")
+            _check_unique(new, checked["name"], index)
+            new[checked["name"]] = {k: v for k, v in checked.items() if k in LIBRARY_GROUP_KEYS}
+        with self._lock:
+            self._groups = new
+
+    def start_groups(self, group_names: List[str]) -> None:
+        names = _group_names(group_names)
+        with self._lock:
+            worker_count = 0
+            for name in names:
+                if not name:
+                    raise ValueError("group names must be non-empty")
+                self._terminate_locked(name, "forced")
+                group = self._groups.get(name, {"name": name})
+                fallback = group.get("control_channel") == "off"
+                now_ms = int(time.time() * 1000)
+                workers = []
+                for index in range(1, int(group.get("workers", 1)) + 1):
+                    worker = {
+                        "worker_id": f"{name}#{index}",
+                        "pid": os.getpid(),
+                        "os_pid": os.getpid(),
+                        "alive": True,
+                        "ready": False,
+                        "state": "starting",
+                        "pgid": os.getpgrp(),
+                        "exit_code": None,
+                        "signal": None,
+                        "has_stop_event": not fallback,
+                        "has_control_channel": False,
+                        "stop_strategy": "terminate_fallback" if fallback else "event",
+                        "control_channel": "unavailable" if fallback else self.CONTROL_CHANNEL,
+                        "started_at_ms": now_ms,
+                    }
+                    workers.append(worker)
+                    self._emit_locked(
+                        "worker_spawned",
+                        group_name=name,
+                        worker_id=worker["worker_id"],
+                        pid=worker["pid"],
+                        stop_strategy=worker["stop_strategy"],
+                        control_channel=worker["control_channel"],
+                    )
+                self._workers[name] = workers
+                worker_count += len(workers)
+            self._emit_locked("supervisor_start_groups", group_count=len(names), worker_count=worker_count)
+
+    def wait_ready(self, timeout_seconds: float) -> bool:
+        if math.isnan(timeout_seconds) or timeout_seconds <= 0:
+            return False
+        with self._lock:
+            workers = [(g, w) for g, ws in self._workers.items() for w in ws]
+            if not workers:
+                return False
+            for group, worker in workers:
+                if not worker["ready"]:
+                    worker["ready"], worker["state"] = True, "ready"
+                    self._emit_locked("worker_ready", group_name=group, worker_id=worker["worker_id"], pid=worker["pid"])
+            return True
+
+    def stop_groups(self, *, graceful_timeout_seconds: float, drain_inflight: bool) -> None:
+        if math.isnan(graceful_timeout_seconds) or graceful_timeout_seconds < 0:
+            raise ValueError(f"graceful_timeout_seconds must be >= 0, got {graceful_timeout_seconds!r}")
+        _ = drain_inflight
+        with self._lock:
+            for group in list(self._workers):
+                self._terminate_locked(group, "graceful")
+
+    def force_terminate_groups(self, group_names: List[str]) -> None:
+        names = _group_names(group_names)
+        with self._lock:
+            for name in names:
+                self._terminate_locked(name, "forced")
+
+    def _terminate_locked(self, group: str, mode: str) -> None:
+        for worker in self._workers.pop(group, []):
+            fields = dict(group_name=group, worker_id=worker["worker_id"], pid=worker["pid"], mode=mode)
+            self._emit_locked("worker_stopping", **fields)
+            if mode == "graceful":
+                self._emit_locked("worker_stopped", exit_code=0, signal=None, **fields)
+            else:
+                self._emit_locked("worker_stopped", exit_code=None, signal=9, **fields)
+
+    def snapshot(self) -> Dict[str, List[Dict[str, object]]]:
+        with self._lock:
+            return {group: [dict(w) for w in workers] for group, workers in self._workers.items() if workers}
+
+    def lifecycle_events(self) -> List[Dict[str, object]]:
+        with self._lock:
+            return [dict(event) for event in self._events]
+
+    def start_work(self, group_names: List[str]) -> None:
+        names = _group_names(group_names)
+        with self._lock:
+            missing = sorted(
+                w["worker_id"] for name in names for w in self._workers.get(name, []) if not w["ready"]
+            )
+            if missing:
+                raise RuntimeError(f"workers not ready: {', '.join(missing)}")
+            workers = [w for name in names for w in self._workers.get(name, [])]
+            self._emit_locked("supervisor_start_work", group_count=len(names), worker_count=len(workers))
+
+    def configure_lifecycle_logging(self, settings: Dict[str, object]) -> None:
+        if not isinstance(settings, Mapping):
+            raise ValueError("lifecycle logging settings must be a mapping")
+        with self._lock:
+            self._lifecycle_logging = dict(settings)
+
+
+BootstrapSupervisor = Union[MultiprocessBootstrapSupervisor, LocalBootstrapSupervisor]
+
+
+def discover_supervisors() -> List[Type[BootstrapSupervisor]]:
+    """The supervisor classes in the original's discovery order: multiprocess, then local.
+
+    Classes, not instances: constructing the multiprocess one loads the native library
+    and raises OSError when it is missing. :func:`create_supervisor` applies the rule
+    "the first one that can be constructed wins".
+    """
+    return [MultiprocessBootstrapSupervisor, LocalBootstrapSupervisor]
+
+
+def create_supervisor() -> BootstrapSupervisor:
+    """An instance of the first class from :func:`discover_supervisors` that can be constructed.
+
+    The multiprocess supervisor when libmpsupervisor loads, the local one otherwise.
+    """
+    errors: List[str] = []
+    for cls in discover_supervisors():
+        try:
+            return cls()
+        except OSError as exc:
+            errors.append(f"{cls.__name__}: {exc}")
+    raise RuntimeError("no bootstrap supervisor could be constructed: " + "; ".join(errors))
