@@ -31,7 +31,7 @@ LDLIBS := -L$(LIB_DIR) -lmpsupervisor -Wl,-rpath,$(abspath $(LIB_DIR))
 
 C_EXAMPLES := $(BUILD)/demo_host $(BUILD)/example_worker $(BUILD)/shell_worker.sh
 
-.PHONY: all lib c-examples demo test test-rust test-python test-valgrind test-asan clean FORCE
+.PHONY: all lib c-examples demo demo-crash test test-rust test-python test-valgrind test-asan clean FORCE
 
 all: lib c-examples
 
@@ -56,6 +56,10 @@ $(BUILD):
 
 demo: lib c-examples
 	./$(BUILD)/demo_host --seconds 3
+
+# A worker that crashes every 300 ms, respawned with backoff until the group fails.
+demo-crash: lib c-examples
+	./$(BUILD)/demo_host c_examples/crash_demo.json crashy --seconds 3
 
 # Every test: Rust unit and integration tests (they build and run the C programs), the Python
 # bindings against the debug library, the C examples under valgrind, and under ASan/UBSan.
