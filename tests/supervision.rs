@@ -316,3 +316,61 @@ fn lifecycle_events_become_jsonl_records_at_their_levels() {
     // At "warn", the restart of the group (info) is left out; its failure is written.
     assert_eq!(levels, [("bootstrap.worker_failed", "warn")]);
 }
+
+#[test]
+fn a_stuck_log_exporter_does_not_slow_the_supervisor() {
+    let dir = scratch_dir("stuck-log");
+    let fifo = dir.join("log.fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: plain mkfifo/open on our own path; the reader is closed below.
+    let reader = unsafe {
+        assert_eq!(libc::mkfifo(path.as_ptr(), 0o600), 0);
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    assert!(reader >= 0);
+    let sup = supervisor(&[with(
+        sh_group("g", 100, POLITE),
+        json!({"readiness": "notify"}),
+    )]);
+    let settings = json!({"exporters": [{"kind": "jsonl", "settings": {"path": fifo}}]});
+    sup.configure_lifecycle_logging(&settings.to_string())
+        .unwrap();
+    // Nobody reads the FIFO: once its 64 KiB buffer is full the log writer is stuck, and the
+    // supervisor must go on regardless. A blocked supervisor would hang this test.
+    for _ in 0..3 {
+        sup.start_groups(&["g"]).unwrap();
+        assert!(sup.wait_ready(60.0).unwrap());
+        sup.stop_groups(30.0, true).unwrap();
+    }
+    assert_eq!(count(&drain_all(&sup), "worker_stopped"), 300);
+    // Let the writer finish so the supervisor's drop (which joins it) returns.
+    let drainer = std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        let mut total = 0usize;
+        loop {
+            let mut p = libc::pollfd {
+                fd: reader,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: valid pollfd and buffer; `reader` is ours.
+            unsafe {
+                libc::poll(&mut p, 1, -1);
+                let n = libc::read(reader, buf.as_mut_ptr().cast(), buf.len());
+                if n == 0 {
+                    libc::close(reader);
+                    return total;
+                }
+                total += n.max(0) as usize;
+            }
+        }
+    });
+    drop(sup);
+    assert!(
+        drainer.join().unwrap() > 65536,
+        "the exporter really was stuck behind a full pipe"
+    );
+}
