@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Benchmark suite: the floor (bare kernel work), the library (C API) and the
+original Python design, N notify-readiness tiny workers each. Never part of the tests.
+
+usage: python3 bench/run.py [--quick] [--rounds R] [--sizes 100,1000,5000]
+                            [--original-sizes 100] [--idle-seconds 5] [--idle-workers 1000]
+                            [--no-cargo] [--json FILE]
+
+Builds the C programs into build/bench/ (and the library with `cargo build --release`
+unless --no-cargo), runs R alternating rounds of every program for every N as children
+of this process, and prints one markdown table of medians plus the idle, memory and
+descriptor lines. See bench/README.md.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+BUILD = ROOT / "build" / "bench"
+LIBDIR = ROOT / "target" / "release"
+CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
+PHASES = ["start_ms", "ready_ms", "stop_ms", "total_ms", "cpu_ms"]
+LABELS = {"floor": "floor (C, no library)", "library": "library (C API)", "original": "original (Python spawn)"}
+RUN_TIMEOUT_S = 600
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_sizes(text: str) -> list[int]:
+    return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+
+
+def cc(sources: list[str], output: Path, extra: list[str]) -> subprocess.CompletedProcess:
+    cmd = [os.environ.get("CC", "cc"), *CFLAGS, *[str(BENCH / s) for s in sources], "-o", str(output), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def build(cargo: bool) -> dict:
+    """Build everything; returns notes about what was built and how."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    notes = {}
+    if cargo:
+        log("building the library: cargo build --release")
+        result = subprocess.run(["cargo", "build", "--release"], cwd=ROOT)
+        if result.returncode != 0:
+            sys.exit("cargo build --release failed")
+
+    result = cc(["tiny_worker.c"], BUILD / "tiny_worker", ["-static"])
+    notes["worker_linking"] = "static"
+    if result.returncode != 0:
+        log("static linking failed, building tiny_worker dynamically:\n" + result.stderr)
+        result = cc(["tiny_worker.c"], BUILD / "tiny_worker", [])
+        notes["worker_linking"] = "dynamic (static glibc unavailable)"
+    if result.returncode != 0:
+        sys.exit("building tiny_worker failed:\n" + result.stderr)
+
+    result = cc(["floor.c"], BUILD / "floor", [])
+    if result.returncode != 0:
+        sys.exit("building floor failed:\n" + result.stderr)
+
+    header, library = ROOT / "include" / "mpsupervisor.h", LIBDIR / "libmpsupervisor.so"
+    notes["library"] = header.exists() and library.exists()
+    if notes["library"]:
+        link = [f"-I{ROOT / 'include'}", f"-L{LIBDIR}", "-lmpsupervisor", f"-Wl,-rpath,{LIBDIR}"]
+        result = cc(["lib_bench.c"], BUILD / "lib_bench", link)
+        if result.returncode != 0:
+            sys.exit("building lib_bench failed:\n" + result.stderr)
+    else:
+        log(f"no {header} or {library}: the library rows are skipped")
+    return notes
+
+
+def run_json(cmd: list[str], impl: str | None = None) -> dict:
+    """Run one bench program; returns its last JSON stdout line (of that `impl`, if given)."""
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    if result.returncode != 0:
+        raise RuntimeError(f"{Path(cmd[0]).name if cmd[0] != sys.executable else cmd[1]} exited "
+                           f"{result.returncode}: {result.stderr.strip()[-500:]}")
+    outputs = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return [out for out in outputs if impl is None or out.get("impl") == impl][-1]
+
+
+def command(program: str, n: int) -> list[str]:
+    worker = str(BUILD / "tiny_worker")
+    if program == "floor":
+        return [str(BUILD / "floor"), worker, str(n)]
+    if program == "library":
+        return [str(BUILD / "lib_bench"), worker, str(n)]
+    return [sys.executable, str(BENCH / "original_design.py"), str(n)]
+
+
+def run_rounds(args, with_library: bool) -> dict:
+    """results[(program, n)] = list of JSON results; rounds alternate the program order."""
+    results: dict = {}
+    for r in range(args.rounds):
+        for n in args.sizes:
+            programs = ["floor"] + (["library"] if with_library else [])
+            if n in args.original_sizes:
+                programs.append("original")
+            shift = r % len(programs)
+            for program in programs[shift:] + programs[:shift]:
+                wait_quiet()
+                try:
+                    out = run_json(command(program, n))
+                except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+                    log(f"round {r + 1}/{args.rounds} N={n} {program}: FAILED: {exc}")
+                    results.setdefault((program, n), []).append({"error": str(exc)})
+                    continue
+                log(f"round {r + 1}/{args.rounds} N={n} {program}: total {out['total_ms']:.1f} ms")
+                results.setdefault((program, n), []).append(out)
+    return results
+
+
+def medians(runs: list[dict]) -> dict | None:
+    good = [run for run in runs if "error" not in run]
+    if not good:
+        return None
+    row = {phase: statistics.median(run[phase] for run in good) for phase in PHASES}
+    row["min"] = min(run["total_ms"] for run in good)
+    row["max"] = max(run["total_ms"] for run in good)
+    row["runs"], row["failed"] = len(good), len(runs) - len(good)
+    return row
+
+
+def fmt_ms(value: float) -> str:
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def fmt_ratio(a: dict | None, b: dict | None, phase: str) -> str:
+    if not a or not b or b[phase] <= 0:
+        return "–"
+    ratio = a[phase] / b[phase]
+    return f"{ratio:.2f}×" if ratio < 10 else f"{ratio:,.0f}×"
+
+
+def table(args, results: dict) -> tuple[str, dict]:
+    lines = ["| N | program | start ms | ready ms | stop ms | total ms | CPU ms | total min–max (runs) |",
+             "|---:|---|---:|---:|---:|---:|---:|---|"]
+    rows = {}
+    for n in args.sizes:
+        for program in ("floor", "library", "original"):
+            if (program, n) not in results:
+                continue
+            row = rows[(program, n)] = medians(results[(program, n)])
+            if row is None:
+                blanks = " |" * (len(PHASES) - 1)
+                lines.append(f"| {n:,} | {LABELS[program]} | failed |{blanks} 0 of {len(results[(program, n)])} |")
+                continue
+            failed = f", {row['failed']} failed" if row["failed"] else ""
+            cells = " | ".join(fmt_ms(row[phase]) for phase in PHASES)
+            lines.append(f"| {n:,} | {LABELS[program]} | {cells} | "
+                         f"{fmt_ms(row['min'])}–{fmt_ms(row['max'])} ({row['runs']}{failed}) |")
+        for label, a, b in (("library / floor", "library", "floor"), ("original / library", "original", "library")):
+            if (a, n) in rows and (b, n) in rows:
+                cells = " | ".join(fmt_ratio(rows[(a, n)], rows[(b, n)], phase) for phase in PHASES)
+                lines.append(f"| {n:,} | **{label}** | {cells} | |")
+    return "\n".join(lines), rows
+
+
+def busy_fraction(seconds: float = 1.0) -> float:
+    """How busy the CPUs were over `seconds` while this script slept (0..1), from /proc/stat."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # all, idle + iowait
+
+    (all0, idle0), _, (all1, idle1) = sample(), time.sleep(seconds), sample()
+    return 1 - (idle1 - idle0) / max(1, all1 - all0)
+
+
+def wait_quiet(max_wait: float = 10.0) -> None:
+    """Wait (up to max_wait s) until the CPUs are idle, so that one run's teardown or another
+    program on the machine does not land in the next run."""
+    deadline = time.monotonic() + max_wait
+    while busy_fraction(0.3) > 0.05:
+        if time.monotonic() > deadline:
+            log("warning: the machine stayed busy; running anyway")
+            return
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, N=100,1000, 1 s idle")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sizes", type=parse_sizes, default=[100, 1000, 5000])
+    parser.add_argument("--original-sizes", type=parse_sizes, default=[100],
+                        help="N for which the Python original also runs (each of its workers is a Python interpreter)")
+    parser.add_argument("--idle-seconds", type=float, default=5.0)
+    parser.add_argument("--idle-workers", type=int, default=1000)
+    parser.add_argument("--no-cargo", action="store_true", help="do not run cargo build --release first")
+    parser.add_argument("--json", type=Path, help="also write every raw result to this file")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.sizes, args.idle_seconds = 2, [100, 1000], 1.0
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the children inherit it
+    notes = build(cargo=not args.no_cargo and shutil.which("cargo") is not None)
+
+    busy = busy_fraction()
+    if busy > 0.1:
+        log(f"warning: the CPUs were {busy:.0%} busy before the bench started; expect noisy results")
+    started = time.monotonic()
+    results = run_rounds(args, notes["library"])
+    idle = None
+    if notes["library"]:
+        wait_quiet()
+        try:
+            idle = run_json([str(BUILD / "lib_bench"), "--idle", str(args.idle_seconds),
+                             str(BUILD / "tiny_worker"), str(args.idle_workers)], impl="library-idle")
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+            log(f"idle run FAILED: {exc}")
+
+    text, rows = table(args, results)
+    print(f"\n### mpsupervisor benchmark: medians of {args.rounds} alternating rounds, "
+          f"{os.cpu_count()} CPUs ({busy:.0%} busy before), tiny worker linked {notes['worker_linking']}\n")
+    print(text)
+    print()
+    if idle:
+        print(f"- idle: {idle['n']:,} ready workers for {idle['idle_s']:.1f} s cost the supervisor process "
+              f"{idle['idle_cpu_ms']:.1f} ms CPU = {idle['idle_cpu_pct']:.3f} % of one core "
+              f"(all {idle['threads']} threads, host thread asleep)")
+        print(f"- memory per worker: {idle['heap_per_worker_b']:,.0f} B heap with its events undrained, "
+              f"{idle['heap_per_worker_drained_b']:,.0f} B after draining them; "
+              f"{idle['rss_per_worker_b']:,.0f} B resident (VmRSS delta / N)")
+        print(f"- descriptors per worker: library {idle['fds_per_worker']:.2f} "
+              f"({idle['fds_before']} open before start, {idle['fds_ready']} with {idle['n']:,} ready), floor 1")
+    print(f"- RLIMIT_NOFILE: soft {soft:,} raised to the hard {hard:,} for every child")
+    print(targets(rows, idle, args))
+    print(f"\n_bench time {time.monotonic() - started:.0f} s_")
+    if args.json:
+        args.json.write_text(json.dumps({"notes": notes, "idle": idle, "runs": [
+            {"program": p, "n": n, "results": r} for (p, n), r in results.items()]}, indent=1))
+    return 0
+
+
+def targets(rows: dict, idle: dict | None, args) -> str:
+    """The issue's targets, reported (never asserted)."""
+    def verdict(ok: bool | None) -> str:
+        return "–" if ok is None else ("met" if ok else "MISSED")
+
+    def ratio(a: str, b: str, n: int) -> float | None:
+        ra, rb = rows.get((a, n)), rows.get((b, n))
+        return ra["total_ms"] / rb["total_ms"] if ra and rb else None
+
+    lib_floor, orig_lib = ratio("library", "floor", 1000), ratio("original", "library", 100)
+    biggest = max(args.sizes)
+    lines = ["", "Targets (reported, not asserted):",
+             f"- total within 1.25× of the floor at N=1,000: "
+             f"{'–' if lib_floor is None else f'{lib_floor:.2f}×'} {verdict(None if lib_floor is None else lib_floor <= 1.25)}",
+             f"- at least 50× faster than the original at N=100: "
+             f"{'–' if orig_lib is None else f'{orig_lib:,.0f}×'} {verdict(None if orig_lib is None else orig_lib >= 50)}"]
+    if idle:
+        lines += [f"- idle CPU under 1 % of one core: {idle['idle_cpu_pct']:.3f} % {verdict(idle['idle_cpu_pct'] < 1)}",
+                  f"- under 4 KiB of supervisor memory per worker: {idle['heap_per_worker_b']:,.0f} B heap, "
+                  f"{idle['rss_per_worker_b']:,.0f} B RSS {verdict(max(idle['heap_per_worker_b'], idle['rss_per_worker_b']) < 4096)}"]
+    if biggest >= 5000:
+        row = rows.get(("library", biggest))
+        lines.append(f"- {biggest:,} workers in one supervisor: "
+                     f"{verdict(row is not None and row['failed'] == 0)}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
