@@ -351,8 +351,15 @@ impl State {
         let Some(spec) = self.groups.get(&w.group).map(|g| Arc::clone(&g.spec)) else {
             return;
         };
-        let launched =
-            SpawnAttributes::new().and_then(|attrs| launch(&spec, w.index, self.use_pidfd, &attrs));
+        let launched = SpawnAttributes::new().and_then(|attrs| {
+            launch(
+                &spec,
+                &base_environment(&spec),
+                w.index,
+                self.use_pidfd,
+                &attrs,
+            )
+        });
         match launched {
             Ok(launched) => {
                 let old = self.workers.remove(&key).expect("looked up above");
@@ -489,7 +496,7 @@ fn launch(
         },
     };
     let argv: Vec<CString> = spec.argv.iter().map(|a| config::cstring(a)).collect();
-    let mut envp = base_environment(spec);
+    let mut envp = base_env.to_vec();
     envp.push(config::cstring(&format!("MPSUP_GROUP={}", spec.name)));
     envp.push(config::cstring(&format!("MPSUP_WORKER_ID={id}")));
     if theirs.is_some() {
@@ -674,8 +681,9 @@ impl Supervisor {
             self.force_kill(Some(std::slice::from_ref(&spec.name)));
             // A fresh start forgets the group's respawn history.
             self.state().groups.remove(&spec.name);
+            let base_env = base_environment(spec);
             for index in 1..=spec.workers {
-                match launch(spec, index, self.options.use_pidfd, &attrs) {
+                match launch(spec, &base_env, index, self.options.use_pidfd, &attrs) {
                     Ok(launched) => {
                         let mut state = self.state();
                         if let Some(event) = launched.unavailable {
