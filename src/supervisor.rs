@@ -472,8 +472,10 @@ struct Launched {
 }
 
 /// Spawns worker `index` of `spec`.
+/// `base_env` is `base_environment(spec)`, computed once per group rather than per worker.
 fn launch(
     spec: &GroupSpec,
+    base_env: &[CString],
     index: u32,
     use_pidfd: bool,
     attrs: &SpawnAttributes,
