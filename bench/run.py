@@ -85,8 +85,8 @@ def run_json(cmd: list[str], impl: str | None = None) -> dict:
     """Run one bench program; returns its last JSON stdout line (of that `impl`, if given)."""
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     if result.returncode != 0:
-        raise RuntimeError(f"{Path(cmd[0]).name if cmd[0] != sys.executable else cmd[1]} exited "
-                           f"{result.returncode}: {result.stderr.strip()[-500:]}")
+        program = Path(cmd[1] if cmd[0] == sys.executable else cmd[0]).name
+        raise RuntimeError(f"{program} exited {result.returncode}: {result.stderr.strip()[-500:]}")
     outputs = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     return [out for out in outputs if impl is None or out.get("impl") == impl][-1]
 
@@ -228,14 +228,17 @@ def main() -> int:
     print()
     if idle:
         print(f"- idle: {idle['n']:,} ready workers for {idle['idle_s']:.1f} s cost the supervisor process "
-              f"{idle['idle_cpu_ms']:.1f} ms CPU = {idle['idle_cpu_pct']:.3f} % of one core "
+              f"{idle['idle_cpu_ms']:.2f} ms CPU = {idle['idle_cpu_pct']:.3f} % of one core "
               f"(all {idle['threads']} threads, host thread asleep)")
         print(f"- memory per worker: {idle['heap_per_worker_b']:,.0f} B heap with its events undrained, "
               f"{idle['heap_per_worker_drained_b']:,.0f} B after draining them; "
               f"{idle['rss_per_worker_b']:,.0f} B resident (VmRSS delta / N)")
         print(f"- descriptors per worker: library {idle['fds_per_worker']:.2f} "
               f"({idle['fds_before']} open before start, {idle['fds_ready']} with {idle['n']:,} ready), floor 1")
-    print(f"- RLIMIT_NOFILE: soft {soft:,} raised to the hard {hard:,} for every child")
+    raised = f"raised from {soft:,} to the hard limit" if soft < hard else "already at the hard limit"
+    need = f"; {max(args.sizes):,} workers need about " \
+        f"{idle['fds_before'] + idle['fds_per_worker'] * max(args.sizes):,.0f}" if idle else ""
+    print(f"- RLIMIT_NOFILE soft limit for every child: {hard:,} ({raised}){need}")
     print(targets(rows, idle, args))
     print(f"\n_bench time {time.monotonic() - started:.0f} s_")
     if args.json:
