@@ -678,39 +678,58 @@ impl Supervisor {
             context: "preparing posix_spawn attributes".into(),
             source: e,
         })?;
-        let mut spawned = Vec::new();
-        for spec in &specs {
-            self.force_kill(Some(std::slice::from_ref(&spec.name)));
-            // A fresh start forgets the group's respawn history.
-            self.state().groups.remove(&spec.name);
+        // The running workers of every named group go first (the original's restart).
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        self.force_kill(Some(&names));
+        // Then every worker is spawned, and all are adopted under one lock together with the
+        // `supervisor_start_groups` event: no event of the new workers can come before it, and
+        // the monitor reads the READY lines in a few large batches instead of waking once per
+        // worker while the spawning goes on.
+        let mut launched = Vec::new();
+        let mut failure = None;
+        'groups: for spec in &specs {
             let base_env = base_environment(spec);
             for index in 1..=spec.workers {
                 match launch(spec, &base_env, index, self.options.use_pidfd, &attrs) {
-                    Ok(launched) => {
-                        let mut state = self.state();
-                        if let Some(event) = launched.unavailable {
-                            state.events.push(event);
-                        }
-                        spawned.push(state.adopt(launched.worker, spec, launched.spawned_at, None));
-                    }
+                    Ok(l) => launched.push((spec, l)),
                     Err(e) => {
-                        self.force_kill_keys(&spawned);
-                        return Err(Error::Spawn {
+                        failure = Some(Error::Spawn {
                             context: format!(
                                 "group '{}' worker '{}#{index}'",
                                 spec.name, spec.name
                             ),
                             source: e,
                         });
+                        break 'groups;
                     }
                 }
             }
         }
-        self.state().events.push(EventKind::SupervisorStartGroups {
-            group_count: specs.len(),
-            worker_count: spawned.len(),
-        });
+        let mut spawned = Vec::with_capacity(launched.len());
+        {
+            let mut state = self.state();
+            for name in &names {
+                // A fresh start forgets the group's respawn history.
+                state.groups.remove(name);
+            }
+            for (spec, l) in launched {
+                if let Some(event) = l.unavailable {
+                    state.events.push(event);
+                }
+                spawned.push(state.adopt(l.worker, spec, l.spawned_at, None));
+            }
+            if failure.is_none() {
+                state.events.push(EventKind::SupervisorStartGroups {
+                    group_count: specs.len(),
+                    worker_count: spawned.len(),
+                });
+            }
+        }
         sys::eventfd_signal(&self.shared.wake);
+        if let Some(e) = failure {
+            self.force_kill_keys(&spawned);
+            return Err(e);
+        }
         Ok(())
     }
 
