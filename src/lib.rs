@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod ffi;
+pub mod lines;
 pub mod logging;
 mod monitor;
 pub mod policy;

@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Readiness;
+use crate::lines::MAX_LINE;
 use crate::supervisor::{lock, Shared, State, Timer};
 use crate::sys::{self, ChildState, ExitStatus, ReadResult};
 
-/// The longest line a worker may send.
-pub(crate) const MAX_LINE: usize = 4096;
 /// How often workers without a pidfd are checked for an exit.
 const POLL_TICK: Duration = Duration::from_millis(10);
 
@@ -124,26 +123,8 @@ fn read_channel(state: &mut State, key: u64) {
     for _ in 0..4 {
         match sys::read_some(&channel.fd, &mut buf) {
             ReadResult::Data(n) => {
-                for chunk in buf[..n].split_inclusive(|&b| b == b'\n') {
-                    if let Some(line) = chunk.strip_suffix(b"\n") {
-                        channel.partial.extend_from_slice(line);
-                        if channel.partial.len() <= MAX_LINE {
-                            lines.push(std::mem::take(&mut channel.partial));
-                        } else {
-                            channel.partial.clear();
-                            error = Some("line longer than 4096 bytes".to_string());
-                        }
-                    } else {
-                        channel.partial.extend_from_slice(chunk);
-                        if channel.partial.len() > MAX_LINE {
-                            error = Some("line longer than 4096 bytes".to_string());
-                        }
-                    }
-                    if error.is_some() {
-                        break;
-                    }
-                }
-                if error.is_some() {
+                if channel.reader.feed(&buf[..n], &mut lines).is_err() {
+                    error = Some(format!("line longer than {MAX_LINE} bytes"));
                     break;
                 }
             }
@@ -153,9 +134,6 @@ fn read_channel(state: &mut State, key: u64) {
                 break;
             }
         }
-    }
-    if channel.partial.capacity() > MAX_LINE * 2 && channel.partial.is_empty() {
-        channel.partial = Vec::new();
     }
     for line in lines {
         handle_line(state, key, &line);

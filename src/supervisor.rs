@@ -536,7 +536,7 @@ fn launch(
         pidfd,
         channel: ours.map(|fd| ControlChannel {
             fd,
-            partial: Vec::new(),
+            reader: Default::default(),
             outbox: Vec::new(),
         }),
         has_stop_event: has_channel,

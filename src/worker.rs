@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::config::Readiness;
 use crate::events::{EventKind, StopMode};
+use crate::lines::LineReader;
 use crate::policy::Backoff;
 use crate::sys::{self, Epoll, ExitStatus};
 
@@ -23,12 +24,12 @@ pub enum Phase {
     Failed,
 }
 
-/// The supervisor's end of a worker's control socket: the bytes of an unfinished incoming line,
-/// and outgoing bytes the worker has not taken yet.
+/// The supervisor's end of a worker's control socket: the reader of incoming lines, and
+/// outgoing bytes the worker has not taken yet.
 #[derive(Debug)]
 pub struct ControlChannel {
     pub fd: OwnedFd,
-    pub partial: Vec<u8>,
+    pub reader: LineReader,
     pub outbox: Vec<u8>,
 }
 
