@@ -73,13 +73,7 @@ fi"#;
     log.extend(drain_all(&sup));
     let stopped = of_kind(&log, "worker_stopped");
     assert_eq!(stopped.len(), 2);
-    let by_id = |id: &str| {
-        stopped
-            .iter()
-            .find(|e| e["worker_id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let by_id = |id: &str| *stopped.iter().find(|e| e["worker_id"] == id).unwrap();
     assert_eq!(by_id("g#1")["exit_code"], 0, "g#1 stopped on STOP");
     assert_eq!(
         by_id("g#2")["signal"],
