@@ -1,8 +1,13 @@
 # mpsupervisor: build the library, the C examples, and run the demo.
 #
 #   make lib          cargo build (release by default)
-#   make c-examples   build/demo_host, build/example_worker, build/shell_worker.sh
+#   make c-examples   build/demo_host, build/example_worker, build/shell_worker.sh, build/cpp_host
 #   make demo         run the demo host for 3 seconds
+#   make demo-cpp     run the C++17 host once
+#   make install      PREFIX=/usr/local (DESTDIR, LIBDIR, INCLUDEDIR too): the header,
+#                     libmpsupervisor.so.X.Y.Z with SONAME libmpsupervisor.so.X and its two
+#                     symlinks, libmpsupervisor.a, and lib/pkgconfig/mpsupervisor.pc
+#   make uninstall    removes what make install put there
 #   make test         the test suite
 #   make clean
 #
@@ -27,11 +32,33 @@ LIB := $(LIB_DIR)/libmpsupervisor.so
 WARNINGS := -std=c11 -Wall -Wextra -Wpedantic -Werror
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := $(WARNINGS) -Iinclude $(CFLAGS)
+CXX_WARNINGS := -std=c++17 -Wall -Wextra -Wpedantic -Werror
+CXXFLAGS ?= -O2 -g
+ALL_CXXFLAGS := $(CXX_WARNINGS) -Iinclude $(CXXFLAGS)
 LDLIBS := -L$(LIB_DIR) -lmpsupervisor -Wl,-rpath,$(abspath $(LIB_DIR))
 
-C_EXAMPLES := $(BUILD)/demo_host $(BUILD)/example_worker $(BUILD)/shell_worker.sh
+C_EXAMPLES := $(BUILD)/demo_host $(BUILD)/example_worker $(BUILD)/shell_worker.sh $(BUILD)/cpp_host
 
-.PHONY: all lib c-examples demo demo-crash test test-rust test-python test-valgrind test-asan clean FORCE
+# Installing. The version comes from Cargo.toml; the SONAME carries its major number.
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL ?= install
+VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DESCRIPTION := $(shell sed -n 's/^description *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+SOVERSION := $(firstword $(subst ., ,$(VERSION)))
+SONAME := libmpsupervisor.so.$(SOVERSION)
+REALNAME := libmpsupervisor.so.$(VERSION)
+# Its own target directory: the SONAME link argument must not change target/release.
+INSTALL_TARGET_DIR := target/install
+INSTALL_OUT := $(INSTALL_TARGET_DIR)/release
+RUSTC_LOG := $(INSTALL_TARGET_DIR)/rustc.log
+# What rustc printed for this staticlib on x86_64 glibc; used only if its note cannot be read.
+FALLBACK_NATIVE_STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+
+.PHONY: all lib c-examples demo demo-cpp demo-crash test test-rust test-python test-go test-valgrind \
+	test-asan install install-build uninstall clean FORCE
 
 all: lib c-examples
 
@@ -47,6 +74,9 @@ c-examples: $(C_EXAMPLES)
 $(BUILD)/%: c_examples/%.c include/mpsupervisor.h $(LIB) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
 
+$(BUILD)/%: c_examples/%.cpp include/mpsupervisor.h $(LIB) | $(BUILD)
+	$(CXX) $(ALL_CXXFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+
 $(BUILD)/shell_worker.sh: c_examples/shell_worker.sh | $(BUILD)
 	cp $< $@
 	chmod +x $@
@@ -57,14 +87,18 @@ $(BUILD):
 demo: lib c-examples
 	./$(BUILD)/demo_host --seconds 3
 
+# The C++ host: one group of two shell workers, started, snapshot, stopped.
+demo-cpp: lib c-examples
+	./$(BUILD)/cpp_host
+
 # A worker that crashes every 300 ms, respawned with backoff until the group fails.
 demo-crash: lib c-examples
 	./$(BUILD)/demo_host c_examples/crash_demo.json crashy --seconds 3
 
 # Every test: Rust unit and integration tests (they build and run the C programs), the Python
 # bindings against the debug library, the C examples under valgrind, and under ASan/UBSan.
-test: test-rust test-python test-valgrind test-asan
-	@echo "test suites: 4 passed, 0 failed"
+test: test-rust test-python test-go test-valgrind test-asan
+	@echo "test suites: 5 passed, 0 failed"
 
 test-rust:
 	$(CARGO) build
@@ -73,6 +107,11 @@ test-rust:
 test-python:
 	$(CARGO) build
 	MPSUPERVISOR_LIBRARY=$(abspath target/debug/libmpsupervisor.so) python3 -m pytest -q bindings/python/tests
+
+# -count=1: Go caches test results and would not notice a rebuilt library.
+test-go:
+	$(CARGO) build
+	cd bindings/go && go vet ./... && test -z "$$(gofmt -l .)" && go test -count=1 ./...
 
 # valgrind does not know pidfd_open, so this run also covers the polling fallback.
 test-valgrind:
@@ -95,6 +134,39 @@ test-asan:
 	nm $(BUILD)/asan/demo_host | grep -q __asan_init
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
 		./$(BUILD)/asan/demo_host --seconds 0.5 > /dev/null
+
+# A release build of the cdylib (linked with the SONAME) and the staticlib in target/install.
+# `cargo rustc` passes the link argument to this crate only, so the dependencies are built
+# as usual and target/release is never invalidated. rustc's note on the native libraries the
+# staticlib needs becomes Libs.private; cargo replays the note when nothing was rebuilt.
+install-build: FORCE
+	@test -n "$(VERSION)" || { echo "no version in Cargo.toml" >&2; exit 1; }
+	mkdir -p $(INSTALL_TARGET_DIR)
+	$(CARGO) rustc --release --lib --color never --target-dir $(INSTALL_TARGET_DIR) \
+		--crate-type cdylib,staticlib \
+		-- -C link-arg=-Wl,-soname,$(SONAME) --print native-static-libs 2> $(RUSTC_LOG); \
+		status=$$?; cat $(RUSTC_LOG) >&2; exit $$status
+	readelf -d $(INSTALL_OUT)/libmpsupervisor.so | grep -q 'SONAME.*\[$(SONAME)\]' || \
+		{ echo "$(INSTALL_OUT)/libmpsupervisor.so lacks SONAME $(SONAME)" >&2; exit 1; }
+
+install: install-build
+	$(INSTALL) -d "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(PKGCONFIGDIR)"
+	$(INSTALL) -m 644 include/mpsupervisor.h "$(DESTDIR)$(INCLUDEDIR)/mpsupervisor.h"
+	$(INSTALL) -m 755 $(INSTALL_OUT)/libmpsupervisor.so "$(DESTDIR)$(LIBDIR)/$(REALNAME)"
+	ln -sfn $(REALNAME) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
+	ln -sfn $(SONAME) "$(DESTDIR)$(LIBDIR)/libmpsupervisor.so"
+	$(INSTALL) -m 644 $(INSTALL_OUT)/libmpsupervisor.a "$(DESTDIR)$(LIBDIR)/libmpsupervisor.a"
+	libs=$$(sed -n 's/^note: native-static-libs: *//p' $(RUSTC_LOG) | tail -n 1); \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' -e 's|@DESCRIPTION@|$(DESCRIPTION)|' \
+		-e "s|@LIBS_PRIVATE@|$${libs:-$(FALLBACK_NATIVE_STATIC_LIBS)}|" \
+		mpsupervisor.pc.in > "$(DESTDIR)$(PKGCONFIGDIR)/mpsupervisor.pc"
+	chmod 644 "$(DESTDIR)$(PKGCONFIGDIR)/mpsupervisor.pc"
+
+uninstall:
+	rm -f "$(DESTDIR)$(INCLUDEDIR)/mpsupervisor.h" "$(DESTDIR)$(LIBDIR)/$(REALNAME)" \
+		"$(DESTDIR)$(LIBDIR)/$(SONAME)" "$(DESTDIR)$(LIBDIR)/libmpsupervisor.so" \
+		"$(DESTDIR)$(LIBDIR)/libmpsupervisor.a" "$(DESTDIR)$(PKGCONFIGDIR)/mpsupervisor.pc"
 
 clean:
 	$(CARGO) clean

@@ -124,3 +124,83 @@ fn a_config_file_runs_the_c_worker_through_a_crash_and_its_recovery() {
         .iter()
         .all(|e| e["exit_code"] == 3 && e["worker_id"] == "crashy#1"));
 }
+
+#[test]
+fn the_cpp_host_builds_as_strict_cpp17_and_stops_its_workers_gracefully() {
+    // Built like build_c's programs, but as C++17 with the same strict warnings.
+    let tag = std::env::current_exe()
+        .unwrap()
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let host = build_dir().join(format!("cpp_host-{tag}"));
+    let lib = lib_dir();
+    let status = Command::new("c++")
+        .args([
+            "-std=c++17",
+            "-O1",
+            "-g",
+            "-Wall",
+            "-Wextra",
+            "-Wpedantic",
+            "-Werror",
+        ])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg("-o")
+        .arg(&host)
+        .arg(root().join("c_examples/cpp_host.cpp"))
+        .arg("-L")
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lmpsupervisor")
+        .status()
+        .expect("c++ runs");
+    assert!(status.success(), "building cpp_host failed");
+
+    let out = Command::new(&host)
+        .arg(root().join("c_examples/shell_worker.sh"))
+        .output()
+        .expect("cpp_host runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("mpsupervisor {}", env!("CARGO_PKG_VERSION"))),
+        "{stderr}"
+    );
+    // stdout: the snapshot after ready, then every event drained after the stop.
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let values: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert_eq!(values.len(), 2, "{stdout}");
+    let workers = values[0]["shell"].as_array().expect("the snapshot");
+    assert_eq!(workers.len(), 2);
+    assert!(workers.iter().all(|w| w["ready"] == true), "{workers:#?}");
+    let log = values[1].as_array().expect("the events");
+    assert_eq!(count(log, "worker_spawned"), 2, "{log:#?}");
+    assert_eq!(count(log, "worker_ready"), 2);
+    let stopped = of_kind(log, "worker_stopped");
+    assert_eq!(stopped.len(), 2);
+    assert!(
+        stopped
+            .iter()
+            .all(|e| e["mode"] == "graceful" && e["exit_code"] == 0),
+        "{stopped:#?}"
+    );
+
+    // A failure becomes an exception carrying the result name and the library's message.
+    let out = Command::new(&host)
+        .arg("/nonexistent/worker")
+        .output()
+        .expect("cpp_host runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("mpsup_start_groups: MPSUP_ERR_SPAWN: ")
+            && stderr.contains("/nonexistent/worker"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,3 @@
+module mpsupervisor
+
+go 1.19
