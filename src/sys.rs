@@ -69,6 +69,29 @@ pub fn dup_at_least(fd: &OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
     owned(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })
 }
 
+/// The descriptors above 2 that this process holds without close-on-exec (they would reach any
+/// child it spawns), or None when /proc cannot be read.
+pub fn inheritable_descriptors() -> Option<Vec<RawFd>> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: F_GETFD only reads flags. The listing's own descriptor is close-on-exec, so
+        // it is never reported; a descriptor closed meanwhile fails, which reads as "not open".
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if fd > 2 && flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            out.push(fd);
+        }
+    }
+    Some(out)
+}
+
 pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: plain system calls on a descriptor we own.
     unsafe {
