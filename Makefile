@@ -104,9 +104,16 @@ test-rust:
 	$(CARGO) build
 	$(CARGO) test
 
+# The tests run against the package as pip installs it (into build/python), not the source tree.
 test-python:
 	$(CARGO) build
-	MPSUPERVISOR_LIBRARY=$(abspath target/debug/libmpsupervisor.so) python3 -m pytest -q bindings/python/tests
+	rm -rf $(BUILD)/python
+	PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install --quiet --no-warn-script-location \
+		--root-user-action=ignore --target $(BUILD)/python ./bindings/python
+	PYTHONPATH=$(abspath $(BUILD)/python) MPSUPERVISOR_LIBRARY=$(abspath target/debug/libmpsupervisor.so) \
+		python3 -m pytest -q -p no:cacheprovider bindings/python/tests
+	PYTHONPATH=$(abspath $(BUILD)/python) python3 -c 'import mpsupervisor, sys; \
+		sys.exit(0 if "/$(BUILD)/python/" in mpsupervisor.__file__ else "tested the source tree")'
 
 # -count=1: Go caches test results and would not notice a rebuilt library.
 test-go:
