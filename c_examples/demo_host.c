@@ -9,8 +9,8 @@
  * lifecycle events as they arrive until N seconds have passed (default 3) or
  * SIGINT/SIGTERM arrives, and stops the workers gracefully.
  *
- * stdout carries JSON only: each drain of the event queue as one line holding the
- * array the library returned, and the snapshot as one line. Status goes to stderr.
+ * stdout carries JSON only: each lifecycle event as one line (a JSON object with "seq" and
+ * "kind"), and the snapshot as one line. Status goes to stderr.
  *
  * Exit status: 0 clean run; 1 an mpsup call failed or the workers were not all
  * ready; 2 bad arguments; 3 the graceful stop timed out and the workers were
@@ -185,16 +185,24 @@ static char *read_file(const char *path)
     return text;
 }
 
-/* Drains every queued event and prints the array as the library returned it. */
+/* Drains the queued events one at a time and prints each as one JSON line. A drain of at most
+ * one event returns "[{...}]", so the event is the text between the outer brackets: no JSON
+ * parsing is needed. */
 static bool print_events(mpsup_supervisor sup)
 {
-    char *json = NULL;
-    if (!check(mpsup_drain_events_json(sup, 0, &json), "mpsup_drain_events_json"))
-        return false;
-    if (strcmp(json, "[]") != 0)
-        printf("%s\n", json);
+    for (;;) {
+        char *json = NULL;
+        if (!check(mpsup_drain_events_json(sup, 1, &json), "mpsup_drain_events_json"))
+            return false;
+        size_t len = strlen(json);
+        bool empty = len <= 2;
+        if (!empty)
+            printf("%.*s\n", (int)(len - 2), json + 1);
+        mpsup_string_free(json);
+        if (empty)
+            break;
+    }
     fflush(stdout);
-    mpsup_string_free(json);
     return true;
 }
 
