@@ -165,6 +165,7 @@ fn handle_line(state: &mut State, key: u64, line: &[u8]) {
 
 fn fire_deadlines(state: &mut State) {
     let now = Instant::now();
+    let mut respawns = Vec::new();
     while let Some((key, timer)) = state.pop_due_timer(now) {
         match timer {
             Timer::Warmup => {
@@ -174,7 +175,9 @@ fn fire_deadlines(state: &mut State) {
             }
             Timer::ReadyTimeout => state.check_ready_timeout(key),
             Timer::Heartbeat => state.check_heartbeat(key, now),
-            Timer::Respawn => state.respawn(key),
+            Timer::Respawn => respawns.push(key),
         }
     }
+    // Together, so that a burst of respawns prepares its spawn attributes once.
+    state.respawn_all(&respawns);
 }

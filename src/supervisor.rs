@@ -341,7 +341,19 @@ impl State {
     }
 
     /// Spawns a new process for a worker waiting in `Restarting`.
-    pub fn respawn(&mut self, key: u64) {
+    /// Spawns new processes for workers waiting in `Restarting`.
+    pub fn respawn_all(&mut self, keys: &[u64]) {
+        if keys.is_empty() {
+            return;
+        }
+        // Made once for the burst: it lists the host's descriptors, O(descriptors).
+        let attrs = SpawnAttributes::new();
+        for &key in keys {
+            self.respawn(key, &attrs);
+        }
+    }
+
+    fn respawn(&mut self, key: u64, attrs: &std::io::Result<SpawnAttributes>) {
         let Some(w) = self.workers.get(&key) else {
             return;
         };
@@ -351,15 +363,16 @@ impl State {
         let Some(spec) = self.groups.get(&w.group).map(|g| Arc::clone(&g.spec)) else {
             return;
         };
-        let launched = SpawnAttributes::new().and_then(|attrs| {
-            launch(
+        let launched = match attrs {
+            Ok(attrs) => launch(
                 &spec,
                 &base_environment(&spec),
                 w.index,
                 self.use_pidfd,
-                &attrs,
-            )
-        });
+                attrs,
+            ),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        };
         match launched {
             Ok(launched) => {
                 let old = self.workers.remove(&key).expect("looked up above");
