@@ -139,19 +139,11 @@ impl FileActions {
         }
     }
 
-    fn redirect(&mut self, fd: libc::c_int, output: &Output, path: &CStr) -> io::Result<()> {
-        let flags = match output {
-            Output::Inherit => return Ok(()),
-            Output::Null => libc::O_WRONLY,
-            Output::File { append: true, .. } => libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND,
-            Output::File { append: false, .. } => libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
-        };
-        // SAFETY: `path` is NUL-terminated; glibc copies it.
+    fn dup2(&mut self, fd: RawFd, target: RawFd) -> io::Result<()> {
+        // SAFETY: plain file action on a descriptor we own until spawn returns.
         check(
-            unsafe {
-                libc::posix_spawn_file_actions_addopen(&mut self.0, fd, path.as_ptr(), flags, 0o644)
-            },
-            "file_actions_addopen",
+            unsafe { libc::posix_spawn_file_actions_adddup2(&mut self.0, fd, target) },
+            "file_actions_adddup2",
         )
     }
 }
@@ -163,61 +155,81 @@ impl Drop for FileActions {
     }
 }
 
-fn output_path(output: &Output) -> CString {
-    match output {
-        Output::File { path, .. } => crate::config::cstring(path),
-        _ => CString::from(c"/dev/null"),
-    }
+/// Opens where a worker's stdout or stderr goes (None: inherit), close-on-exec.
+fn open_output(output: &Output) -> io::Result<Option<OwnedFd>> {
+    let (path, flags) = match output {
+        Output::Inherit => return Ok(None),
+        Output::Null => (CString::from(c"/dev/null"), libc::O_WRONLY),
+        Output::File { path, append } => (
+            crate::config::cstring(path),
+            libc::O_WRONLY
+                | libc::O_CREAT
+                | if *append {
+                    libc::O_APPEND
+                } else {
+                    libc::O_TRUNC
+                },
+        ),
+    };
+    sys::open_nonblocking(&path, flags)
+        .map(Some)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.to_string_lossy())))
 }
 
 /// Spawns one worker and returns its pid. `argv[0]` without a `/` is searched in the
 /// supervisor's `PATH` (that is what `posix_spawnp` does).
 pub fn spawn(req: &SpawnRequest<'_>, attrs: &SpawnAttributes) -> io::Result<libc::pid_t> {
     let mut actions = FileActions::new()?;
-    let stdout_path = output_path(req.stdout);
-    let stderr_path = output_path(req.stderr);
-    actions.redirect(1, req.stdout, &stdout_path)?;
-    actions.redirect(2, req.stderr, &stderr_path)?;
-    if let Some(control) = req.control {
-        // The supervisor keeps the control end above 3, so this dup2 always makes a new,
-        // inheritable descriptor 3.
-        debug_assert!(control.as_raw_fd() > CONTROL_FD);
-        // SAFETY: plain file action on a descriptor we own until spawn returns.
-        check(
-            unsafe {
-                libc::posix_spawn_file_actions_adddup2(
-                    &mut actions.0,
-                    control.as_raw_fd(),
-                    CONTROL_FD,
-                )
-            },
-            "file_actions_adddup2",
-        )?;
-    }
+    // Opened here rather than by a file action in the child: the child of a vfork-style spawn
+    // keeps its parent suspended, so an open that blocks (a FIFO without a reader) would block
+    // the supervisor. Non-blocking, such an open fails at once with ENXIO instead.
+    let stdout = open_output(req.stdout)?;
+    let stderr = open_output(req.stderr)?;
+    let keep: Vec<RawFd> = [stdout.as_ref(), stderr.as_ref(), req.control]
+        .into_iter()
+        .flatten()
+        .map(|fd| fd.as_raw_fd())
+        .collect();
     let ext = &*EXTENSIONS;
     // Whatever the host leaked without O_CLOEXEC must not reach the worker. Closing just those
     // descriptors lets exec close the rest after the parent is released, instead of a
     // closefrom in the child while the parent waits (which costs seconds at 5,000 workers).
-    // A descriptor leaked by another host thread during this very call may still slip through.
+    // They are closed first, so that nothing below (descriptor 3 above all) is closed after
+    // being set up. A descriptor leaked by another host thread during this very call may still
+    // slip through.
     if let Some(leaked) = &attrs.leaked {
-        for &fd in leaked {
+        for &fd in leaked.iter().filter(|fd| !keep.contains(fd)) {
             // SAFETY: plain file action; closing a descriptor the child may not have is allowed.
             check(
                 unsafe { libc::posix_spawn_file_actions_addclose(&mut actions.0, fd) },
                 "file_actions_addclose",
             )?;
         }
-    } else if let Some(addclosefrom) = ext.addclosefrom {
-        let first = if req.control.is_some() {
-            CONTROL_FD + 1
-        } else {
-            CONTROL_FD
-        };
-        // SAFETY: the symbol has this signature.
-        check(
-            unsafe { addclosefrom(&mut actions.0, first) },
-            "file_actions_addclosefrom_np",
-        )?;
+    }
+    for (target, fd) in [(1, &stdout), (2, &stderr)] {
+        if let Some(fd) = fd {
+            actions.dup2(fd.as_raw_fd(), target)?;
+        }
+    }
+    if let Some(control) = req.control {
+        // The supervisor keeps the control end above 3, so this dup2 always makes a new,
+        // inheritable descriptor 3.
+        debug_assert!(control.as_raw_fd() > CONTROL_FD);
+        actions.dup2(control.as_raw_fd(), CONTROL_FD)?;
+    }
+    if attrs.leaked.is_none() {
+        if let Some(addclosefrom) = ext.addclosefrom {
+            let first = if req.control.is_some() {
+                CONTROL_FD + 1
+            } else {
+                CONTROL_FD
+            };
+            // SAFETY: the symbol has this signature.
+            check(
+                unsafe { addclosefrom(&mut actions.0, first) },
+                "file_actions_addclosefrom_np",
+            )?;
+        }
     }
     if let Some(cwd) = req.cwd {
         let addchdir = ext.addchdir.ok_or_else(|| {

@@ -92,6 +92,24 @@ pub fn inheritable_descriptors() -> Option<Vec<RawFd>> {
     Some(out)
 }
 
+/// Opens `path` close-on-exec without blocking (a FIFO without a reader fails with ENXIO),
+/// then makes the descriptor blocking again for whoever inherits it.
+pub fn open_nonblocking(path: &std::ffi::CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let flags = flags | libc::O_CLOEXEC | libc::O_NONBLOCK;
+    // SAFETY: NUL-terminated path; the mode only applies with O_CREAT.
+    let fd = owned(unsafe { libc::open(path.as_ptr(), flags, 0o644 as libc::c_uint) })?;
+    // SAFETY: plain fcntl on a descriptor we own.
+    unsafe {
+        let fl = check(libc::fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
+        check(libc::fcntl(
+            fd.as_raw_fd(),
+            libc::F_SETFL,
+            fl & !libc::O_NONBLOCK,
+        ))?;
+    }
+    Ok(fd)
+}
+
 pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: plain system calls on a descriptor we own.
     unsafe {

@@ -625,3 +625,27 @@ fn reconfiguring_does_not_touch_running_workers() {
         Err(Error::InvalidConfig(_))
     ));
 }
+
+#[test]
+fn output_to_a_fifo_without_a_reader_is_a_spawn_error_not_a_hang() {
+    let dir = scratch_dir("fifo-out");
+    let fifo = dir.join("out.fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on our own path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let sup = supervisor(&[with(
+        sh_group("g", 1, POLITE),
+        json!({"stdout": {"file": fifo, "append": true}}),
+    )]);
+    match sup.start_groups(&["g"]) {
+        Err(Error::Spawn { source, .. }) => {
+            let text = source.to_string();
+            assert!(
+                text.contains("No such device or address") && text.contains("out.fifo"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a spawn error, got {other:?}"),
+    }
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+}
