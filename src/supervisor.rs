@@ -110,6 +110,13 @@ impl State {
     }
 
     fn add_timer(&mut self, at: Instant, key: u64, timer: Timer) {
+        // Timers of workers that are gone are skipped when they fire; drop them in bulk now
+        // and then, so that start/stop cycles with long timeouts do not grow the heap.
+        if self.timers.len() > 4 * self.workers.len() + 1024 {
+            let workers = &self.workers;
+            self.timers
+                .retain(|Reverse((_, k, _))| workers.contains_key(k));
+        }
         self.timers.push(Reverse((at, key, timer)));
     }
 
@@ -183,7 +190,8 @@ impl State {
         let Some(w) = self.workers.get_mut(&key) else {
             return;
         };
-        if w.phase != Phase::Running || w.ready {
+        // A worker being killed for a timeout is not ready, whatever it says now.
+        if w.phase != Phase::Running || w.ready || w.failure_reason.is_some() {
             return;
         }
         let now = Instant::now();
@@ -249,8 +257,8 @@ impl State {
         let Some(w) = self.workers.get_mut(&key) else {
             return;
         };
-        w.pidfd = None;
-        w.channel = None;
+        w.close_pidfd(&self.epoll);
+        w.close_channel(&self.epoll);
         w.last_exit = status;
         match w.phase {
             Phase::Stopping(mode) => {
@@ -343,7 +351,12 @@ impl State {
     /// Spawns a new process for a worker waiting in `Restarting`.
     /// Spawns new processes for workers waiting in `Restarting`.
     pub fn respawn_all(&mut self, keys: &[u64]) {
-        if keys.is_empty() {
+        let due = |k: &u64| {
+            self.workers
+                .get(k)
+                .is_some_and(|w| w.phase == Phase::Restarting)
+        };
+        if !keys.iter().any(due) {
             return;
         }
         // Made once for the burst: it lists the host's descriptors, O(descriptors).
@@ -403,13 +416,13 @@ impl State {
 
     pub fn close_channel(&mut self, key: u64) {
         if let Some(w) = self.workers.get_mut(&key) {
-            w.channel = None;
+            w.close_channel(&self.epoll);
         }
     }
 
     pub fn protocol_error(&mut self, key: u64, error: String) {
         if let Some(w) = self.workers.get_mut(&key) {
-            w.channel = None;
+            w.close_channel(&self.epoll);
             let event = w.protocol_error_event(error);
             self.events.push(event);
         }
@@ -424,7 +437,9 @@ impl State {
 
     fn remove_worker(&mut self, key: u64) {
         self.polled.remove(&key);
-        if let Some(w) = self.workers.remove(&key) {
+        if let Some(mut w) = self.workers.remove(&key) {
+            w.close_pidfd(&self.epoll);
+            w.close_channel(&self.epoll);
             if let Some(run) = self.groups.get_mut(&w.group) {
                 run.keys.retain(|&k| k != key);
                 if run.keys.is_empty() {
@@ -447,6 +462,32 @@ impl State {
                 .filter_map(|n| self.groups.get(n))
                 .flat_map(|g| g.keys.iter().copied())
                 .collect(),
+        }
+    }
+
+    /// Every tracked worker: those of the groups in order, then any other (none, normally).
+    fn all_keys(&self) -> Vec<u64> {
+        let mut keys = self.keys_of(None);
+        let listed: std::collections::HashSet<u64> = keys.iter().copied().collect();
+        keys.extend(self.workers.keys().filter(|k| !listed.contains(k)));
+        keys
+    }
+
+    /// Forgets the dead among `keys` and sends SIGKILL to the process groups of the rest, each
+    /// with one `worker_stopping` (forced).
+    fn kill_now(&mut self, keys: &[u64]) {
+        self.forget_dead(keys);
+        for &key in keys {
+            let Some(w) = self.workers.get_mut(&key) else {
+                continue;
+            };
+            if w.phase == Phase::Stopping(StopMode::Forced) {
+                continue;
+            }
+            w.phase = Phase::Stopping(StopMode::Forced);
+            w.signal(libc::SIGKILL);
+            let event = w.stopping_event(StopMode::Forced);
+            self.events.push(event);
         }
     }
 
@@ -581,7 +622,7 @@ fn launch(
 /// A supervisor of process groups. Dropping it force-terminates and reaps every worker.
 pub struct Supervisor {
     shared: Arc<Shared>,
-    /// Serialises the calls that change what runs (configure, start, stop, force, shutdown).
+    /// Serialises the calls that change what runs (start, stop, force, shutdown).
     ops: Mutex<()>,
     options: Options,
     monitor: Mutex<Option<JoinHandle<()>>>,
@@ -639,7 +680,8 @@ impl Supervisor {
     /// Replaces the configuration (all or nothing). Running workers are not touched.
     pub fn configure_process_groups(&self, groups_json: &str) -> Result<()> {
         let groups = config::parse_groups(groups_json)?;
-        let _op = lock(&self.ops);
+        // Only the state lock: a configuration is read once, at the start of a group, so this
+        // need not wait for a long stop on another thread.
         let mut state = self.state();
         state.check_open()?;
         state.config = groups.into_iter().map(|g| (g.name.clone(), g)).collect();
@@ -739,6 +781,7 @@ impl Supervisor {
             }
         }
         sys::eventfd_signal(&self.shared.wake);
+        self.shared.changed.notify_all();
         if let Some(e) = failure {
             self.force_kill_keys(&spawned);
             return Err(e);
@@ -748,7 +791,7 @@ impl Supervisor {
 
     /// Sends `START` to every worker of the named groups, or to none when any is not ready.
     pub fn start_work(&self, names: &[&str]) -> Result<()> {
-        let _op = lock(&self.ops);
+        // Atomic under the state lock alone, so it does not wait for a long stop.
         let mut guard = self.state();
         let state = &mut *guard;
         state.check_open()?;
@@ -837,8 +880,9 @@ impl Supervisor {
                 "graceful_timeout_seconds must be zero or more, got {graceful_timeout_seconds}"
             )));
         }
-        let _op = lock(&self.ops);
+        // The deadline counts from the call, even when it waits for another call first.
         let deadline = deadline_after(graceful_timeout_seconds);
+        let _op = lock(&self.ops);
         let mut guard = self.state();
         let state = &mut *guard;
         state.check_open()?;
@@ -860,6 +904,8 @@ impl Supervisor {
             state.events.push(event);
         }
         drop(guard);
+        // Stopping workers no longer count for wait_ready on other threads.
+        self.shared.changed.notify_all();
         match self.wait_gone(&keys, Some(deadline)) {
             None => Ok(()),
             Some(id) => Err(Error::Timeout(format!(
@@ -889,27 +935,26 @@ impl Supervisor {
         self.shared.changed.notify_all();
     }
 
+    /// Kills the workers of `groups` (every worker when `None`) and waits until they are reaped.
+    /// The workers are chosen and marked under one lock, so that none can be respawned unseen
+    /// in between.
     fn force_kill(&self, groups: Option<&[String]>) {
-        let keys = self.state().keys_of(groups);
-        self.force_kill_keys(&keys);
+        let keys = {
+            let mut state = self.state();
+            let keys = match groups {
+                Some(_) => state.keys_of(groups),
+                None => state.all_keys(),
+            };
+            state.kill_now(&keys);
+            keys
+        };
+        self.shared.changed.notify_all();
+        self.wait_gone(&keys, None);
     }
 
     fn force_kill_keys(&self, keys: &[u64]) {
-        let mut state = self.state();
-        state.forget_dead(keys);
-        for &key in keys {
-            let Some(w) = state.workers.get_mut(&key) else {
-                continue;
-            };
-            if w.phase == Phase::Stopping(StopMode::Forced) {
-                continue;
-            }
-            w.phase = Phase::Stopping(StopMode::Forced);
-            w.signal(libc::SIGKILL);
-            let event = w.stopping_event(StopMode::Forced);
-            state.events.push(event);
-        }
-        drop(state);
+        self.state().kill_now(keys);
+        self.shared.changed.notify_all();
         self.wait_gone(keys, None);
     }
 

@@ -173,7 +173,7 @@ impl Worker {
                     ch.outbox.drain(..n);
                 }
                 Err(_) => {
-                    self.channel = None;
+                    self.close_channel(epoll);
                     return false;
                 }
             }
@@ -182,6 +182,21 @@ impl Worker {
             let _ = epoll.modify(ch.fd.as_raw_fd(), token, !ch.outbox.is_empty());
         }
         true
+    }
+
+    /// Closes the supervisor's end of the channel. The descriptor leaves the epoll set
+    /// explicitly: a copy held by a child the host forked would otherwise keep it registered.
+    pub fn close_channel(&mut self, epoll: &Epoll) {
+        if let Some(ch) = self.channel.take() {
+            epoll.remove(ch.fd.as_raw_fd());
+        }
+    }
+
+    /// Closes the pidfd, leaving the epoll set explicitly (see `close_channel`).
+    pub fn close_pidfd(&mut self, epoll: &Epoll) {
+        if let Some(fd) = self.pidfd.take() {
+            epoll.remove(fd.as_raw_fd());
+        }
     }
 
     /// Asks the worker to stop over its channel; false when there is no usable channel.
