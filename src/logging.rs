@@ -10,7 +10,7 @@ use std::io::{self, BufWriter, Write};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use serde::de::value::MapAccessDeserializer;
@@ -305,7 +305,14 @@ pub struct Logger {
     tx: Option<SyncSender<String>>,
     writer: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
+    /// Set by the writer when it has written everything and is about to end.
+    finished: Arc<(Mutex<bool>, Condvar)>,
 }
+
+/// How long dropping a logger waits for its writer to write out what is queued. A writer stuck
+/// on an exporter that never drains (a full pipe nobody reads) is left behind after that, so
+/// that freeing or reconfiguring a supervisor never hangs.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for Logger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -342,11 +349,20 @@ impl Logger {
         let counters = Arc::new(Counters::default());
         // The notice is a `warn` record, so it obeys the level like every other record.
         let report = Level::Warn >= settings.level;
+        let finished = Arc::new((Mutex::new(false), Condvar::new()));
         let writer = {
             let counters = Arc::clone(&counters);
+            let finished = Arc::clone(&finished);
             std::thread::Builder::new()
                 .name("mpsup-log".into())
-                .spawn(move || write_loop(rx, sinks, &counters, report))
+                .spawn(move || {
+                    // A reader-less pipe must give EPIPE here, never SIGPIPE to the host.
+                    crate::sys::block_sigpipe_in_this_thread();
+                    write_loop(rx, sinks, &counters, report);
+                    let (done, cv) = &*finished;
+                    *crate::supervisor::lock(done) = true;
+                    cv.notify_all();
+                })
                 .map_err(|e| Error::os("starting the log writer thread", e))?
         };
         Ok(Logger {
@@ -354,6 +370,7 @@ impl Logger {
             tx: Some(tx),
             writer: Some(writer),
             counters,
+            finished,
         })
     }
 
@@ -387,8 +404,18 @@ impl Logger {
 impl Drop for Logger {
     fn drop(&mut self) {
         drop(self.tx.take());
+        let (done, cv) = &*self.finished;
+        let guard = crate::supervisor::lock(done);
+        let (guard, _) = cv
+            .wait_timeout_while(guard, DRAIN_TIMEOUT, |finished| !*finished)
+            .unwrap_or_else(|p| p.into_inner());
+        let finished = *guard;
+        drop(guard);
         if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+            if finished {
+                let _ = writer.join();
+            }
+            // Otherwise the writer is detached: it ends once its exporter lets it.
         }
     }
 }
