@@ -3,7 +3,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
@@ -17,6 +17,8 @@ struct Inbox {
     started: bool,
     /// A stop request not yet returned by `wait_stop`: Some(drain).
     stop: Option<bool>,
+    /// One thread at a time reads the channel, without the lock; the others wait on `ARRIVED`.
+    reading: bool,
 }
 
 static INBOX: Mutex<Inbox> = Mutex::new(Inbox {
@@ -25,7 +27,11 @@ static INBOX: Mutex<Inbox> = Mutex::new(Inbox {
     bootstrap: None,
     started: false,
     stop: None,
+    reading: false,
 });
+
+/// Notified whenever the reading thread has read something (or given up reading).
+static ARRIVED: Condvar = Condvar::new();
 
 impl Inbox {
     fn take_lines(&mut self) {
@@ -64,45 +70,82 @@ fn wait_for<T>(timeout_seconds: f64, done: impl Fn(&mut Inbox) -> Option<T>) -> 
         if inbox.closed {
             return Ok(None);
         }
-        let wait_ms = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
-            }
-        };
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut pfd, 1, wait_ms) };
-        if ready < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(Error::os("poll on the control channel", err));
-        }
-        if ready == 0 {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
             return Ok(None);
         }
-        let mut buf = [0u8; 16 * 1024];
-        // SAFETY: `buf` is valid for its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => continue,
-                _ => inbox.closed = true,
-            }
-        } else if n == 0 {
-            inbox.closed = true;
-        } else {
-            inbox.buffer.extend_from_slice(&buf[..n as usize]);
+        if inbox.reading {
+            // Another thread reads; it tells us when something came.
+            inbox = match left {
+                None => ARRIVED.wait(inbox).unwrap_or_else(|p| p.into_inner()),
+                Some(l) => {
+                    ARRIVED
+                        .wait_timeout(inbox, l)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+            continue;
+        }
+        inbox.reading = true;
+        drop(inbox);
+        let got = read_once(fd, left);
+        inbox = lock(&INBOX);
+        inbox.reading = false;
+        ARRIVED.notify_all();
+        match got {
+            Ok(Some(bytes)) if bytes.is_empty() => inbox.closed = true,
+            Ok(Some(bytes)) => inbox.buffer.extend_from_slice(&bytes),
+            Ok(None) => {}
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// Waits up to `left` (None: without limit) for the channel to be readable and reads what is
+/// there: Some(bytes), empty at end of file; None when nothing came in time.
+fn read_once(fd: RawFd, left: Option<std::time::Duration>) -> Result<Option<Vec<u8>>> {
+    let wait_ms = left.map_or(-1, |l| {
+        l.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+    });
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut pfd, 1, wait_ms) };
+    if ready < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(None);
+        }
+        return Err(Error::os("poll on the control channel", err));
+    }
+    if ready == 0 {
+        return Ok(None);
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: `buf` is valid for its length. MSG_DONTWAIT: never block, even if the data went
+    // elsewhere meanwhile (a worker's child reading the same socket).
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return match io::Error::last_os_error().kind() {
+            io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => Ok(None),
+            // Not a socket (a pipe given by hand): a plain read, which poll said will not block.
+            _ => {
+                // SAFETY: as above.
+                let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+                Ok(Some(if n <= 0 {
+                    Vec::new()
+                } else {
+                    buf[..n as usize].to_vec()
+                }))
+            }
+        };
+    }
+    buf.truncate(n as usize);
+    Ok(Some(buf))
 }
 
 /// What `wait_stop` learned.
