@@ -68,6 +68,8 @@ pub struct GroupRun {
     /// Worker keys in index order.
     pub keys: Vec<u64>,
     pub intensity: Intensity,
+    /// `start_work` has been called for it: respawned workers get `START` too.
+    pub work_started: bool,
 }
 
 /// Everything behind the supervisor's one lock.
@@ -166,6 +168,11 @@ impl State {
             let line = format!("BOOTSTRAP {payload}");
             worker.send(&self.epoll, channel_token(key), line.as_bytes());
         }
+        // A worker respawned after its group was started gets START at once: it waits for it
+        // (after READY) like the first one did, and the host cannot send it again.
+        if self.groups.get(&spec.name).is_some_and(|g| g.work_started) {
+            worker.send(&self.epoll, channel_token(key), b"START");
+        }
         if worker.pidfd.is_none() {
             self.polled.insert(key);
         }
@@ -176,6 +183,7 @@ impl State {
                 spec: Arc::new(spec.clone()),
                 keys: Vec::new(),
                 intensity: Intensity::default(),
+                work_started: false,
             });
         match slot.and_then(|old| run.keys.iter().position(|&k| k == old)) {
             Some(i) => run.keys[i] = key,
@@ -824,6 +832,11 @@ impl Supervisor {
         for &key in &keys {
             if let Some(w) = state.workers.get_mut(&key) {
                 w.send(&state.epoll, channel_token(key), b"START");
+            }
+        }
+        for name in &names {
+            if let Some(run) = state.groups.get_mut(name) {
+                run.work_started = true;
             }
         }
         state.events.push(EventKind::SupervisorStartWork {

@@ -374,3 +374,28 @@ fn a_stuck_log_exporter_does_not_slow_the_supervisor() {
         "the exporter really was stuck behind a full pipe"
     );
 }
+
+#[test]
+fn a_worker_respawned_after_start_work_gets_start_too() {
+    let dir = scratch_dir("gate-respawn");
+    // The first run crashes on START; the second records what it receives.
+    let script = format!(
+        r#"m={d}/"$MPSUP_WORKER_ID"; echo READY >&3
+while read -r l <&3; do
+  if [ ! -e "$m" ]; then : > "$m"; exit 1; fi
+  echo "$l" >> {d}/lines; case "$l" in STOP*) exit 0;; esac
+done"#,
+        d = dir.display()
+    );
+    let sup = supervisor(&[with(
+        sh_group("g", 1, &script),
+        json!({"readiness": "notify", "start_gate": true, "restart": "on-failure", "restart_delay_ms": 1}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    sup.start_work(&["g"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_ready") == 2);
+    sup.stop_groups(30.0, true).unwrap();
+    assert_eq!(read(&dir.join("lines")), "START\nSTOP DRAIN\n");
+}
