@@ -127,37 +127,7 @@ fn a_config_file_runs_the_c_worker_through_a_crash_and_its_recovery() {
 
 #[test]
 fn the_cpp_host_builds_as_strict_cpp17_and_stops_its_workers_gracefully() {
-    // Built like build_c's programs, but as C++17 with the same strict warnings.
-    let tag = std::env::current_exe()
-        .unwrap()
-        .file_stem()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    let host = build_dir().join(format!("cpp_host-{tag}"));
-    let lib = lib_dir();
-    let status = Command::new("c++")
-        .args([
-            "-std=c++17",
-            "-O1",
-            "-g",
-            "-Wall",
-            "-Wextra",
-            "-Wpedantic",
-            "-Werror",
-        ])
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg("-o")
-        .arg(&host)
-        .arg(root().join("c_examples/cpp_host.cpp"))
-        .arg("-L")
-        .arg(&lib)
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .arg("-lmpsupervisor")
-        .status()
-        .expect("c++ runs");
-    assert!(status.success(), "building cpp_host failed");
+    let host = build_cpp("cpp_host", &["c_examples/cpp_host.cpp"], true);
 
     let out = Command::new(&host)
         .arg(root().join("c_examples/shell_worker.sh"))

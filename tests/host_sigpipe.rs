@@ -43,15 +43,7 @@ fn log_exporters_on_broken_or_stuck_pipes_harm_nothing() {
     // A FIFO whose reader never reads: the writer gets stuck, and freeing must still return.
     let dir = scratch_dir("stuck-free");
     let fifo = dir.join("log.fifo");
-    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo/open on our own path; the reader is closed below.
-    let reader = unsafe {
-        assert_eq!(libc::mkfifo(path.as_ptr(), 0o600), 0);
-        libc::open(
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
+    let reader = fifo_with_idle_reader(&fifo);
     let sup = supervisor(&[with(
         sh_group("g", 100, POLITE),
         json!({"readiness": "notify"}),

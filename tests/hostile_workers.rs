@@ -10,9 +10,7 @@ use serde_json::json;
 fn a_worker_that_closes_its_control_fd_at_once_is_stopped_by_signal() {
     let dir = scratch_dir("closefd");
     let fifo = dir.join("closed");
-    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo on our own path.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    mkfifo(&fifo);
     let script = format!(
         "exec 3>&-; echo closed > {}; exec sleep 1000000",
         fifo.display()

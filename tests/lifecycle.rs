@@ -630,9 +630,7 @@ fn reconfiguring_does_not_touch_running_workers() {
 fn output_to_a_fifo_without_a_reader_is_a_spawn_error_not_a_hang() {
     let dir = scratch_dir("fifo-out");
     let fifo = dir.join("out.fifo");
-    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo on our own path.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    mkfifo(&fifo);
     let sup = supervisor(&[with(
         sh_group("g", 1, POLITE),
         json!({"stdout": {"file": fifo, "append": true}}),

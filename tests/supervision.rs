@@ -321,16 +321,7 @@ fn lifecycle_events_become_jsonl_records_at_their_levels() {
 fn a_stuck_log_exporter_does_not_slow_the_supervisor() {
     let dir = scratch_dir("stuck-log");
     let fifo = dir.join("log.fifo");
-    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: plain mkfifo/open on our own path; the reader is closed below.
-    let reader = unsafe {
-        assert_eq!(libc::mkfifo(path.as_ptr(), 0o600), 0);
-        libc::open(
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    assert!(reader >= 0);
+    let reader = fifo_with_idle_reader(&fifo);
     let sup = supervisor(&[with(
         sh_group("g", 100, POLITE),
         json!({"readiness": "notify"}),

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::children;
+
 use std::ffi::CString;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,15 +16,6 @@ use mpsupervisor::ffi::*;
 
 const CONFIG: &str = r#"[{"name":"a","workers":2,"readiness":"notify","argv":["/bin/sh","-c","echo READY >&3; read -r x <&3"]},
                          {"name":"b","workers":1,"control_channel":"off","warmup_ms":1,"argv":["/bin/sh","-c","exec sleep 100000"]}]"#;
-
-fn children() -> Vec<String> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        out.extend(text.split_whitespace().map(String::from));
-    }
-    out
-}
 
 #[test]
 fn calls_from_many_threads_while_another_frees() {

@@ -160,6 +160,22 @@ pub fn lib_dir() -> PathBuf {
 /// library when `link` is true. Each test binary builds its own copy, so parallel test binaries
 /// never race on one output file.
 pub fn build_c(name: &str, sources: &[&str], link: bool, extra: &[&str]) -> PathBuf {
+    build_program("cc", "-std=c11", name, sources, link, extra)
+}
+
+/// `build_c` for C++17 sources.
+pub fn build_cpp(name: &str, sources: &[&str], link: bool) -> PathBuf {
+    build_program("c++", "-std=c++17", name, sources, link, &[])
+}
+
+fn build_program(
+    compiler: &str,
+    std: &str,
+    name: &str,
+    sources: &[&str],
+    link: bool,
+    extra: &[&str],
+) -> PathBuf {
     // Tests of one binary run in parallel: build each program once, under a lock.
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
@@ -174,9 +190,9 @@ pub fn build_c(name: &str, sources: &[&str], link: bool, extra: &[&str]) -> Path
     if built.iter().any(|b| b == name) {
         return out;
     }
-    let mut cmd = std::process::Command::new("cc");
+    let mut cmd = std::process::Command::new(compiler);
     cmd.args([
-        "-std=c11",
+        std,
         "-O1",
         "-g",
         "-Wall",
@@ -199,8 +215,46 @@ pub fn build_c(name: &str, sources: &[&str], link: bool, extra: &[&str]) -> Path
             .arg(format!("-Wl,-rpath,{}", lib.display()))
             .arg("-lmpsupervisor");
     }
-    let status = cmd.status().expect("cc runs");
+    let status = cmd.status().expect("the compiler runs");
     assert!(status.success(), "building {name} failed");
     built.push(name.to_string());
     out
+}
+
+/// The pids of this process's children, from /proc.
+pub fn children() -> Vec<String> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(text.split_whitespace().map(String::from));
+    }
+    out
+}
+
+/// Makes a FIFO at `path`.
+pub fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path of our own.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}
+
+/// Makes a FIFO at `path` and opens it for reading (non-blocking), so that writers can open it;
+/// the caller never reads it, so a writer gets stuck once its 64 KiB buffer is full.
+pub fn fifo_with_idle_reader(path: &std::path::Path) -> i32 {
+    mkfifo(path);
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: open on a NUL-terminated path; the caller closes the descriptor.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    assert!(fd >= 0);
+    fd
 }
