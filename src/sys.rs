@@ -159,6 +159,21 @@ pub fn kill_pid(pid: libc::pid_t, sig: libc::c_int) {
     }
 }
 
+/// Sends `sig` to the process behind a pidfd; false when it has already exited.
+pub fn pidfd_signal(pidfd: &OwnedFd, sig: libc::c_int) -> bool {
+    // SAFETY: plain system call on a descriptor we own; no siginfo.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    ret == 0
+}
+
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExitStatus {

@@ -140,11 +140,24 @@ impl Worker {
     }
 
     /// Signals the worker's whole process group, and the worker itself in case it left the
-    /// group (`setsid`). Only called before the worker is reaped, so its pid is still its own.
+    /// group. Only called before the monitor has seen the exit; through the pidfd when there
+    /// is one, so that even a worker the kernel reaped early (a host ignoring SIGCHLD) cannot
+    /// have its pid reused under us.
     pub fn signal(&self, sig: libc::c_int) {
-        if self.alive() {
-            sys::kill_group(self.pid, sig);
-            sys::kill_pid(self.pid, sig);
+        if !self.alive() {
+            return;
+        }
+        match &self.pidfd {
+            Some(pidfd) => {
+                if sys::pidfd_signal(pidfd, sig) {
+                    // The pidfd proves the process still exists, so its group id is its own.
+                    sys::kill_group(self.pid, sig);
+                }
+            }
+            None => {
+                sys::kill_group(self.pid, sig);
+                sys::kill_pid(self.pid, sig);
+            }
         }
     }
 
