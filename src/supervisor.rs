@@ -634,6 +634,9 @@ pub struct Supervisor {
     ops: Mutex<()>,
     options: Options,
     monitor: Mutex<Option<JoinHandle<()>>>,
+    /// The process that made it. Its workers, descriptors and monitor thread belong to that
+    /// process: a child the host forked has copies of none of them that it may use.
+    owner: u32,
 }
 
 impl Supervisor {
@@ -678,6 +681,7 @@ impl Supervisor {
             ops: Mutex::new(()),
             options,
             monitor: Mutex::new(Some(monitor)),
+            owner: std::process::id(),
         })
     }
 
@@ -1031,8 +1035,23 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    /// False in a child the host forked: there the supervisor must not be used or dropped.
+    pub fn owned_by_this_process(&self) -> bool {
+        self.owner == std::process::id()
+    }
+}
+
 impl Drop for Supervisor {
     fn drop(&mut self) {
+        if !self.owned_by_this_process() {
+            // A forked child's copy: killing "its" workers would kill the parent's, and its
+            // monitor thread does not exist here. Leave everything alone.
+            if let Some(handle) = lock(&self.monitor).take() {
+                std::mem::forget(handle);
+            }
+            return;
+        }
         self.shutdown();
         self.state().shutdown = true;
         sys::eventfd_signal(&self.shared.wake);

@@ -63,9 +63,20 @@ pub fn get(id: u64) -> Result<Arc<Supervisor>, Error> {
         Some(Slot {
             generation: g,
             supervisor: Some(s),
-        }) if *g == generation => Ok(Arc::clone(s)),
+        }) if *g == generation => {
+            if !s.owned_by_this_process() {
+                return Err(foreign(id));
+            }
+            Ok(Arc::clone(s))
+        }
         _ => Err(invalid(id)),
     }
+}
+
+fn foreign(id: u64) -> Error {
+    Error::InvalidHandle(format!(
+        "supervisor handle {id:#x} belongs to the process that made it, not to this forked child"
+    ))
 }
 
 /// Takes the supervisor out of the table; its id (and every copy of it) is invalid from now on.
@@ -79,5 +90,9 @@ pub fn remove(id: u64) -> Result<Arc<Supervisor>, Error> {
     let supervisor = slot.supervisor.take().expect("checked above");
     slot.generation = slot.generation.wrapping_add(1).max(1);
     reg.free.push(index);
+    if !supervisor.owned_by_this_process() {
+        // Forgotten in this child, untouched: dropping it is harmless (Drop checks the owner).
+        return Err(foreign(id));
+    }
     Ok(supervisor)
 }
