@@ -23,7 +23,8 @@ use crate::worker_side::{self, StopRequest};
 
 /// A supervisor handle, passed by value: a generation-checked id into a process-wide table,
 /// never a pointer. Id 0 is never valid. A freed, stale, zeroed or made-up handle gives
-/// `MPSUP_ERR_INVALID_HANDLE`, never a crash.
+/// `MPSUP_ERR_INVALID_HANDLE`, never a crash. Handles do not survive `fork()`: in the child,
+/// every call on a handle of the parent gives `MPSUP_ERR_INVALID_HANDLE` and touches nothing.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
