@@ -64,6 +64,9 @@ OPTIONAL: Dict[str, _Signature] = {
     "mpsup_configure_lifecycle_logging": (c_result, [mpsup_supervisor, ctypes.c_char_p]),
     # C worker helpers (Python workers use mpsupervisor.worker instead)
     "mpsup_worker_notify_ready": (c_result, []),
+    "mpsup_worker_heartbeat": (c_result, []),
+    "mpsup_worker_wait_start": (c_result, [ctypes.c_double, ctypes.POINTER(ctypes.c_bool)]),
+    "mpsup_worker_bootstrap_json": (c_result, [ctypes.c_double, c_out_string]),
     "mpsup_worker_wait_stop": (
         c_result,
         [ctypes.c_double, ctypes.POINTER(ctypes.c_bool), ctypes.POINTER(ctypes.c_bool)],

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Type, Union
 
-from ._errors import UnknownGroupError
+from ._errors import InvalidHandleError, UnknownGroupError
 from .supervisor import Supervisor, group_names as _group_names
 
 # Group keys libmpsupervisor knows (API.md Part 1 and Part 2). Anything else a group
@@ -89,7 +89,7 @@ def library_group(group: Mapping[str, Any]) -> Dict[str, Any]:
     Without ``argv`` the group runs the bundled worker (``python -m mpsupervisor.worker``)
     with readiness ``"notify"`` unless the group sets its own, and with the environment
     it needs (``PYTHONPATH`` when the package is not installed in ``site-packages``,
-    the bootstrap and heartbeat settings of :mod:`mpsupervisor.worker`).
+    the heartbeat interval of :mod:`mpsupervisor.worker`).
     """
     out = {key: value for key, value in group.items() if key in LIBRARY_GROUP_KEYS}
     if "argv" in out:
@@ -104,14 +104,54 @@ def library_group(group: Mapping[str, Any]) -> Dict[str, Any]:
     pythonpath = _child_pythonpath(out, env)
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
-    if "bootstrap" in out:
-        env[worker.BOOTSTRAP_FLAG_ENV] = "1"
     heartbeat_ms = out.get("heartbeat_timeout_ms")
     if isinstance(heartbeat_ms, int) and not isinstance(heartbeat_ms, bool) and heartbeat_ms > 0:
         env[worker.HEARTBEAT_MS_ENV] = str(max(1, heartbeat_ms // 3))
     if env:
         out["env"] = env
     return out
+
+
+# The original framework's level names, as the library's.
+_LOG_LEVELS = {
+    "debug": "debug", "full": "debug", "info": "info", "warn": "warn", "warning": "warn", "error": "error",
+}
+
+
+def library_logging(settings: Mapping[str, Any]) -> Dict[str, Any]:
+    """The original framework's lifecycle logging settings, as the library takes them.
+
+    Only ``stdout``, ``stderr`` and ``jsonl`` (with ``settings.path``) exporters are kept,
+    without their other settings; levels ``off``/``none`` disable logging, ``full`` is
+    ``debug``, ``warning`` is ``warn`` and unknown ones are ``info``; when logging is on
+    and no exporter is left, records go to stdout (the original's default).
+    """
+    if not isinstance(settings, Mapping):
+        raise ValueError("lifecycle logging settings must be a mapping")
+    events = settings.get("lifecycle_events")
+    events = events if isinstance(events, Mapping) else {}
+    level = events.get("level", "info")
+    level = level.lower() if isinstance(level, str) else "info"
+    enabled = bool(events.get("enabled", True)) and level not in ("off", "none")
+    exporters: List[Dict[str, Any]] = []
+    raw_exporters = settings.get("exporters")
+    for exporter in raw_exporters if isinstance(raw_exporters, list) else []:
+        if not isinstance(exporter, Mapping) or exporter.get("enabled", True) is False:
+            continue
+        kind = exporter.get("kind")
+        if kind in ("stdout", "stderr"):
+            exporters.append({"kind": kind})
+        elif kind == "jsonl":
+            options = exporter.get("settings")
+            path = options.get("path") if isinstance(options, Mapping) else None
+            if isinstance(path, str) and path:
+                exporters.append({"kind": "jsonl", "settings": {"path": path}})
+    if enabled and not exporters:
+        exporters.append({"kind": "stdout"})
+    return {
+        "lifecycle_events": {"enabled": enabled, "level": _LOG_LEVELS.get(level, "info")},
+        "exporters": exporters,
+    }
 
 
 class MultiprocessBootstrapSupervisor:
@@ -121,12 +161,17 @@ class MultiprocessBootstrapSupervisor:
     purpose: a bad group (missing or empty ``name``, ``workers`` not an int > 0) raises
     ValueError instead of being skipped; workers are real processes of any executable
     (``argv``), the bundled Python worker when a group has none; events have the
-    library's shapes (``seq``, ``ts_ms``, ``kind``, ...); ``force_terminate_groups``
-    ignores names the library does not know, as the original did.
+    library's shapes (``seq``, ``ts_ms``, ``kind``, ...) plus the original's
+    ``ts_epoch_ms``; ``force_terminate_groups`` ignores names the library does not know,
+    as the original did.
+
+    As in the original: ``stop_groups`` waits at least one second; ``snapshot()`` lists
+    every configured group, with ``[]`` when it has no workers;
+    ``configure_lifecycle_logging`` takes the original's settings (see
+    :func:`library_logging`); ``lifecycle_events()`` keeps every event for the life of
+    the object, including the forced stops of ``close()``, and still answers after it.
 
     Constructing it loads the native library and raises OSError when it cannot.
-    ``lifecycle_events()`` keeps every event for the life of the object, as the
-    original did.
     """
 
     def __init__(self, supervisor: Optional[Supervisor] = None) -> None:
@@ -142,8 +187,19 @@ class MultiprocessBootstrapSupervisor:
         return self._sup
 
     def close(self) -> None:
-        """Force-terminate every worker and free the handle. Safe to call twice."""
-        self._sup.close()
+        """Force-terminate every worker and free the handle. Safe to call twice.
+
+        The events of the forced stops are kept for :meth:`lifecycle_events`."""
+        with self._events_lock:
+            try:
+                names = list(dict.fromkeys([*self._groups, *self._sup.snapshot()]))
+                if names:
+                    self.force_terminate_groups(names)
+                self._drain_locked()
+            except InvalidHandleError:  # closed already, or a forked child: nothing to stop
+                pass
+            finally:
+                self._sup.close()
 
     def __enter__(self) -> "MultiprocessBootstrapSupervisor":
         return self
@@ -175,14 +231,17 @@ class MultiprocessBootstrapSupervisor:
                     groups[name] = library_group(_validated_group({"name": name}, where))
                 self._sup.configure_process_groups(list(groups.values()))
                 self._groups = groups
-        self._sup.start_groups(names)
+            self._sup.start_groups(names)
 
     def wait_ready(self, timeout_seconds: float) -> bool:
         return self._sup.wait_ready(timeout_seconds)
 
     def stop_groups(self, *, graceful_timeout_seconds: float, drain_inflight: bool) -> None:
-        """Stop every worker gracefully; TimeoutError names the first worker still alive."""
-        self._sup.stop_groups(graceful_timeout_seconds, drain_inflight)
+        """Stop every worker gracefully; TimeoutError names the first worker still alive.
+
+        Waits ``max(1, graceful_timeout_seconds)`` seconds at most, as the original did
+        (so 0, negative and NaN mean one second)."""
+        self._sup.stop_groups(max(1.0, float(graceful_timeout_seconds)), drain_inflight)
 
     def force_terminate_groups(self, group_names: List[str]) -> None:
         """Kill the groups' workers; names the library never knew are ignored, as in the original."""
@@ -198,17 +257,32 @@ class MultiprocessBootstrapSupervisor:
                     pass
 
     def snapshot(self) -> Dict[str, List[Dict[str, object]]]:
+        """The library's snapshot, plus ``[]`` for each configured group without workers."""
+        with self._config_lock:
+            configured = list(self._groups)
         snap = self._sup.snapshot()
         for workers in snap.values():
             for entry in workers:
                 entry.setdefault("has_control_channel", entry.get("control_channel") == "socketpair")
+        for name in configured:
+            snap.setdefault(name, [])
         return snap
 
     def lifecycle_events(self) -> List[Dict[str, object]]:
-        """Every event so far, oldest first (a copy; calling it drains nothing you can see)."""
+        """Every event so far, oldest first (a copy; calling it drains nothing you can see).
+
+        After :meth:`close` it returns what was kept, the forced stops of ``close`` included."""
         with self._events_lock:
-            self._events.extend(self._sup.drain_events())
+            try:
+                self._drain_locked()
+            except InvalidHandleError:  # closed
+                pass
             return [dict(event) for event in self._events]
+
+    def _drain_locked(self) -> None:
+        for event in self._sup.drain_events():
+            event.setdefault("ts_epoch_ms", event["ts_ms"])
+            self._events.append(event)
 
     # -- Part 2 ----------------------------------------------------------------------------
 
@@ -216,7 +290,8 @@ class MultiprocessBootstrapSupervisor:
         self._sup.start_work(_group_names(group_names))
 
     def configure_lifecycle_logging(self, settings: Dict[str, object]) -> None:
-        self._sup.configure_lifecycle_logging(settings)
+        """The original's settings, translated by :func:`library_logging`."""
+        self._sup.configure_lifecycle_logging(library_logging(settings))
 
 
 class LocalBootstrapSupervisor:

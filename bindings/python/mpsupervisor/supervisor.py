@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import weakref
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -14,7 +15,9 @@ from ._native import NativeLibrary, mpsup_supervisor
 JsonText = Union[str, bytes]
 
 
-def _free_handle(lib: NativeLibrary, handle_id: int) -> Tuple[int, str]:
+def _free_handle(lib: NativeLibrary, handle_id: int, owner_pid: int) -> Tuple[int, str]:
+    if os.getpid() != owner_pid:  # a forked child: the workers are the parent's, leave them
+        return Result.OK, ""
     result = lib.mpsup_supervisor_free(mpsup_supervisor(handle_id))
     return result, (lib.last_error_message() if result != Result.OK else "")
 
@@ -63,6 +66,10 @@ class Supervisor:
     worker; it is safe to call twice, and runs at garbage collection or interpreter exit
     if it was not called. Any other call after ``close()`` raises ``InvalidHandleError``
     (a ``RuntimeError``).
+
+    The handle belongs to the process that made it: in a child made by ``os.fork()`` every
+    call raises ``InvalidHandleError`` and ``close()`` (or garbage collection) only forgets
+    the handle, leaving the parent's workers alone.
     """
 
     def __init__(self, library: Optional[NativeLibrary] = None) -> None:
@@ -71,7 +78,8 @@ class Supervisor:
         lib.check(lib.mpsup_supervisor_new(ctypes.byref(out)))
         self._lib = lib
         self._id: int = out.id
-        self._finalizer = weakref.finalize(self, _free_handle, lib, out.id)
+        self._pid = os.getpid()
+        self._finalizer = weakref.finalize(self, _free_handle, lib, out.id, self._pid)
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -84,7 +92,9 @@ class Supervisor:
         return not self._finalizer.alive
 
     def close(self) -> None:
-        """Free the handle (force-terminating every worker). Safe to call twice."""
+        """Free the handle (force-terminating every worker). Safe to call twice.
+
+        In a forked child it only forgets the handle: the workers are the parent's."""
         outcome = self._finalizer()  # None when already run
         if outcome is not None and outcome[0] != Result.OK:
             result, message = outcome
@@ -101,9 +111,14 @@ class Supervisor:
         return f"<mpsupervisor.Supervisor {state}>"
 
     def _handle(self) -> mpsup_supervisor:
+        message = ""
         if not self._finalizer.alive:
-            err = InvalidHandleError("supervisor is closed")
-            err.result, err.message = int(Result.ERR_INVALID_HANDLE), "supervisor is closed"
+            message = "supervisor is closed"
+        elif os.getpid() != self._pid:
+            message = "supervisor belongs to the parent process (this is a forked child)"
+        if message:
+            err = InvalidHandleError(message)
+            err.result, err.message = int(Result.ERR_INVALID_HANDLE), message
             raise err
         return mpsup_supervisor(self._id)
 

@@ -13,16 +13,23 @@ The module functions use the channel from the environment. Without one (the grou
 ``bootstrap_payload()`` returns None and ``wait_stop()`` just waits out its timeout: the
 supervisor stops such a worker with its ``stop_signal``.
 
+The library sets ``MPSUP_BOOTSTRAP=1`` when the group has ``bootstrap`` and
+``MPSUP_START_GATE=1`` when it has ``start_gate``; without them the module functions
+``bootstrap_payload()`` and ``wait_start()`` return at once (None, True).
+
+Timeouts are in seconds; None or a negative value means no limit (as in the C helpers).
+
 ``python -m mpsupervisor.worker`` is the worker that ``MultiprocessBootstrapSupervisor``
-runs for groups without ``argv``: it reads the bootstrap line when
-``MPSUPERVISOR_WORKER_BOOTSTRAP=1``, says ``READY``, sends ``HEARTBEAT`` every
-``MPSUPERVISOR_WORKER_HEARTBEAT_MS`` when that is set, and exits 0 on ``STOP`` or end of
-file. With no control channel it waits until a signal ends it.
+runs for groups without ``argv``: it reads the bootstrap line when ``MPSUP_BOOTSTRAP=1``,
+says ``READY``, sends ``HEARTBEAT`` every ``MPSUPERVISOR_WORKER_HEARTBEAT_MS`` when that
+is set, and exits 0 on ``STOP`` or end of file. With no control channel it waits until a
+signal ends it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import signal
@@ -33,11 +40,10 @@ from typing import Any, Callable, Optional, Tuple
 CONTROL_FD_ENV = "MPSUP_CONTROL_FD"
 GROUP_ENV = "MPSUP_GROUP"
 WORKER_ID_ENV = "MPSUP_WORKER_ID"
+BOOTSTRAP_ENV = "MPSUP_BOOTSTRAP"
+START_GATE_ENV = "MPSUP_START_GATE"
 # Set by MultiprocessBootstrapSupervisor for the bundled worker only.
-BOOTSTRAP_FLAG_ENV = "MPSUPERVISOR_WORKER_BOOTSTRAP"
 HEARTBEAT_MS_ENV = "MPSUPERVISOR_WORKER_HEARTBEAT_MS"
-
-MAX_LINE = 4096
 
 __all__ = [
     "ControlChannel",
@@ -58,12 +64,17 @@ class ControlChannel:
 
     Every line read is recorded (bootstrap payload, ``START``, the first ``STOP``), so
     the ``wait_*`` methods can be called in any order without losing a line. Unknown
-    lines are ignored, as the protocol says.
+    lines are ignored, as the protocol says. Lines from the supervisor have no length
+    limit (a ``BOOTSTRAP`` line can be large).
+
+    Any thread may wait: one reads the socket with the lock released while the others
+    wait on a condition, each until its own deadline.
     """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self._lock = threading.RLock()
+        self._cond = threading.Condition()
+        self._reading = False
         self._buffer = bytearray()
         self._lines_seen = 0
         self._bootstrap: Any = None
@@ -125,45 +136,43 @@ class ControlChannel:
         return self._has_bootstrap
 
     def _wait(self, done: Callable[[], bool], timeout: Optional[float]) -> None:
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        with self._lock:
+        """Until ``done()``, end of file or ``timeout`` (None or negative: no limit)."""
+        if timeout is not None and math.isnan(timeout):
+            raise ValueError("timeout is NaN")
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        with self._cond:
             while not done() and not self._eof:
-                if not self._read_some(deadline):
-                    return
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if self._reading:  # another thread reads; it wakes us when something came
+                    if left == 0:
+                        return
+                    self._cond.wait(left)
+                    continue
+                self._reading = True
+                self._cond.release()
+                try:
+                    data = _read_once(self.fd, left)
+                finally:
+                    self._cond.acquire()
+                    self._reading = False
+                    self._cond.notify_all()
+                if data is None:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return
+                elif not data:
+                    self._eof = True
+                else:
+                    self._take_lines(data)
 
-    def _read_some(self, deadline: Optional[float]) -> bool:
-        """Read once (waiting until ``deadline``); False on timeout."""
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        while True:
-            if deadline is None:
-                wait_ms = None
-            else:
-                wait_ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
-            if poller.poll(wait_ms):
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-        try:
-            data = os.read(self.fd, 65536)
-        except BlockingIOError:
-            return True
-        except OSError:
-            data = b""
-        if not data:
-            self._eof = True
-            return True
+    def _take_lines(self, data: bytes) -> None:
         self._buffer += data
         while True:
             end = self._buffer.find(b"\n")
             if end < 0:
-                if len(self._buffer) > MAX_LINE:  # a broken peer; drop the junk
-                    del self._buffer[:]
-                break
+                return
             line = bytes(self._buffer[:end])
             del self._buffer[: end + 1]
             self._handle_line(line.decode("utf-8", "replace").rstrip("\r"))
-        return True
 
     def _handle_line(self, line: str) -> None:
         first = self._lines_seen == 0
@@ -176,6 +185,21 @@ class ControlChannel:
             self._started = True
         elif line in ("STOP DRAIN", "STOP NOW") and self._stop is None:
             self._stop = (True, line == "STOP DRAIN")
+
+
+def _read_once(fd: int, timeout: Optional[float]) -> Optional[bytes]:
+    """What is there once ``fd`` is readable (b"" at end of file); None when ``timeout`` passed."""
+    wait_ms = None if timeout is None else min(math.ceil(timeout * 1000), 2**31 - 1)
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if not poller.poll(wait_ms):
+        return None
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
 
 
 _CHANNEL: Optional[ControlChannel] = None
@@ -225,29 +249,35 @@ def heartbeat() -> bool:
 def wait_stop(timeout: Optional[float] = None) -> Tuple[bool, bool]:
     """``(stop, drain)``; see :meth:`ControlChannel.wait_stop`.
 
-    Without a channel, sleeps for ``timeout`` (for ever when None) and returns
-    ``(False, False)``: the stop then comes as a signal.
+    Without a channel, sleeps for ``timeout`` (for ever when None or negative) and
+    returns ``(False, False)``: the stop then comes as a signal.
     """
     channel = control_channel()
     if channel is not None:
         return channel.wait_stop(timeout)
-    if timeout is None:
+    if timeout is None or timeout < 0:
         while True:
             signal.pause()
-    threading.Event().wait(max(0.0, timeout))
+    threading.Event().wait(timeout)
     return (False, False)
 
 
 def wait_start(timeout: Optional[float] = None) -> bool:
-    """True once ``START`` arrived (at once without a channel: no gate can apply)."""
+    """True once ``START`` arrived; True at once when the group has no ``start_gate``
+    (``MPSUP_START_GATE`` is not ``1``) or there is no channel."""
     channel = control_channel()
-    return channel.wait_start(timeout) if channel is not None else True
+    if channel is None or os.environ.get(START_GATE_ENV) != "1":
+        return True
+    return channel.wait_start(timeout)
 
 
 def bootstrap_payload(timeout: Optional[float] = None) -> Any:
-    """The ``BOOTSTRAP`` value, or None; see :meth:`ControlChannel.bootstrap_payload`."""
+    """The ``BOOTSTRAP`` value; None at once when the group has no ``bootstrap``
+    (``MPSUP_BOOTSTRAP`` is not ``1``) or there is no channel."""
     channel = control_channel()
-    return channel.bootstrap_payload(timeout) if channel is not None else None
+    if channel is None or os.environ.get(BOOTSTRAP_ENV) != "1":
+        return None
+    return channel.bootstrap_payload(timeout)
 
 
 def main() -> int:
@@ -256,7 +286,7 @@ def main() -> int:
     if channel is None:
         while True:  # stopped by the group's stop_signal (SIGTERM's default action)
             signal.pause()
-    if os.environ.get(BOOTSTRAP_FLAG_ENV) == "1":
+    if os.environ.get(BOOTSTRAP_ENV) == "1":
         channel.bootstrap_payload()
     channel.notify_ready()
     interval_ms = int(os.environ.get(HEARTBEAT_MS_ENV, "0") or 0)

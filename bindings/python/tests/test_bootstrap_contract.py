@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
+from pathlib import Path
+from typing import Any, Dict, List
 
 import pytest
 
 from conftest import READY_TIMEOUT, events_of
-from mpsupervisor import LocalBootstrapSupervisor, MultiprocessBootstrapSupervisor
+from mpsupervisor import LocalBootstrapSupervisor, MultiprocessBootstrapSupervisor, Supervisor
+from mpsupervisor._native import NativeLibrary
+
+NOTIFY_SH = ["sh", "-c", 'echo READY >&"$MPSUP_CONTROL_FD"; read line <&"$MPSUP_CONTROL_FD"']
 
 
 def test_wait_ready_zero_is_false_after_start(mp: MultiprocessBootstrapSupervisor) -> None:
@@ -26,7 +33,7 @@ def test_graceful_stop_emits_worker_stopped_graceful(mp: MultiprocessBootstrapSu
     assert [e["mode"] for e in stopped] == ["graceful"]
     assert stopped[0]["worker_id"] == "execution.cpu#1"
     assert stopped[0]["exit_code"] == 0  # the bundled worker read STOP DRAIN and exited
-    assert mp.snapshot() == {}
+    assert mp.snapshot() == {"execution.cpu": []}
 
 
 def test_graceful_stop_before_ready(mp: MultiprocessBootstrapSupervisor) -> None:
@@ -49,7 +56,7 @@ def test_force_terminate_right_after_start_is_forced(mp: MultiprocessBootstrapSu
     assert [e["mode"] for e in stopping] == ["forced"]
     assert [e["mode"] for e in stopped] == ["forced"]
     assert stopped[0]["signal"] == 9 or stopped[0]["exit_code"] is not None
-    assert mp.snapshot() == {}
+    assert mp.snapshot() == {"execution.cpu": []}
 
 
 def test_two_workers_listed_right_after_start(mp: MultiprocessBootstrapSupervisor) -> None:
@@ -89,7 +96,7 @@ def test_force_terminate_after_graceful_stop_is_noop(mp: MultiprocessBootstrapSu
     before = mp.lifecycle_events()
     mp.force_terminate_groups(["execution.cpu"])
     assert mp.lifecycle_events() == before
-    assert mp.snapshot() == {}
+    assert mp.snapshot() == {"execution.cpu": []}
 
 
 def test_fallback_path_without_control_channel(mp: MultiprocessBootstrapSupervisor) -> None:
@@ -174,7 +181,7 @@ def test_stop_timeout_raises_timeout_error(mp: MultiprocessBootstrapSupervisor) 
     mp.force_terminate_groups(["stubborn"])
     stopped = events_of(mp.lifecycle_events(), "worker_stopped")
     assert [(e["mode"], e["signal"]) for e in stopped] == [("forced", 9)]
-    assert mp.snapshot() == {}
+    assert mp.snapshot() == {"stubborn": []}
 
 
 def test_force_terminate_ignores_unconfigured_names(mp: MultiprocessBootstrapSupervisor) -> None:
@@ -195,6 +202,93 @@ def test_context_manager_and_close(native: object) -> None:
     mp.close()
     with pytest.raises(RuntimeError):
         mp.snapshot()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, math.nan])
+def test_stop_waits_at_least_one_second(mp: MultiprocessBootstrapSupervisor, timeout: float) -> None:
+    # The original used max(1, graceful_timeout_seconds).
+    mp.configure_process_groups([{"name": "sh", "workers": 2, "argv": NOTIFY_SH, "readiness": "notify"}])
+    mp.start_groups(["sh"])
+    assert mp.wait_ready(READY_TIMEOUT) is True
+    mp.stop_groups(graceful_timeout_seconds=timeout, drain_inflight=True)
+    stopped = events_of(mp.lifecycle_events(), "worker_stopped")
+    assert [(e["mode"], e["exit_code"]) for e in stopped] == [("graceful", 0)] * 2
+
+
+def test_close_keeps_the_forced_stops_for_lifecycle_events(native: NativeLibrary) -> None:
+    mp = MultiprocessBootstrapSupervisor(Supervisor(native))
+    mp.configure_process_groups([{"name": "g", "workers": 2}])
+    mp.start_groups(["g"])
+    before = mp.lifecycle_events()
+    mp.close()
+    after = mp.lifecycle_events()
+    assert after[: len(before)] == before
+    stopped = events_of(after, "worker_stopped")
+    assert sorted((e["worker_id"], e["mode"]) for e in stopped) == [("g#1", "forced"), ("g#2", "forced")]
+    mp.close()
+    assert mp.lifecycle_events() == after
+
+
+def test_events_have_ts_epoch_ms_and_snapshot_lists_configured_groups(mp: MultiprocessBootstrapSupervisor) -> None:
+    mp.configure_process_groups([{"name": "a"}, {"name": "idle"}])
+    assert mp.snapshot() == {"a": [], "idle": []}
+    mp.start_groups(["a"])
+    assert [w["worker_id"] for w in mp.snapshot()["a"]] == ["a#1"]
+    mp.force_terminate_groups(["a"])
+    assert mp.snapshot() == {"a": [], "idle": []}  # as the original: {group: []}
+    events = mp.lifecycle_events()
+    assert events and all(e["ts_epoch_ms"] == e["ts_ms"] for e in events)
+
+
+def test_start_groups_holds_the_config_lock_while_starting(native: NativeLibrary) -> None:
+    # Otherwise a concurrent configure_process_groups could drop the group before it starts.
+    held: List[bool] = []
+
+    class Watching(Supervisor):
+        def start_groups(self, names: Any) -> None:
+            held.append(mp._config_lock.locked())
+            super().start_groups(names)
+
+    with MultiprocessBootstrapSupervisor(Watching(native)) as mp:
+        mp.start_groups(["adhoc"])
+    assert held == [True]
+
+
+ORIGINAL_LOGGING: List[Dict[str, Any]] = [
+    {"lifecycle_events": {"enabled": True, "level": "info"}, "exporters": [{"kind": "stdout"}]},
+    {"exporters": [{"kind": "jsonl", "settings": {"path": "/tmp/x.jsonl", "workers_dir": "/tmp/w"}}]},
+    {"exporters": [{"kind": "otel_otlp", "settings": {}}]},
+    {"lifecycle_events": {"enabled": True, "level": "warning"}},
+    {"lifecycle_events": {"enabled": True, "level": "off"}},
+    {"lifecycle_events": {"level": "full"}},
+    {"lifecycle_events": None},
+    {"exporters": [{"kind": "jsonl", "enabled": False, "settings": {"path": "/tmp/x.jsonl"}}]},
+    {"tracing": {}, "exporters": []},
+    {"exporters": ["junk", None]},
+]
+
+
+@pytest.mark.parametrize("settings", ORIGINAL_LOGGING)
+def test_lifecycle_logging_takes_the_originals_settings(mp: MultiprocessBootstrapSupervisor, settings: Any) -> None:
+    mp.configure_lifecycle_logging(settings)
+
+
+def test_lifecycle_logging_stays_strict_on_the_plain_supervisor(mp: MultiprocessBootstrapSupervisor) -> None:
+    with pytest.raises(ValueError):
+        mp.supervisor.configure_lifecycle_logging({"exporters": [{"kind": "otel_otlp", "settings": {}}]})
+
+
+def test_lifecycle_logging_with_the_originals_jsonl_exporter(native: NativeLibrary, tmp_path: Path) -> None:
+    path = tmp_path / "sup.jsonl"
+    jsonl = {"path": str(path), "workers_dir": str(tmp_path / "workers"), "mode": "append", "flush_every_n": 1}
+    mp = MultiprocessBootstrapSupervisor(Supervisor(native))
+    mp.configure_lifecycle_logging(
+        {"lifecycle_events": {"enabled": True, "level": "full"}, "exporters": [{"kind": "jsonl", "settings": jsonl}]}
+    )
+    mp.start_groups(["g"])
+    mp.close()  # the writer has written every record once the handle is freed
+    messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
+    assert "bootstrap.worker_spawned" in messages and "bootstrap.worker_stopped" in messages
 
 
 # -- the local fallback, same contract -------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any, Dict, List
 
 import pytest
 
@@ -14,7 +15,7 @@ from mpsupervisor import (
     create_supervisor,
     discover_supervisors,
 )
-from mpsupervisor.bootstrap import library_group
+from mpsupervisor.bootstrap import library_group, library_logging
 
 
 def test_discovery_order() -> None:
@@ -51,7 +52,7 @@ def test_library_group_keeps_an_explicit_argv_untouched() -> None:
 
 def test_library_group_part2_worker_settings() -> None:
     out = library_group({"name": "g", "bootstrap": {"x": 1}, "heartbeat_timeout_ms": 300})
-    assert out["env"]["MPSUPERVISOR_WORKER_BOOTSTRAP"] == "1"
+    assert "MPSUPERVISOR_WORKER_BOOTSTRAP" not in out["env"]  # the library sets MPSUP_BOOTSTRAP
     assert out["env"]["MPSUPERVISOR_WORKER_HEARTBEAT_MS"] == "100"
     assert out["bootstrap"] == {"x": 1}
 
@@ -66,3 +67,42 @@ def test_pythonpath_added_only_when_the_package_is_not_installed() -> None:
         assert "PYTHONPATH" not in env
     else:
         assert env["PYTHONPATH"].split(os.pathsep)[0] == parent
+
+
+STDOUT = [{"kind": "stdout"}]
+
+
+@pytest.mark.parametrize(
+    "settings, events, exporters",
+    [
+        ({}, {"enabled": True, "level": "info"}, STDOUT),
+        ({"lifecycle_events": None}, {"enabled": True, "level": "info"}, STDOUT),
+        ({"lifecycle_events": [True]}, {"enabled": True, "level": "info"}, STDOUT),
+        ({"lifecycle_events": {"level": "off"}}, {"enabled": False, "level": "info"}, []),
+        ({"lifecycle_events": {"level": "none"}}, {"enabled": False, "level": "info"}, []),
+        ({"lifecycle_events": {"enabled": False}}, {"enabled": False, "level": "info"}, []),
+        ({"lifecycle_events": {"level": "full"}}, {"enabled": True, "level": "debug"}, STDOUT),
+        ({"lifecycle_events": {"level": "warning"}}, {"enabled": True, "level": "warn"}, STDOUT),
+        ({"lifecycle_events": {"level": "ERROR"}}, {"enabled": True, "level": "error"}, STDOUT),
+        ({"lifecycle_events": {"level": "verbose"}}, {"enabled": True, "level": "info"}, STDOUT),
+        (
+            {
+                "tracing": {"x": 1},
+                "exporters": [
+                    "junk",
+                    {"kind": "otel_otlp", "settings": {}},
+                    {"kind": "stderr", "settings": {"color": True}},
+                    {"kind": "jsonl", "settings": {"path": "/l.jsonl", "workers_dir": "/w", "flush_every_n": 5}},
+                    {"kind": "jsonl", "settings": {"mode": "append"}},  # no path: dropped
+                    {"kind": "jsonl", "enabled": False, "settings": {"path": "/off.jsonl"}},
+                ],
+            },
+            {"enabled": True, "level": "info"},
+            [{"kind": "stderr"}, {"kind": "jsonl", "settings": {"path": "/l.jsonl"}}],
+        ),
+    ],
+)
+def test_library_logging_translates_the_originals_settings(
+    settings: Dict[str, Any], events: Dict[str, Any], exporters: List[Dict[str, Any]]
+) -> None:
+    assert library_logging(settings) == {"lifecycle_events": events, "exporters": exporters}

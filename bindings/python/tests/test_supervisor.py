@@ -6,10 +6,11 @@ import ctypes
 import errno
 import os
 import select
+import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 import pytest
 
@@ -83,6 +84,43 @@ def test_python_worker_helpers_in_a_real_worker(sup: Supervisor) -> None:
     sup.stop_groups(READY_TIMEOUT, False)
     (stopped,) = events_of(sup.drain_events(), "worker_stopped")
     assert stopped["exit_code"] == 0
+
+
+def _in_forked_child(child: Callable[[], bool]) -> bool:
+    """Whether ``child()`` returned True in a forked child (which exits with os._exit)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if child() else 1
+        finally:
+            os._exit(code)
+    pidfd = os.pidfd_open(pid)
+    exited = select.select([pidfd], [], [], READY_TIMEOUT)[0] == [pidfd]
+    if not exited:
+        os.kill(pid, signal.SIGKILL)
+    os.close(pidfd)
+    _, status = os.waitpid(pid, 0)
+    return exited and os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_forked_child_leaves_the_parents_workers_alone(sup: Supervisor) -> None:
+    sup.configure_process_groups([group(workers=2)])
+    sup.start_groups(["g"])
+    assert sup.wait_ready(READY_TIMEOUT) is True
+
+    def child() -> bool:
+        try:
+            sup.snapshot()
+            return False  # called into the library
+        except mpsupervisor.InvalidHandleError as exc:
+            assert "forked child" in str(exc)
+        sup.close()  # what garbage collection or interpreter exit would run: forgets the handle
+        return sup.closed
+
+    assert _in_forked_child(child)
+    assert [(w["alive"], w["state"]) for w in sup.snapshot()["g"]] == [(True, "ready")] * 2
+    assert events_of(sup.drain_events(), "worker_stopping") == []
 
 
 # -- errors ------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Dict, Iterator, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
+from conftest import READY_TIMEOUT
 from mpsupervisor import worker
 from mpsupervisor.worker import ControlChannel
 
@@ -79,6 +80,65 @@ def test_eof_means_stop(pair: Tuple[socket.socket, ControlChannel]) -> None:
     assert channel.notify_ready() is False  # peer gone: EPIPE, not an exception
 
 
+def test_a_bootstrap_line_has_no_length_limit(pair: Tuple[socket.socket, ControlChannel]) -> None:
+    sup, channel = pair
+    blob = "x" * 200_000  # more than the socket buffer: it arrives in many reads
+    line = b'BOOTSTRAP {"blob": "%s"}\nSTART\n' % blob.encode()
+    sender = threading.Thread(target=sup.sendall, args=(line,))
+    sender.start()
+    assert channel.bootstrap_payload() == {"blob": blob}
+    sender.join()
+    assert channel.wait_start() is True
+
+
+class _Watched(ControlChannel):
+    """Sets ``hello`` when the thread that reads the socket has taken a ``HELLO`` line."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd)
+        self.hello = threading.Event()
+
+    def _handle_line(self, line: str) -> None:
+        super()._handle_line(line)
+        if line == "HELLO":
+            self.hello.set()
+
+
+def _in_thread(call: Callable[[], Any]) -> Tuple[List[Any], threading.Event]:
+    result: List[Any] = []
+    done = threading.Event()
+
+    def run() -> None:
+        result.append(call())
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return result, done
+
+
+def test_a_blocked_waiter_does_not_hold_up_the_others() -> None:
+    sup, worker_end = socket.socketpair()
+    channel = _Watched(worker_end.fileno())
+    stop, stopped = _in_thread(channel.wait_stop)
+    try:
+        sup.sendall(b"HELLO\n")
+        assert channel.hello.wait(READY_TIMEOUT)  # wait_stop's thread has been reading
+        # Another thread's timeout is its own, though wait_stop keeps waiting.
+        timed_out, done = _in_thread(lambda: channel.wait_start(0.05))
+        assert done.wait(READY_TIMEOUT) and timed_out == [False]
+        # And a waiter wakes up for its own line.
+        started, done = _in_thread(channel.wait_start)
+        sup.sendall(b"START\n")
+        assert done.wait(READY_TIMEOUT) and started == [True]
+        assert not stopped.is_set()
+        sup.sendall(b"STOP DRAIN\n")
+        assert stopped.wait(READY_TIMEOUT) and stop == [(True, True)]
+    finally:
+        sup.close()  # end of file: no thread stays blocked
+        stopped.wait(READY_TIMEOUT)
+        worker_end.close()
+
+
 def test_module_functions_without_a_channel(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(worker.CONTROL_FD_ENV, raising=False)
     monkeypatch.setattr(worker, "_CHANNEL", None)
@@ -103,7 +163,7 @@ def test_bundled_worker_process(bootstrap: bool) -> None:
     sup, child = socket.socketpair()
     extra = {worker.CONTROL_FD_ENV: str(child.fileno())}
     if bootstrap:
-        extra[worker.BOOTSTRAP_FLAG_ENV] = "1"
+        extra[worker.BOOTSTRAP_ENV] = "1"
         extra[worker.HEARTBEAT_MS_ENV] = "10"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mpsupervisor.worker"], env=_child_env(**extra), pass_fds=[child.fileno()]
