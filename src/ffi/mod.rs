@@ -21,6 +21,21 @@ use crate::error::Error;
 use crate::supervisor::Supervisor;
 use crate::worker_side::{self, StopRequest};
 
+/// The body of the calls that take a supervisor and an array of `n` group names.
+fn on_groups(
+    sup: mpsup_supervisor,
+    names_ptr: *const *const c_char,
+    n: usize,
+    call: fn(&Supervisor, &[&str]) -> crate::error::Result<()>,
+) -> mpsup_result {
+    guard(|| {
+        let supervisor = registry::get(sup.id)?;
+        // SAFETY: the caller passes `n` string pointers.
+        let names = unsafe { names(names_ptr, n) }?;
+        call(&supervisor, &names)
+    })
+}
+
 /// A supervisor handle, passed by value: a generation-checked id into a process-wide table,
 /// never a pointer. Id 0 is never valid. A freed, stale, zeroed or made-up handle gives
 /// `MPSUP_ERR_INVALID_HANDLE`, never a crash. Handles do not survive `fork()`: in the child,
@@ -110,12 +125,7 @@ pub extern "C" fn mpsup_start_groups(
     names_ptr: *const *const c_char,
     n: usize,
 ) -> mpsup_result {
-    guard(|| {
-        let supervisor = registry::get(sup.id)?;
-        // SAFETY: the caller passes `n` string pointers.
-        let names = unsafe { names(names_ptr, n) }?;
-        supervisor.start_groups(&names)
-    })
+    on_groups(sup, names_ptr, n, Supervisor::start_groups)
 }
 
 /// Waits up to `timeout_seconds` until every started worker is ready and writes the answer to
@@ -162,12 +172,7 @@ pub extern "C" fn mpsup_force_terminate_groups(
     names_ptr: *const *const c_char,
     n: usize,
 ) -> mpsup_result {
-    guard(|| {
-        let supervisor = registry::get(sup.id)?;
-        // SAFETY: the caller passes `n` string pointers.
-        let names = unsafe { names(names_ptr, n) }?;
-        supervisor.force_terminate_groups(&names)
-    })
+    on_groups(sup, names_ptr, n, Supervisor::force_terminate_groups)
 }
 
 /// Writes to `*out_json` a JSON object keyed by group name, each value the array of that
@@ -283,12 +288,7 @@ pub extern "C" fn mpsup_start_work(
     names_ptr: *const *const c_char,
     n: usize,
 ) -> mpsup_result {
-    guard(|| {
-        let supervisor = registry::get(sup.id)?;
-        // SAFETY: the caller passes `n` string pointers.
-        let names = unsafe { names(names_ptr, n) }?;
-        supervisor.start_work(&names)
-    })
+    on_groups(sup, names_ptr, n, Supervisor::start_work)
 }
 
 /// For worker processes: sends `HEARTBEAT` on the control channel (groups with
