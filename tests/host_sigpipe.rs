@@ -41,22 +41,9 @@ fn log_exporters_on_broken_or_stuck_pipes_harm_nothing() {
     }
 
     // A FIFO whose reader never reads: the writer gets stuck, and freeing must still return.
-    let dir = scratch_dir("stuck-free");
-    let fifo = dir.join("log.fifo");
-    let reader = fifo_with_idle_reader(&fifo);
-    let sup = supervisor(&[with(
-        sh_group("g", 100, POLITE),
-        json!({"readiness": "notify"}),
-    )]);
-    let settings = json!({"exporters": [{"kind": "jsonl", "settings": {"path": fifo}}]});
-    sup.configure_lifecycle_logging(&settings.to_string())
-        .unwrap();
-    for _ in 0..3 {
-        sup.start_groups(&["g"]).unwrap();
-        assert!(sup.wait_ready(60.0).unwrap());
-        sup.stop_groups(30.0, true).unwrap();
-    }
-    drop(sup); // returns although the writer cannot finish
-               // SAFETY: closing our reader lets the detached writer fail with EPIPE and end.
+    let (sup, reader) = supervisor_with_stuck_log_exporter("stuck-free");
+    // Returns although the writer cannot finish.
+    drop(sup);
+    // SAFETY: closing our reader lets the detached writer fail with EPIPE and end.
     unsafe { libc::close(reader) };
 }

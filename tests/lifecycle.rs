@@ -214,11 +214,12 @@ fn a_stubborn_fallback_worker_ignoring_sigterm_times_out_too() {
     assert_eq!(sup.snapshot().unwrap(), json!({}));
 }
 
-#[test]
-fn force_kills_the_workers_own_children_too() {
-    let dir = scratch_dir("child");
+/// A ready worker that started a child in its process group, then runs `rest` (shell); returns
+/// the supervisor, the worker's pid and the child's pid.
+fn worker_with_a_child(tag: &str, rest: &str) -> (mpsupervisor::Supervisor, i64, i64) {
+    let dir = scratch_dir(tag);
     let script = format!(
-        "sleep 1000000 & echo $! > {}/child; echo READY >&3; wait",
+        "sleep 1000000 & echo $! > {}/child; echo READY >&3; {rest}",
         dir.display()
     );
     let sup = supervisor(&[with(
@@ -230,6 +231,12 @@ fn force_kills_the_workers_own_children_too() {
     let child: i64 = read(&dir.join("child")).trim().parse().unwrap();
     let pid = pids(&sup.snapshot().unwrap(), "g")[0];
     assert!(matches!(proc_state(child), Some(s) if s != 'Z'));
+    (sup, pid, child)
+}
+
+#[test]
+fn force_kills_the_workers_own_children_too() {
+    let (sup, pid, child) = worker_with_a_child("child", "wait");
     sup.force_terminate_groups(&["g"]).unwrap();
     assert_gone(pid);
     assert_dead(child);
@@ -237,20 +244,10 @@ fn force_kills_the_workers_own_children_too() {
 
 #[test]
 fn a_graceful_stop_kills_what_the_worker_left_in_its_group() {
-    let dir = scratch_dir("leftover");
-    // The worker exits on STOP but leaves a child running in its process group.
-    let script = format!(
-        "sleep 1000000 & echo $! > {}/child; echo READY >&3; read -r x <&3; exit 0",
-        dir.display()
-    );
-    let sup = supervisor(&[with(
-        sh_group("g", 1, &script),
-        json!({"readiness": "notify"}),
-    )]);
-    sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let child: i64 = read(&dir.join("child")).trim().parse().unwrap();
+    // The worker exits on STOP but leaves its child running in its process group.
+    let (sup, pid, child) = worker_with_a_child("leftover", "read -r x <&3; exit 0");
     sup.stop_groups(30.0, false).unwrap();
+    assert_gone(pid);
     assert_dead(child);
 }
 

@@ -258,3 +258,25 @@ pub fn fifo_with_idle_reader(path: &std::path::Path) -> i32 {
     assert!(fd >= 0);
     fd
 }
+
+/// A supervisor whose jsonl log exporter is stuck: it writes to a FIFO that is open for reading
+/// but never read, and 3 cycles of 100 workers fill the FIFO's 64 KiB. Returns the supervisor
+/// and the FIFO's read end, which the caller closes.
+pub fn supervisor_with_stuck_log_exporter(tag: &str) -> (Supervisor, i32) {
+    let fifo = scratch_dir(tag).join("log.fifo");
+    let reader = fifo_with_idle_reader(&fifo);
+    let sup = supervisor(&[with(
+        sh_group("g", 100, POLITE),
+        json!({"readiness": "notify"}),
+    )]);
+    let settings = json!({"exporters": [{"kind": "jsonl", "settings": {"path": fifo}}]});
+    sup.configure_lifecycle_logging(&settings.to_string())
+        .unwrap();
+    // A supervisor blocked by its exporter would hang here.
+    for _ in 0..3 {
+        sup.start_groups(&["g"]).unwrap();
+        assert!(sup.wait_ready(60.0).unwrap());
+        sup.stop_groups(30.0, true).unwrap();
+    }
+    (sup, reader)
+}
