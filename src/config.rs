@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::core::policy::{Restart, RestartSpec};
 use crate::error::{Error, Result};
-use crate::policy::{Restart, RestartSpec};
 
 /// The most workers one group may have.
 pub(crate) const MAX_WORKERS: u32 = 4096;
@@ -184,6 +184,9 @@ pub struct GroupSpec {
     pub bootstrap: Option<serde_json::Value>,
     #[serde(default)]
     pub start_gate: bool,
+    /// How long a worker stopped by a scale-down or a rollout may take before it is killed.
+    #[serde(default = "ms::<10_000>")]
+    pub stop_timeout_ms: u64,
 }
 
 impl GroupSpec {
@@ -310,6 +313,7 @@ fn validate(i: usize, g: &GroupSpec) -> Result<()> {
         ("restart_window_ms", g.restart_window_ms),
         ("ready_timeout_ms", g.ready_timeout_ms),
         ("heartbeat_timeout_ms", g.heartbeat_timeout_ms),
+        ("stop_timeout_ms", g.stop_timeout_ms),
     ] {
         if value > MAX_MS {
             return Err(invalid(i, key, format!("{value} is more than {MAX_MS}")));

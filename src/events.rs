@@ -1,12 +1,13 @@
 //! Lifecycle events: their shapes, and the bounded queue the host drains.
+//!
+//! Plain data: the queue knows nothing of descriptors or log writers. The runtime makes the
+//! event fd follow `is_empty()` and hands the events of `take_tapped()` to the log writer.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, OwnedFd};
 
 use serde::Serialize;
 
-use crate::logging::Logger;
-use crate::sys;
+use crate::clock;
 
 /// The default bound of the event queue.
 pub(crate) const DEFAULT_CAPACITY: usize = 65_536;
@@ -19,7 +20,8 @@ pub enum StopMode {
     Forced,
 }
 
-/// What an event says; serialized as `"kind": "<snake_case name>"` plus the fields.
+/// What an event says; serialized as `"kind": "<snake_case name>"` plus the fields. Every event
+/// of one worker process carries the `generation` of the configuration it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
@@ -27,6 +29,7 @@ pub enum EventKind {
         group_name: String,
         worker_id: String,
         pid: i32,
+        generation: u32,
         stop_strategy: &'static str,
         control_channel: &'static str,
         readiness: &'static str,
@@ -39,17 +42,20 @@ pub enum EventKind {
         group_name: String,
         worker_id: String,
         pid: i32,
+        generation: u32,
     },
     WorkerStopping {
         group_name: String,
         worker_id: String,
         pid: i32,
+        generation: u32,
         mode: StopMode,
     },
     WorkerStopped {
         group_name: String,
         worker_id: String,
         pid: i32,
+        generation: u32,
         mode: StopMode,
         exit_code: Option<i32>,
         signal: Option<i32>,
@@ -58,13 +64,22 @@ pub enum EventKind {
         group_name: String,
         worker_id: String,
         pid: i32,
+        generation: u32,
         reason: &'static str,
         exit_code: Option<i32>,
         signal: Option<i32>,
     },
+    /// A process for the worker could not be spawned (a respawn, a scale-up or a rollout).
+    WorkerSpawnFailed {
+        group_name: String,
+        worker_id: String,
+        generation: u32,
+        error: String,
+    },
     StopEventUnavailable {
         group_name: String,
         worker_id: String,
+        generation: u32,
         fallback: &'static str,
         error: String,
     },
@@ -72,6 +87,16 @@ pub enum EventKind {
         group_name: String,
         worker_id: String,
         pid: i32,
+        generation: u32,
+        error: String,
+    },
+    /// SIGKILL did not end the worker within the bound (the kernel refused the signal, or the
+    /// process is stuck in the kernel); it stays tracked.
+    WorkerUnkillable {
+        group_name: String,
+        worker_id: String,
+        pid: i32,
+        generation: u32,
         error: String,
     },
     EventsDropped {
@@ -80,6 +105,7 @@ pub enum EventKind {
     WorkerRestarting {
         group_name: String,
         worker_id: String,
+        generation: u32,
         attempt: u32,
         delay_ms: u64,
     },
@@ -92,6 +118,34 @@ pub enum EventKind {
         group_count: usize,
         worker_count: usize,
     },
+    GroupScaled {
+        group_name: String,
+        from: u32,
+        to: u32,
+    },
+    RolloutStarted {
+        group_name: String,
+        generation: u32,
+        workers: u32,
+    },
+    WorkerReplaced {
+        group_name: String,
+        worker_id: String,
+        generation: u32,
+        old_pid: Option<i32>,
+        new_pid: i32,
+    },
+    RolloutFinished {
+        group_name: String,
+        generation: u32,
+        duration_ms: u64,
+    },
+    RolloutFailed {
+        group_name: String,
+        worker_id: String,
+        generation: u32,
+        reason: String,
+    },
 }
 
 /// One queued event.
@@ -103,54 +157,47 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// A bounded FIFO of events with an eventfd that is readable while the queue is not empty.
+/// A bounded FIFO of events.
 ///
 /// When the queue is full, new events are dropped and counted; as soon as there is room again an
-/// `events_dropped` event takes the place where they were lost, so `seq` stays gapless.
+/// `events_dropped` event takes the place where they were lost, so `seq` stays gapless. With the
+/// tap on, every event (dropped ones too) is also kept for the log writer.
 #[derive(Debug)]
 pub struct EventQueue {
     queue: VecDeque<Event>,
     capacity: usize,
     next_seq: u64,
     dropped: u64,
-    readable: OwnedFd,
-    /// Where every event also goes as a log record (`configure_lifecycle_logging`).
-    logger: Option<Logger>,
+    tap: Option<Vec<Event>>,
 }
 
 impl EventQueue {
-    pub fn new(capacity: usize) -> std::io::Result<Self> {
-        Ok(EventQueue {
+    pub fn new(capacity: usize) -> Self {
+        EventQueue {
             queue: VecDeque::new(),
             capacity: capacity.max(2),
             next_seq: 1,
             dropped: 0,
-            readable: sys::eventfd()?,
-            logger: None,
-        })
+            tap: None,
+        }
     }
 
-    /// The descriptor the host may poll; owned by the queue.
-    pub fn fd(&self) -> i32 {
-        self.readable.as_raw_fd()
+    /// Starts or stops keeping a copy of every event for `take_tapped`.
+    pub fn set_tap(&mut self, on: bool) {
+        self.tap = on.then(Vec::new);
     }
 
-    /// Replaces the logger; the old one is returned so that the caller can drop it (which waits
-    /// for its writer) outside any lock.
-    pub fn set_logger(&mut self, logger: Option<Logger>) -> Option<Logger> {
-        std::mem::replace(&mut self.logger, logger)
-    }
-
-    pub fn logger(&self) -> Option<&Logger> {
-        self.logger.as_ref()
+    /// The events pushed since the last call (with the tap on).
+    pub fn take_tapped(&mut self) -> Vec<Event> {
+        self.tap.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     pub fn push(&mut self, kind: EventKind) {
-        // Logged before the bound applies, so the log stays whole even when nobody drains.
-        if let Some(logger) = &self.logger {
-            logger.log(&Event {
+        // Tapped before the bound applies, so the log stays whole even when nobody drains.
+        if let Some(tap) = &mut self.tap {
+            tap.push(Event {
                 seq: self.next_seq,
-                ts_ms: sys::now_ms(),
+                ts_ms: clock::now_ms(),
                 kind: kind.clone(),
             });
         }
@@ -171,9 +218,6 @@ impl EventQueue {
         };
         let out: Vec<Event> = self.queue.drain(..n).collect();
         self.flush_dropped();
-        if self.queue.is_empty() {
-            sys::eventfd_reset(&self.readable);
-        }
         out
     }
 
@@ -193,12 +237,9 @@ impl EventQueue {
     }
 
     fn append(&mut self, kind: EventKind) {
-        if self.queue.is_empty() {
-            sys::eventfd_signal(&self.readable);
-        }
         self.queue.push_back(Event {
             seq: self.next_seq,
-            ts_ms: sys::now_ms(),
+            ts_ms: clock::now_ms(),
             kind,
         });
         self.next_seq += 1;
@@ -214,46 +255,37 @@ mod tests {
             group_name: "g".into(),
             worker_id: format!("g#{i}"),
             pid: i,
+            generation: 1,
         }
-    }
-
-    fn fd_readable(q: &EventQueue) -> bool {
-        let mut p = libc::pollfd {
-            fd: q.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, zero timeout.
-        unsafe { libc::poll(&mut p, 1, 0) == 1 }
     }
 
     #[test]
     fn serializes_kind_and_fields_flat() {
-        let mut q = EventQueue::new(8).unwrap();
+        let mut q = EventQueue::new(8);
         q.push(ready(7));
         let json = serde_json::to_value(&q.drain(0)[0]).unwrap();
         assert_eq!(json["seq"], 1);
         assert_eq!(json["kind"], "worker_ready");
         assert_eq!(json["worker_id"], "g#7");
+        assert_eq!(json["generation"], 1);
         assert!(json["ts_ms"].as_u64().unwrap() > 1_600_000_000_000);
     }
 
     #[test]
-    fn fd_is_readable_exactly_while_events_wait() {
-        let mut q = EventQueue::new(8).unwrap();
-        assert!(!fd_readable(&q));
-        q.push(ready(1));
-        q.push(ready(2));
-        assert!(fd_readable(&q));
-        assert_eq!(q.drain(1).len(), 1);
-        assert!(fd_readable(&q));
-        assert_eq!(q.drain(0).len(), 1);
-        assert!(!fd_readable(&q));
+    fn the_tap_sees_every_event_even_the_dropped_ones() {
+        let mut q = EventQueue::new(2);
+        q.set_tap(true);
+        for i in 0..5 {
+            q.push(ready(i));
+        }
+        assert_eq!(q.take_tapped().len(), 5);
+        assert!(q.take_tapped().is_empty());
+        assert_eq!(q.len(), 2);
     }
 
     #[test]
     fn overflow_is_counted_and_reported_in_place_with_gapless_seq() {
-        let mut q = EventQueue::new(4).unwrap();
+        let mut q = EventQueue::new(4);
         for i in 0..10 {
             q.push(ready(i));
         }

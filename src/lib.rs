@@ -1,23 +1,28 @@
 //! mpsupervisor: run and supervise groups of worker processes, from Rust or through a C ABI.
 //!
-//! The core (`Supervisor` and friends) is plain Rust; `ffi` is the C boundary described in
-//! `include/mpsupervisor.h`; `worker_side` holds the helpers a worker process uses to speak the
-//! control protocol.
+//! Three layers, each importing only those below it:
+//! - the faces: `Supervisor` (the Rust API), `ffi` (the C API of `include/mpsupervisor.h`) and
+//!   `worker_side` (the helpers a worker uses to speak the control protocol);
+//! - the runtime (`runtime`, `os`, `threads`): the threads and descriptors of a supervisor;
+//! - the core (`core`, `config`, `events`, `lines`, `logging`): what a supervisor knows and
+//!   decides, with no system calls.
 
+mod clock;
 pub mod config;
+mod core;
 pub mod error;
 pub mod events;
 pub mod ffi;
 pub mod lines;
 pub mod logging;
-mod monitor;
-pub mod policy;
-mod spawn;
-pub mod supervisor;
-mod sys;
-pub mod worker;
+mod os;
+mod runtime;
+mod supervisor;
+mod sync;
+mod threads;
 pub mod worker_side;
 
+pub use crate::core::policy;
 pub use error::{Error, Result};
 pub use events::{Event, EventKind, StopMode};
-pub use supervisor::{Options, Supervisor};
+pub use supervisor::{Options, Supervisor, KILL_BOUND};

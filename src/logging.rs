@@ -248,7 +248,7 @@ fn dropped_record(count: u64) -> String {
     let mut fields = serde_json::Map::new();
     fields.insert("count".into(), count.into());
     serde_json::to_string(&Record {
-        ts_ms: crate::sys::now_ms(),
+        ts_ms: crate::clock::now_ms(),
         level: Level::Warn,
         message: "bootstrap.log_records_dropped",
         fields: &fields,
@@ -353,17 +353,14 @@ impl Logger {
         let writer = {
             let counters = Arc::clone(&counters);
             let finished = Arc::clone(&finished);
-            std::thread::Builder::new()
-                .name("mpsup-log".into())
-                .spawn(move || {
-                    // A reader-less pipe must give EPIPE here, never SIGPIPE to the host.
-                    crate::sys::block_sigpipe_in_this_thread();
-                    write_loop(rx, sinks, &counters, report);
-                    let (done, cv) = &*finished;
-                    *crate::supervisor::lock(done) = true;
-                    cv.notify_all();
-                })
-                .map_err(|e| Error::os("starting the log writer thread", e))?
+            // Every signal blocked there: a reader-less pipe gives EPIPE, never SIGPIPE to the host.
+            crate::threads::spawn_named("mpsup-log", None, move || {
+                write_loop(rx, sinks, &counters, report);
+                let (done, cv) = &*finished;
+                *crate::sync::lock(done) = true;
+                cv.notify_all();
+            })
+            .map_err(|e| Error::os("starting the log writer thread", e))?
         };
         Ok(Logger {
             settings,
@@ -405,7 +402,7 @@ impl Drop for Logger {
     fn drop(&mut self) {
         drop(self.tx.take());
         let (done, cv) = &*self.finished;
-        let guard = crate::supervisor::lock(done);
+        let guard = crate::sync::lock(done);
         let (guard, _) = cv
             .wait_timeout_while(guard, DRAIN_TIMEOUT, |finished| !*finished)
             .unwrap_or_else(|p| p.into_inner());
@@ -484,6 +481,7 @@ mod tests {
             group_name: "g".into(),
             worker_id: format!("g#{i}"),
             pid: i,
+            generation: 1,
         }
     }
 
@@ -492,6 +490,7 @@ mod tests {
             group_name: "g".into(),
             worker_id: "g#0".into(),
             pid: 9,
+            generation: 1,
             reason: "exited",
             exit_code: Some(3),
             signal: None,
@@ -694,6 +693,7 @@ mod tests {
                 group_name: "ingest".into(),
                 worker_id: "ingest#0".into(),
                 pid: 42,
+                generation: 1,
                 mode: StopMode::Graceful,
                 exit_code: Some(0),
                 signal: None,
@@ -703,7 +703,8 @@ mod tests {
             record_for(&e, Level::Info).unwrap(),
             r#"{"ts_ms":1700000000123,"level":"info","message":"bootstrap.worker_stopped","#
                 .to_owned()
-                + r#""fields":{"exit_code":0,"group_name":"ingest","mode":"graceful","pid":42,"#
+                + r#""fields":{"exit_code":0,"generation":1,"group_name":"ingest","mode":"graceful","#
+                + r#""pid":42,"#
                 + r#""signal":null,"worker_id":"ingest#0"}}"#
         );
         let dropped: serde_json::Value = serde_json::from_str(&dropped_record(7)).unwrap();

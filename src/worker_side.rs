@@ -7,7 +7,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::supervisor::lock;
+use crate::sync::lock;
 
 /// What the supervisor has said so far, and the bytes of an unfinished line.
 struct Inbox {

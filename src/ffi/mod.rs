@@ -92,8 +92,7 @@ pub extern "C" fn mpsup_supervisor_new(out_handle: *mut mpsup_supervisor) -> mps
 pub extern "C" fn mpsup_supervisor_free(sup: mpsup_supervisor) -> mpsup_result {
     guard(|| {
         let supervisor = registry::remove(sup.id)?;
-        supervisor.shutdown();
-        Ok(())
+        supervisor.shutdown()
     })
 }
 

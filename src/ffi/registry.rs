@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use once_cell::sync::Lazy;
 
 use crate::error::Error;
-use crate::supervisor::{lock, Supervisor};
+use crate::supervisor::Supervisor;
+use crate::sync::lock;
 
 struct Slot {
     generation: u32,

@@ -1,0 +1,15 @@
+//! The core: what the supervisor knows and decides. It makes no system call: a transition takes
+//! what happened (a host call, an exit, a line, a deadline) and records events and effects,
+//! which the runtime carries out. So the rules are unit-tested without processes or sleeps.
+
+pub(crate) mod effects;
+pub(crate) mod group;
+mod lifecycle;
+pub(crate) mod plan;
+pub mod policy;
+mod rollout;
+pub(crate) mod state;
+pub(crate) mod timers;
+pub(crate) mod worker;
+
+pub(crate) use lifecycle::{Line, Spawned};

@@ -1,0 +1,99 @@
+//! The deadline heap of the core: what is due when, for which worker process.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+use crate::core::worker::Key;
+
+/// What a deadline is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    Warmup,
+    ReadyTimeout,
+    Heartbeat,
+    Respawn,
+    /// A graceful stop of a scale-down or a rollout ran out of `stop_timeout_ms`.
+    StopTimeout,
+    /// A new worker of a rollout was not ready within the rollout's `ready_timeout_ms`.
+    RolloutReady,
+}
+
+/// The heap size that first triggers a clean-up of stale timers.
+const PRUNE_FLOOR: usize = 4096;
+
+#[derive(Debug)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, Key, Timer)>>,
+    prune_at: usize,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            heap: BinaryHeap::new(),
+            prune_at: PRUNE_FLOOR,
+        }
+    }
+}
+
+impl Timers {
+    /// Arms a timer. Timers of gone workers are skipped when they fire; `keep` tells which keys
+    /// still matter, so that they can be dropped in bulk when the heap has doubled (amortised
+    /// O(1) per timer) and start/stop cycles with long timeouts do not grow it without bound.
+    pub fn add(&mut self, at: Instant, key: Key, timer: Timer, keep: impl Fn(Key) -> bool) {
+        if self.heap.len() >= self.prune_at {
+            self.heap.retain(|Reverse((_, k, _))| keep(*k));
+            self.prune_at = (2 * self.heap.len()).max(PRUNE_FLOOR);
+        }
+        self.heap.push(Reverse((at, key, timer)));
+    }
+
+    pub fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Removes and returns every timer due at `now`, earliest first.
+    pub fn pop_due(&mut self, now: Instant) -> Vec<(Key, Timer)> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, _, _))) = self.heap.peek() {
+            if *at > now {
+                break;
+            }
+            let Reverse((_, key, timer)) = self.heap.pop().expect("peeked");
+            due.push((key, timer));
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn due_timers_come_out_in_order_and_later_ones_stay() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        timers.add(t0 + Duration::from_millis(30), 3, Timer::Respawn, |_| true);
+        timers.add(t0 + Duration::from_millis(10), 1, Timer::Warmup, |_| true);
+        timers.add(t0 + Duration::from_millis(20), 2, Timer::Heartbeat, |_| {
+            true
+        });
+        assert_eq!(timers.next(), Some(t0 + Duration::from_millis(10)));
+        let due = timers.pop_due(t0 + Duration::from_millis(20));
+        assert_eq!(due, vec![(1, Timer::Warmup), (2, Timer::Heartbeat)]);
+        assert_eq!(timers.next(), Some(t0 + Duration::from_millis(30)));
+    }
+
+    #[test]
+    fn timers_of_gone_workers_are_pruned_when_the_heap_grows() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        for k in 0..10_000 {
+            timers.add(t0, k, Timer::Warmup, |k| k >= 9_990);
+        }
+        assert!(timers.heap.len() < 5_000);
+    }
+}

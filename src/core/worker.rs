@@ -1,0 +1,313 @@
+//! One worker process as the core tracks it: who it is, where it is in its life, and its
+//! figures. Plain data; the descriptors of its process live in the runtime.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::config::Readiness;
+use crate::core::plan::Plan;
+use crate::core::policy::Backoff;
+use crate::events::{EventKind, StopMode};
+
+/// Identifies one process of a worker: every spawn gets a new key, so a timer or a descriptor
+/// of an earlier process can never act on a later one.
+pub type Key = u64;
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExitStatus {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// The last end of a worker's process, for the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastExit {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: &'static str,
+    pub at_ms: u64,
+}
+
+/// Where a worker is in its life; each state carries what only it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Asked of the spawner; no process yet.
+    Spawning,
+    /// Running, not ready yet.
+    Starting,
+    /// Running and ready.
+    Ready { last_heartbeat: Instant },
+    /// Asked to stop; the mode of the latest request.
+    Stopping(StopMode),
+    /// Killed by the supervisor for `reason` (a timeout); it fails with that reason when reaped.
+    Killed(&'static str),
+    /// Ended unasked; its respawn is due at a timer.
+    Restarting,
+    /// Ended unasked and not to be respawned.
+    Failed,
+}
+
+/// A worker's part in a rolling restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An ordinary member of its group.
+    Member,
+    /// A new worker of a rollout that is not ready yet: it replaces the old one of its slot
+    /// once it is.
+    Surge,
+}
+
+#[derive(Debug)]
+pub struct Worker {
+    pub group: String,
+    pub index: u32,
+    pub id: String,
+    pub generation: u32,
+    /// What its processes run; respawns reuse it.
+    pub plan: Arc<Plan>,
+    /// The pid of its latest process (0 before the first one exists).
+    pub pid: i32,
+    pub phase: Phase,
+    pub role: Role,
+    /// The readiness in force: a `notify` worker without a channel falls back to `warmup`.
+    pub readiness: Readiness,
+    pub has_channel: bool,
+    pub restarts: u32,
+    pub backoff: Backoff,
+    pub spawned_at: Option<Instant>,
+    pub started_at_ms: u64,
+    pub last_heartbeat_ms: Option<u64>,
+    /// How its latest process ended.
+    pub exit: ExitStatus,
+    pub last_exit: Option<LastExit>,
+    pub status: Option<String>,
+}
+
+/// One worker entry of the snapshot JSON.
+#[derive(Debug, Serialize)]
+pub struct WorkerSnapshot<'a> {
+    pub worker_id: &'a str,
+    pub pid: i32,
+    pub os_pid: i32,
+    pub alive: bool,
+    pub ready: bool,
+    pub state: &'static str,
+    pub pgid: i32,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub has_stop_event: bool,
+    pub stop_strategy: &'static str,
+    pub control_channel: &'static str,
+    pub started_at_ms: u64,
+    pub restarts: u32,
+    pub last_heartbeat_ms: Option<u64>,
+    pub generation: u32,
+    pub uptime_ms: Option<u64>,
+    pub last_exit: Option<&'a LastExit>,
+    pub status: Option<&'a str>,
+}
+
+impl Worker {
+    pub fn new(plan: Arc<Plan>, index: u32, generation: u32, role: Role) -> Worker {
+        let group = plan.spec.name.clone();
+        Worker {
+            id: format!("{group}#{index}"),
+            group,
+            index,
+            generation,
+            readiness: plan.spec.readiness,
+            plan,
+            pid: 0,
+            phase: Phase::Spawning,
+            role,
+            has_channel: false,
+            restarts: 0,
+            backoff: Backoff::default(),
+            spawned_at: None,
+            started_at_ms: 0,
+            last_heartbeat_ms: None,
+            exit: ExitStatus::default(),
+            last_exit: None,
+            status: None,
+        }
+    }
+
+    /// Whether a process of this worker is running (or not yet reaped).
+    pub fn alive(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Starting | Phase::Ready { .. } | Phase::Stopping(_) | Phase::Killed(_)
+        )
+    }
+
+    pub fn ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready { .. })
+    }
+
+    /// Counts towards the group's worker count: it runs, or will run again, and nobody asked it
+    /// to stop.
+    pub fn counts(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Spawning | Phase::Starting | Phase::Ready { .. } | Phase::Restarting
+        )
+    }
+
+    pub fn stop_strategy(&self) -> &'static str {
+        if self.has_channel {
+            "event"
+        } else {
+            "terminate_fallback"
+        }
+    }
+
+    pub fn control_channel_name(&self) -> &'static str {
+        if self.has_channel {
+            "socketpair"
+        } else {
+            "unavailable"
+        }
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Spawning | Phase::Starting => "starting",
+            Phase::Ready { .. } => "ready",
+            Phase::Stopping(_) | Phase::Killed(_) => "stopping",
+            Phase::Restarting => "restarting",
+            Phase::Failed => "failed",
+        }
+    }
+
+    pub fn snapshot(&self, now: Instant) -> WorkerSnapshot<'_> {
+        let exit = if self.alive() {
+            ExitStatus::default()
+        } else {
+            self.exit
+        };
+        WorkerSnapshot {
+            worker_id: &self.id,
+            pid: self.pid,
+            os_pid: self.pid,
+            alive: self.alive(),
+            ready: self.ready(),
+            state: self.state_name(),
+            // Each worker leads its own process group.
+            pgid: self.pid,
+            exit_code: exit.code,
+            signal: exit.signal,
+            has_stop_event: self.has_channel,
+            stop_strategy: self.stop_strategy(),
+            control_channel: self.control_channel_name(),
+            started_at_ms: self.started_at_ms,
+            restarts: self.restarts,
+            last_heartbeat_ms: self.last_heartbeat_ms,
+            generation: self.generation,
+            uptime_ms: self
+                .spawned_at
+                .filter(|_| self.alive())
+                .map(|at| now.saturating_duration_since(at).as_millis() as u64),
+            last_exit: self.last_exit.as_ref(),
+            status: self.status.as_deref(),
+        }
+    }
+
+    fn who(&self) -> (String, String) {
+        (self.group.clone(), self.id.clone())
+    }
+
+    pub fn spawned_event(&self) -> EventKind {
+        let (group_name, worker_id) = self.who();
+        EventKind::WorkerSpawned {
+            group_name,
+            worker_id,
+            pid: self.pid,
+            generation: self.generation,
+            stop_strategy: self.stop_strategy(),
+            control_channel: self.control_channel_name(),
+            readiness: self.readiness.as_str(),
+        }
+    }
+
+    pub fn ready_event(&self) -> EventKind {
+        let (group_name, worker_id) = self.who();
+        EventKind::WorkerReady {
+            group_name,
+            worker_id,
+            pid: self.pid,
+            generation: self.generation,
+        }
+    }
+
+    pub fn stopping_event(&self, mode: StopMode) -> EventKind {
+        let (group_name, worker_id) = self.who();
+        EventKind::WorkerStopping {
+            group_name,
+            worker_id,
+            pid: self.pid,
+            generation: self.generation,
+            mode,
+        }
+    }
+
+    pub fn stopped_event(&self, mode: StopMode, status: ExitStatus) -> EventKind {
+        let (group_name, worker_id) = self.who();
+        EventKind::WorkerStopped {
+            group_name,
+            worker_id,
+            pid: self.pid,
+            generation: self.generation,
+            mode,
+            exit_code: status.code,
+            signal: status.signal,
+        }
+    }
+
+    pub fn failed_event(&self, reason: &'static str, status: ExitStatus) -> EventKind {
+        let (group_name, worker_id) = self.who();
+        EventKind::WorkerFailed {
+            group_name,
+            worker_id,
+            pid: self.pid,
+            generation: self.generation,
+            reason,
+            exit_code: status.code,
+            signal: status.signal,
+        }
+    }
+
+    pub fn spawn_failed_event(&self, error: String) -> EventKind {
+        let (group_name, worker_id) = self.who();
+        EventKind::WorkerSpawnFailed {
+            group_name,
+            worker_id,
+            generation: self.generation,
+            error,
+        }
+    }
+
+    pub fn protocol_error_event(&self, error: String) -> EventKind {
+        let (group_name, worker_id) = self.who();
+        EventKind::WorkerProtocolError {
+            group_name,
+            worker_id,
+            pid: self.pid,
+            generation: self.generation,
+            error,
+        }
+    }
+
+    pub fn unkillable_event(&self, error: String) -> EventKind {
+        let (group_name, worker_id) = self.who();
+        EventKind::WorkerUnkillable {
+            group_name,
+            worker_id,
+            pid: self.pid,
+            generation: self.generation,
+            error,
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Thin, safe wrappers over the system calls the runtime makes: nix first, raw `libc` only where
+//! nix has no call (each in one small function that says why). Every descriptor made here is
+//! close-on-exec.
+
+pub(crate) mod spawn;
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::poll::PollTimeout;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::unistd::Pid;
+
+use crate::core::worker::ExitStatus;
+
+fn io_err(e: Errno) -> io::Error {
+    io::Error::from(e)
+}
+
+/// A non-blocking eventfd that is readable while set: wakes a thread blocked in epoll or poll.
+#[derive(Debug)]
+pub struct Flag(EventFd);
+
+impl Flag {
+    pub fn new() -> io::Result<Flag> {
+        EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map(Flag)
+            .map_err(io_err)
+    }
+
+    pub fn set(&self) {
+        // Fails only when the counter would overflow, which leaves it readable, as wanted.
+        let _ = self.0.write(1);
+    }
+
+    pub fn clear(&self) {
+        // EAGAIN: it was not set.
+        let _ = self.0.read();
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// A connected pair of close-on-exec stream Unix sockets: ours non-blocking, theirs numbered
+/// above `min_theirs` (so that the spawn's `dup2` to a lower number always makes a fresh
+/// descriptor).
+pub fn control_socketpair(min_theirs: RawFd) -> io::Result<(OwnedFd, OwnedFd)> {
+    let (ours, theirs) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(io_err)?;
+    set_nonblocking(&ours)?;
+    let theirs = if theirs.as_raw_fd() <= min_theirs {
+        dup_at_least(&theirs, min_theirs + 1)?
+    } else {
+        theirs
+    };
+    Ok((ours, theirs))
+}
+
+/// A close-on-exec duplicate of `fd` numbered at least `min`.
+pub fn dup_at_least(fd: &OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
+    let new = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(min)).map_err(io_err)?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).map_err(io_err)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(io_err)?;
+    Ok(())
+}
+
+/// The descriptors above 2 that this process holds without close-on-exec (they would reach any
+/// child it spawns), or None when /proc cannot be read.
+pub fn inheritable_descriptors() -> Option<Vec<RawFd>> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        if fd <= 2 {
+            continue;
+        }
+        // SAFETY: only borrowed for F_GETFD. The listing's own descriptor is close-on-exec, so
+        // it is never reported; one closed meanwhile fails, which reads as "not open".
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        if let Ok(flags) = fcntl(borrowed, FcntlArg::F_GETFD) {
+            if !FdFlag::from_bits_retain(flags).contains(FdFlag::FD_CLOEXEC) {
+                out.push(fd);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Opens `path` close-on-exec without blocking (a FIFO without a reader fails with ENXIO at
+/// once), then makes the descriptor blocking again for whoever inherits it.
+pub fn open_nonblocking(path: &std::ffi::CStr, flags: OFlag) -> io::Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        path,
+        flags | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .map_err(io_err)?;
+    let fl = OFlag::from_bits_retain(fcntl(&fd, FcntlArg::F_GETFL).map_err(io_err)?);
+    fcntl(&fd, FcntlArg::F_SETFL(fl & !OFlag::O_NONBLOCK)).map_err(io_err)?;
+    Ok(fd)
+}
+
+/// A pidfd for `pid`, or the error that says pidfds are unavailable (ENOSYS, EPERM, ...).
+/// Raw: nix has no pidfd_open.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call; pidfds are always close-on-exec.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends `sig` to the process behind a pidfd. Raw: nix has no pidfd_send_signal. Ok(false)
+/// when the process has already been reaped.
+pub fn pidfd_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<bool> {
+    // SAFETY: plain system call on a descriptor we own; no siginfo.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ESRCH) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+fn signal_of(sig: i32) -> Option<Signal> {
+    Signal::try_from(sig).ok()
+}
+
+/// Sends `sig` to a process group. ESRCH (nothing left in it) is not an error.
+pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
+    if pgid <= 1 {
+        return Ok(());
+    }
+    match killpg(Pid::from_raw(pgid), signal_of(sig)) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// Sends `sig` to one process. Callers only name children they have not reaped yet, so the pid
+/// cannot have been reused. ESRCH is not an error.
+pub fn kill_pid(pid: i32, sig: i32) -> io::Result<()> {
+    if pid <= 1 {
+        return Ok(());
+    }
+    match nix::sys::signal::kill(Pid::from_raw(pid), signal_of(sig)) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// What `peek_exit` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildState {
+    Running,
+    /// Exited and still a zombie: its pid (and process group id) cannot be reused yet.
+    Exited(ExitStatus),
+    /// Already reaped by someone else, e.g. the kernel when the host ignores SIGCHLD.
+    Gone,
+}
+
+/// `waitid` for one child. Raw: nix's `WaitStatus` cannot carry real-time signals, and a
+/// worker killed by one must still be reaped with its status.
+fn waitid(pid: i32, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
+    loop {
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is valid for writing.
+        let ret = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        // SAFETY: waitid filled `info` (si_pid stays 0 when WNOHANG found nothing).
+        let (child, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if child == 0 {
+            return Ok(None);
+        }
+        let exited = info.si_code == libc::CLD_EXITED;
+        return Ok(Some(ExitStatus {
+            code: exited.then_some(status),
+            signal: (!exited).then_some(status),
+        }));
+    }
+}
+
+/// Looks at a child without reaping it.
+pub fn peek_exit(pid: i32) -> ChildState {
+    match waitid(pid, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) {
+        Ok(None) => ChildState::Running,
+        Ok(Some(status)) => ChildState::Exited(status),
+        Err(_) => ChildState::Gone,
+    }
+}
+
+/// Reaps a child if it has exited; true when it is gone (reaped now, or by someone else).
+pub fn try_reap(pid: i32) -> bool {
+    !matches!(waitid(pid, libc::WEXITED | libc::WNOHANG), Ok(None))
+}
+
+/// Sends as much of `bytes` as the socket takes now, without blocking and without raising
+/// SIGPIPE in the host. Ok(0) when its buffer is full; Err when the peer is gone.
+pub fn send_some(fd: &OwnedFd, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        match socket::send(
+            fd.as_raw_fd(),
+            bytes,
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(n) => return Ok(n),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return Ok(0),
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+}
+
+/// What a non-blocking read returned.
+pub enum ReadResult {
+    Data(usize),
+    WouldBlock,
+    Closed,
+}
+
+pub fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> ReadResult {
+    loop {
+        match nix::unistd::read(fd, buf) {
+            Ok(0) => return ReadResult::Closed,
+            Ok(n) => return ReadResult::Data(n),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return ReadResult::WouldBlock,
+            Err(_) => return ReadResult::Closed,
+        }
+    }
+}
+
+/// An epoll set; level-triggered, reporting a token per descriptor.
+#[derive(Debug)]
+pub struct Poller(Epoll);
+
+impl Poller {
+    pub fn new() -> io::Result<Poller> {
+        Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .map(Poller)
+            .map_err(io_err)
+    }
+
+    /// Watches `fd` for input, reporting `token`.
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.0
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
+            .map_err(io_err)
+    }
+
+    /// Watches `fd` for input, and for room to write while `write` is true.
+    pub fn modify(&self, fd: BorrowedFd<'_>, token: u64, write: bool) -> io::Result<()> {
+        let mut flags = EpollFlags::EPOLLIN;
+        if write {
+            flags |= EpollFlags::EPOLLOUT;
+        }
+        self.0
+            .modify(fd, &mut EpollEvent::new(flags, token))
+            .map_err(io_err)
+    }
+
+    /// Stops watching `fd`. Explicit, because a copy of the descriptor held by a child the host
+    /// forked would otherwise keep it registered after we close ours.
+    pub fn remove(&self, fd: BorrowedFd<'_>) {
+        let _ = self.0.delete(fd);
+    }
+
+    /// Waits up to `timeout` (None: forever) and fills `out` with (token, readable, writable).
+    pub fn wait(
+        &self,
+        out: &mut Vec<(u64, bool, bool)>,
+        capacity: usize,
+        timeout: Option<Duration>,
+    ) {
+        let mut events = vec![EpollEvent::empty(); capacity];
+        let timeout = match timeout {
+            None => PollTimeout::NONE,
+            // Rounded up, so that a deadline is never seen a millisecond early and spun on.
+            Some(t) => {
+                PollTimeout::try_from(t.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        out.clear();
+        let n = self.0.wait(&mut events, timeout).unwrap_or(0);
+        for ev in &events[..n] {
+            let flags = ev.events();
+            let writable = flags.contains(EpollFlags::EPOLLOUT);
+            let readable = flags.intersects(!EpollFlags::EPOLLOUT);
+            out.push((ev.data(), readable, writable));
+        }
+    }
+}

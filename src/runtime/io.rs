@@ -1,0 +1,340 @@
+//! The descriptors of the workers' processes and the effects that act on them: one token table
+//! maps each descriptor in the epoll set to its worker and what it is, so new kinds of
+//! descriptors plug in beside the pidfd and the control socket.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use crate::core::effects::Effect;
+use crate::core::worker::{ExitStatus, Key};
+use crate::events::EventQueue;
+use crate::lines::{LineReader, MAX_LINE};
+use crate::logging::Logger;
+use crate::os::{self, ChildState, Flag, Poller, ReadResult};
+use crate::runtime::child::Child;
+use crate::runtime::spawner::{Reply, Spawner};
+
+/// The token of the descriptor that wakes the monitor; workers' tokens count from 1.
+pub(crate) const WAKE_TOKEN: u64 = 0;
+
+/// What a token's descriptor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Pidfd,
+    Control,
+}
+
+/// The supervisor's end of a worker's control socket: the reader of incoming lines, and
+/// outgoing bytes the worker has not taken yet.
+struct Channel {
+    fd: OwnedFd,
+    token: u64,
+    reader: LineReader,
+    outbox: Vec<u8>,
+}
+
+struct Proc {
+    pid: i32,
+    pidfd: Option<(OwnedFd, u64)>,
+    channel: Option<Channel>,
+}
+
+/// What one read of a control socket brought.
+#[derive(Debug, Default)]
+pub struct ChannelRead {
+    pub lines: Vec<Vec<u8>>,
+    pub closed: bool,
+    pub error: Option<String>,
+}
+
+pub struct Io {
+    poller: Arc<Poller>,
+    procs: HashMap<Key, Proc>,
+    tokens: HashMap<u64, (Key, Source)>,
+    next_token: u64,
+    /// Workers without a pidfd, whose exits the monitor polls for.
+    polled: BTreeSet<Key>,
+    spawner: Arc<Spawner>,
+    /// Readable while the host's event queue holds events.
+    events_ready: Flag,
+    events_flagged: bool,
+    pub logger: Option<Logger>,
+    /// Why a SIGKILL could not be sent to a worker, for the report when it outlives the bound.
+    pub kill_errors: HashMap<Key, String>,
+}
+
+impl Io {
+    pub fn new(poller: Arc<Poller>, spawner: Arc<Spawner>) -> std::io::Result<Io> {
+        Ok(Io {
+            poller,
+            procs: HashMap::new(),
+            tokens: HashMap::new(),
+            next_token: WAKE_TOKEN + 1,
+            polled: BTreeSet::new(),
+            spawner,
+            events_ready: Flag::new()?,
+            events_flagged: false,
+            logger: None,
+            kill_errors: HashMap::new(),
+        })
+    }
+
+    pub fn events_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.events_ready.fd().as_raw_fd()
+    }
+
+    pub fn source(&self, token: u64) -> Option<(Key, Source)> {
+        self.tokens.get(&token).copied()
+    }
+
+    pub fn polled(&self) -> Vec<Key> {
+        self.polled.iter().copied().collect()
+    }
+
+    pub fn has_polled(&self) -> bool {
+        !self.polled.is_empty()
+    }
+
+    pub fn has_pidfd(&self, key: Key) -> bool {
+        self.procs.get(&key).is_some_and(|p| p.pidfd.is_some())
+    }
+
+    fn token(&mut self, key: Key, source: Source) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.tokens.insert(token, (key, source));
+        token
+    }
+
+    /// Takes over the descriptors of a child the core adopted as worker `key`. A descriptor the
+    /// epoll set refuses is dropped: exits are then polled, and a worker without its channel
+    /// stops by signal.
+    pub fn register(&mut self, key: Key, child: Child) {
+        let pid = child.pid;
+        let (pidfd, control) = child.adopt();
+        let pidfd = pidfd.and_then(|fd| {
+            let token = self.token(key, Source::Pidfd);
+            match self.poller.add(fd.as_fd(), token) {
+                Ok(()) => Some((fd, token)),
+                Err(_) => {
+                    self.tokens.remove(&token);
+                    None
+                }
+            }
+        });
+        let channel = control.and_then(|fd| {
+            let token = self.token(key, Source::Control);
+            match self.poller.add(fd.as_fd(), token) {
+                Ok(()) => Some(Channel {
+                    fd,
+                    token,
+                    reader: LineReader::default(),
+                    outbox: Vec::new(),
+                }),
+                Err(_) => {
+                    self.tokens.remove(&token);
+                    None
+                }
+            }
+        });
+        if pidfd.is_none() {
+            self.polled.insert(key);
+        }
+        self.procs.insert(
+            key,
+            Proc {
+                pid,
+                pidfd,
+                channel,
+            },
+        );
+    }
+
+    /// Carries out effects; spawn jobs go to the spawner together.
+    pub fn apply(&mut self, effects: Vec<Effect>) {
+        let mut jobs = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Spawn(job) => jobs.push(job),
+                Effect::Signal { key, signal } => self.signal(key, signal),
+                Effect::Send { key, line } => {
+                    self.send(key, &line);
+                }
+                Effect::Stop { key, drain, signal } => {
+                    let line: &[u8] = if drain { b"STOP DRAIN" } else { b"STOP NOW" };
+                    if !self.send(key, line) {
+                        self.signal(key, signal);
+                    }
+                }
+            }
+        }
+        self.spawner.submit(jobs, Reply::Monitor);
+    }
+
+    /// Signals the worker's whole process group, and the worker itself in case it left the
+    /// group; only before its exit has been seen. Through the pidfd when there is one, so that
+    /// even a worker the kernel reaped early (a host ignoring SIGCHLD) cannot have its pid
+    /// reused under us.
+    fn signal(&mut self, key: Key, sig: i32) {
+        let Some(p) = self.procs.get(&key) else {
+            return;
+        };
+        let result = match &p.pidfd {
+            // The pidfd proves the process still exists, so its group id is its own.
+            Some((fd, _)) => match os::pidfd_signal(fd, sig) {
+                Ok(true) => os::kill_group(p.pid, sig),
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            },
+            None => os::kill_group(p.pid, sig).and(os::kill_pid(p.pid, sig)),
+        };
+        if let Err(e) = result {
+            if sig == libc::SIGKILL {
+                self.kill_errors
+                    .insert(key, format!("SIGKILL to pid {}: {e}", p.pid));
+            }
+        }
+    }
+
+    /// Queues `line` (plus `\n`) for the worker and sends what its socket takes now; the rest
+    /// goes when the monitor sees room. False when there is no usable channel.
+    fn send(&mut self, key: Key, line: &[u8]) -> bool {
+        let Some(ch) = self.procs.get_mut(&key).and_then(|p| p.channel.as_mut()) else {
+            return false;
+        };
+        ch.outbox.extend_from_slice(line);
+        ch.outbox.push(b'\n');
+        self.flush(key)
+    }
+
+    /// Sends queued bytes; watches for room to write while some remain. False when the peer
+    /// is gone (the channel is then closed).
+    pub fn flush(&mut self, key: Key) -> bool {
+        let Some(ch) = self.procs.get_mut(&key).and_then(|p| p.channel.as_mut()) else {
+            return false;
+        };
+        let was_waiting = !ch.outbox.is_empty();
+        while !ch.outbox.is_empty() {
+            match os::send_some(&ch.fd, &ch.outbox) {
+                Ok(0) => break,
+                Ok(n) => {
+                    ch.outbox.drain(..n);
+                }
+                Err(_) => {
+                    self.close_channel(key);
+                    return false;
+                }
+            }
+        }
+        if was_waiting || !ch.outbox.is_empty() {
+            let _ = self
+                .poller
+                .modify(ch.fd.as_fd(), ch.token, !ch.outbox.is_empty());
+        }
+        true
+    }
+
+    /// Reads what the worker's control socket holds now (a bounded amount: level-triggered
+    /// epoll brings the monitor back for the rest).
+    pub fn read_channel(&mut self, key: Key) -> ChannelRead {
+        let mut out = ChannelRead::default();
+        let Some(ch) = self.procs.get_mut(&key).and_then(|p| p.channel.as_mut()) else {
+            return out;
+        };
+        let mut buf = [0u8; 16 * 1024];
+        for _ in 0..4 {
+            match os::read_some(&ch.fd, &mut buf) {
+                ReadResult::Data(n) => {
+                    if ch.reader.feed(&buf[..n], &mut out.lines).is_err() {
+                        out.error = Some(format!("line longer than {MAX_LINE} bytes"));
+                        break;
+                    }
+                }
+                ReadResult::WouldBlock => break,
+                ReadResult::Closed => {
+                    out.closed = true;
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Closes the supervisor's end of a worker's control socket.
+    pub fn close_channel(&mut self, key: Key) {
+        if let Some(ch) = self.procs.get_mut(&key).and_then(|p| p.channel.take()) {
+            self.poller.remove(ch.fd.as_fd());
+            self.tokens.remove(&ch.token);
+        }
+    }
+
+    /// Reaps the worker if it has exited, and lets go of its descriptors. First its whole
+    /// process group is killed (the zombie still holds the group id, so it cannot name another
+    /// group). `None` while it runs.
+    pub fn check_exit(&mut self, key: Key) -> Option<ExitStatus> {
+        let pid = self.procs.get(&key)?.pid;
+        let status = match os::peek_exit(pid) {
+            ChildState::Running => return None,
+            ChildState::Exited(status) => {
+                let _ = os::kill_group(pid, libc::SIGKILL);
+                os::try_reap(pid);
+                status
+            }
+            // The kernel reaped it (the host ignores SIGCHLD): the status is lost.
+            ChildState::Gone => ExitStatus::default(),
+        };
+        self.release(key);
+        Some(status)
+    }
+
+    /// The pids of every process still tracked.
+    pub fn pids(&self) -> Vec<(Key, i32)> {
+        self.procs.iter().map(|(&k, p)| (k, p.pid)).collect()
+    }
+
+    /// Forgets a process without reaping it (it could not be killed in time): the orphanage
+    /// reaps it later.
+    pub fn abandon(&mut self, key: Key) {
+        if let Some(p) = self.procs.get(&key) {
+            crate::runtime::child::orphan(p.pid);
+        }
+        self.release(key);
+    }
+
+    fn release(&mut self, key: Key) {
+        self.polled.remove(&key);
+        self.kill_errors.remove(&key);
+        if let Some(p) = self.procs.remove(&key) {
+            if let Some((fd, token)) = p.pidfd {
+                self.poller.remove(fd.as_fd());
+                self.tokens.remove(&token);
+            }
+            if let Some(ch) = p.channel {
+                self.poller.remove(ch.fd.as_fd());
+                self.tokens.remove(&ch.token);
+            }
+        }
+    }
+
+    /// Passes new events to the log writer, and makes the event fd readable exactly while the
+    /// queue holds events.
+    pub fn sync_events(&mut self, queue: &mut EventQueue) {
+        let tapped = queue.take_tapped();
+        if let Some(logger) = &self.logger {
+            for event in &tapped {
+                logger.log(event);
+            }
+        }
+        let waiting = !queue.is_empty();
+        if waiting != self.events_flagged {
+            if waiting {
+                self.events_ready.set();
+            } else {
+                self.events_ready.clear();
+            }
+            self.events_flagged = waiting;
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The runtime: the threads and descriptors of a supervisor. It feeds what the kernel says into
+//! the core and carries out the effects the core records.
+//!
+//! One lock guards the core and the descriptors together (`Engine`); it is held only for
+//! transitions and non-blocking system calls, never across a spawn or a wait. Every spawn runs
+//! on the spawner's threads; the monitor thread watches every descriptor in one epoll set.
+
+pub(crate) mod child;
+pub(crate) mod io;
+pub(crate) mod monitor;
+pub(crate) mod plan;
+pub(crate) mod spawner;
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::clock;
+use crate::core::state::State;
+use crate::core::Spawned;
+use crate::os::Poller;
+use crate::runtime::io::Io;
+use crate::runtime::spawner::{SpawnOutcome, Spawner, ToMonitor};
+
+/// The core and the descriptors it acts on, behind one lock.
+pub struct Engine {
+    pub core: State,
+    pub io: Io,
+    /// Until when the monitor sleeps (None: until a descriptor is ready): a new deadline
+    /// before that must wake it.
+    pub monitor_sleeps_until: Option<Instant>,
+    pub to_monitor: Arc<ToMonitor>,
+}
+
+impl Engine {
+    /// Carries out whatever the core asked for, feeds back what failed, and passes new events
+    /// on to the event fd and the log writer.
+    pub fn settle(&mut self) {
+        loop {
+            let effects = self.core.take_effects();
+            if effects.is_empty() {
+                break;
+            }
+            self.io.apply(effects);
+        }
+        self.io.sync_events(&mut self.core.events);
+        let wanted = monitor::wake_at(self);
+        if wanted.is_some_and(|at| self.monitor_sleeps_until.is_none_or(|until| at < until)) {
+            self.monitor_sleeps_until = wanted;
+            self.to_monitor.wake.set();
+        }
+    }
+
+    /// Adopts a spawned child as its worker, or kills it when nobody wants it any more; a failed
+    /// spawn goes to the restart policy.
+    pub fn take_outcome(&mut self, outcome: SpawnOutcome, now: Instant) {
+        match outcome.result {
+            Ok(child) => {
+                let spawned = Spawned {
+                    pid: child.pid,
+                    has_channel: child.control.is_some(),
+                    channel_error: child.channel_error.clone(),
+                    at: child.spawned_at,
+                    at_ms: child.spawned_at_ms,
+                };
+                if self.core.adopt(outcome.key, spawned) {
+                    self.io.register(outcome.key, child);
+                }
+                // Else `child` is dropped here, which kills it and has it reaped.
+            }
+            Err(error) => self.core.spawn_failed(outcome.key, error.to_string(), now),
+        }
+    }
+
+    /// Reaps worker `key` if it has exited, and tells the core.
+    pub fn check_exit(&mut self, key: u64) -> bool {
+        match self.io.check_exit(key) {
+            Some(status) => {
+                self.core
+                    .exited(key, status, Instant::now(), clock::now_ms());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What the host's calls, the monitor and the spawner share.
+pub struct Shared {
+    engine: Mutex<Engine>,
+    /// Notified whenever the engine was used: waits re-check their condition.
+    pub changed: Condvar,
+    pub poller: Arc<Poller>,
+    pub to_monitor: Arc<ToMonitor>,
+    pub spawner: Arc<Spawner>,
+    /// Tells the monitor to end.
+    pub shutdown: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(
+        engine: Engine,
+        poller: Arc<Poller>,
+        to_monitor: Arc<ToMonitor>,
+        spawner: Arc<Spawner>,
+    ) -> Shared {
+        Shared {
+            engine: Mutex::new(engine),
+            changed: Condvar::new(),
+            poller,
+            to_monitor,
+            spawner,
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    pub fn lock(&self) -> Locked<'_> {
+        Locked {
+            guard: Some(crate::sync::lock(&self.engine)),
+            changed: &self.changed,
+        }
+    }
+}
+
+/// The locked engine. Letting go of it settles the engine first (effects carried out, events
+/// passed on) and then wakes the waiting calls, so no path can forget either.
+pub struct Locked<'a> {
+    guard: Option<MutexGuard<'a, Engine>>,
+    changed: &'a Condvar,
+}
+
+impl Locked<'_> {
+    /// Settles, then waits up to `timeout` for a change, without holding the lock.
+    pub fn wait(mut self, timeout: Duration) -> Self {
+        let mut guard = self.guard.take().expect("held");
+        guard.settle();
+        let guard = self
+            .changed
+            .wait_timeout(guard, timeout)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+        Locked {
+            guard: Some(guard),
+            changed: self.changed,
+        }
+    }
+}
+
+impl Deref for Locked<'_> {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        self.guard.as_ref().expect("held")
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Engine {
+        self.guard.as_mut().expect("held")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            // While unwinding, only let go: a second panic here would abort the host.
+            if !std::thread::panicking() {
+                guard.settle();
+            }
+            drop(guard);
+            self.changed.notify_all();
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The monitor thread: sees worker exits, control-channel lines, spawned children and deadlines
+//! as they happen, and is the only code that reaps workers.
+//!
+//! Exits are seen through pidfds in one epoll set. Where `pidfd_open` is denied or missing, a
+//! worker's exit is noticed when its control channel closes, and otherwise by polling
+//! `waitid(WNOHANG)` on a short tick; no signal handler is ever installed. Deadlines fire only
+//! after every ready descriptor has been read, so a worker's heartbeat that has arrived is always
+//! seen before its heartbeat deadline.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock;
+use crate::core::timers::Timer;
+use crate::core::Line;
+use crate::runtime::child;
+use crate::runtime::io::{Source, WAKE_TOKEN};
+use crate::runtime::{Engine, Shared};
+use crate::sync::lock;
+
+/// How often workers without a pidfd (and unreaped orphans) are checked for an exit.
+const POLL_TICK: Duration = Duration::from_millis(10);
+/// Descriptors read per epoll call; a full batch means more are ready.
+const BATCH: usize = 256;
+/// Ready descriptors handled per hold of the lock, so host calls get the lock in between.
+const PER_LOCK: usize = 64;
+
+pub fn run(shared: Arc<Shared>) {
+    let mut ready = Vec::with_capacity(BATCH);
+    loop {
+        if shared.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        let timeout = {
+            let mut engine = shared.lock();
+            let at = wake_at(&engine);
+            engine.monitor_sleeps_until = at;
+            at.map(|at| at.saturating_duration_since(Instant::now()))
+        };
+        shared.poller.wait(&mut ready, BATCH, timeout);
+        // A bug in one round must not stop the monitor: workers would never be reaped.
+        let _ = catch_unwind(AssertUnwindSafe(|| round(&shared, &mut ready)));
+    }
+}
+
+/// When the monitor must look again even if no descriptor becomes ready: the next deadline,
+/// or the next poll of workers without a pidfd.
+pub fn wake_at(engine: &Engine) -> Option<Instant> {
+    let deadline = engine.core.next_deadline();
+    if engine.io.has_polled() || child::have_orphans() {
+        let tick = Instant::now() + POLL_TICK;
+        return Some(deadline.map_or(tick, |d| d.min(tick)));
+    }
+    deadline
+}
+
+/// Handles everything that is ready, then the deadlines that are due.
+fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) {
+    loop {
+        for chunk in ready.chunks(PER_LOCK) {
+            let mut engine = shared.lock();
+            for &(token, readable, writable) in chunk {
+                handle(shared, &mut engine, token, readable, writable);
+            }
+        }
+        if ready.len() < BATCH {
+            break;
+        }
+        shared.poller.wait(ready, BATCH, Some(Duration::ZERO));
+    }
+    let outcomes = std::mem::take(&mut *lock(&shared.to_monitor.outcomes));
+    let mut engine = shared.lock();
+    let now = Instant::now();
+    for outcome in outcomes {
+        engine.take_outcome(outcome, now);
+    }
+    for key in engine.io.polled() {
+        engine.check_exit(key);
+    }
+    child::reap_orphans();
+    let now = Instant::now();
+    for (key, timer) in engine.core.timers.pop_due(now) {
+        // A warm-up ends in readiness only for a worker that is still alive, even where its
+        // exit has not been seen yet (polling).
+        if timer == Timer::Warmup && engine.check_exit(key) {
+            continue;
+        }
+        engine.core.timer(key, timer, now);
+    }
+}
+
+fn handle(shared: &Shared, engine: &mut Engine, token: u64, readable: bool, writable: bool) {
+    if token == WAKE_TOKEN {
+        shared.to_monitor.wake.clear();
+        return;
+    }
+    let Some((key, source)) = engine.io.source(token) else {
+        return;
+    };
+    match source {
+        Source::Pidfd => {
+            engine.check_exit(key);
+        }
+        Source::Control => {
+            if writable {
+                engine.io.flush(key);
+            }
+            if readable {
+                read_channel(engine, key);
+            }
+        }
+    }
+}
+
+fn read_channel(engine: &mut Engine, key: u64) {
+    let read = engine.io.read_channel(key);
+    let now = Instant::now();
+    let now_ms = clock::now_ms();
+    for line in &read.lines {
+        engine.core.line(key, Line::parse(line), now, now_ms);
+    }
+    if let Some(error) = read.error {
+        engine.io.close_channel(key);
+        engine.core.protocol_error(key, error);
+    } else if read.closed {
+        engine.io.close_channel(key);
+        // Often the channel closes because the worker exited: look now rather than wait.
+        if !engine.io.has_pidfd(key) {
+            engine.check_exit(key);
+        }
+    }
+}

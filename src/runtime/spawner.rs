@@ -1,0 +1,258 @@
+//! The spawner: threads the library owns that run every spawn and respawn, never under the state
+//! lock. Threads start as work arrives, up to one per core, so a big start spawns on every core.
+//! Each takes a burst of jobs, lists the host's leaked descriptors once for the burst, and spawns.
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::clock;
+use crate::config::{self, ControlChannelMode};
+use crate::core::effects::SpawnJob;
+use crate::core::worker::Key;
+use crate::os::spawn::{self, Command, SpawnAttributes, FIRST_INHERITED};
+use crate::os::{self, Flag};
+use crate::runtime::child::Child;
+use crate::sync::lock;
+use crate::threads;
+
+/// The most jobs one spawner thread takes at once.
+const BURST: usize = 32;
+
+/// What became of one job.
+#[derive(Debug)]
+pub struct SpawnOutcome {
+    pub key: Key,
+    pub result: Result<Child, std::io::Error>,
+}
+
+/// Where a job's outcome goes.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// To the monitor, which adopts it (respawns, scale-ups, rollouts).
+    Monitor,
+    /// To a host call that waits for its whole batch (`start_groups`).
+    Batch(Sender<SpawnOutcome>),
+}
+
+/// Outcomes for the monitor, and the flag that wakes it.
+#[derive(Debug)]
+pub struct ToMonitor {
+    pub outcomes: Mutex<Vec<SpawnOutcome>>,
+    pub wake: Flag,
+}
+
+/// Called with the pid of every process just spawned, before it is handed over: lets a test
+/// inject a panic between a spawn and its adoption.
+pub type SpawnHook = fn(i32);
+
+struct Queue {
+    jobs: VecDeque<(SpawnJob, Reply)>,
+    idle: usize,
+    shutdown: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    work: Condvar,
+    monitor: Arc<ToMonitor>,
+    use_pidfd: bool,
+    hook: Option<SpawnHook>,
+}
+
+pub struct Spawner {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    max_threads: usize,
+}
+
+impl Spawner {
+    pub fn new(monitor: Arc<ToMonitor>, use_pidfd: bool, hook: Option<SpawnHook>) -> Spawner {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Spawner {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue {
+                    jobs: VecDeque::new(),
+                    idle: 0,
+                    shutdown: false,
+                }),
+                work: Condvar::new(),
+                monitor,
+                use_pidfd,
+                hook,
+            }),
+            threads: Mutex::new(Vec::new()),
+            max_threads: cores.clamp(1, 8),
+        }
+    }
+
+    /// How many spawner threads may run at once.
+    pub fn parallelism(&self) -> usize {
+        self.max_threads
+    }
+
+    /// Queues jobs; their outcomes go to `reply`. A job that cannot be queued (after shutdown,
+    /// or when no thread can be started) gets a failed outcome at once.
+    pub fn submit(&self, jobs: Vec<SpawnJob>, reply: Reply) {
+        if jobs.is_empty() {
+            return;
+        }
+        let (waiting, idle) = {
+            let mut q = lock(&self.shared.queue);
+            if q.shutdown {
+                drop(q);
+                for job in jobs {
+                    deliver(&self.shared, &reply, job.key, Err(shutting_down()));
+                }
+                return;
+            }
+            q.jobs.extend(jobs.into_iter().map(|j| (j, reply.clone())));
+            (q.jobs.len(), q.idle)
+        };
+        self.shared.work.notify_all();
+        let mut threads = lock(&self.threads);
+        let wanted = waiting.div_ceil(BURST).min(self.max_threads);
+        while threads.len() < wanted && idle < waiting {
+            let shared = Arc::clone(&self.shared);
+            match threads::spawn_named("mpsup-spawner", Some(256 * 1024), move || run(&shared)) {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    if threads.is_empty() {
+                        // Nobody would ever run them: fail what is queued.
+                        let jobs: Vec<_> = lock(&self.shared.queue).jobs.drain(..).collect();
+                        for (job, reply) in jobs {
+                            let error = std::io::Error::new(
+                                e.kind(),
+                                format!("starting a spawner thread: {e}"),
+                            );
+                            deliver(&self.shared, &reply, job.key, Err(error));
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Stops the threads once they have finished the jobs they hold; jobs still queued are
+    /// failed.
+    pub fn shutdown(&self) {
+        let left: Vec<_> = {
+            let mut q = lock(&self.shared.queue);
+            q.shutdown = true;
+            q.jobs.drain(..).collect()
+        };
+        self.shared.work.notify_all();
+        for (job, reply) in left {
+            deliver(&self.shared, &reply, job.key, Err(shutting_down()));
+        }
+        for handle in lock(&self.threads).drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn shutting_down() -> std::io::Error {
+    std::io::Error::other("the supervisor is shutting down")
+}
+
+impl Drop for Spawner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(shared: &Shared) {
+    loop {
+        let burst: Vec<(SpawnJob, Reply)> = {
+            let mut q = lock(&shared.queue);
+            while q.jobs.is_empty() && !q.shutdown {
+                q.idle += 1;
+                q = shared.work.wait(q).unwrap_or_else(|p| p.into_inner());
+                q.idle -= 1;
+            }
+            if q.jobs.is_empty() {
+                return;
+            }
+            let n = q.jobs.len().min(BURST);
+            q.jobs.drain(..n).collect()
+        };
+        // Made once for the burst: it lists the host's descriptors, O(descriptors).
+        let attrs = SpawnAttributes::new();
+        for (job, reply) in burst {
+            let key = job.key;
+            let result = match &attrs {
+                Ok(attrs) => catch_unwind(AssertUnwindSafe(|| spawn_one(shared, &job, attrs)))
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a panic in the spawner"))),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            };
+            deliver(shared, &reply, key, result);
+        }
+    }
+}
+
+fn deliver(shared: &Shared, reply: &Reply, key: Key, result: Result<Child, std::io::Error>) {
+    let outcome = SpawnOutcome { key, result };
+    match reply {
+        Reply::Monitor => {
+            lock(&shared.monitor.outcomes).push(outcome);
+            shared.monitor.wake.set();
+        }
+        // A caller that stopped waiting drops the outcome, and with it the child (killed).
+        Reply::Batch(tx) => drop(tx.send(outcome)),
+    }
+}
+
+/// Spawns one worker process: its control socket, its own environment variables, the spawn.
+fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::io::Result<Child> {
+    let spec = &job.plan.spec;
+    let (ours, theirs, channel_error) = match spec.control_channel {
+        ControlChannelMode::Off => (None, None, None),
+        ControlChannelMode::Auto => match os::control_socketpair(FIRST_INHERITED) {
+            Ok((ours, theirs)) => (Some(ours), Some(theirs), None),
+            Err(e) => (None, None, Some(e.to_string())),
+        },
+    };
+    let mut envp: Vec<CString> = Vec::with_capacity(job.plan.env.len() + 5);
+    envp.extend(job.plan.env.iter().cloned());
+    envp.push(config::cstring(&format!("MPSUP_GROUP={}", spec.name)));
+    envp.push(config::cstring(&format!("MPSUP_WORKER_ID={}", job.id)));
+    if theirs.is_some() {
+        envp.push(config::cstring(&format!(
+            "MPSUP_CONTROL_FD={FIRST_INHERITED}"
+        )));
+        if spec.bootstrap.is_some() {
+            envp.push(config::cstring("MPSUP_BOOTSTRAP=1"));
+        }
+        if spec.start_gate {
+            envp.push(config::cstring("MPSUP_START_GATE=1"));
+        }
+    }
+    let inherit: Vec<&std::os::fd::OwnedFd> = theirs.iter().collect();
+    let cmd = Command {
+        program: &job.plan.program,
+        argv: &job.plan.argv,
+        envp: &envp,
+        cwd: job.plan.cwd.as_deref(),
+        stdout: &spec.stdout,
+        stderr: &spec.stderr,
+        inherit: &inherit,
+    };
+    let pid = spawn::spawn(&cmd, attrs)?;
+    // From here on the child is owned: whatever happens, it is killed and reaped or adopted.
+    let mut child = Child::new(pid, Instant::now(), clock::now_ms());
+    drop(theirs);
+    child.control = ours;
+    child.channel_error = channel_error;
+    if shared.use_pidfd {
+        child.pidfd = os::pidfd_open(pid).ok();
+    }
+    if let Some(hook) = shared.hook {
+        hook(pid);
+    }
+    Ok(child)
+}
