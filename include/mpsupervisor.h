@@ -107,8 +107,12 @@ enum mpsup_result mpsup_supervisor_new(struct mpsup_supervisor *out_handle);
 /**
  * Force-terminates and reaps every worker, then frees the supervisor. The handle (and every
  * copy of it) is invalid afterwards; freeing it again gives `MPSUP_ERR_INVALID_HANDLE`. Safe
- * while another thread is inside a call on the same handle: that call finishes (calls that
- * would start new work fail with `MPSUP_ERR_INVALID_HANDLE`), then the supervisor is dropped.
+ * while another thread is inside a call on the same handle: a wait in progress
+ * (`mpsup_wait_ready`, `mpsup_stop_groups`) ends at once, other calls finish (calls that would
+ * start new work fail with `MPSUP_ERR_INVALID_HANDLE`), then the supervisor is dropped.
+ * Bounded: it never waits more than 5 s after SIGKILL. A worker still alive then (see
+ * `mpsup_force_terminate_groups`) is left to the library's orphan reaper and the call gives
+ * `MPSUP_ERR_TIMEOUT` naming it; the handle is freed all the same.
  */
 enum mpsup_result mpsup_supervisor_free(struct mpsup_supervisor sup);
 
@@ -155,9 +159,12 @@ enum mpsup_result mpsup_stop_groups(struct mpsup_supervisor sup,
 
 /**
  * Kills every worker of the `n` named groups with `SIGKILL` to its whole process group and
- * returns once all are reaped. A configured group with no workers is a no-op; a name never
- * configured gives `MPSUP_ERR_UNKNOWN_GROUP` and kills nothing. `names` may be NULL only when
- * `n` is 0.
+ * returns once all are reaped. Bounded: a worker still alive 5 s after SIGKILL (the kernel
+ * refused the signal, or it is stuck in the kernel) gets a `worker_unkillable` event, stays
+ * tracked, and the call gives `MPSUP_ERR_TIMEOUT` naming it. The groups stop: nothing of them
+ * is respawned until they are started again. A configured group with no workers is a no-op; a
+ * name never configured gives `MPSUP_ERR_UNKNOWN_GROUP` and kills nothing. `names` may be NULL
+ * only when `n` is 0.
  */
 enum mpsup_result mpsup_force_terminate_groups(struct mpsup_supervisor sup,
                                                const char *const *names_ptr,
@@ -251,6 +258,49 @@ enum mpsup_result mpsup_worker_bootstrap_json(double timeout_seconds, char **out
  */
 enum mpsup_result mpsup_configure_lifecycle_logging(struct mpsup_supervisor sup,
                                                     const char *settings_json);
+
+/**
+ * Writes to `*out_json` the status of every group and what holds on this host:
+ * `{"groups": {NAME: {"started", "failed", "generation", "target", "running", "ready",
+ * "rollout", "listen"}}, "guarantees": {"exit_watch", "spawn", "host_death", "tree_kill",
+ * "parallel_spawn"}}`. `rollout` is null, or `{"generation", "state"` (`"running"` or
+ * `"failed"`), `"replaced", "remaining", "worker_id", "reason"}`. `guarantees` never claims
+ * more than holds: `exit_watch` is `"pidfd"` or `"poll"`, `host_death` names the mechanism that
+ * kills workers when the host dies or is `"none"`, `tree_kill` is `"cgroup"` or
+ * `"process_group"`. Free it with `mpsup_string_free`.
+ */
+enum mpsup_result mpsup_status_json(struct mpsup_supervisor sup, char **out_json);
+
+/**
+ * Sets the worker count of the started group `name` (0 to 4096) and returns at once. Up: new
+ * workers take the next indices and the group's running configuration, and count for
+ * `mpsup_wait_ready`. Down: the highest indices are stopped gracefully (`STOP DRAIN`, or
+ * `stop_signal`) and killed when still alive after the group's `stop_timeout_ms`; none is
+ * respawned. Emits `group_scaled`. `MPSUP_ERR_UNKNOWN_GROUP` for a name never configured;
+ * `MPSUP_ERR_INVALID_ARGUMENT` for a group that is not started, has failed, or is being rolled
+ * out, and for a count above 4096.
+ */
+enum mpsup_result mpsup_scale_group(struct mpsup_supervisor sup,
+                                    const char *name,
+                                    uint32_t workers);
+
+/**
+ * Starts a rolling restart of each of the `n` named started groups to its current
+ * configuration and returns at once. `options_json` is NULL (the defaults) or
+ * `{"max_surge": 1, "max_unavailable": 0, "ready_timeout_ms": 30000}`. Slot by slot a new
+ * worker (same `worker_id`, next `generation`) is started, and the old one is stopped
+ * gracefully only once the new one is ready; never more than `max_surge` workers above the
+ * target or `max_unavailable` below it (both 0 is `MPSUP_ERR_INVALID_ARGUMENT`). A new worker
+ * that exits or is not ready within `ready_timeout_ms` halts its group's rollout: it is killed,
+ * the old workers stay, `rollout_failed`. Events: `rollout_started`, `worker_replaced`,
+ * `rollout_finished`. `mpsup_wait_ready` waits for rollouts in progress and gives false when
+ * one failed. All or nothing: a name never configured gives `MPSUP_ERR_UNKNOWN_GROUP`, one not
+ * started (or already rolling out) `MPSUP_ERR_INVALID_ARGUMENT`, and nothing begins.
+ */
+enum mpsup_result mpsup_restart_groups(struct mpsup_supervisor sup,
+                                       const char *const *names_ptr,
+                                       size_t n,
+                                       const char *options_json);
 
 #ifdef __cplusplus
 }  // extern "C"

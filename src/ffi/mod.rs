@@ -10,12 +10,14 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod boundary;
+mod engine;
 mod registry;
 
 use std::ffi::{c_char, c_int, CString};
 
 pub use boundary::mpsup_result;
 use boundary::{guard, guard_void, into_c_string, names, out, text, RESULT_NAMES};
+pub use engine::{mpsup_restart_groups, mpsup_scale_group, mpsup_status_json};
 
 use crate::error::Error;
 use crate::supervisor::Supervisor;
@@ -86,8 +88,12 @@ pub extern "C" fn mpsup_supervisor_new(out_handle: *mut mpsup_supervisor) -> mps
 
 /// Force-terminates and reaps every worker, then frees the supervisor. The handle (and every
 /// copy of it) is invalid afterwards; freeing it again gives `MPSUP_ERR_INVALID_HANDLE`. Safe
-/// while another thread is inside a call on the same handle: that call finishes (calls that
-/// would start new work fail with `MPSUP_ERR_INVALID_HANDLE`), then the supervisor is dropped.
+/// while another thread is inside a call on the same handle: a wait in progress
+/// (`mpsup_wait_ready`, `mpsup_stop_groups`) ends at once, other calls finish (calls that would
+/// start new work fail with `MPSUP_ERR_INVALID_HANDLE`), then the supervisor is dropped.
+/// Bounded: it never waits more than 5 s after SIGKILL. A worker still alive then (see
+/// `mpsup_force_terminate_groups`) is left to the library's orphan reaper and the call gives
+/// `MPSUP_ERR_TIMEOUT` naming it; the handle is freed all the same.
 #[no_mangle]
 pub extern "C" fn mpsup_supervisor_free(sup: mpsup_supervisor) -> mpsup_result {
     guard(|| {
@@ -162,9 +168,12 @@ pub extern "C" fn mpsup_stop_groups(
 }
 
 /// Kills every worker of the `n` named groups with `SIGKILL` to its whole process group and
-/// returns once all are reaped. A configured group with no workers is a no-op; a name never
-/// configured gives `MPSUP_ERR_UNKNOWN_GROUP` and kills nothing. `names` may be NULL only when
-/// `n` is 0.
+/// returns once all are reaped. Bounded: a worker still alive 5 s after SIGKILL (the kernel
+/// refused the signal, or it is stuck in the kernel) gets a `worker_unkillable` event, stays
+/// tracked, and the call gives `MPSUP_ERR_TIMEOUT` naming it. The groups stop: nothing of them
+/// is respawned until they are started again. A configured group with no workers is a no-op; a
+/// name never configured gives `MPSUP_ERR_UNKNOWN_GROUP` and kills nothing. `names` may be NULL
+/// only when `n` is 0.
 #[no_mangle]
 pub extern "C" fn mpsup_force_terminate_groups(
     sup: mpsup_supervisor,

@@ -1,0 +1,183 @@
+//! The engine under pressure: healthy workers next to a crash loop, a panic between a spawn and
+//! its adoption, a free behind a stop that would never end, a worker its host may not kill.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mpsupervisor::{Error, Options, Supervisor};
+use serde_json::{json, Value};
+
+/// Waits (bounded) until a process is gone: a child the library killed is reaped soon after.
+fn wait_reaped(pid: i64) {
+    let deadline = Instant::now() + HANG;
+    while proc_state(pid).is_some() {
+        assert!(Instant::now() < deadline, "process {pid} was never reaped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn heartbeating_workers_next_to_a_crash_loop_are_never_failed_and_host_calls_stay_quick() {
+    let heartbeat = "echo READY >&3; while :; do echo HEARTBEAT >&3; sleep 0.2; done";
+    let sup = supervisor(&[
+        with(
+            sh_group("beat", 30, heartbeat),
+            json!({"readiness": "notify", "heartbeat_timeout_ms": 1500}),
+        ),
+        json!({"name": "crash", "workers": 100, "argv": ["/bin/true"], "restart": "always",
+               "restart_delay_ms": 1, "restart_delay_max_ms": 1, "max_restarts": 1_000_000,
+               "restart_window_ms": 1000, "control_channel": "off"}),
+    ]);
+    sup.start_groups(&["beat", "crash"]).unwrap();
+    let mut spawned = 0;
+    let mut failed_beats = Vec::new();
+    let mut slowest = Duration::ZERO;
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let t0 = Instant::now();
+        let snap = sup.snapshot().unwrap();
+        let events = drain_all(&sup);
+        slowest = slowest.max(t0.elapsed());
+        assert!(snap["beat"].is_array());
+        spawned += count(&events, "worker_spawned");
+        failed_beats.extend(
+            events
+                .into_iter()
+                .filter(|e| e["kind"] == "worker_failed" && e["group_name"] == "beat"),
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sup.force_terminate_groups(&["beat", "crash"]).unwrap();
+    assert!(
+        failed_beats.is_empty(),
+        "healthy workers failed: {failed_beats:#?}"
+    );
+    assert!(spawned > 500, "the crash loop ran: {spawned} spawns");
+    // The benchmark measures the real figure; this only catches a lock held for seconds.
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a host call took {slowest:?}"
+    );
+}
+
+static PANICKED_PID: AtomicI32 = AtomicI32::new(0);
+
+fn panic_after_spawn(pid: i32) {
+    PANICKED_PID.store(pid, Ordering::SeqCst);
+    panic!("injected between spawn and adoption");
+}
+
+#[test]
+fn a_panic_between_spawn_and_adoption_leaves_no_live_child() {
+    let sup = Supervisor::with_options(Options {
+        spawn_hook: Some(panic_after_spawn),
+        ..Options::default()
+    })
+    .unwrap();
+    sup.configure_process_groups(&json!([sh_group("g", 1, STUBBORN)]).to_string())
+        .unwrap();
+    match sup.start_groups(&["g"]) {
+        Err(Error::Spawn { source, .. }) => assert!(source.to_string().contains("panic")),
+        other => panic!("expected a spawn error, got {other:?}"),
+    }
+    let pid = PANICKED_PID.load(Ordering::SeqCst);
+    assert!(pid > 0, "the hook ran");
+    wait_reaped(pid as i64);
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+}
+
+#[test]
+fn free_is_not_held_up_by_a_stop_that_would_wait_forever() {
+    let sup = std::sync::Arc::new(supervisor(&[sh_group("g", 2, STUBBORN)]));
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    let pids = pids(&sup.snapshot().unwrap(), "g");
+    let stopper = {
+        let sup = std::sync::Arc::clone(&sup);
+        std::thread::spawn(move || sup.stop_groups(1e9, true))
+    };
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_stopping") == 2);
+    let t0 = Instant::now();
+    sup.shutdown().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "free took {:?}",
+        t0.elapsed()
+    );
+    let stopped = stopper.join().unwrap();
+    assert!(stopped.is_ok(), "{stopped:?}");
+    for pid in pids {
+        assert_gone(pid);
+    }
+}
+
+/// Kills a process (as root) when dropped, so that a failing test leaves nothing running.
+struct KillOnDrop(i64);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            // SAFETY: plain kill of a pid this test started (indirectly).
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+            assert_dead(self.0);
+        }
+    }
+}
+
+#[test]
+fn a_worker_its_host_may_not_kill_is_reported_and_force_and_free_stay_bounded() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to install a set-user-ID worker");
+        return;
+    }
+    let dir = Scratch::new("unkillable");
+    // World-traversable, so that the unprivileged host can run the worker from here.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sleeper_build = build_c(
+        "setuid_sleeper",
+        &["tests/programs/setuid_sleeper.c"],
+        false,
+        &[],
+    );
+    let sleeper = dir.path().join("setuid_sleeper");
+    std::fs::copy(&sleeper_build, &sleeper).unwrap();
+    std::fs::set_permissions(&sleeper, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let host = build_c(
+        "unkillable_host",
+        &["tests/programs/unkillable_host.c"],
+        true,
+        &[],
+    );
+    let mut child = std::process::Command::new(&host)
+        .arg(&sleeper)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let snapshot = lines.next().unwrap().unwrap();
+    let snapshot: Value =
+        serde_json::from_str(snapshot.strip_prefix("snapshot ").unwrap()).unwrap();
+    let _guard = KillOnDrop(pids(&snapshot, "u")[0]);
+    let force = lines.next().unwrap().unwrap();
+    let events = lines.next().unwrap().unwrap();
+    let free = lines.next().unwrap().unwrap();
+    assert!(child.wait().unwrap().success());
+    for (line, call) in [(&force, "force"), (&free, "free")] {
+        let words: Vec<&str> = line.splitn(4, ' ').collect();
+        assert_eq!(words[0], call);
+        assert_eq!(words[1], "MPSUP_ERR_TIMEOUT", "{line}");
+        let ms: f64 = words[2].parse().unwrap();
+        assert!(ms < 15_000.0, "{call} took {ms} ms");
+        assert!(words[3].contains("u#1"), "{line}");
+    }
+    assert!(force.contains("Operation not permitted"), "{force}");
+    let events: Value = serde_json::from_str(events.strip_prefix("events ").unwrap()).unwrap();
+    assert_eq!(count(events.as_array().unwrap(), "worker_unkillable"), 1);
+}
