@@ -193,7 +193,7 @@ fn a_rolling_restart_replaces_every_worker_within_its_bounds_with_the_new_enviro
         notify(sh_group("g", 3, POLITE)),
         json!({"env": {"VERSION": "1"}}),
     );
-    let sup = supervisor(&[group.clone()]);
+    let sup = supervisor(std::slice::from_ref(&group));
     sup.start_groups(&["g"]).unwrap();
     assert!(sup.wait_ready(60.0).unwrap());
     let old = pids(&sup.snapshot().unwrap(), "g");
@@ -246,7 +246,7 @@ fn a_rollout_with_no_surge_stays_within_max_unavailable() {
 #[test]
 fn a_new_version_that_crashes_halts_the_rollout_and_the_old_workers_stay() {
     let good = notify(sh_group("g", 3, POLITE));
-    let sup = supervisor(&[good.clone()]);
+    let sup = supervisor(std::slice::from_ref(&good));
     sup.start_groups(&["g"]).unwrap();
     assert!(sup.wait_ready(60.0).unwrap());
     let old = pids(&sup.snapshot().unwrap(), "g");
@@ -283,7 +283,7 @@ fn a_new_version_that_crashes_halts_the_rollout_and_the_old_workers_stay() {
 #[test]
 fn a_new_version_that_never_gets_ready_is_killed_after_the_rollout_timeout() {
     let good = notify(sh_group("g", 2, POLITE));
-    let sup = supervisor(&[good.clone()]);
+    let sup = supervisor(std::slice::from_ref(&good));
     sup.start_groups(&["g"]).unwrap();
     assert!(sup.wait_ready(60.0).unwrap());
     let old = pids(&sup.snapshot().unwrap(), "g");
