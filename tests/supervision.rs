@@ -288,7 +288,7 @@ fn lifecycle_events_become_jsonl_records_at_their_levels() {
     assert_eq!(sup.log_records_dropped(), 0);
     drop(sup);
     let records = |path: &std::path::Path| -> Vec<serde_json::Value> {
-        read(&path.to_path_buf())
+        read(path)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
