@@ -1,6 +1,7 @@
 //! The reference documentation in docs/ stays current: every function of the header, every result,
-//! every key the parsers accept, every event kind and field, every snapshot field and every
-//! `MPSUP_*` variable is documented, and every relative Markdown link stays inside the repository.
+//! every key the parsers accept, every event kind and field, every snapshot field, every protocol
+//! line and every `MPSUP_*` variable is documented, and every relative Markdown link stays inside
+//! the repository.
 //!
 //! The lists come from the library itself wherever it can say them (the parsers name the keys they
 //! accept when they reject an unknown one; `mpsup_result_name` names every result; a real
@@ -492,6 +493,54 @@ fn every_mpsup_environment_variable_is_documented() {
     let docs = all_docs();
     for var in vars {
         assert!(docs.contains(&format!("`{var}")), "{var} is not documented");
+    }
+}
+
+/// The protocol lines the worker helpers speak (src/worker_side.rs): what they send
+/// (`send_line("READY")`) and what they match (`b"STOP DRAIN"`, the `b"BOOTSTRAP "` prefix).
+fn protocol_lines() -> (BTreeSet<String>, BTreeSet<String>) {
+    let source = read("src/worker_side.rs");
+    let literal = |after: &str| -> BTreeSet<String> {
+        source
+            .match_indices(after)
+            .filter_map(|(i, _)| {
+                let rest = &source[i + after.len()..];
+                let word: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == ' ')
+                    .collect();
+                (rest[word.len()..].starts_with('"') && !word.trim().is_empty())
+                    .then(|| word.trim().to_string())
+            })
+            .collect()
+    };
+    (literal("send_line(\""), literal("b\""))
+}
+
+#[test]
+fn every_protocol_line_is_in_the_protocol_table() {
+    let (sent, received) = protocol_lines();
+    assert!(
+        sent.contains("READY") && sent.contains("HEARTBEAT"),
+        "{sent:?}"
+    );
+    assert!(
+        received.contains("STOP DRAIN") && received.contains("BOOTSTRAP"),
+        "{received:?}"
+    );
+    let doc = read("docs/worker-protocol.md");
+    let table = section(&doc, "## The control socket (descriptor 3)");
+    for line in &sent {
+        assert!(
+            table.contains(&format!("| worker → supervisor | `{line}")),
+            "worker line {line} is not in the protocol table"
+        );
+    }
+    for line in &received {
+        assert!(
+            table.contains(&format!("| supervisor → worker | `{line}")),
+            "supervisor line {line} is not in the protocol table"
+        );
     }
 }
 
