@@ -110,10 +110,15 @@ struct Session {
     scratch: TempDir,
     /// Put first in PATH (a venv's bin).
     bin: Option<PathBuf>,
+    /// The READMEs run one at a time: they share the views' build directory (and its
+    /// target/install, which `make install` writes outside cargo's lock).
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Session {
     fn new(name: &str) -> Session {
+        static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let guard = ONE.lock().unwrap_or_else(|p| p.into_inner());
         let scratch = TempDir::new(&format!("readme-{name}"));
         for sub in ["home", "tmp"] {
             std::fs::create_dir_all(scratch.join(sub)).unwrap();
@@ -122,6 +127,7 @@ impl Session {
             view: view(name),
             scratch,
             bin: None,
+            _one_at_a_time: guard,
         }
     }
 
@@ -145,6 +151,8 @@ impl Session {
             .env("CARGO_TARGET_DIR", view_target())
             // Go writes its module cache read-only; this keeps the scratch removable.
             .env("GOFLAGS", "-modcacherw")
+            // Everything the Go blocks need is local; a download would fail on CI, so fail here.
+            .env("GOPROXY", "off")
             .env("GOCACHE", view_target().join("go-build"))
             .env_remove("PKG_CONFIG_PATH")
             .env_remove("CGO_LDFLAGS")
