@@ -454,6 +454,50 @@ fn every_field_of_a_real_snapshot_is_a_row_and_events_seen_are_documented() {
     assert!(events.contains("`seq`") && events.contains("`ts_ms`") && events.contains("`kind`"));
 }
 
+/// The ```json blocks of `text`.
+fn json_blocks(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match current.as_mut() {
+            None if line.trim_start().starts_with("```json") => current = Some(String::new()),
+            None => {}
+            Some(_) if line.trim_start().starts_with("```") => out.push(current.take().unwrap()),
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_json_examples_of_the_reference_are_what_the_library_accepts_and_gives() {
+    let doc = reference();
+    let groups = json_blocks(section(&doc, "## Group configuration"));
+    assert_eq!(groups.len(), 1);
+    Supervisor::new()
+        .unwrap()
+        .configure_process_groups(&groups[0])
+        .unwrap_or_else(|e| panic!("the group example is rejected: {e}"));
+    let settings = json_blocks(section(&doc, "## Lifecycle logging settings"));
+    assert_eq!(settings.len(), 1);
+    // Parsed only: configuring it would open /var/log/sup.jsonl.
+    mpsupervisor::logging::parse_settings(&settings[0])
+        .unwrap_or_else(|e| panic!("the logging example is rejected: {e}"));
+    let snapshot = json_blocks(section(&doc, "## Snapshot"));
+    assert_eq!(snapshot.len(), 1);
+    let example: serde_json::Value = serde_json::from_str(&snapshot[0]).unwrap();
+    let keys: BTreeSet<String> = example["ingest"][0]
+        .as_object()
+        .expect("an entry")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(keys, table_keys(section(&doc, "## Snapshot")));
+}
+
 /// Every string literal in src/ that starts with an `MPSUP_` name (set in workers or read from
 /// the environment).
 fn mpsup_variables() -> BTreeSet<String> {
