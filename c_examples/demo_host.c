@@ -1,20 +1,24 @@
 /*
  * demo_host: a small host program for libmpsupervisor.
  *
- *   demo_host [--worker PATH] [--shell-worker PATH] [--seconds N] [CONFIG.json GROUP...]
+ *   demo_host [--json] [--worker PATH] [--shell-worker PATH] [--seconds N] [CONFIG.json GROUP...]
  *
  * It configures process groups (from CONFIG.json, starting the GROUPs named after
  * it, or a built-in configuration with the groups "ingest" and "cpu"), starts them,
  * waits until the workers are ready, prints the snapshot once, then prints the
- * lifecycle events as they arrive until N seconds have passed (default 3) or
- * SIGINT/SIGTERM arrives, and stops the workers gracefully.
+ * lifecycle events as they arrive until N seconds have passed (default 3), a group
+ * fails (group_failed: nothing of it will run again), or SIGINT/SIGTERM arrives, and
+ * stops the workers gracefully.
  *
- * stdout carries JSON only: each lifecycle event as one line (a JSON object with "seq" and
- * "kind"), and the snapshot as one line. Status goes to stderr.
+ * stdout: by default one aligned line per event for people,
+ *   12:00:01.234  ingest#2      worker_ready              pid=123
+ * (local time, the worker or group, the kind, the other fields), and the snapshot as one
+ * line per worker. With --json: each event as the library's JSON object on one line, and
+ * the snapshot as one JSON line. Status (what it is waiting for) goes to stderr.
  *
  * Exit status: 0 clean run; 1 an mpsup call failed or the workers were not all
  * ready; 2 bad arguments; 3 the graceful stop timed out and the workers were
- * force-terminated.
+ * force-terminated; 4 a group failed.
  */
 #define _GNU_SOURCE /* signalfd, strsignal */
 
@@ -37,6 +41,7 @@
 #define STOP_TIMEOUT_SECONDS 5.0
 
 struct args {
+    bool json;                /* --json: the library's JSON lines instead of the console format */
     const char *worker;       /* example_worker, for the built-in configuration */
     const char *shell_worker; /* shell_worker.sh, for the built-in configuration */
     double seconds;
@@ -59,8 +64,8 @@ static bool check(mpsup_result rc, const char *call)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: demo_host [--worker PATH] [--shell-worker PATH] [--seconds N] "
-                    "[CONFIG.json GROUP...]\n");
+    fprintf(stderr, "usage: demo_host [--json] [--worker PATH] [--shell-worker PATH] "
+                    "[--seconds N] [CONFIG.json GROUP...]\n");
 }
 
 /* The directory of this executable, so that the bundled workers are found next to it. */
@@ -86,7 +91,9 @@ static bool parse_args(int argc, char **argv, const char **positional, struct ar
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(arg, "--worker") == 0 && next) {
+        if (strcmp(arg, "--json") == 0) {
+            a->json = true;
+        } else if (strcmp(arg, "--worker") == 0 && next) {
             a->worker = next;
             i++;
         } else if (strcmp(arg, "--shell-worker") == 0 && next) {
@@ -185,20 +192,140 @@ static char *read_file(const char *path)
     return text;
 }
 
-/* Drains the queued events one at a time and prints each as one JSON line. A drain of at most
- * one event returns "[{...}]", so the event is the text between the outer brackets: no JSON
- * parsing is needed. */
-static bool print_events(mpsup_supervisor sup)
+/* The console format reads the library's own output: an event, or a snapshot entry, is one
+ * flat JSON object ({"key": value, ...} whose values are strings, numbers, true, false or
+ * null, never nested), printed compactly by the library. This is not a general JSON reader,
+ * only a walk over that shape; string values are shown as the library escaped them. */
+struct field {
+    const char *key;
+    int key_len;
+    const char *value; /* for a string, its text between the quotes */
+    int value_len;
+};
+
+/* The end of the JSON string whose opening quote is at p: the closing quote. */
+static const char *string_end(const char *p)
+{
+    for (p++; *p && *p != '"'; p++)
+        if (*p == '\\' && p[1])
+            p++;
+    return p;
+}
+
+/* Reads the next "key": value of a flat object at *p (just after '{' or a ','); false at the
+ * closing brace or at anything this shape does not allow. */
+static bool next_field(const char **p, struct field *f)
+{
+    const char *s = *p;
+    while (*s == ' ' || *s == ',')
+        s++;
+    if (*s != '"')
+        return false;
+    const char *key_end = string_end(s);
+    if (*key_end != '"' || key_end[1] != ':')
+        return false;
+    f->key = s + 1;
+    f->key_len = (int)(key_end - s - 1);
+    s = key_end + 2;
+    while (*s == ' ')
+        s++;
+    if (*s == '"') {
+        const char *end = string_end(s);
+        if (*end != '"')
+            return false;
+        f->value = s + 1;
+        f->value_len = (int)(end - s - 1);
+        s = end + 1;
+    } else {
+        if (*s == '{' || *s == '[')
+            return false;
+        f->value = s;
+        while (*s && *s != ',' && *s != '}')
+            s++;
+        f->value_len = (int)(s - f->value);
+    }
+    *p = s;
+    return true;
+}
+
+static bool key_is(const struct field *f, const char *key)
+{
+    return (size_t)f->key_len == strlen(key) && strncmp(f->key, key, (size_t)f->key_len) == 0;
+}
+
+static bool value_is(const struct field *f, const char *value)
+{
+    return (size_t)f->value_len == strlen(value) &&
+           strncmp(f->value, value, (size_t)f->value_len) == 0;
+}
+
+/* Finds `key` in the flat object starting at `object` ('{'). */
+static bool find_field(const char *object, const char *key, struct field *out)
+{
+    const char *p = object + 1;
+    struct field f;
+    while (next_field(&p, &f)) {
+        if (key_is(&f, key)) {
+            *out = f;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Prints one event in the console format; sets *group_failed for a group_failed event. */
+static void print_event_line(const char *object, bool *group_failed)
+{
+    struct field kind = {0}, who = {0}, ts = {0};
+    find_field(object, "kind", &kind);
+    if (!find_field(object, "worker_id", &who) && !find_field(object, "group_name", &who)) {
+        who.value = "supervisor";
+        who.value_len = (int)strlen(who.value);
+    }
+    char when[32] = "--:--:--.---";
+    if (find_field(object, "ts_ms", &ts)) {
+        long long ms = strtoll(ts.value, NULL, 10);
+        time_t seconds = (time_t)(ms / 1000);
+        struct tm tm;
+        if (localtime_r(&seconds, &tm))
+            snprintf(when, sizeof when, "%02d:%02d:%02d.%03lld", tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ms % 1000);
+    }
+    printf("%s  %-12.*s  %-24.*s", when, who.value_len, who.value, kind.value_len, kind.value);
+    /* The other fields, without the ones shown above or implied by the worker id. */
+    const char *p = object + 1;
+    struct field f;
+    while (next_field(&p, &f)) {
+        if (key_is(&f, "seq") || key_is(&f, "ts_ms") || key_is(&f, "kind") ||
+            key_is(&f, "worker_id") || key_is(&f, "group_name") || value_is(&f, "null"))
+            continue;
+        printf(" %.*s=%.*s", f.key_len, f.key, f.value_len, f.value);
+    }
+    putchar('\n');
+    if (value_is(&kind, "group_failed"))
+        *group_failed = true;
+}
+
+/* Drains the queued events one at a time and prints each: as one JSON line (--json) or in the
+ * console format. A drain of at most one event returns "[{...}]", so the event is the text
+ * between the outer brackets. Sets *group_failed when a group_failed event was among them. */
+static bool print_events(mpsup_supervisor sup, bool json, bool *group_failed)
 {
     for (;;) {
-        char *json = NULL;
-        if (!check(mpsup_drain_events_json(sup, 1, &json), "mpsup_drain_events_json"))
+        char *text = NULL;
+        if (!check(mpsup_drain_events_json(sup, 1, &text), "mpsup_drain_events_json"))
             return false;
-        size_t len = strlen(json);
+        size_t len = strlen(text);
         bool empty = len <= 2;
-        if (!empty)
-            printf("%.*s\n", (int)(len - 2), json + 1);
-        mpsup_string_free(json);
+        if (!empty && json) {
+            printf("%.*s\n", (int)(len - 2), text + 1);
+            /* Keys and strings are the library's: this pattern can only be the kind itself. */
+            if (strstr(text, "\"kind\":\"group_failed\""))
+                *group_failed = true;
+        } else if (!empty) {
+            print_event_line(text + 1, group_failed);
+        }
+        mpsup_string_free(text);
         if (empty)
             break;
     }
@@ -206,14 +333,41 @@ static bool print_events(mpsup_supervisor sup)
     return true;
 }
 
-static bool print_snapshot(mpsup_supervisor sup)
+/* The snapshot: one JSON line (--json), or one line per worker entry. */
+static bool print_snapshot(mpsup_supervisor sup, bool json)
 {
-    char *json = NULL;
-    if (!check(mpsup_snapshot_json(sup, &json), "mpsup_snapshot_json"))
+    char *text = NULL;
+    if (!check(mpsup_snapshot_json(sup, &text), "mpsup_snapshot_json"))
         return false;
-    printf("%s\n", json);
+    if (json) {
+        printf("%s\n", text);
+    } else {
+        /* {"group": [{entry}, ...], ...}: the entries are the objects two levels down. */
+        int depth = 0;
+        for (const char *p = text; *p; p++) {
+            if (*p == '"') {
+                p = string_end(p);
+                if (!*p)
+                    break;
+            } else if (*p == '{' || *p == '[') {
+                if (++depth == 3) {
+                    static const char *const keys[] = {"pid", "state", "control_channel",
+                                                       "restarts"};
+                    struct field id = {0}, f;
+                    find_field(p, "worker_id", &id);
+                    printf("snapshot      %-12.*s ", id.value_len, id.value);
+                    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+                        if (find_field(p, keys[k], &f))
+                            printf(" %s=%.*s", keys[k], f.value_len, f.value);
+                    putchar('\n');
+                }
+            } else if (*p == '}' || *p == ']') {
+                depth--;
+            }
+        }
+    }
     fflush(stdout);
-    mpsup_string_free(json);
+    mpsup_string_free(text);
     return true;
 }
 
@@ -224,17 +378,23 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Prints events as they arrive until `seconds` have passed or a signal comes in. */
-static bool print_events_until_stop(mpsup_supervisor sup, int event_fd, int signal_fd,
-                                    double seconds)
+/* Prints events as they arrive until `seconds` have passed, a group has failed, or a signal
+ * comes in. */
+static bool print_events_until_stop(mpsup_supervisor sup, const struct args *a, int event_fd,
+                                    int signal_fd, bool *group_failed)
 {
-    long long deadline = now_ms() + (long long)(seconds * 1000.0);
+    long long deadline = now_ms() + (long long)(a->seconds * 1000.0);
     struct pollfd fds[2] = {{.fd = event_fd, .events = POLLIN}, {.fd = signal_fd, .events = POLLIN}};
 
+    fprintf(stderr, "demo_host: running; stopping in %g s, or on Ctrl-C\n", a->seconds);
     for (;;) {
+        if (*group_failed) {
+            fprintf(stderr, "demo_host: a group failed and will not restart, stopping\n");
+            return true;
+        }
         long long left = deadline - now_ms();
         if (left <= 0) {
-            fprintf(stderr, "demo_host: %g seconds passed, stopping\n", seconds);
+            fprintf(stderr, "demo_host: %g seconds passed, stopping\n", a->seconds);
             return true;
         }
         int n = poll(fds, 2, left > INT_MAX ? INT_MAX : (int)left);
@@ -258,7 +418,7 @@ static bool print_events_until_stop(mpsup_supervisor sup, int event_fd, int sign
             return false;
         }
         /* The descriptor stays readable until the queue is drained. */
-        if ((fds[0].revents & POLLIN) && !print_events(sup))
+        if ((fds[0].revents & POLLIN) && !print_events(sup, a->json, group_failed))
             return false;
     }
 }
@@ -268,22 +428,26 @@ static int run(mpsup_supervisor sup, const struct args *a, const char *config, i
 {
     int event_fd = -1;
     bool ready = false;
+    bool group_failed = false;
 
     if (!check(mpsup_configure_process_groups(sup, config), "mpsup_configure_process_groups") ||
         !check(mpsup_event_fd(sup, &event_fd), "mpsup_event_fd") ||
         !check(mpsup_start_groups(sup, a->groups, a->group_count), "mpsup_start_groups") ||
-        !print_events(sup))
+        !print_events(sup, a->json, &group_failed))
         return 1;
 
     /* wait_ready blocks; events queued meanwhile are printed right after it. */
+    fprintf(stderr, "demo_host: waiting up to %g s for the workers to be ready\n",
+            READY_TIMEOUT_SECONDS);
     if (!check(mpsup_wait_ready(sup, READY_TIMEOUT_SECONDS, &ready), "mpsup_wait_ready"))
         return 1;
     fprintf(stderr, "demo_host: workers ready: %s\n", ready ? "yes" : "no");
-    if (!print_events(sup) || !print_snapshot(sup) ||
-        !print_events_until_stop(sup, event_fd, signal_fd, a->seconds))
+    if (!print_events(sup, a->json, &group_failed) || !print_snapshot(sup, a->json) ||
+        !print_events_until_stop(sup, a, event_fd, signal_fd, &group_failed))
         return 1;
 
-    int status = ready ? 0 : 1;
+    int status = group_failed ? 4 : ready ? 0 : 1;
+    fprintf(stderr, "demo_host: stopping the workers (up to %g s)\n", STOP_TIMEOUT_SECONDS);
     mpsup_result rc = mpsup_stop_groups(sup, STOP_TIMEOUT_SECONDS, true);
     if (rc == MPSUP_ERR_TIMEOUT) {
         fprintf(stderr, "demo_host: %s; forcing\n", mpsup_last_error_message());
@@ -294,7 +458,7 @@ static int run(mpsup_supervisor sup, const struct args *a, const char *config, i
     } else if (!check(rc, "mpsup_stop_groups")) {
         return 1;
     }
-    if (!print_events(sup))
+    if (!print_events(sup, a->json, &group_failed))
         return 1;
     fprintf(stderr, "demo_host: all workers stopped\n");
     return status;
@@ -305,7 +469,7 @@ int main(int argc, char **argv)
     char dir[PATH_MAX];
     char worker[PATH_MAX + 32];
     char shell_worker[PATH_MAX + 32];
-    struct args a = {.worker = worker, .shell_worker = shell_worker, .seconds = 3.0};
+    struct args a = {.json = false, .worker = worker, .shell_worker = shell_worker, .seconds = 3.0};
     const char **positional = calloc((size_t)argc, sizeof *positional);
 
     if (!positional || !own_directory(dir, sizeof dir)) {

@@ -1,7 +1,7 @@
 /*
  * mpsupervisor: run and supervise groups of worker processes.
  *
- * Conventions (see README.md):
+ * Conventions (every call, key, result and event: docs/reference.md):
  * - Handles are generation-checked ids passed by value; stale ones give
  *   MPSUP_ERR_INVALID_HANDLE, never a crash.
  * - Every call is thread-safe; on failure mpsup_last_error_message() gives this thread's

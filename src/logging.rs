@@ -497,15 +497,44 @@ mod tests {
         }
     }
 
-    fn temp_path(tag: &str) -> std::path::PathBuf {
+    /// A path under the temporary directory whose file is removed when the guard drops, so a
+    /// failing test leaves nothing behind either.
+    struct TempPath(std::path::PathBuf);
+
+    impl std::ops::Deref for TempPath {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl AsRef<std::path::Path> for TempPath {
+        fn as_ref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Serialize for TempPath {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            self.0.serialize(s)
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn temp_path(tag: &str) -> TempPath {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        std::env::temp_dir().join(format!(
+        TempPath(std::env::temp_dir().join(format!(
             "mpsup-log-{tag}-{}-{nanos}.jsonl",
             std::process::id()
-        ))
+        )))
     }
 
     #[test]
@@ -733,7 +762,6 @@ mod tests {
         assert_eq!(logger.dropped_total(), 0);
         drop(logger);
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert_eq!(lines[0], "earlier");
@@ -775,7 +803,6 @@ mod tests {
         logger.log(&event(3, failed()));
         drop(logger);
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("bootstrap.worker_failed"));
     }

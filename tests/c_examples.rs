@@ -13,8 +13,18 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs the demo host and returns its exit code and every JSON value it printed.
+/// Runs the demo host with `--json` and returns its exit code and every JSON value it printed.
 fn run_demo(args: &[&str]) -> (i32, Vec<Value>, String) {
+    let (code, stdout, stderr) = run_demo_text(&[&["--json"], args].concat());
+    let values = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout is not JSON: {l}: {e}")))
+        .collect();
+    (code, values, stderr)
+}
+
+/// Runs the demo host and returns its exit code, stdout and stderr.
+fn run_demo_text(args: &[&str]) -> (i32, String, String) {
     let host = build_c("demo_host", &["c_examples/demo_host.c"], true, &[]);
     let worker = build_c(
         "example_worker",
@@ -30,16 +40,107 @@ fn run_demo(args: &[&str]) -> (i32, Vec<Value>, String) {
         .args(args)
         .output()
         .expect("demo host runs");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let values = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout is not JSON: {l}: {e}")))
-        .collect();
     (
         out.status.code().unwrap_or(-1),
-        values,
+        String::from_utf8(out.stdout).unwrap(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// "HH:MM:SS.mmm" at the start of `line`.
+fn starts_with_time(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 12
+        && [0, 1, 3, 4, 6, 7, 9, 10, 11]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit())
+        && b[2] == b':'
+        && b[5] == b':'
+        && b[8] == b'.'
+}
+
+#[test]
+fn the_demos_default_output_is_one_aligned_line_per_event_and_per_worker() {
+    let (code, stdout, stderr) = run_demo_text(&["--seconds", "0.2"]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    for line in &lines {
+        assert!(line.len() < 160, "a long line: {line}");
+        assert!(
+            starts_with_time(line) || line.starts_with("snapshot "),
+            "neither an event nor a snapshot line: {line}"
+        );
+    }
+    // Columns: time, who (12 wide), kind (24 wide), then key=value fields.
+    let ready: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains(" worker_ready "))
+        .collect();
+    assert_eq!(ready.len(), 4, "{stdout}");
+    for id in ["ingest#1", "ingest#2", "cpu#1", "cpu#2"] {
+        let line = ready
+            .iter()
+            .find(|l| l[14..].starts_with(&format!("{id:<12}  worker_ready")))
+            .unwrap_or_else(|| panic!("no aligned worker_ready line for {id}: {stdout}"));
+        assert!(
+            line[14 + 12 + 2 + 24..].trim_start().starts_with("pid="),
+            "{line}"
+        );
+    }
+    let stopped = lines
+        .iter()
+        .filter(|l| l.contains(" worker_stopped ") && l.contains("mode=graceful exit_code=0"))
+        .count();
+    assert_eq!(stopped, 4, "{stdout}");
+    let snapshot = lines.iter().filter(|l| l.starts_with("snapshot ")).count();
+    assert_eq!(snapshot, 4, "{stdout}");
+    assert!(lines.iter().all(|l| !l.contains("null")), "{stdout}");
+    // It says what it waits for.
+    assert!(stderr.contains("waiting up to"), "{stderr}");
+    assert!(stderr.contains("running; stopping in 0.2 s"), "{stderr}");
+}
+
+#[test]
+fn the_demo_exits_promptly_with_status_4_when_a_group_fails() {
+    let dir = scratch_dir("demo-group-failed");
+    let worker = build_c(
+        "example_worker",
+        &["c_examples/example_worker.c"],
+        true,
+        &[],
+    );
+    let config = dir.join("groups.json");
+    let groups = serde_json::json!([{
+        "name": "crashy", "argv": [worker, "--exit-after-ms", "20", "--exit-code", "3"],
+        "readiness": "notify", "restart": "on-failure", "restart_delay_ms": 10,
+        "max_restarts": 1
+    }]);
+    std::fs::write(&config, groups.to_string()).unwrap();
+    let started = std::time::Instant::now();
+    // Without the prompt exit it would run for the whole 600 s.
+    let (code, stdout, stderr) =
+        run_demo_text(&[config.to_str().unwrap(), "crashy", "--seconds", "600"]);
+    assert!(
+        started.elapsed() < HANG,
+        "the demo kept running after group_failed"
+    );
+    assert_eq!(code, 4, "{stdout}\n{stderr}");
+    let failed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(" group_failed "))
+        .collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    assert!(
+        failed[0].contains("crashy") && failed[0].contains("restarts=1"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("a group failed"), "{stderr}");
+
+    // The same with --json: the raw event, and the same prompt exit.
+    let (code, values, stderr) =
+        run_demo(&[config.to_str().unwrap(), "crashy", "--seconds", "600"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert_eq!(count(&events(&values), "group_failed"), 1);
 }
 
 /// The event lines (objects with a "kind"); the snapshot line is the object without one.

@@ -1,6 +1,8 @@
 //! The committed header must be exactly what cbindgen generates now, and must compile alone as
 //! C11 and C++17, and twice in one translation unit.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -35,7 +37,7 @@ fn header_is_current() {
 }
 
 fn compile(compiler: &str, std: &str, source: &str, ext: &str) {
-    let dir = tempdir();
+    let dir = common::TempDir::new("header");
     let src = dir.join(format!("use_header.{ext}"));
     std::fs::write(&src, source).unwrap();
     let status = Command::new(compiler)
@@ -53,16 +55,6 @@ fn compile(compiler: &str, std: &str, source: &str, ext: &str) {
         .status()
         .expect("compiler runs");
     assert!(status.success(), "{compiler} {std} rejected the header");
-}
-
-fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mpsup-header-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 const USE: &str = r#"

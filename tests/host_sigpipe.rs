@@ -41,7 +41,7 @@ fn log_exporters_on_broken_or_stuck_pipes_harm_nothing() {
     }
 
     // A FIFO whose reader never reads: the writer gets stuck, and freeing must still return.
-    let (sup, reader) = supervisor_with_stuck_log_exporter("stuck-free");
+    let (sup, reader, _dir) = supervisor_with_stuck_log_exporter("stuck-free");
     // Returns although the writer cannot finish.
     drop(sup);
     // SAFETY: closing our reader lets the detached writer fail with EPIPE and end.

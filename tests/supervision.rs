@@ -288,7 +288,7 @@ fn lifecycle_events_become_jsonl_records_at_their_levels() {
     assert_eq!(sup.log_records_dropped(), 0);
     drop(sup);
     let records = |path: &std::path::Path| -> Vec<serde_json::Value> {
-        read(&path.to_path_buf())
+        read(path)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
@@ -320,7 +320,7 @@ fn lifecycle_events_become_jsonl_records_at_their_levels() {
 #[test]
 fn a_stuck_log_exporter_does_not_slow_the_supervisor() {
     // Once the exporter is stuck, the supervisor must go on regardless.
-    let (sup, reader) = supervisor_with_stuck_log_exporter("stuck-log");
+    let (sup, reader, _dir) = supervisor_with_stuck_log_exporter("stuck-log");
     assert_eq!(count(&drain_all(&sup), "worker_stopped"), 300);
     // Drain the FIFO so that the writer finishes and the drop below need not wait for it.
     let drainer = std::thread::spawn(move || {

@@ -6,7 +6,7 @@ import (
 	"log"
 	"time"
 
-	"mpsupervisor"
+	mpsupervisor "github.com/mpsupervisor/mpsupervisor/bindings/go"
 )
 
 // Compiled by go test (no Output comment, so it is not run).

@@ -1,3 +1,3 @@
-module mpsupervisor
+module github.com/mpsupervisor/mpsupervisor/bindings/go
 
 go 1.19

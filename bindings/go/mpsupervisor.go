@@ -1,5 +1,5 @@
 // Package mpsupervisor runs and supervises groups of worker processes through libmpsupervisor,
-// the C library of this repository (see ../../README.md and ../../../shared/API.md).
+// the C library of this repository (see ../../README.md and ../../docs/reference.md).
 //
 // A Supervisor owns one library handle. Configure it with []Group, start groups by name, wait
 // until their workers are ready, and stop them gracefully (or force-terminate them); Snapshot
@@ -12,8 +12,9 @@
 // errors.Is and the sentinels ErrTimeout, ErrUnknownGroup, ErrInvalidConfig and so on.
 package mpsupervisor
 
-// #cgo CFLAGS: -I${SRCDIR}/../../include
-// #cgo LDFLAGS: -lmpsupervisor
+// The include path and the library come from link_checkout.go (the default: this checkout) or
+// link_system.go (-tags mpsupervisor_system: the installed library, through pkg-config).
+
 // #include <stdlib.h>
 // #include <string.h>
 // #include <mpsupervisor.h>
@@ -23,6 +24,7 @@ import (
 	"encoding/json"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -38,6 +40,10 @@ type Supervisor struct {
 	// id is the library handle; 0 once closed. Atomic so that Close may race with calls
 	// (the library itself makes that safe: a call in flight finishes first).
 	id atomic.Uint64
+
+	// The running Events streams; Close ends them before it frees the handle.
+	streamsMu sync.Mutex
+	streams   map[*eventStream]struct{}
 }
 
 // New creates a supervisor (and the library's monitor thread for it).
@@ -71,6 +77,7 @@ func (s *Supervisor) Close() error {
 		return nil
 	}
 	runtime.SetFinalizer(s, nil)
+	s.stopStreams() // none of them may poll the event descriptor once it is closed
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if rc := C.mpsup_supervisor_free(C.mpsup_supervisor{id: C.uint64_t(id)}); rc != C.MPSUP_OK {

@@ -179,7 +179,7 @@ const (
 )
 
 // Event is one lifecycle event. Seq, TsMs and Kind are always set; the other fields are those
-// of the event's kind (see API.md) and are zero when the kind has no such field. Raw holds the
+// of the event's kind (see docs/reference.md) and are zero when the kind has no such field. Raw holds the
 // event's complete JSON object, for fields this package does not know.
 type Event struct {
 	Seq  uint64    `json:"seq"`   // from 1, +1 each, gapless

@@ -2,7 +2,7 @@
 //! event fd, and process-state checks through /proc.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mpsupervisor::Supervisor;
@@ -123,16 +123,61 @@ pub fn pids(snapshot: &Value, group: &str) -> Vec<i64> {
         .unwrap_or_default()
 }
 
-pub fn scratch_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mpsup-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory under the system's temporary directory, removed with everything in it when
+/// the guard is dropped, so a test leaves nothing behind whether it passes or panics.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// `mpsup-test-<tag>-<pid>-<n>`: unique within this test binary and across binaries.
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("mpsup-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl serde::Serialize for TempDir {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.path.serialize(s)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+pub fn scratch_dir(tag: &str) -> TempDir {
+    TempDir::new(tag)
 }
 
 /// Waits until a file exists (written by a worker), driven by the worker's own events where
 /// possible; here the file is written before the worker says READY, so callers wait for ready.
-pub fn read(path: &PathBuf) -> String {
+pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -261,9 +306,10 @@ pub fn fifo_with_idle_reader(path: &std::path::Path) -> i32 {
 
 /// A supervisor whose jsonl log exporter is stuck: it writes to a FIFO that is open for reading
 /// but never read, and 3 cycles of 100 workers fill the FIFO's 64 KiB. Returns the supervisor
-/// and the FIFO's read end, which the caller closes.
-pub fn supervisor_with_stuck_log_exporter(tag: &str) -> (Supervisor, i32) {
-    let fifo = scratch_dir(tag).join("log.fifo");
+/// and the FIFO's read end, which the caller closes, and the directory holding the FIFO.
+pub fn supervisor_with_stuck_log_exporter(tag: &str) -> (Supervisor, i32, TempDir) {
+    let dir = scratch_dir(tag);
+    let fifo = dir.join("log.fifo");
     let reader = fifo_with_idle_reader(&fifo);
     let sup = supervisor(&[with(
         sh_group("g", 100, POLITE),
@@ -278,7 +324,7 @@ pub fn supervisor_with_stuck_log_exporter(tag: &str) -> (Supervisor, i32) {
         assert!(sup.wait_ready(60.0).unwrap());
         sup.stop_groups(30.0, true).unwrap();
     }
-    (sup, reader)
+    (sup, reader, dir)
 }
 
 /// A temporary directory that is removed when dropped, even when the test fails.
