@@ -384,6 +384,7 @@ fn the_event_kind_parser_reads_the_known_shape() {
             "group_name",
             "worker_id",
             "pid",
+            "generation",
             "mode",
             "exit_code",
             "signal"

@@ -340,7 +340,7 @@ fn restart_groups_is_all_or_nothing() {
 
 #[test]
 fn a_bare_program_name_is_searched_in_the_path_of_the_groups_env() {
-    let dir = Scratch::new("engine-path");
+    let dir = TempDir::new("engine-path");
     let tool = dir.path().join("only-here-tool");
     std::fs::write(&tool, format!("#!/bin/sh\n{POLITE}")).unwrap();
     use std::os::unix::fs::PermissionsExt;

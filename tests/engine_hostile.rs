@@ -136,7 +136,7 @@ fn a_worker_its_host_may_not_kill_is_reported_and_force_and_free_stay_bounded() 
         eprintln!("skipped: needs root to install a set-user-ID worker");
         return;
     }
-    let dir = Scratch::new("unkillable");
+    let dir = TempDir::new("unkillable");
     // World-traversable, so that the unprivileged host can run the worker from here.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

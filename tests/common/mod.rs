@@ -326,22 +326,3 @@ pub fn supervisor_with_stuck_log_exporter(tag: &str) -> (Supervisor, i32, TempDi
     }
     (sup, reader, dir)
 }
-
-/// A temporary directory that is removed when dropped, even when the test fails.
-pub struct Scratch(PathBuf);
-
-impl Scratch {
-    pub fn new(tag: &str) -> Scratch {
-        Scratch(scratch_dir(tag))
-    }
-
-    pub fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
