@@ -15,6 +15,7 @@ pub mod policy;
 mod spawn;
 pub mod supervisor;
 mod sys;
+mod threads;
 pub mod worker;
 pub mod worker_side;
 

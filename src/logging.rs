@@ -353,17 +353,14 @@ impl Logger {
         let writer = {
             let counters = Arc::clone(&counters);
             let finished = Arc::clone(&finished);
-            std::thread::Builder::new()
-                .name("mpsup-log".into())
-                .spawn(move || {
-                    // A reader-less pipe must give EPIPE here, never SIGPIPE to the host.
-                    crate::sys::block_sigpipe_in_this_thread();
-                    write_loop(rx, sinks, &counters, report);
-                    let (done, cv) = &*finished;
-                    *crate::supervisor::lock(done) = true;
-                    cv.notify_all();
-                })
-                .map_err(|e| Error::os("starting the log writer thread", e))?
+            // Every signal is blocked there: a reader-less pipe gives EPIPE, never SIGPIPE.
+            crate::threads::spawn_named("mpsup-log", None, move || {
+                write_loop(rx, sinks, &counters, report);
+                let (done, cv) = &*finished;
+                *crate::supervisor::lock(done) = true;
+                cv.notify_all();
+            })
+            .map_err(|e| Error::os("starting the log writer thread", e))?
         };
         Ok(Logger {
             settings,

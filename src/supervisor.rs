@@ -671,11 +671,10 @@ impl Supervisor {
             wake,
         });
         let for_monitor = Arc::clone(&shared);
-        let monitor = std::thread::Builder::new()
-            .name("mpsup-monitor".into())
-            .stack_size(256 * 1024)
-            .spawn(move || monitor::run(for_monitor))
-            .map_err(|e| Error::os("spawning the monitor thread", e))?;
+        let monitor = crate::threads::spawn_named("mpsup-monitor", Some(256 * 1024), move || {
+            monitor::run(for_monitor)
+        })
+        .map_err(|e| Error::os("spawning the monitor thread", e))?;
         Ok(Supervisor {
             shared,
             ops: Mutex::new(()),

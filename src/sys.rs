@@ -110,18 +110,6 @@ pub fn open_nonblocking(path: &std::ffi::CStr, flags: libc::c_int) -> io::Result
     Ok(fd)
 }
 
-/// Blocks SIGPIPE in the calling thread only (a library thread): a write to a pipe without a
-/// reader then fails with EPIPE instead of killing the host.
-pub fn block_sigpipe_in_this_thread() {
-    // SAFETY: a valid, initialised signal set; only this thread's mask changes.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGPIPE);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
-}
-
 pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: plain system calls on a descriptor we own.
     unsafe {
