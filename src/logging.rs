@@ -125,7 +125,7 @@ struct RawExporter {
 fn present<'de, D: Deserializer<'de>>(
     de: D,
 ) -> std::result::Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(de).map(Some)
+    crate::config::bounded_value(de).map(Some)
 }
 
 #[derive(Clone, Copy, Deserialize)]
@@ -153,20 +153,34 @@ where
         .map(|Object(t)| t)
         .map_err(|e| {
             let path = e.path().to_string();
-            let path = match path.as_str() {
+            let mut path = match path.as_str() {
                 "." => prefix.to_string(),
                 p if p.starts_with('[') => format!("{prefix}{p}"),
                 p => format!("{prefix}.{p}"),
             };
-            Error::InvalidConfig(format!("{path}: {}", e.inner()))
+            let inner = e.inner().to_string();
+            if inner.starts_with(crate::config::TOO_DEEP) {
+                // The path goes down to the level past the bound: name the key that holds it.
+                if let Some(at) = path.find("].settings") {
+                    path.truncate(at + "].settings".len());
+                }
+            }
+            Error::InvalidConfig(format!("{path}: {inner}"))
         })
 }
 
 /// Parses and validates the settings JSON; each error names its JSON path, such as
-/// `settings.exporters[1].kind`.
+/// `settings.exporters[1].kind`. Like the groups, on a library thread with a large stack.
 pub fn parse_settings(json: &str) -> Result<LogSettings> {
-    let raw: RawSettings =
-        deserialize_at("settings", &mut serde_json::Deserializer::from_str(json))?;
+    crate::threads::on_large_stack(|| parse_settings_here(json))
+}
+
+fn parse_settings_here(json: &str) -> Result<LogSettings> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let raw: RawSettings = deserialize_at("settings", &mut *de)?;
+    // Only whitespace may follow the object: `{} garbage` is not a setting.
+    de.end()
+        .map_err(|e| Error::InvalidConfig(format!("settings: after the object: {e}")))?;
     let mut exporters = Vec::with_capacity(raw.exporters.len());
     for (i, Object(e)) in raw.exporters.into_iter().enumerate() {
         let at = format!("settings.exporters[{i}].settings");

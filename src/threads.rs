@@ -21,7 +21,12 @@ where
     if let Some(bytes) = stack {
         builder = builder.stack_size(bytes);
     }
-    // A new thread inherits its creator's mask: block everything here for the spawn only.
+    with_all_signals_blocked(|| builder.spawn(f))?
+}
+
+/// Runs `f` (a thread spawn: the new thread inherits the mask) with every signal blocked in the
+/// calling thread, then restores the caller's mask.
+fn with_all_signals_blocked<T>(f: impl FnOnce() -> T) -> io::Result<T> {
     // SAFETY: valid signal sets; only the calling thread's mask changes, and is restored below.
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
     unsafe {
@@ -32,8 +37,38 @@ where
             return Err(io::Error::from_raw_os_error(rc));
         }
     }
-    let spawned = builder.spawn(f);
+    let result = f();
     // SAFETY: `old` is the mask read above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-    spawned
+    Ok(result)
+}
+
+/// How much stack `on_large_stack` gives: far more than parsing the deepest accepted value needs.
+const LARGE_STACK: usize = 4 << 20;
+
+/// Runs `f` on a short-lived library thread with a large stack (all signals blocked) and returns
+/// its result; a panic there continues on the caller. Where no thread can be made (RLIMIT_NPROC),
+/// `f` runs on the caller's thread instead.
+pub(crate) fn on_large_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    let job = std::sync::Mutex::new(Some(f));
+    let take = || job.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let ran = std::thread::scope(|scope| {
+        let builder = std::thread::Builder::new()
+            .name("mpsup-parse".into())
+            .stack_size(LARGE_STACK);
+        let spawned =
+            with_all_signals_blocked(|| builder.spawn_scoped(scope, || take().map(|f| f())));
+        match spawned {
+            Ok(Ok(handle)) => Some(
+                handle
+                    .join()
+                    .unwrap_or_else(|payload| std::panic::resume_unwind(payload)),
+            ),
+            _ => None,
+        }
+    });
+    match ran.flatten() {
+        Some(result) => result,
+        None => take().expect("the job did not run")(),
+    }
 }
