@@ -336,6 +336,37 @@ impl std::fmt::Debug for Logger {
     }
 }
 
+/// Opens a jsonl exporter for appending (created if missing, close-on-exec). The open itself
+/// never blocks: a FIFO nobody reads fails at once with ENXIO instead of waiting for a reader.
+/// The descriptor is blocking afterwards, for the writer thread.
+fn open_jsonl(path: &str) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    // std opens with O_CLOEXEC, so workers never inherit the log file.
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            let what = if e.raw_os_error() == Some(libc::ENXIO) {
+                format!("opening log file '{path}' (a FIFO without a reader?)")
+            } else {
+                format!("opening log file '{path}'")
+            };
+            Error::os(what, e)
+        })?;
+    // SAFETY: plain fcntl calls on a descriptor we own.
+    let cleared = unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        flags >= 0 && libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+    };
+    if !cleared {
+        return Err(Error::last_os(format!("making log file '{path}' blocking")));
+    }
+    Ok(file)
+}
+
 impl Logger {
     /// Opens every jsonl file (append, create, close-on-exec) and starts the writer thread.
     pub fn start(settings: LogSettings) -> Result<Logger> {
@@ -345,13 +376,7 @@ impl Logger {
                 Exporter::Stdout => Sink::Stdout,
                 Exporter::Stderr => Sink::Stderr,
                 Exporter::Jsonl { path } => {
-                    // std opens with O_CLOEXEC, so workers never inherit the log file.
-                    let file = OpenOptions::new()
-                        .append(true)
-                        .create(true)
-                        .open(path)
-                        .map_err(|e| Error::os(format!("opening log file '{path}'"), e))?;
-                    Sink::Writer(BufWriter::new(Box::new(file)))
+                    Sink::Writer(BufWriter::new(Box::new(open_jsonl(path)?)))
                 }
             });
         }
