@@ -316,3 +316,33 @@ pub fn supervisor_with_stuck_log_exporter(tag: &str) -> (Supervisor, i32) {
     }
     (sup, reader)
 }
+
+/// Runs `f` on a thread of its own and gives its result, failing the test when it does not
+/// return within `limit`: a call that hangs fails instead of hanging the suite. (The stuck
+/// thread is left behind; the test binary ends with the failure.)
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => {
+            worker.join().unwrap();
+            value
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // It panicked: show that panic.
+            match worker.join() {
+                Err(payload) => std::panic::resume_unwind(payload),
+                Ok(()) => unreachable!("sent nothing, yet returned"),
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not return within {limit:?}")
+        }
+    }
+}
