@@ -21,6 +21,13 @@
 #include <stdint.h>
 
 /**
+ * The deepest nesting of arrays and objects a free-form value (`bootstrap`, an exporter's
+ * `settings`) may have. Parsing recurses once per level on the calling thread, so the bound
+ * keeps the stack a configure call needs small (a host thread may have as little as 64 KiB).
+ */
+#define MAX_VALUE_DEPTH 64
+
+/**
  * The result of every fallible call. Numbers are fixed forever; retired ones are never reused.
  */
 typedef enum mpsup_result {
@@ -121,6 +128,9 @@ enum mpsup_result mpsup_supervisor_free(struct mpsup_supervisor sup);
  * README). All or nothing: on `MPSUP_ERR_INVALID_CONFIG` the message names the JSON path (such
  * as `groups[1].argv`) and the old configuration stays in force. A new configuration applies
  * at the next start of a group; running workers are not touched. An empty array is valid.
+ * Nothing but whitespace may follow the array (the message gives the line and column of what
+ * does). A `bootstrap` value may nest arrays and objects at most 64 levels deep; the parsing
+ * never needs more than a few KiB of the calling thread's stack, however deep the value.
  */
 enum mpsup_result mpsup_configure_process_groups(struct mpsup_supervisor sup,
                                                  const char *groups_json);
@@ -198,8 +208,9 @@ void mpsup_string_free(char *s);
 
 /**
  * For worker processes: sends `READY` on the control channel named by `MPSUP_CONTROL_FD`.
- * `MPSUP_ERR_INVALID_ARGUMENT` when the worker has no control channel, `MPSUP_ERR_OS` when the
- * write fails.
+ * `MPSUP_ERR_INVALID_ARGUMENT` when the worker has no usable control channel: the variable is
+ * unset, is not a number, or names no open socket (a closed descriptor, a regular file, a
+ * directory, `/dev/null`, a pipe); the message says which. `MPSUP_ERR_OS` when the write fails.
  */
 enum mpsup_result mpsup_worker_notify_ready(void);
 
@@ -209,7 +220,9 @@ enum mpsup_result mpsup_worker_notify_ready(void);
  * `*out_stop = true, *out_drain = true`; on `STOP NOW` or end of file (the supervisor is gone):
  * `*out_stop = true, *out_drain = false`; on timeout both false. Other lines are skipped.
  * `MPSUP_ERR_INVALID_ARGUMENT` when the worker has no control channel (it then stops by
- * signal). Either out-pointer may be NULL.
+ * signal), including when `MPSUP_CONTROL_FD` names no open socket (as for
+ * `mpsup_worker_notify_ready`: such a descriptor never reads as a stop); `MPSUP_ERR_OS` when
+ * reading fails. Either out-pointer may be NULL.
  */
 enum mpsup_result mpsup_worker_wait_stop(double timeout_seconds, bool *out_stop, bool *out_drain);
 
@@ -232,7 +245,8 @@ enum mpsup_result mpsup_worker_heartbeat(void);
 /**
  * For worker processes: waits up to `timeout_seconds` (negative: no limit) for `START` (groups
  * with `start_gate`; such workers find `MPSUP_START_GATE=1` in their environment).
- * `*out_started` is false on timeout or when the supervisor closed the channel.
+ * `*out_started` is false on timeout or when the supervisor closed the channel. Errors as
+ * `mpsup_worker_wait_stop`.
  */
 enum mpsup_result mpsup_worker_wait_start(double timeout_seconds, bool *out_started);
 
@@ -240,7 +254,7 @@ enum mpsup_result mpsup_worker_wait_start(double timeout_seconds, bool *out_star
  * For worker processes: waits up to `timeout_seconds` (negative: no limit) for the `BOOTSTRAP`
  * line (groups with `bootstrap`; such workers find `MPSUP_BOOTSTRAP=1` in their environment)
  * and writes its compact JSON text to `*out_json` (free it with `mpsup_string_free`), or NULL
- * on timeout or when the supervisor closed the channel.
+ * on timeout or when the supervisor closed the channel. Errors as `mpsup_worker_wait_stop`.
  */
 enum mpsup_result mpsup_worker_bootstrap_json(double timeout_seconds, char **out_json);
 
@@ -253,8 +267,9 @@ enum mpsup_result mpsup_worker_bootstrap_json(double timeout_seconds, char **out
  * `warn`, `group_failed` `error`, the rest `info`) is below the configured one. A writer thread
  * with a bounded queue does the writing, so a slow exporter never blocks the supervisor: records
  * it cannot take are dropped and counted in a `bootstrap.log_records_dropped` record. All or
- * nothing: `MPSUP_ERR_INVALID_CONFIG` names the JSON path; `MPSUP_ERR_OS` when a file cannot be
- * opened. The previous settings are replaced.
+ * nothing: `MPSUP_ERR_INVALID_CONFIG` names the JSON path (nothing but whitespace may follow the
+ * object); `MPSUP_ERR_OS` when a file cannot be opened. Opening never blocks: a `jsonl` path
+ * that is a FIFO without a reader fails at once with `ENXIO`. The previous settings are replaced.
  */
 enum mpsup_result mpsup_configure_lifecycle_logging(struct mpsup_supervisor sup,
                                                     const char *settings_json);

@@ -179,9 +179,10 @@ pub struct GroupSpec {
     /// 0: off.
     #[serde(default)]
     pub heartbeat_timeout_ms: u64,
-    /// Any JSON value, `null` included; absent means no `BOOTSTRAP` line.
+    /// Any JSON value, `null` included, at most `MAX_VALUE_DEPTH` levels deep; absent means no
+    /// `BOOTSTRAP` line.
     #[serde(default, deserialize_with = "present")]
-    pub bootstrap: Option<serde_json::Value>,
+    pub bootstrap: Option<Bootstrap>,
     #[serde(default)]
     pub start_gate: bool,
     /// How long a worker stopped by a scale-down or a rollout may take before it is killed.
@@ -210,8 +211,117 @@ fn five() -> u32 {
 }
 fn present<'de, D: serde::Deserializer<'de>>(
     d: D,
-) -> std::result::Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(d).map(Some)
+) -> std::result::Result<Option<Bootstrap>, D::Error> {
+    bounded_value(d).map(|v| Some(Bootstrap(v.to_string())))
+}
+
+/// A `bootstrap` payload, kept as the compact JSON text of the configured value: the line a
+/// worker gets is `BOOTSTRAP <this>`. Only text is kept, so sending or dropping it never
+/// recurses through a deep value on a host thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bootstrap(String);
+
+impl Bootstrap {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Bootstrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The deepest nesting of arrays and objects a free-form value (`bootstrap`, an exporter's
+/// `settings`) may have. Parsing recurses once per level on the calling thread, so the bound
+/// keeps the stack a configure call needs small (a host thread may have as little as 64 KiB).
+pub const MAX_VALUE_DEPTH: usize = 64;
+
+pub(crate) const TOO_DEEP: &str = "nested more than 64 levels deep (arrays and objects)";
+
+/// A JSON value of at most `MAX_VALUE_DEPTH` levels; a deeper one is an error as soon as the
+/// parser reaches the level past the bound.
+pub(crate) fn bounded_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<serde_json::Value, D::Error> {
+    serde::de::DeserializeSeed::deserialize(Bounded(MAX_VALUE_DEPTH), d)
+}
+
+/// Builds a `serde_json::Value` with `.0` levels of nesting left.
+struct Bounded(usize);
+
+impl Bounded {
+    fn inner<E: serde::de::Error>(&self) -> std::result::Result<Bounded, E> {
+        match self.0 {
+            0 => Err(E::custom(TOO_DEEP)),
+            left => Ok(Bounded(left - 1)),
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Bounded {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<serde_json::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Bounded {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<serde_json::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> std::result::Result<serde_json::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> std::result::Result<serde_json::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<serde_json::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(self.inner()?)? {
+            out.push(v);
+        }
+        Ok(serde_json::Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<serde_json::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(self.inner()?)?;
+            out.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(out))
+    }
 }
 
 fn warmup() -> Readiness {
@@ -224,18 +334,33 @@ fn inherit() -> Output {
     Output::Inherit
 }
 
-/// Parses and validates the whole groups array.
+/// Parses and validates the whole groups array. The parsing runs on a library thread with a
+/// large stack, so the caller's stack need not hold one frame per level of a deep value.
 pub fn parse_groups(json: &str) -> Result<Vec<GroupSpec>> {
+    crate::threads::on_large_stack(|| parse_groups_here(json))
+}
+
+fn parse_groups_here(json: &str) -> Result<Vec<GroupSpec>> {
     let de = &mut serde_json::Deserializer::from_str(json);
-    let groups: Vec<GroupSpec> = serde_path_to_error::deserialize(de).map_err(|e| {
+    let groups: Vec<GroupSpec> = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." {
+        let mut path = if path == "." {
             "groups".to_string()
         } else {
             format!("groups{path}")
         };
-        Error::InvalidConfig(format!("{path}: {}", e.inner()))
+        let inner = e.inner().to_string();
+        if inner.starts_with(TOO_DEEP) {
+            // The path goes down to the level past the bound: name the key that holds it.
+            if let Some(at) = path.find(".bootstrap") {
+                path.truncate(at + ".bootstrap".len());
+            }
+        }
+        Error::InvalidConfig(format!("{path}: {inner}"))
     })?;
+    // Only whitespace may follow the array: `[] garbage` is not a configuration.
+    de.end()
+        .map_err(|e| Error::InvalidConfig(format!("groups: after the array: {e}")))?;
     let mut names = HashSet::new();
     for (i, g) in groups.iter().enumerate() {
         validate(i, g)?;
@@ -375,7 +500,7 @@ mod tests {
         )
         .unwrap()[0];
         assert_eq!(g.restart, Restart::OnFailure);
-        assert_eq!(g.bootstrap, Some(serde_json::Value::Null));
+        assert_eq!(g.bootstrap.as_ref().map(Bootstrap::as_str), Some("null"));
         assert!(g.start_gate);
         assert_eq!(g.restart_spec().max_restarts, 2);
         assert!(err(r#"[{"name":"a","argv":["x"],"restart":"sometimes"}]"#)

@@ -125,7 +125,7 @@ struct RawExporter {
 fn present<'de, D: Deserializer<'de>>(
     de: D,
 ) -> std::result::Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(de).map(Some)
+    crate::config::bounded_value(de).map(Some)
 }
 
 #[derive(Clone, Copy, Deserialize)]
@@ -153,20 +153,34 @@ where
         .map(|Object(t)| t)
         .map_err(|e| {
             let path = e.path().to_string();
-            let path = match path.as_str() {
+            let mut path = match path.as_str() {
                 "." => prefix.to_string(),
                 p if p.starts_with('[') => format!("{prefix}{p}"),
                 p => format!("{prefix}.{p}"),
             };
-            Error::InvalidConfig(format!("{path}: {}", e.inner()))
+            let inner = e.inner().to_string();
+            if inner.starts_with(crate::config::TOO_DEEP) {
+                // The path goes down to the level past the bound: name the key that holds it.
+                if let Some(at) = path.find("].settings") {
+                    path.truncate(at + "].settings".len());
+                }
+            }
+            Error::InvalidConfig(format!("{path}: {inner}"))
         })
 }
 
 /// Parses and validates the settings JSON; each error names its JSON path, such as
-/// `settings.exporters[1].kind`.
+/// `settings.exporters[1].kind`. Like the groups, on a library thread with a large stack.
 pub fn parse_settings(json: &str) -> Result<LogSettings> {
-    let raw: RawSettings =
-        deserialize_at("settings", &mut serde_json::Deserializer::from_str(json))?;
+    crate::threads::on_large_stack(|| parse_settings_here(json))
+}
+
+fn parse_settings_here(json: &str) -> Result<LogSettings> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let raw: RawSettings = deserialize_at("settings", &mut *de)?;
+    // Only whitespace may follow the object: `{} garbage` is not a setting.
+    de.end()
+        .map_err(|e| Error::InvalidConfig(format!("settings: after the object: {e}")))?;
     let mut exporters = Vec::with_capacity(raw.exporters.len());
     for (i, Object(e)) in raw.exporters.into_iter().enumerate() {
         let at = format!("settings.exporters[{i}].settings");
@@ -322,6 +336,37 @@ impl std::fmt::Debug for Logger {
     }
 }
 
+/// Opens a jsonl exporter for appending (created if missing, close-on-exec). The open itself
+/// never blocks: a FIFO nobody reads fails at once with ENXIO instead of waiting for a reader.
+/// The descriptor is blocking afterwards, for the writer thread.
+fn open_jsonl(path: &str) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    // std opens with O_CLOEXEC, so workers never inherit the log file.
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            let what = if e.raw_os_error() == Some(libc::ENXIO) {
+                format!("opening log file '{path}' (a FIFO without a reader?)")
+            } else {
+                format!("opening log file '{path}'")
+            };
+            Error::os(what, e)
+        })?;
+    // SAFETY: plain fcntl calls on a descriptor we own.
+    let cleared = unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        flags >= 0 && libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+    };
+    if !cleared {
+        return Err(Error::last_os(format!("making log file '{path}' blocking")));
+    }
+    Ok(file)
+}
+
 impl Logger {
     /// Opens every jsonl file (append, create, close-on-exec) and starts the writer thread.
     pub fn start(settings: LogSettings) -> Result<Logger> {
@@ -331,13 +376,7 @@ impl Logger {
                 Exporter::Stdout => Sink::Stdout,
                 Exporter::Stderr => Sink::Stderr,
                 Exporter::Jsonl { path } => {
-                    // std opens with O_CLOEXEC, so workers never inherit the log file.
-                    let file = OpenOptions::new()
-                        .append(true)
-                        .create(true)
-                        .open(path)
-                        .map_err(|e| Error::os(format!("opening log file '{path}'"), e))?;
-                    Sink::Writer(BufWriter::new(Box::new(file)))
+                    Sink::Writer(BufWriter::new(Box::new(open_jsonl(path)?)))
                 }
             });
         }

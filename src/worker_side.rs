@@ -58,7 +58,7 @@ fn wait_for<T>(timeout_seconds: f64, done: impl Fn(&mut Inbox) -> Option<T>) -> 
     if timeout_seconds.is_nan() {
         return Err(Error::InvalidArgument("timeout_seconds is NaN".into()));
     }
-    let fd = control_fd()?;
+    let fd = control_socket()?;
     let deadline = (timeout_seconds >= 0.0)
         .then(|| Instant::now() + std::time::Duration::from_secs_f64(timeout_seconds.min(1e9)));
     let mut inbox = lock(&INBOX);
@@ -130,18 +130,11 @@ fn read_once(fd: RawFd, left: Option<std::time::Duration>) -> Result<Option<Vec<
     // elsewhere meanwhile (a worker's child reading the same socket).
     let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
     if n < 0 {
-        return match io::Error::last_os_error().kind() {
+        let err = io::Error::last_os_error();
+        return match err.kind() {
             io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => Ok(None),
-            // Not a socket (a pipe given by hand): a plain read, which poll said will not block.
-            _ => {
-                // SAFETY: as above.
-                let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-                Ok(Some(if n <= 0 {
-                    Vec::new()
-                } else {
-                    buf[..n as usize].to_vec()
-                }))
-            }
+            // A failure is not an end of file: it must not read as "the supervisor is gone".
+            _ => Err(Error::os("reading the control channel", err)),
         };
     }
     buf.truncate(n as usize);
@@ -178,9 +171,37 @@ pub fn control_fd() -> Result<RawFd> {
         })
 }
 
+/// The control descriptor from the environment, checked to be an open socket: a closed
+/// descriptor, a file, a directory, `/dev/null` or a pipe is no control channel, and would
+/// otherwise read as an end of file ("the supervisor is gone") or as silence.
+pub fn control_socket() -> Result<RawFd> {
+    let fd = control_fd()?;
+    // SAFETY: fstat writes into a zeroed stat of our own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        let err = io::Error::last_os_error();
+        return Err(Error::InvalidArgument(format!(
+            "MPSUP_CONTROL_FD {fd} is not an open descriptor: {err}"
+        )));
+    }
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFSOCK => return Ok(fd),
+        libc::S_IFREG => "a regular file",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFIFO => "a pipe or FIFO",
+        libc::S_IFLNK => "a symbolic link",
+        _ => "of an unknown kind",
+    };
+    Err(Error::InvalidArgument(format!(
+        "MPSUP_CONTROL_FD {fd} is {kind}, not a socket: this worker has no usable control channel"
+    )))
+}
+
 /// Sends one line (a `\n` is added) to the supervisor.
 pub fn send_line(line: &str) -> Result<()> {
-    let fd = control_fd()?;
+    let fd = control_socket()?;
     let mut bytes = Vec::with_capacity(line.len() + 1);
     bytes.extend_from_slice(line.as_bytes());
     bytes.push(b'\n');

@@ -5,20 +5,42 @@ mod common;
 use common::*;
 use mpsupervisor::{Error, Options, Supervisor};
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 #[test]
 fn wait_ready_zero_is_false_after_start() {
-    let sup = supervisor(&[sh_group("g", 1, POLITE)]);
+    // A worker that cannot be ready yet; a wait that did not return at once would fail here.
+    let sup = std::sync::Arc::new(supervisor(&[with(
+        sh_group("g", 1, POLITE),
+        json!({"warmup_ms": 600_000}),
+    )]));
     sup.start_groups(&["g"]).unwrap();
-    assert!(!sup.wait_ready(0.0).unwrap());
-    assert!(!sup.wait_ready(-1.0).unwrap());
-    assert!(!sup.wait_ready(f64::NAN).unwrap());
+    let waits = within(Duration::from_secs(10), "wait_ready(0, -1, NaN)", {
+        let sup = sup.clone();
+        move || {
+            [0.0, -1.0, f64::NAN, -f64::INFINITY].map(|t| {
+                let start = Instant::now();
+                (sup.wait_ready(t).unwrap(), start.elapsed())
+            })
+        }
+    });
+    for (ready, elapsed) in waits {
+        assert!(!ready);
+        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    }
 }
 
 #[test]
 fn wait_ready_without_workers_is_false_at_once() {
     let sup = supervisor(&[sh_group("g", 1, POLITE)]);
-    assert!(!sup.wait_ready(1000.0).unwrap());
+    // A wait that sat out its timeout would take 20 s.
+    let start = Instant::now();
+    assert!(!sup.wait_ready(20.0).unwrap());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -43,7 +65,12 @@ fn two_workers_appear_in_the_snapshot_right_after_start() {
 
 #[test]
 fn start_emits_spawned_per_worker_then_start_groups() {
-    let sup = supervisor(&[sh_group("a", 2, POLITE), sh_group("b", 1, POLITE)]);
+    // Workers that cannot become ready while the events are read (no worker_ready among them).
+    let not_yet = json!({"warmup_ms": 600_000});
+    let sup = supervisor(&[
+        with(sh_group("a", 2, POLITE), not_yet.clone()),
+        with(sh_group("b", 1, POLITE), not_yet),
+    ]);
     sup.start_groups(&["a", "b"]).unwrap();
     let log = drain_all(&sup);
     let kinds: Vec<&str> = log.iter().map(|e| e["kind"].as_str().unwrap()).collect();
@@ -299,7 +326,11 @@ fn a_killed_worker_reports_its_signal() {
 
 #[test]
 fn restarting_a_running_group_force_stops_the_old_workers_first() {
-    let sup = supervisor(&[sh_group("g", 2, POLITE)]);
+    // Workers that cannot become ready while the events are read (no worker_ready among them).
+    let sup = supervisor(&[with(
+        sh_group("g", 2, POLITE),
+        json!({"warmup_ms": 600_000}),
+    )]);
     sup.start_groups(&["g"]).unwrap();
     let old = pids(&sup.snapshot().unwrap(), "g");
     drain_all(&sup);
@@ -558,8 +589,15 @@ fn events_are_bounded_and_report_what_was_dropped() {
         ..Options::default()
     })
     .unwrap();
-    sup.configure_process_groups(&json!([sh_group("g", 5, POLITE)]).to_string())
-        .unwrap();
+    // Workers that cannot become ready meanwhile: worker_ready events would change the count.
+    sup.configure_process_groups(
+        &json!([with(
+            sh_group("g", 5, POLITE),
+            json!({"warmup_ms": 600_000})
+        )])
+        .to_string(),
+    )
+    .unwrap();
     sup.start_groups(&["g"]).unwrap();
     let first = drain_all(&sup);
     assert_eq!(first.len(), 4);
@@ -588,7 +626,10 @@ fn wait_ready_does_not_block_snapshot_or_drain_and_stop_wakes_it() {
     while sup.snapshot().unwrap()["g"][0]["state"] != "starting" {}
     drain_all(&sup);
     sup.stop_groups(30.0, true).unwrap();
-    assert!(!waiter.join().unwrap());
+    // The stop must wake the waiter (its own timeout is 1e9 s).
+    assert!(!within(HANG, "the woken wait_ready", move || waiter
+        .join()
+        .unwrap()));
 }
 
 #[test]

@@ -69,14 +69,27 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+/// What `mpsup_last_error_message` gives once this thread's storage is gone: a call made from a
+/// thread-local or pthread key destructor, after the library's thread-locals were destroyed.
+const UNAVAILABLE: &CStr = c"the error message is unavailable: this call was made while the thread was exiting (from a thread-local or pthread key destructor)";
+
 pub(crate) fn set_last_error(message: &str) {
     let clean = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|m| *m.borrow_mut() = clean);
+    // Never `with`: it panics once the thread-local is destroyed, and the panic would abort.
+    let _ = LAST_ERROR.try_with(|m| {
+        if let Ok(mut slot) = m.try_borrow_mut() {
+            *slot = clean;
+        }
+    });
 }
 
 /// The message of this thread's last failure; valid until this thread's next failing call.
 pub(crate) fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|m| m.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|m| m.try_borrow().map(|s| s.as_ptr()).ok())
+        .ok()
+        .flatten()
+        .unwrap_or(UNAVAILABLE.as_ptr())
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

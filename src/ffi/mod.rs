@@ -106,6 +106,9 @@ pub extern "C" fn mpsup_supervisor_free(sup: mpsup_supervisor) -> mpsup_result {
 /// README). All or nothing: on `MPSUP_ERR_INVALID_CONFIG` the message names the JSON path (such
 /// as `groups[1].argv`) and the old configuration stays in force. A new configuration applies
 /// at the next start of a group; running workers are not touched. An empty array is valid.
+/// Nothing but whitespace may follow the array (the message gives the line and column of what
+/// does). A `bootstrap` value may nest arrays and objects at most 64 levels deep; the parsing
+/// never needs more than a few KiB of the calling thread's stack, however deep the value.
 #[no_mangle]
 pub extern "C" fn mpsup_configure_process_groups(
     sup: mpsup_supervisor,
@@ -247,8 +250,9 @@ pub extern "C" fn mpsup_string_free(s: *mut c_char) {
 }
 
 /// For worker processes: sends `READY` on the control channel named by `MPSUP_CONTROL_FD`.
-/// `MPSUP_ERR_INVALID_ARGUMENT` when the worker has no control channel, `MPSUP_ERR_OS` when the
-/// write fails.
+/// `MPSUP_ERR_INVALID_ARGUMENT` when the worker has no usable control channel: the variable is
+/// unset, is not a number, or names no open socket (a closed descriptor, a regular file, a
+/// directory, `/dev/null`, a pipe); the message says which. `MPSUP_ERR_OS` when the write fails.
 #[no_mangle]
 pub extern "C" fn mpsup_worker_notify_ready() -> mpsup_result {
     guard(worker_side::notify_ready)
@@ -259,7 +263,9 @@ pub extern "C" fn mpsup_worker_notify_ready() -> mpsup_result {
 /// `*out_stop = true, *out_drain = true`; on `STOP NOW` or end of file (the supervisor is gone):
 /// `*out_stop = true, *out_drain = false`; on timeout both false. Other lines are skipped.
 /// `MPSUP_ERR_INVALID_ARGUMENT` when the worker has no control channel (it then stops by
-/// signal). Either out-pointer may be NULL.
+/// signal), including when `MPSUP_CONTROL_FD` names no open socket (as for
+/// `mpsup_worker_notify_ready`: such a descriptor never reads as a stop); `MPSUP_ERR_OS` when
+/// reading fails. Either out-pointer may be NULL.
 #[no_mangle]
 pub extern "C" fn mpsup_worker_wait_stop(
     timeout_seconds: f64,
@@ -308,7 +314,8 @@ pub extern "C" fn mpsup_worker_heartbeat() -> mpsup_result {
 
 /// For worker processes: waits up to `timeout_seconds` (negative: no limit) for `START` (groups
 /// with `start_gate`; such workers find `MPSUP_START_GATE=1` in their environment).
-/// `*out_started` is false on timeout or when the supervisor closed the channel.
+/// `*out_started` is false on timeout or when the supervisor closed the channel. Errors as
+/// `mpsup_worker_wait_stop`.
 #[no_mangle]
 pub extern "C" fn mpsup_worker_wait_start(
     timeout_seconds: f64,
@@ -326,7 +333,7 @@ pub extern "C" fn mpsup_worker_wait_start(
 /// For worker processes: waits up to `timeout_seconds` (negative: no limit) for the `BOOTSTRAP`
 /// line (groups with `bootstrap`; such workers find `MPSUP_BOOTSTRAP=1` in their environment)
 /// and writes its compact JSON text to `*out_json` (free it with `mpsup_string_free`), or NULL
-/// on timeout or when the supervisor closed the channel.
+/// on timeout or when the supervisor closed the channel. Errors as `mpsup_worker_wait_stop`.
 #[no_mangle]
 pub extern "C" fn mpsup_worker_bootstrap_json(
     timeout_seconds: f64,
@@ -349,8 +356,9 @@ pub extern "C" fn mpsup_worker_bootstrap_json(
 /// `warn`, `group_failed` `error`, the rest `info`) is below the configured one. A writer thread
 /// with a bounded queue does the writing, so a slow exporter never blocks the supervisor: records
 /// it cannot take are dropped and counted in a `bootstrap.log_records_dropped` record. All or
-/// nothing: `MPSUP_ERR_INVALID_CONFIG` names the JSON path; `MPSUP_ERR_OS` when a file cannot be
-/// opened. The previous settings are replaced.
+/// nothing: `MPSUP_ERR_INVALID_CONFIG` names the JSON path (nothing but whitespace may follow the
+/// object); `MPSUP_ERR_OS` when a file cannot be opened. Opening never blocks: a `jsonl` path
+/// that is a FIFO without a reader fails at once with `ENXIO`. The previous settings are replaced.
 #[no_mangle]
 pub extern "C" fn mpsup_configure_lifecycle_logging(
     sup: mpsup_supervisor,

@@ -1,11 +1,16 @@
 //! Handles: generation-checked ids into a process-wide table of supervisors.
 //!
-//! An id is `generation << 32 | (slot + 1)`, so 0 is never valid, and an id whose slot was freed
-//! (and perhaps reused) no longer matches the slot's generation.
+//! An id is `generation << 32 | (slot + 1)`, so 0 is never valid. Generations come from one
+//! process-wide counter, so an id whose slot was freed (and perhaps reused) no longer matches.
+//!
+//! A child the host forks must never wait on the table's lock: another thread of the parent may
+//! have held it at the moment of the fork, and in the child nobody would ever release it. So the
+//! table belongs to the process that made it; the first call in a forked child finds the pid
+//! changed and starts a table of its own, without touching (or freeing) the parent's. Ids of
+//! the parent are unknown there, and the counter the child inherited keeps its own ids distinct.
 
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-
-use once_cell::sync::Lazy;
 
 use crate::error::Error;
 use crate::supervisor::Supervisor;
@@ -22,7 +27,51 @@ struct Registry {
     free: Vec<usize>,
 }
 
-static REGISTRY: Lazy<Mutex<Registry>> = Lazy::new(|| Mutex::new(Registry::default()));
+/// The table of one process.
+struct Table {
+    pid: u32,
+    /// Ids with a lower generation were issued before this process forked from its parent.
+    first_generation: u32,
+    registry: Mutex<Registry>,
+}
+
+static CURRENT: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
+static NEXT_GENERATION: AtomicU32 = AtomicU32::new(1);
+
+/// This process's table, checked by pid before any lock is taken.
+fn table() -> &'static Table {
+    let pid = std::process::id();
+    loop {
+        let current = CURRENT.load(Ordering::Acquire);
+        // SAFETY: a table, once published, is never freed (a forked child leaks its parent's).
+        if let Some(table) = unsafe { current.as_ref() } {
+            if table.pid == pid {
+                return table;
+            }
+        }
+        let fresh = Box::into_raw(Box::new(Table {
+            pid,
+            first_generation: NEXT_GENERATION.load(Ordering::Relaxed),
+            registry: Mutex::new(Registry::default()),
+        }));
+        match CURRENT.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: just published, never freed.
+            Ok(_) => return unsafe { &*fresh },
+            // Another thread of this process published one first: use that.
+            // SAFETY: ours was never published.
+            Err(_) => drop(unsafe { Box::from_raw(fresh) }),
+        }
+    }
+}
+
+fn next_generation() -> u32 {
+    loop {
+        let g = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        if g != 0 {
+            return g;
+        }
+    }
+}
 
 fn split(id: u64) -> Option<(usize, u32)> {
     let slot = (id & 0xffff_ffff) as usize;
@@ -38,27 +87,36 @@ fn invalid(id: u64) -> Error {
 
 /// Stores a supervisor and returns its id.
 pub fn insert(supervisor: Supervisor) -> u64 {
-    let mut reg = lock(&REGISTRY);
-    let supervisor = Some(Arc::new(supervisor));
+    let mut reg = lock(&table().registry);
+    let slot = Slot {
+        generation: next_generation(),
+        supervisor: Some(Arc::new(supervisor)),
+    };
     let index = match reg.free.pop() {
         Some(index) => {
-            reg.slots[index].supervisor = supervisor;
+            reg.slots[index] = slot;
             index
         }
         None => {
-            reg.slots.push(Slot {
-                generation: 1,
-                supervisor,
-            });
+            reg.slots.push(slot);
             reg.slots.len() - 1
         }
     };
     (reg.slots[index].generation as u64) << 32 | (index as u64 + 1)
 }
 
+/// The error for an id this process's table does not hold.
+fn unknown(table: &Table, id: u64) -> Error {
+    match split(id) {
+        Some((_, generation)) if generation < table.first_generation => foreign(id),
+        _ => invalid(id),
+    }
+}
+
 /// The supervisor behind `id`; the caller's clone keeps it alive through a concurrent free.
 pub fn get(id: u64) -> Result<Arc<Supervisor>, Error> {
-    let reg = lock(&REGISTRY);
+    let table = table();
+    let reg = lock(&table.registry);
     let (index, generation) = split(id).ok_or_else(|| invalid(id))?;
     match reg.slots.get(index) {
         Some(Slot {
@@ -70,7 +128,7 @@ pub fn get(id: u64) -> Result<Arc<Supervisor>, Error> {
             }
             Ok(Arc::clone(s))
         }
-        _ => Err(invalid(id)),
+        _ => Err(unknown(table, id)),
     }
 }
 
@@ -82,14 +140,14 @@ fn foreign(id: u64) -> Error {
 
 /// Takes the supervisor out of the table; its id (and every copy of it) is invalid from now on.
 pub fn remove(id: u64) -> Result<Arc<Supervisor>, Error> {
-    let mut reg = lock(&REGISTRY);
+    let table = table();
+    let mut reg = lock(&table.registry);
     let (index, generation) = split(id).ok_or_else(|| invalid(id))?;
-    let slot = reg.slots.get_mut(index).ok_or_else(|| invalid(id))?;
+    let slot = reg.slots.get_mut(index).ok_or_else(|| unknown(table, id))?;
     if slot.generation != generation || slot.supervisor.is_none() {
-        return Err(invalid(id));
+        return Err(unknown(table, id));
     }
     let supervisor = slot.supervisor.take().expect("checked above");
-    slot.generation = slot.generation.wrapping_add(1).max(1);
     reg.free.push(index);
     if !supervisor.owned_by_this_process() {
         // Forgotten in this child, untouched: dropping it is harmless (Drop checks the owner).

@@ -4,10 +4,9 @@
 //! the orphanage, which reaps it without blocking anyone.
 
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
-
-use once_cell::sync::Lazy;
 
 use crate::os;
 use crate::sync::lock;
@@ -55,28 +54,63 @@ impl Drop for Child {
         // It leads its own process group, which its zombie keeps reserved until it is reaped.
         let _ = os::kill_group(self.pid, libc::SIGKILL);
         let _ = os::kill_pid(self.pid, libc::SIGKILL);
-        ORPHANS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(self.pid);
+        orphan(self.pid);
         reap_orphans();
     }
 }
 
-/// Killed children of this process that are not reaped yet.
-static ORPHANS: Lazy<Mutex<Vec<i32>>> = Lazy::new(|| Mutex::new(Vec::new()));
+/// Killed children of this process that are not reaped yet. Per process, found by pid: a child
+/// the host forked must never wait for a lock that a thread of its parent held at the fork, so it
+/// starts an orphanage of its own (and leaks the parent's copy, which it must not touch).
+struct Orphanage {
+    pid: u32,
+    pids: Mutex<Vec<i32>>,
+    count: AtomicUsize,
+}
+
+static ORPHANAGE: AtomicPtr<Orphanage> = AtomicPtr::new(std::ptr::null_mut());
+
+fn orphanage() -> &'static Orphanage {
+    let pid = std::process::id();
+    let current = ORPHANAGE.load(Ordering::Acquire);
+    // SAFETY: a pointer stored here comes from Box::leak and is never freed.
+    if let Some(o) = unsafe { current.as_ref() }.filter(|o| o.pid == pid) {
+        return o;
+    }
+    let fresh: &'static mut Orphanage = Box::leak(Box::new(Orphanage {
+        pid,
+        pids: Mutex::new(Vec::new()),
+        count: AtomicUsize::new(0),
+    }));
+    match ORPHANAGE.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => fresh,
+        // Another thread of this process got there first: use its orphanage (this one leaks,
+        // once per process at most).
+        // SAFETY: as above.
+        Err(other) => unsafe { &*other },
+    }
+}
 
 /// Reaps the orphans that have died; the monitors call it on every round while any are left.
 pub fn reap_orphans() {
-    lock(&ORPHANS).retain(|&pid| !os::try_reap(pid));
+    let o = orphanage();
+    if o.count.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let mut pids = lock(&o.pids);
+    pids.retain(|&pid| !os::try_reap(pid));
+    o.count.store(pids.len(), Ordering::Release);
 }
 
-/// Hands a tracked worker that could not be reaped in time (it ignores SIGKILL for now) to the
-/// orphanage, so that a later round of any monitor reaps it.
+/// Hands a killed process that is not reaped yet to the orphanage, so that a later round of any
+/// monitor reaps it.
 pub fn orphan(pid: i32) {
-    lock(&ORPHANS).push(pid);
+    let o = orphanage();
+    let mut pids = lock(&o.pids);
+    pids.push(pid);
+    o.count.store(pids.len(), Ordering::Release);
 }
 
 pub fn have_orphans() -> bool {
-    !lock(&ORPHANS).is_empty()
+    orphanage().count.load(Ordering::Acquire) > 0
 }

@@ -190,15 +190,23 @@ pub fn build_dir() -> PathBuf {
     dir
 }
 
-/// The directory holding libmpsupervisor.so for this test build.
+/// The directory holding the libmpsupervisor.so of this very test build: target/<profile>/deps,
+/// next to the test binary. `cargo test` rebuilds the library there (all its crate types come
+/// from one compile) but does not copy it up to target/<profile>, so linking against (or
+/// loading from) target/<profile>/libmpsupervisor.so would test whatever `cargo build` made last.
 pub fn lib_dir() -> PathBuf {
-    std::env::current_exe()
+    let dir = std::env::current_exe()
         .unwrap()
         .parent()
         .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
+        .to_path_buf();
+    let lib = dir.join("libmpsupervisor.so");
+    assert!(
+        lib.exists(),
+        "{}: the library of this test build is missing",
+        lib.display()
+    );
+    dir
 }
 
 /// Compiles C sources into an executable in `build_dir()`, strict warnings on, linked with the
@@ -255,15 +263,43 @@ fn build_program(
     }
     if link {
         let lib = lib_dir();
+        // DT_RPATH, not DT_RUNPATH: cargo test puts target/<profile> first in LD_LIBRARY_PATH,
+        // which would otherwise win and load the library `cargo build` made last.
         cmd.arg("-L")
             .arg(&lib)
-            .arg(format!("-Wl,-rpath,{}", lib.display()))
+            .arg(format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display()))
             .arg("-lmpsupervisor");
     }
     let status = cmd.status().expect("the compiler runs");
     assert!(status.success(), "building {name} failed");
+    if link {
+        assert_loads_this_library(&out);
+    }
     built.push(name.to_string());
     out
+}
+
+/// Fails unless `program`, started with this test's environment, loads the library of this
+/// test build: the dynamic loader says where it finds each library and exits.
+fn assert_loads_this_library(program: &std::path::Path) {
+    let out = std::process::Command::new(program)
+        .env("LD_TRACE_LOADED_OBJECTS", "1")
+        .output()
+        .expect("the loader runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expected = lib_dir().join("libmpsupervisor.so");
+    let found = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("libmpsupervisor.so "))
+        .and_then(|l| l.split("=>").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .map(PathBuf::from);
+    assert_eq!(
+        found.as_deref().map(|p| p.canonicalize().unwrap()),
+        Some(expected.canonicalize().unwrap()),
+        "{} would load another libmpsupervisor.so:\n{text}",
+        program.display()
+    );
 }
 
 /// The pids of this process's children, from /proc.
@@ -325,4 +361,34 @@ pub fn supervisor_with_stuck_log_exporter(tag: &str) -> (Supervisor, i32, TempDi
         sup.stop_groups(30.0, true).unwrap();
     }
     (sup, reader, dir)
+}
+
+/// Runs `f` on a thread of its own and gives its result, failing the test when it does not
+/// return within `limit`: a call that hangs fails instead of hanging the suite. (The stuck
+/// thread is left behind; the test binary ends with the failure.)
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => {
+            worker.join().unwrap();
+            value
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // It panicked: show that panic.
+            match worker.join() {
+                Err(payload) => std::panic::resume_unwind(payload),
+                Ok(()) => unreachable!("sent nothing, yet returned"),
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not return within {limit:?}")
+        }
+    }
 }
