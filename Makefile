@@ -136,6 +136,8 @@ $(VENV)/.setup-stamp:
 test-python: setup python-package
 	cd $(BUILD) && env -u MPSUPERVISOR_LIBRARY MPSUP_TEST_INSTALLED=1 MPSUP_REPO=$(CURDIR) \
 		$(abspath $(VENV_PYTHON)) -m pytest -q -p no:cacheprovider $(CURDIR)/bindings/python/tests
+	cd bindings/python && $(abspath $(VENV_PYTHON)) -m mypy --strict --cache-dir $(abspath $(BUILD))/mypy-cache \
+		mpsupervisor setup.py tests
 
 # -count=1: Go caches test results and would not notice a rebuilt library.
 test-go: setup

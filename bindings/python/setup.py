@@ -23,7 +23,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from setuptools import Command, setup
 from setuptools.command.bdist_wheel import bdist_wheel as _bdist_wheel
@@ -106,7 +106,7 @@ class build_rust(Command):
     """Build the crate with cargo and copy its artifacts into the built package."""
 
     description = "build libmpsupervisor (and the bundled programs) with cargo"
-    user_options: List[tuple] = []
+    user_options = []  # type: ignore[var-annotated]  # no options
 
     def initialize_options(self) -> None:
         self.build_lib: Optional[str] = None
@@ -131,7 +131,7 @@ class build_py(_build_py):
         super().run()
         self.run_command("build_rust")
 
-    def get_outputs(self, include_bytecode: bool = True) -> List[str]:  # type: ignore[override]
+    def get_outputs(self, include_bytecode: bool = True) -> List[str]:
         outputs = list(super().get_outputs(include_bytecode))
         package = Path(self.build_lib) / PACKAGE
         outputs += [str(package / name) for name in [f"lib{CRATE}.so", *BUNDLED_PROGRAMS]]
@@ -161,7 +161,7 @@ class bdist_wheel(_bdist_wheel):
         super().finalize_options()
         self.root_is_pure = False
 
-    def get_tag(self) -> tuple:
+    def get_tag(self) -> Tuple[str, str, str]:
         _, _, platform = super().get_tag()
         return "py3", "none", platform
 

@@ -104,6 +104,7 @@ class Supervisor:
         # before the handle (and with it the fd) goes away.
         self._close_wakers_lock = threading.Lock()
         self._close_wakers: Dict[int, Callable[[], None]] = {}
+        self._closing = False
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -121,6 +122,7 @@ class Supervisor:
         In a forked child it only forgets the handle: the workers are the parent's.
         An ``events()`` generator waiting for events ends."""
         with self._close_wakers_lock:
+            self._closing = True
             wakers = list(self._close_wakers.values())
             self._close_wakers.clear()
         for wake in wakers:
@@ -276,7 +278,7 @@ class Supervisor:
                     loop.call_soon_threadsafe(wake, future)
 
             with self._close_wakers_lock:
-                if self.closed:
+                if self._closing:
                     return
                 self._close_wakers[key] = wake_on_close
             loop.add_reader(fd, wake)
@@ -286,7 +288,7 @@ class Supervisor:
                 with self._close_wakers_lock:
                     self._close_wakers.pop(key, None)
                 loop.remove_reader(fd)
-            if self.closed:
+            if self._closing:
                 return
 
     def force_terminate_groups(self, names: Iterable[str]) -> None:
