@@ -202,8 +202,8 @@ class Supervisor:
         Raises TimeoutError (naming the first worker still alive) at the deadline. The
         library call runs in a helper thread while this one waits in 50 ms slices, so
         Ctrl-C raises KeyboardInterrupt promptly; the stop then goes on in that thread
-        until it ends or its deadline (``close()`` or ``force_terminate_groups`` end it
-        sooner)."""
+        until it ends or its deadline (``close()`` waits for it: the library frees a
+        handle once the calls in progress on it have returned)."""
         graceful = float(graceful_timeout_seconds)
         drain = bool(drain_inflight)
         handle = self._handle()
