@@ -70,7 +70,7 @@ lib: $(LIB)
 # Cargo knows whether the library is up to date; make only sees the file's time,
 # so the C programs are relinked only when cargo really rebuilt it.
 $(LIB): FORCE
-	$(CARGO) build $(CARGO_PROFILE_FLAGS)
+	$(CARGO) build $(CARGO_PROFILE_FLAGS) $(CARGO_LIB_FLAGS)
 
 c-examples: $(C_EXAMPLES)
 
@@ -107,8 +107,14 @@ test: test-rust test-python test-go test-valgrind test-asan
 setup:
 	VENV=$(VENV) scripts/setup
 
+# The debug library the tests use is built with --all-targets: then its dependencies are
+# resolved with the dev-dependencies' features, as `cargo test` resolves them. A plain
+# `cargo build` resolves them without, and since the cdylib's file name carries no hash, the two
+# would rebuild target/debug/libmpsupervisor.so in turn on every make test.
+TEST_CARGO_BUILD := $(CARGO) build --all-targets
+
 test-rust: setup
-	$(CARGO) build
+	$(TEST_CARGO_BUILD)
 	$(CARGO) test
 
 # The package as pip installs it into build/venv: setup.py builds the bundled
@@ -141,19 +147,19 @@ test-python: setup python-package
 
 # -count=1: Go caches test results and would not notice a rebuilt library.
 test-go: setup
-	$(CARGO) build
+	$(TEST_CARGO_BUILD)
 	cd bindings/go && go vet ./... && test -z "$$(gofmt -l .)" && go test -count=1 ./...
 
 # valgrind does not know pidfd_open, so this run also covers the polling fallback.
 test-valgrind: setup
-	$(MAKE) --no-print-directory PROFILE=debug BUILD=$(BUILD)/debug c-examples
+	$(MAKE) --no-print-directory PROFILE=debug BUILD=$(BUILD)/debug CARGO_LIB_FLAGS=--all-targets c-examples
 	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 		./$(BUILD)/debug/demo_host --seconds 0.5 > /dev/null
 
 # The C programs instrumented with AddressSanitizer and UBSan (the Rust library is not); this
 # run uses pidfds. The nm check proves the sanitizer really got linked.
 test-asan: setup
-	$(CARGO) build
+	$(TEST_CARGO_BUILD)
 	mkdir -p $(BUILD)/asan
 	$(CC) $(ALL_CFLAGS) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 		-o $(BUILD)/asan/demo_host c_examples/demo_host.c -Ltarget/debug -lmpsupervisor \
