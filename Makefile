@@ -139,9 +139,11 @@ $(VENV)/.setup-stamp:
 
 # From a directory outside the source tree, without MPSUPERVISOR_LIBRARY: the tests import the
 # installed package and its bundled library (conftest checks both under MPSUP_TEST_INSTALLED=1).
+# Their temp folders live in build/pytest-tmp, emptied at each run (kept only for failed tests).
 test-python: setup python-package
 	cd $(BUILD) && env -u MPSUPERVISOR_LIBRARY MPSUP_TEST_INSTALLED=1 MPSUP_REPO=$(CURDIR) \
-		$(abspath $(VENV_PYTHON)) -m pytest -q -p no:cacheprovider $(CURDIR)/bindings/python/tests
+		$(abspath $(VENV_PYTHON)) -m pytest -q -p no:cacheprovider --basetemp=$(abspath $(BUILD))/pytest-tmp \
+		$(CURDIR)/bindings/python/tests
 	cd bindings/python && $(abspath $(VENV_PYTHON)) -m mypy --strict --cache-dir $(abspath $(BUILD))/mypy-cache \
 		mpsupervisor setup.py tests
 

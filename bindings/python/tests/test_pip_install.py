@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -85,8 +86,11 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("fresh-venv")
     # The base interpreter, not this venv's: a venv made from a venv still is a fresh one.
     base = getattr(sys, "_base_executable", sys.executable)
-    _run([base, "-m", "venv", str(root / "venv")], cwd=root)
-    yield root / "venv"
+    try:
+        _run([base, "-m", "venv", str(root / "venv")], cwd=root)
+        yield root / "venv"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # module scope: pytest's retention does not cover it
 
 
 def _check_user_script(venv: Path, workdir: Path) -> None:
