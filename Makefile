@@ -8,7 +8,10 @@
 #                     libmpsupervisor.so.X.Y.Z with SONAME libmpsupervisor.so.X and its two
 #                     symlinks, libmpsupervisor.a, and lib/pkgconfig/mpsupervisor.pc
 #   make uninstall    removes what make install put there
-#   make test         the test suite
+#   make setup        scripts/setup: apt-get installs the missing system tools (as root) and
+#                     makes the Python environment build/venv (pytest, the build tools)
+#   make test         the test suite (runs make setup first)
+#   make python-package  pip installs bindings/python (cargo builds the bundled library) into build/venv
 #   make clean
 #
 # PROFILE=debug (or a custom [profile.NAME]) builds and links against target/$(PROFILE).
@@ -57,8 +60,8 @@ RUSTC_LOG := $(INSTALL_TARGET_DIR)/rustc.log
 # What rustc printed for this staticlib on x86_64 glibc; used only if its note cannot be read.
 FALLBACK_NATIVE_STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
-.PHONY: all lib c-examples demo demo-cpp demo-crash test test-rust test-python test-go test-valgrind \
-	test-asan install install-build uninstall clean FORCE
+.PHONY: all lib c-examples demo demo-cpp demo-crash setup python-package test test-rust test-python \
+	test-go test-valgrind test-asan install install-build uninstall clean FORCE
 
 all: lib c-examples
 
@@ -67,7 +70,7 @@ lib: $(LIB)
 # Cargo knows whether the library is up to date; make only sees the file's time,
 # so the C programs are relinked only when cargo really rebuilt it.
 $(LIB): FORCE
-	$(CARGO) build $(CARGO_PROFILE_FLAGS)
+	$(CARGO) build $(CARGO_PROFILE_FLAGS) $(CARGO_LIB_FLAGS)
 
 c-examples: $(C_EXAMPLES)
 
@@ -97,28 +100,57 @@ demo-crash: lib c-examples
 	./$(BUILD)/demo_host c_examples/crash_demo.json crashy --seconds 10 || test $$? -eq 4
 
 # Every test: Rust unit and integration tests (they build and run the C programs), the Python
-# bindings against the debug library, the C examples under valgrind, and under ASan/UBSan.
+# bindings as pip installs them, the Go bindings, the C examples under valgrind and ASan/UBSan.
 test: test-rust test-python test-go test-valgrind test-asan
 	@echo "test suites: 5 passed, 0 failed"
 
-test-rust:
-	$(CARGO) build
+# Installs only what is missing; cheap when nothing is. Every test target runs it first.
+setup:
+	VENV=$(VENV) scripts/setup
+
+# The debug library the tests use is built with --all-targets: then its dependencies are
+# resolved with the dev-dependencies' features, as `cargo test` resolves them. A plain
+# `cargo build` resolves them without, and since the cdylib's file name carries no hash, the two
+# would rebuild target/debug/libmpsupervisor.so in turn on every make test.
+TEST_CARGO_BUILD := $(CARGO) build --all-targets
+
+test-rust: setup
+	$(TEST_CARGO_BUILD)
 	$(CARGO) test
 
-# The tests run against the package as pip installs it (into build/python), not the source tree.
-test-python:
-	$(CARGO) build
-	rm -rf $(BUILD)/python
-	PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip install --quiet --no-warn-script-location \
-		--root-user-action=ignore --target $(BUILD)/python ./bindings/python
-	PYTHONPATH=$(abspath $(BUILD)/python) MPSUPERVISOR_LIBRARY=$(abspath target/debug/libmpsupervisor.so) \
-		python3 -m pytest -q -p no:cacheprovider bindings/python/tests
-	PYTHONPATH=$(abspath $(BUILD)/python) python3 -c 'import mpsupervisor, sys; \
-		sys.exit(0 if "/$(BUILD)/python/" in mpsupervisor.__file__ else "tested the source tree")'
+# The package as pip installs it into build/venv: setup.py builds the bundled
+# libmpsupervisor.so with `cargo build --release`. Reinstalled only when a source changed
+# (or the venv was made again); --no-build-isolation uses the venv's setuptools, offline.
+VENV ?= $(BUILD)/venv
+VENV_PYTHON := $(VENV)/bin/python
+PYTHON_PACKAGE_STAMP := $(BUILD)/python-package.stamp
+PYTHON_PACKAGE_SOURCES := $(shell find src bindings/python/mpsupervisor -name '*.rs' -o -name '*.py' \
+	-o -name py.typed 2>/dev/null) Cargo.toml Cargo.lock bindings/python/setup.py \
+	bindings/python/pyproject.toml bindings/python/README.md
+
+python-package: $(PYTHON_PACKAGE_STAMP)
+
+$(PYTHON_PACKAGE_STAMP): $(PYTHON_PACKAGE_SOURCES) $(VENV)/.setup-stamp | $(BUILD)
+	PIP_DISABLE_PIP_VERSION_CHECK=1 $(VENV_PYTHON) -m pip install --quiet --no-deps --force-reinstall \
+		--no-build-isolation ./bindings/python
+	touch $@
+
+$(VENV)/.setup-stamp:
+	VENV=$(VENV) scripts/setup
+
+# From a directory outside the source tree, without MPSUPERVISOR_LIBRARY: the tests import the
+# installed package and its bundled library (conftest checks both under MPSUP_TEST_INSTALLED=1).
+# Their temp folders live in build/pytest-tmp, emptied at each run (kept only for failed tests).
+test-python: setup python-package
+	cd $(BUILD) && env -u MPSUPERVISOR_LIBRARY MPSUP_TEST_INSTALLED=1 MPSUP_REPO=$(CURDIR) \
+		$(abspath $(VENV_PYTHON)) -m pytest -q -p no:cacheprovider --basetemp=$(abspath $(BUILD))/pytest-tmp \
+		$(CURDIR)/bindings/python/tests
+	cd bindings/python && $(abspath $(VENV_PYTHON)) -m mypy --strict --cache-dir $(abspath $(BUILD))/mypy-cache \
+		mpsupervisor setup.py tests
 
 # -count=1: Go caches test results and would not notice a rebuilt library.
-test-go:
-	$(CARGO) build
+test-go: setup
+	$(TEST_CARGO_BUILD)
 	cd bindings/go && go vet ./... && test -z "$$(gofmt -l .)" && go test -count=1 ./...
 
 # valgrind does not know pidfd_open (syscall 434) and answers ENOSYS, so this run also covers the
@@ -127,8 +159,8 @@ test-go:
 VALGRIND_LOG := $(BUILD)/debug/valgrind.log
 VALGRIND_434 := -e 'unhandled .*syscall: 434' -e 'write your own handler' \
 	-e 'README_MISSING_SYSCALL_OR_IOCTL' -e 'we consider this a bug' -e 'valgrind.org/support/bug'
-test-valgrind:
-	$(MAKE) --no-print-directory PROFILE=debug BUILD=$(BUILD)/debug c-examples
+test-valgrind: setup
+	$(MAKE) --no-print-directory PROFILE=debug BUILD=$(BUILD)/debug CARGO_LIB_FLAGS=--all-targets c-examples
 	valgrind -q --log-file=$(VALGRIND_LOG) --error-exitcode=99 --leak-check=full \
 		--errors-for-leak-kinds=definite ./$(BUILD)/debug/demo_host --seconds 0.5 > /dev/null; \
 	status=$$?; grep -v $(VALGRIND_434) $(VALGRIND_LOG) >&2; \
@@ -138,8 +170,8 @@ test-valgrind:
 
 # The C programs instrumented with AddressSanitizer and UBSan (the Rust library is not); this
 # run uses pidfds. The nm check proves the sanitizer really got linked.
-test-asan:
-	$(CARGO) build
+test-asan: setup
+	$(TEST_CARGO_BUILD)
 	mkdir -p $(BUILD)/asan
 	$(CC) $(ALL_CFLAGS) -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 		-o $(BUILD)/asan/demo_host c_examples/demo_host.c -Ltarget/debug -lmpsupervisor \

@@ -1,4 +1,4 @@
-"""Python bindings for libmpsupervisor (ctypes; no compiled code).
+"""Python bindings for libmpsupervisor, through ctypes (``pip install`` bundles the library).
 
 - :class:`Supervisor`: one library handle, a method per C call.
 - :class:`MultiprocessBootstrapSupervisor`: drop-in for stream_kernel's class of that name.
@@ -6,8 +6,10 @@
 - :func:`discover_supervisors` / :func:`create_supervisor`: multiprocess first, local second.
 - :mod:`mpsupervisor.worker`: the worker side of the control protocol (import it yourself).
 
-The native library is loaded on first use, from ``MPSUPERVISOR_LIBRARY``, else next to
-this package, else the system path (see :mod:`mpsupervisor._native`).
+The native library is loaded on first use, from ``MPSUPERVISOR_LIBRARY``, else the one
+bundled in this package, else the system path (see :mod:`mpsupervisor._native`).
+Blocking calls give way to Ctrl-C; ``Supervisor`` also has ``wait_ready_async``,
+``stop_groups_async`` and ``events()`` for asyncio.
 """
 
 from ._errors import (

@@ -4,7 +4,8 @@ Where the library comes from, first match wins:
 
 1. the path in the environment variable ``MPSUPERVISOR_LIBRARY`` (when it is set and
    cannot be loaded, that is an error: there is no silent fallback);
-2. ``libmpsupervisor.so`` next to this file;
+2. ``libmpsupervisor.so`` next to this file (``pip install`` builds it with cargo and puts
+   it there: see ``setup.py``);
 3. the system path (``ctypes.util.find_library("mpsupervisor")``, then
    ``dlopen("libmpsupervisor.so")``, which honours ``LD_LIBRARY_PATH``).
 
@@ -166,6 +167,12 @@ class NativeLibrary:
 def _declare(func: Any, restype: Any, argtypes: Sequence[Any]) -> None:
     func.restype = restype
     func.argtypes = list(argtypes)
+
+
+def bundled_program(name: str) -> Optional[str]:
+    """The path of a helper program bundled in this package (see ``setup.py``), or None."""
+    path = Path(__file__).resolve().parent / name
+    return str(path) if path.is_file() and os.access(path, os.X_OK) else None
 
 
 def _candidates() -> List[str]:

@@ -8,8 +8,10 @@ import site
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Type, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type, Union
 
 from ._errors import InvalidHandleError, UnknownGroupError
 from .supervisor import Supervisor, group_names as _group_names
@@ -154,6 +156,44 @@ def library_logging(settings: Mapping[str, Any]) -> Dict[str, Any]:
     }
 
 
+@dataclass
+class LifecycleLogRecord:
+    """One lifecycle record for a host's log sink, in the original's shape.
+
+    The original framework's ``LogMessage`` has these four attributes; a subclass that
+    hands the supervisor the framework's sinks sets ``log_record_type = LogMessage``."""
+
+    level: str
+    message: str
+    timestamp: datetime = field(default_factory=lambda: datetime.now(tz=timezone.utc))
+    fields: Dict[str, object] = field(default_factory=dict)
+
+
+def _original_logging_settings(settings: object) -> Dict[str, Any]:
+    """The original's checks of its logging settings: ``{"enabled", "level", "exporters"}``."""
+    if not isinstance(settings, Mapping):
+        settings = {}
+    lifecycle = settings.get("lifecycle_events", {})
+    if lifecycle is None:
+        lifecycle = {}
+    if not isinstance(lifecycle, Mapping):
+        raise ValueError("runtime.observability.logging.lifecycle_events must be a mapping when provided")
+    enabled = lifecycle.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ValueError("runtime.observability.logging.lifecycle_events.enabled must be a boolean when provided")
+    level = lifecycle.get("level", "info")
+    if not isinstance(level, str) or not level:
+        raise ValueError("runtime.observability.logging.lifecycle_events.level must be a non-empty string")
+    exporters = settings.get("exporters", [])
+    if not isinstance(exporters, list):
+        raise ValueError("runtime.observability.logging.exporters must be a list when provided")
+    return {"enabled": enabled, "level": level, "exporters": exporters}
+
+
+def _not_implemented(call: str, why: str) -> NotImplementedError:
+    return NotImplementedError(f"MultiprocessBootstrapSupervisor.{call} is not implemented by mpsupervisor: {why}")
+
+
 class MultiprocessBootstrapSupervisor:
     """Drop-in for stream_kernel's ``MultiprocessBootstrapSupervisor``, on libmpsupervisor.
 
@@ -166,20 +206,49 @@ class MultiprocessBootstrapSupervisor:
     as the original did.
 
     As in the original: ``stop_groups`` waits at least one second; ``snapshot()`` lists
-    every configured group, with ``[]`` when it has no workers;
-    ``configure_lifecycle_logging`` takes the original's settings (see
-    :func:`library_logging`); ``lifecycle_events()`` keeps every event for the life of
-    the object, including the forced stops of ``close()``, and still answers after it.
+    the groups started since the last graceful stop (``[]`` for one force-terminated),
+    so it is ``{}`` after a graceful stop; ``lifecycle_events()`` keeps every event for
+    the life of the object, including the forced stops of ``close()``, and still answers
+    after it; ``_emit_event(kind=..., **fields)`` records an event of the host's own.
+
+    Lifecycle logging: ``configure_lifecycle_logging`` takes the original's settings.
+    When :meth:`lifecycle_log_sinks` gives sinks (a subclass in the host framework
+    returns the framework's own, e.g. its ``StdoutLogSink``), every event goes to each
+    sink's ``emit(record)`` as a ``log_record_type`` (``level`` = the configured level,
+    ``message`` = ``"bootstrap.<kind>"``, ``timestamp``, ``fields`` = the event), once it
+    has been read from the library, which happens at the end of every call of this
+    class. Without sinks, the library writes the records itself (see
+    :func:`library_logging`).
+
+    What the original did and this class does not (boundary execution, the routing
+    cache) raises NotImplementedError naming the call, rather than returning nothing.
 
     Constructing it loads the native library and raises OSError when it cannot.
     """
+
+    #: The record type handed to the sinks (the original's ``LogMessage`` has the same fields).
+    log_record_type: Callable[..., object] = LifecycleLogRecord
 
     def __init__(self, supervisor: Optional[Supervisor] = None) -> None:
         self._sup = supervisor if supervisor is not None else Supervisor()
         self._config_lock = threading.Lock()
         self._groups: Dict[str, Dict[str, Any]] = {}
-        self._events_lock = threading.Lock()
+        self._listed: Dict[str, None] = {}  # groups snapshot() lists, as the original's _workers
+        # Reentrant: a sink may call back into this object.
+        self._events_lock = threading.RLock()
         self._events: List[Dict[str, Any]] = []
+        self._log_sinks: Optional[List[object]] = None  # None: the library logs
+        self._log_level = "info"
+        self._log_enabled = False
+        self._child_bundle: object = None
+
+    def lifecycle_log_sinks(self, settings: Dict[str, object]) -> Optional[Sequence[object]]:
+        """The sinks for lifecycle records under these settings, or None for the library's own.
+
+        Override in the host framework to hand the supervisor its sinks: objects with an
+        ``emit(record)`` method. The default, None, lets the library write the records."""
+        _ = settings
+        return None
 
     @property
     def supervisor(self) -> Supervisor:
@@ -194,7 +263,7 @@ class MultiprocessBootstrapSupervisor:
             try:
                 names = list(dict.fromkeys([*self._groups, *self._sup.snapshot()]))
                 if names:
-                    self.force_terminate_groups(names)
+                    self._force_terminate(names)
                 self._drain_locked()
             except InvalidHandleError:  # closed already, or a forked child: nothing to stop
                 pass
@@ -222,30 +291,49 @@ class MultiprocessBootstrapSupervisor:
     def start_groups(self, group_names: List[str]) -> None:
         """Start the groups; a name never configured gets one bundled worker."""
         names = _group_names(group_names)
-        with self._config_lock:
-            missing = [name for name in names if name not in self._groups]
-            if missing:
-                groups = dict(self._groups)
-                for name in missing:
-                    where = f"group_names[{names.index(name)}]"
-                    groups[name] = library_group(_validated_group({"name": name}, where))
-                self._sup.configure_process_groups(list(groups.values()))
-                self._groups = groups
-            self._sup.start_groups(names)
+        try:
+            with self._config_lock:
+                missing = [name for name in names if name not in self._groups]
+                if missing:
+                    groups = dict(self._groups)
+                    for name in missing:
+                        where = f"group_names[{names.index(name)}]"
+                        groups[name] = library_group(_validated_group({"name": name}, where))
+                    self._sup.configure_process_groups(list(groups.values()))
+                    self._groups = groups
+                self._sup.start_groups(names)
+                for name in names:
+                    self._listed[name] = None
+        finally:
+            self._pump()
 
     def wait_ready(self, timeout_seconds: float) -> bool:
-        return self._sup.wait_ready(timeout_seconds)
+        try:
+            return self._sup.wait_ready(timeout_seconds)
+        finally:
+            self._pump()
 
     def stop_groups(self, *, graceful_timeout_seconds: float, drain_inflight: bool) -> None:
         """Stop every worker gracefully; TimeoutError names the first worker still alive.
 
         Waits ``max(1, graceful_timeout_seconds)`` seconds at most, as the original did
-        (so 0, negative and NaN mean one second)."""
-        self._sup.stop_groups(max(1.0, float(graceful_timeout_seconds)), drain_inflight)
+        (so 0, negative and NaN mean one second). After a TimeoutError the workers that
+        did stop are gone; ``force_terminate_groups`` then ends only the others."""
+        try:
+            self._sup.stop_groups(max(1.0, float(graceful_timeout_seconds)), drain_inflight)
+            with self._config_lock:
+                self._listed.clear()
+        finally:
+            self._pump()
 
     def force_terminate_groups(self, group_names: List[str]) -> None:
         """Kill the groups' workers; names the library never knew are ignored, as in the original."""
-        names = _group_names(group_names)
+        try:
+            self._force_terminate(_group_names(group_names))
+        finally:
+            self._pump()
+
+    def _force_terminate(self, names: List[str]) -> None:
         try:
             self._sup.force_terminate_groups(names)
         except UnknownGroupError:
@@ -257,15 +345,17 @@ class MultiprocessBootstrapSupervisor:
                     pass
 
     def snapshot(self) -> Dict[str, List[Dict[str, object]]]:
-        """The library's snapshot, plus ``[]`` for each configured group without workers."""
+        """The library's snapshot, plus ``[]`` for each group started since the last
+        graceful stop that has no workers left (the original's shape)."""
         with self._config_lock:
-            configured = list(self._groups)
+            listed = list(self._listed)
         snap = self._sup.snapshot()
         for workers in snap.values():
             for entry in workers:
                 entry.setdefault("has_control_channel", entry.get("control_channel") == "socketpair")
-        for name in configured:
+        for name in listed:
             snap.setdefault(name, [])
+        self._pump()
         return snap
 
     def lifecycle_events(self) -> List[Dict[str, object]]:
@@ -273,16 +363,78 @@ class MultiprocessBootstrapSupervisor:
 
         After :meth:`close` it returns what was kept, the forced stops of ``close`` included."""
         with self._events_lock:
+            self._pump()
+            return [dict(event) for event in self._events]
+
+    def _pump(self) -> None:
+        """Read the library's new events into the kept list (and the sinks)."""
+        with self._events_lock:
             try:
                 self._drain_locked()
-            except InvalidHandleError:  # closed
+            except InvalidHandleError:  # closed, or a forked child
                 pass
-            return [dict(event) for event in self._events]
 
     def _drain_locked(self) -> None:
         for event in self._sup.drain_events():
             event.setdefault("ts_epoch_ms", event["ts_ms"])
-            self._events.append(event)
+            self._record_locked(event)
+
+    def _emit_event(self, *, kind: str, **fields: object) -> None:
+        """Record an event of the host's own (the original's hook): kept for
+        ``lifecycle_events()`` and logged like the library's."""
+        event: Dict[str, Any] = {"kind": kind, "ts_epoch_ms": int(time.time() * 1000), **fields}
+        with self._events_lock:
+            self._pump()
+            self._record_locked(event)
+
+    def _record_locked(self, event: Dict[str, Any]) -> None:
+        self._events.append(event)
+        sinks = self._log_sinks
+        if not self._log_enabled or not sinks:
+            return
+        stamp = datetime.fromtimestamp(event["ts_epoch_ms"] / 1000, tz=timezone.utc)
+        for sink in sinks:
+            emit = getattr(sink, "emit", None)
+            if not callable(emit):
+                continue
+            try:
+                emit(
+                    self.log_record_type(
+                        level=self._log_level,
+                        message=f"bootstrap.{event['kind']}",
+                        timestamp=stamp,
+                        fields=dict(event),
+                    )
+                )
+            except Exception:  # as the original: a failing sink never fails the supervisor
+                continue
+
+    # -- the original's calls this class does not implement ------------------------------
+
+    def execute_boundary(self, *, run: Callable[[], None], run_id: str, scenario_id: str, inputs: List[object]) -> Any:
+        """Not implemented: raises NotImplementedError (the work is never silently dropped)."""
+        _ = (run, run_id, scenario_id, inputs)
+        raise _not_implemented(
+            "execute_boundary",
+            "workers run their own programs; boundary execution through the supervisor does not exist",
+        )
+
+    def configure_routing_cache(self, settings: Dict[str, object]) -> None:
+        """Accepts ``{}`` (no routing cache asked for); any setting raises NotImplementedError.
+
+        The routing cache served boundary execution, which this class does not have."""
+        if not isinstance(settings, Mapping):
+            raise ValueError("runtime.platform.routing_cache must be a mapping")
+        if settings:
+            raise _not_implemented("configure_routing_cache", "there is no routing cache (no boundary execution)")
+
+    def route_cache_snapshot(self) -> Dict[str, object]:
+        """Not implemented: raises NotImplementedError."""
+        raise _not_implemented("route_cache_snapshot", "there is no routing cache (no boundary execution)")
+
+    def load_child_bootstrap_bundle(self, bundle: object) -> None:
+        """Kept, as in the original; only boundary execution would use it."""
+        self._child_bundle = bundle
 
     # -- Part 2 ----------------------------------------------------------------------------
 
@@ -290,8 +442,27 @@ class MultiprocessBootstrapSupervisor:
         self._sup.start_work(_group_names(group_names))
 
     def configure_lifecycle_logging(self, settings: Dict[str, object]) -> None:
-        """The original's settings, translated by :func:`library_logging`."""
-        self._sup.configure_lifecycle_logging(library_logging(settings))
+        """The original's settings: checked as the original did (ValueError).
+
+        With sinks from :meth:`lifecycle_log_sinks`, records go to them at the configured
+        level and the library's own logging is off; otherwise the settings are translated
+        by :func:`library_logging` for the library."""
+        checked = _original_logging_settings(settings)
+        sinks = self.lifecycle_log_sinks(dict(settings) if isinstance(settings, Mapping) else {})
+        if sinks is None:
+            with self._events_lock:
+                self._log_sinks = None
+            self._sup.configure_lifecycle_logging(library_logging(settings if isinstance(settings, Mapping) else {}))
+            return
+        try:
+            self._sup.configure_lifecycle_logging({"lifecycle_events": {"enabled": False}, "exporters": []})
+        except NotImplementedError:  # a library without Part 2 logs nothing itself
+            pass
+        with self._events_lock:
+            self._pump()  # earlier events were logged (or not) under the earlier settings
+            self._log_sinks = list(sinks)
+            self._log_enabled = checked["enabled"]
+            self._log_level = checked["level"]
 
 
 class LocalBootstrapSupervisor:

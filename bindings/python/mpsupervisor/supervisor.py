@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import json
+import math
 import os
+import threading
+import time
 import weakref
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    AsyncIterator,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from . import _native
 from ._errors import InvalidHandleError, Result, error_for
 from ._native import NativeLibrary, mpsup_supervisor
 
 JsonText = Union[str, bytes]
+
+# Blocking calls wait in slices this long, so that Ctrl-C (KeyboardInterrupt, which Python
+# raises only between two calls into C) is seen within this time.
+INTERRUPT_SLICE_SECONDS = 0.05
 
 
 def _free_handle(lib: NativeLibrary, handle_id: int, owner_pid: int) -> Tuple[int, str]:
@@ -80,6 +100,11 @@ class Supervisor:
         self._id: int = out.id
         self._pid = os.getpid()
         self._finalizer = weakref.finalize(self, _free_handle, lib, out.id, self._pid)
+        # Wakers of the `events()` generators waiting on the event fd; close() calls them
+        # before the handle (and with it the fd) goes away.
+        self._close_wakers_lock = threading.Lock()
+        self._close_wakers: Dict[int, Callable[[], None]] = {}
+        self._closing = False
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -94,7 +119,14 @@ class Supervisor:
     def close(self) -> None:
         """Free the handle (force-terminating every worker). Safe to call twice.
 
-        In a forked child it only forgets the handle: the workers are the parent's."""
+        In a forked child it only forgets the handle: the workers are the parent's.
+        An ``events()`` generator waiting for events ends."""
+        with self._close_wakers_lock:
+            self._closing = True
+            wakers = list(self._close_wakers.values())
+            self._close_wakers.clear()
+        for wake in wakers:
+            wake()
         outcome = self._finalizer()  # None when already run
         if outcome is not None and outcome[0] != Result.OK:
             result, message = outcome
@@ -137,14 +169,127 @@ class Supervisor:
         self._lib.check(self._lib.mpsup_start_groups(self._handle(), array, count))
 
     def wait_ready(self, timeout: float) -> bool:
+        """Whether every worker of every started group is ready within ``timeout`` seconds.
+
+        False at once for ``timeout <= 0`` or NaN, with no workers, or when a worker has
+        failed. It waits in slices of at most 50 ms (each a ``mpsup_wait_ready`` call), so
+        Ctrl-C raises KeyboardInterrupt promptly; a slice that returns False before its own
+        time is up is the library's final answer (no workers, a worker failed)."""
+        timeout = float(timeout)
+        handle = self._handle()
+        if math.isnan(timeout) or timeout <= 0:
+            return self._wait_ready_once(handle, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            slice_seconds = min(remaining, INTERRUPT_SLICE_SECONDS)
+            started = time.monotonic()
+            if self._wait_ready_once(handle, slice_seconds):
+                return True
+            if time.monotonic() - started < slice_seconds / 2:
+                return False  # it did not wait: no workers, or one has failed
+
+    def _wait_ready_once(self, handle: mpsup_supervisor, timeout: float) -> bool:
         ready = ctypes.c_bool(False)
-        self._lib.check(self._lib.mpsup_wait_ready(self._handle(), float(timeout), ctypes.byref(ready)))
+        self._lib.check(self._lib.mpsup_wait_ready(handle, timeout, ctypes.byref(ready)))
         return bool(ready.value)
 
     def stop_groups(self, graceful_timeout_seconds: float, drain_inflight: bool) -> None:
-        self._lib.check(
-            self._lib.mpsup_stop_groups(self._handle(), float(graceful_timeout_seconds), bool(drain_inflight))
+        """Stop every worker gracefully within ``graceful_timeout_seconds`` of the call.
+
+        Raises TimeoutError (naming the first worker still alive) at the deadline. The
+        library call runs in a helper thread while this one waits in 50 ms slices, so
+        Ctrl-C raises KeyboardInterrupt promptly; the stop then goes on in that thread
+        until it ends or its deadline (``close()`` waits for it: the library frees a
+        handle once the calls in progress on it have returned)."""
+        graceful = float(graceful_timeout_seconds)
+        drain = bool(drain_inflight)
+        handle = self._handle()
+        call = _BackgroundCall(lambda: self._lib.check(self._lib.mpsup_stop_groups(handle, graceful, drain)))
+        call.join_interruptibly()
+
+    async def wait_ready_async(self, timeout: float) -> bool:
+        """``wait_ready`` for asyncio: the slices run in the loop's default executor, so
+        the loop keeps running, and cancelling the task ends the wait within 50 ms."""
+        timeout = float(timeout)
+        handle = self._handle()
+        if math.isnan(timeout) or timeout <= 0:
+            return self._wait_ready_once(handle, timeout)
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            slice_seconds = min(remaining, INTERRUPT_SLICE_SECONDS)
+            started = time.monotonic()
+            if await loop.run_in_executor(None, self._wait_ready_once, handle, slice_seconds):
+                return True
+            if time.monotonic() - started < slice_seconds / 2:
+                return False
+
+    async def stop_groups_async(self, graceful_timeout_seconds: float, drain_inflight: bool) -> None:
+        """``stop_groups`` for asyncio: the call runs in the loop's default executor.
+
+        Cancelling the awaiting task does not cancel the stop, which goes on until it ends
+        or its deadline (as after Ctrl-C in ``stop_groups``)."""
+        graceful = float(graceful_timeout_seconds)
+        drain = bool(drain_inflight)
+        handle = self._handle()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            None, lambda: self._lib.check(self._lib.mpsup_stop_groups(handle, graceful, drain))
         )
+
+    async def events(self) -> AsyncIterator[Dict[str, Any]]:
+        """Every event as it comes, oldest first, for ``async for``.
+
+        Waits on the event fd through the running loop (``loop.add_reader``), drains what
+        is there and yields it one event at a time. It ends when the supervisor is closed
+        (also from another thread) or when the task is cancelled. Events it drained are
+        no longer returned by ``drain_events``: use one reader per supervisor."""
+        loop = asyncio.get_running_loop()
+        fd = self.event_fd()
+        key = id(object())
+        while True:
+            try:
+                batch = self.drain_events()
+            except InvalidHandleError:
+                return  # closed
+            for event in batch:
+                yield event
+            if batch:
+                continue
+            woken: "asyncio.Future[None]" = loop.create_future()
+
+            def wake(future: "asyncio.Future[None]" = woken) -> None:
+                if not future.done():
+                    future.set_result(None)
+
+            def wake_on_close(future: "asyncio.Future[None]" = woken) -> None:
+                # Called by close(), maybe from another thread: stop watching the fd,
+                # which close() is about to free, before it goes.
+                if _running_loop() is loop:
+                    loop.remove_reader(fd)
+                    wake(future)
+                else:
+                    loop.call_soon_threadsafe(wake, future)
+
+            with self._close_wakers_lock:
+                if self._closing:
+                    return
+                self._close_wakers[key] = wake_on_close
+            loop.add_reader(fd, wake)
+            try:
+                await woken
+            finally:
+                with self._close_wakers_lock:
+                    self._close_wakers.pop(key, None)
+                loop.remove_reader(fd)
+            if self._closing:
+                return
 
     def force_terminate_groups(self, names: Iterable[str]) -> None:
         array, count = _names_array(names)
@@ -183,6 +328,39 @@ class Supervisor:
         func = self._lib.optional("mpsup_configure_lifecycle_logging")
         data = _json_arg(settings if isinstance(settings, (str, bytes)) else dict(settings))
         self._lib.check(func(self._handle(), data))
+
+
+def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class _BackgroundCall:
+    """A blocking library call in a helper thread, waited for in short slices.
+
+    The check of the result runs in the helper thread too (the library's last-error
+    message is thread-local); its exception is raised again in the waiting thread."""
+
+    def __init__(self, call: Callable[[], None]) -> None:
+        self._call = call
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="mpsupervisor-call", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._call()
+        except BaseException as exc:  # handed to the waiting thread
+            self._error = exc
+
+    def join_interruptibly(self) -> None:
+        while self._thread.is_alive():
+            self._thread.join(INTERRUPT_SLICE_SECONDS)
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def version() -> str:

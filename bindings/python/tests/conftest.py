@@ -1,8 +1,10 @@
 """Shared fixtures. The tests drive the real library and real worker processes.
 
-``MPSUPERVISOR_LIBRARY`` defaults to the repository's debug build
-(``target/debug/libmpsupervisor.so``; run ``cargo build`` first). The package is the
-installed one when there is one, else the source tree next to this folder.
+``make test-python`` runs them against the package as pip installed it into build/venv,
+with its bundled library and no ``MPSUPERVISOR_LIBRARY`` (``MPSUP_TEST_INSTALLED=1``: this
+file fails the run when the package or the library comes from anywhere else). Run by hand
+from a checkout without an installed package, they use the source tree and default
+``MPSUPERVISOR_LIBRARY`` to the repository's debug build (``cargo build`` first).
 """
 
 from __future__ import annotations
@@ -17,13 +19,24 @@ from typing import Any, Callable, Dict, Iterator, List
 import pytest
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
-os.environ.setdefault("MPSUPERVISOR_LIBRARY", str(REPO / "target" / "debug" / "libmpsupervisor.so"))
+REPO = Path(os.environ.get("MPSUP_REPO") or HERE.parents[2])
+INSTALLED = os.environ.get("MPSUP_TEST_INSTALLED") == "1"
 
 try:
-    import mpsupervisor  # noqa: F401
+    import mpsupervisor
 except ImportError:
+    if INSTALLED:
+        raise
     sys.path.insert(0, str(HERE.parent))
+    os.environ.setdefault("MPSUPERVISOR_LIBRARY", str(REPO / "target" / "debug" / "libmpsupervisor.so"))
+    import mpsupervisor
+
+PACKAGE_DIR = Path(mpsupervisor.__file__).resolve().parent
+if INSTALLED:
+    if os.environ.get("MPSUPERVISOR_LIBRARY"):
+        raise RuntimeError("MPSUP_TEST_INSTALLED=1 runs without MPSUPERVISOR_LIBRARY")
+    if PACKAGE_DIR == (HERE.parent / "mpsupervisor").resolve() or "site-packages" not in PACKAGE_DIR.parts:
+        raise RuntimeError(f"MPSUP_TEST_INSTALLED=1 but mpsupervisor comes from {PACKAGE_DIR}")
 
 from mpsupervisor import MultiprocessBootstrapSupervisor, Supervisor  # noqa: E402
 from mpsupervisor._native import NativeLibrary, load_library  # noqa: E402
@@ -36,9 +49,12 @@ READY_TIMEOUT = 30.0
 @pytest.fixture(scope="session")
 def native() -> NativeLibrary:
     try:
-        return load_library()
+        lib = load_library()
     except OSError as exc:
         pytest.fail(f"libmpsupervisor could not be loaded (run `cargo build` first): {exc}", pytrace=False)
+    if INSTALLED and Path(lib.path).resolve() != PACKAGE_DIR / "libmpsupervisor.so":
+        pytest.fail(f"tested {lib.path}, not the library bundled in {PACKAGE_DIR}", pytrace=False)
+    return lib
 
 
 @pytest.fixture

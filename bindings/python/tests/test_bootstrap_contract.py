@@ -33,7 +33,7 @@ def test_graceful_stop_emits_worker_stopped_graceful(mp: MultiprocessBootstrapSu
     assert [e["mode"] for e in stopped] == ["graceful"]
     assert stopped[0]["worker_id"] == "execution.cpu#1"
     assert stopped[0]["exit_code"] == 0  # the bundled worker read STOP DRAIN and exited
-    assert mp.snapshot() == {"execution.cpu": []}
+    assert mp.snapshot() == {}  # as the original: a graceful stop forgets every group
 
 
 def test_graceful_stop_before_ready(mp: MultiprocessBootstrapSupervisor) -> None:
@@ -96,7 +96,7 @@ def test_force_terminate_after_graceful_stop_is_noop(mp: MultiprocessBootstrapSu
     before = mp.lifecycle_events()
     mp.force_terminate_groups(["execution.cpu"])
     assert mp.lifecycle_events() == before
-    assert mp.snapshot() == {"execution.cpu": []}
+    assert mp.snapshot() == {}
 
 
 def test_fallback_path_without_control_channel(mp: MultiprocessBootstrapSupervisor) -> None:
@@ -191,7 +191,8 @@ def test_force_terminate_ignores_unconfigured_names(mp: MultiprocessBootstrapSup
     mp.start_groups(["a", "b"])
     mp.configure_process_groups([{"name": "a"}])  # b's workers keep running
     mp.force_terminate_groups(["nope", "b"])
-    assert list(mp.snapshot()) == ["a"]
+    snap = mp.snapshot()
+    assert list(snap) == ["a", "b"] and snap["b"] == []  # as the original: a killed group lists []
     stopped = events_of(mp.lifecycle_events(), "worker_stopped")
     assert [(e["worker_id"], e["mode"]) for e in stopped] == [("b#1", "forced")]
 
@@ -229,13 +230,17 @@ def test_close_keeps_the_forced_stops_for_lifecycle_events(native: NativeLibrary
     assert mp.lifecycle_events() == after
 
 
-def test_events_have_ts_epoch_ms_and_snapshot_lists_configured_groups(mp: MultiprocessBootstrapSupervisor) -> None:
+def test_events_have_ts_epoch_ms_and_snapshot_lists_started_groups(mp: MultiprocessBootstrapSupervisor) -> None:
+    # The original's snapshot: the groups started since the last graceful stop.
     mp.configure_process_groups([{"name": "a"}, {"name": "idle"}])
-    assert mp.snapshot() == {"a": [], "idle": []}
+    assert mp.snapshot() == {}
     mp.start_groups(["a"])
     assert [w["worker_id"] for w in mp.snapshot()["a"]] == ["a#1"]
     mp.force_terminate_groups(["a"])
-    assert mp.snapshot() == {"a": [], "idle": []}  # as the original: {group: []}
+    assert mp.snapshot() == {"a": []}
+    mp.start_groups(["a"])
+    mp.stop_groups(graceful_timeout_seconds=READY_TIMEOUT, drain_inflight=True)
+    assert mp.snapshot() == {}
     events = mp.lifecycle_events()
     assert events and all(e["ts_epoch_ms"] == e["ts_ms"] for e in events)
 
