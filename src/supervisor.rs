@@ -41,6 +41,9 @@ pub struct Options {
     /// over (a panic there must not leave the child running).
     #[doc(hidden)]
     pub spawn_hook: Option<SpawnHook>,
+    /// At most this many spawner threads; None: one per core, up to 8 (also set by the
+    /// environment variable `MPSUP_SPAWN_THREADS`, read when the supervisor is made).
+    pub spawn_threads: Option<usize>,
 }
 
 impl Default for Options {
@@ -49,6 +52,10 @@ impl Default for Options {
             event_capacity: DEFAULT_CAPACITY,
             use_pidfd: std::env::var_os("MPSUP_DISABLE_PIDFD").is_none_or(|v| v != "1"),
             spawn_hook: None,
+            spawn_threads: std::env::var("MPSUP_SPAWN_THREADS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|&n| n > 0),
         }
     }
 }
@@ -104,6 +111,7 @@ impl Supervisor {
             Arc::clone(&to_monitor),
             options.use_pidfd,
             options.spawn_hook,
+            options.spawn_threads,
         ));
         let io = Io::new(Arc::clone(&poller), Arc::clone(&spawner))
             .map_err(|e| Error::os("eventfd", e))?;
@@ -423,10 +431,19 @@ impl Supervisor {
     /// deadline, or the supervisor is freed. Returns the id and pid of the first worker left.
     fn wait_gone(&self, keys: &[Key], deadline: Instant) -> Option<(String, i32)> {
         let mut engine = self.shared.lock();
+        // Keys are never reused, so one that is gone stays gone: each key is looked at until it
+        // goes, and the whole wait is O(keys), however often it wakes.
+        let mut gone = 0;
         loop {
+            while keys
+                .get(gone)
+                .is_some_and(|k| !engine.core.workers.contains_key(k))
+            {
+                gone += 1;
+            }
             let first = engine
                 .core
-                .first_left(keys)
+                .first_left(&keys[gone..])
                 .map(|w| (w.id.clone(), w.pid))?;
             let now = Instant::now();
             if now >= deadline {

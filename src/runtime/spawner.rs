@@ -1,12 +1,13 @@
 //! The spawner: threads the library owns that run every spawn and respawn, never under the state
 //! lock. Threads start as work arrives, up to one per core, so a big start spawns on every core.
-//! Each takes a burst of jobs, lists the host's leaked descriptors once for the burst, and spawns.
+//! The jobs of one submission share their spawn attributes, made once by whichever thread needs
+//! them first: listing the host's leaked descriptors is O(descriptors), too dear per spawn.
 
 use std::collections::VecDeque;
 use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -50,8 +51,23 @@ pub struct ToMonitor {
 /// inject a panic between a spawn and its adoption.
 pub type SpawnHook = fn(i32);
 
+/// What the jobs of one submission share.
+struct Batch {
+    reply: Reply,
+    attrs: OnceLock<Result<SpawnAttributes, (std::io::ErrorKind, String)>>,
+}
+
+impl Batch {
+    fn attrs(&self) -> std::io::Result<&SpawnAttributes> {
+        self.attrs
+            .get_or_init(|| SpawnAttributes::new().map_err(|e| (e.kind(), e.to_string())))
+            .as_ref()
+            .map_err(|(kind, text)| std::io::Error::new(*kind, text.clone()))
+    }
+}
+
 struct Queue {
-    jobs: VecDeque<(SpawnJob, Reply)>,
+    jobs: VecDeque<(SpawnJob, Arc<Batch>)>,
     idle: usize,
     shutdown: bool,
 }
@@ -71,8 +87,15 @@ pub struct Spawner {
 }
 
 impl Spawner {
-    pub fn new(monitor: Arc<ToMonitor>, use_pidfd: bool, hook: Option<SpawnHook>) -> Spawner {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    /// `threads`: at most this many spawner threads (None: one per core, up to 8).
+    pub fn new(
+        monitor: Arc<ToMonitor>,
+        use_pidfd: bool,
+        hook: Option<SpawnHook>,
+        threads: Option<usize>,
+    ) -> Spawner {
+        let cores =
+            threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         Spawner {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Queue {
@@ -110,7 +133,12 @@ impl Spawner {
                 }
                 return;
             }
-            q.jobs.extend(jobs.into_iter().map(|j| (j, reply.clone())));
+            let batch = Arc::new(Batch {
+                reply: reply.clone(),
+                attrs: OnceLock::new(),
+            });
+            q.jobs
+                .extend(jobs.into_iter().map(|j| (j, Arc::clone(&batch))));
             (q.jobs.len(), q.idle)
         };
         self.shared.work.notify_all();
@@ -124,12 +152,13 @@ impl Spawner {
                     if threads.is_empty() {
                         // Nobody would ever run them: fail what is queued.
                         let jobs: Vec<_> = lock(&self.shared.queue).jobs.drain(..).collect();
-                        for (job, reply) in jobs {
+                        for (job, batch) in jobs {
+                            let reply = &batch.reply;
                             let error = std::io::Error::new(
                                 e.kind(),
                                 format!("starting a spawner thread: {e}"),
                             );
-                            deliver(&self.shared, &reply, job.key, Err(error));
+                            deliver(&self.shared, reply, job.key, Err(error));
                         }
                     }
                     break;
@@ -147,8 +176,8 @@ impl Spawner {
             q.jobs.drain(..).collect()
         };
         self.shared.work.notify_all();
-        for (job, reply) in left {
-            deliver(&self.shared, &reply, job.key, Err(shutting_down()));
+        for (job, batch) in left {
+            deliver(&self.shared, &batch.reply, job.key, Err(shutting_down()));
         }
         for handle in lock(&self.threads).drain(..) {
             let _ = handle.join();
@@ -168,7 +197,7 @@ impl Drop for Spawner {
 
 fn run(shared: &Shared) {
     loop {
-        let burst: Vec<(SpawnJob, Reply)> = {
+        let burst: Vec<(SpawnJob, Arc<Batch>)> = {
             let mut q = lock(&shared.queue);
             while q.jobs.is_empty() && !q.shutdown {
                 q.idle += 1;
@@ -181,16 +210,14 @@ fn run(shared: &Shared) {
             let n = q.jobs.len().min(BURST);
             q.jobs.drain(..n).collect()
         };
-        // Made once for the burst: it lists the host's descriptors, O(descriptors).
-        let attrs = SpawnAttributes::new();
-        for (job, reply) in burst {
+        for (job, batch) in burst {
             let key = job.key;
-            let result = match &attrs {
+            let result = match batch.attrs() {
                 Ok(attrs) => catch_unwind(AssertUnwindSafe(|| spawn_one(shared, &job, attrs)))
                     .unwrap_or_else(|_| Err(std::io::Error::other("a panic in the spawner"))),
-                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                Err(e) => Err(e),
             };
-            deliver(shared, &reply, key, result);
+            deliver(shared, &batch.reply, key, result);
         }
     }
 }
