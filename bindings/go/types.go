@@ -66,6 +66,8 @@ type Group struct {
 	// turns "bootstrap": null into nil, that is, absent.)
 	Bootstrap interface{} `json:"bootstrap,omitempty"`
 	StartGate bool        `json:"start_gate,omitempty"` // workers wait for START (StartWork)
+	// StopTimeoutMs bounds the graceful stop of a worker that Scale or Restart retires.
+	StopTimeoutMs *uint64 `json:"stop_timeout_ms,omitempty"` // default 10000
 }
 
 // Ptr returns a pointer to v, for the optional fields of Group: Ptr(false), Ptr(uint64(0)).
@@ -133,21 +135,33 @@ const (
 
 // Worker is one worker's entry in a Snapshot.
 type Worker struct {
-	WorkerID        string `json:"worker_id"` // "<group>#<index>", index from 1
-	PID             int    `json:"pid"`
-	OSPID           int    `json:"os_pid"` // equals PID
-	Alive           bool   `json:"alive"`
-	Ready           bool   `json:"ready"`
-	State           string `json:"state"` // one of the State* constants
-	PGID            int    `json:"pgid"`
-	ExitCode        *int   `json:"exit_code"` // set once the worker has exited with a code
-	Signal          *int   `json:"signal"`    // set once the worker was ended by a signal
-	HasStopEvent    bool   `json:"has_stop_event"`
-	StopStrategy    string `json:"stop_strategy"`   // "event" or "terminate_fallback"
-	ControlChannel  string `json:"control_channel"` // "socketpair" or "unavailable"
-	StartedAtMs     int64  `json:"started_at_ms"`   // Unix epoch milliseconds
-	Restarts        int    `json:"restarts"`
-	LastHeartbeatMs *int64 `json:"last_heartbeat_ms"` // nil until the first HEARTBEAT
+	WorkerID        string    `json:"worker_id"` // "<group>#<index>", index from 1
+	PID             int       `json:"pid"`
+	OSPID           int       `json:"os_pid"` // equals PID
+	Alive           bool      `json:"alive"`
+	Ready           bool      `json:"ready"`
+	State           string    `json:"state"` // one of the State* constants
+	PGID            int       `json:"pgid"`
+	ExitCode        *int      `json:"exit_code"` // set once the worker has exited with a code
+	Signal          *int      `json:"signal"`    // set once the worker was ended by a signal
+	HasStopEvent    bool      `json:"has_stop_event"`
+	StopStrategy    string    `json:"stop_strategy"`   // "event" or "terminate_fallback"
+	ControlChannel  string    `json:"control_channel"` // "socketpair" or "unavailable"
+	StartedAtMs     int64     `json:"started_at_ms"`   // Unix epoch milliseconds
+	Restarts        int       `json:"restarts"`
+	LastHeartbeatMs *int64    `json:"last_heartbeat_ms"` // nil until the first HEARTBEAT
+	Generation      int       `json:"generation"`        // of the configuration it runs
+	UptimeMs        *int64    `json:"uptime_ms"`         // nil when it has no process
+	LastExit        *LastExit `json:"last_exit"`         // how its previous process ended, or nil
+	Status          *string   `json:"status"`            // the last status it reported, or nil
+}
+
+// LastExit is how a worker's previous process ended.
+type LastExit struct {
+	ExitCode *int   `json:"exit_code"`
+	Signal   *int   `json:"signal"`
+	Reason   string `json:"reason"` // as in worker_failed, or "stopped"
+	AtMs     int64  `json:"at_ms"`  // Unix epoch milliseconds
 }
 
 // StartedAt returns StartedAtMs as a time.Time.
@@ -170,6 +184,13 @@ const (
 	EventWorkerRestarting      EventKind = "worker_restarting"
 	EventGroupFailed           EventKind = "group_failed"
 	EventSupervisorStartWork   EventKind = "supervisor_start_work"
+	EventWorkerSpawnFailed     EventKind = "worker_spawn_failed"
+	EventWorkerUnkillable      EventKind = "worker_unkillable"
+	EventGroupScaled           EventKind = "group_scaled"
+	EventRolloutStarted        EventKind = "rollout_started"
+	EventWorkerReplaced        EventKind = "worker_replaced"
+	EventRolloutFinished       EventKind = "rollout_finished"
+	EventRolloutFailed         EventKind = "rollout_failed"
 )
 
 // Stop modes of worker_stopping and worker_stopped events.
@@ -205,6 +226,13 @@ type Event struct {
 	WindowMs       uint64 `json:"window_ms,omitempty"`       // group_failed
 	GroupCount     int    `json:"group_count,omitempty"`     // supervisor_start_groups, supervisor_start_work
 	WorkerCount    int    `json:"worker_count,omitempty"`    // supervisor_start_groups, supervisor_start_work
+	Generation     int    `json:"generation,omitempty"`      // every event of a worker, rollouts
+	From           int    `json:"from,omitempty"`            // group_scaled
+	To             int    `json:"to,omitempty"`              // group_scaled
+	Workers        int    `json:"workers,omitempty"`         // rollout_started
+	OldPID         *int   `json:"old_pid,omitempty"`         // worker_replaced
+	NewPID         int    `json:"new_pid,omitempty"`         // worker_replaced
+	DurationMs     uint64 `json:"duration_ms,omitempty"`     // rollout_finished
 
 	Raw json.RawMessage `json:"-"`
 }

@@ -63,6 +63,13 @@ OPTIONAL: Dict[str, _Signature] = {
     # Part 2
     "mpsup_start_work": (c_result, [mpsup_supervisor, c_names, ctypes.c_size_t]),
     "mpsup_configure_lifecycle_logging": (c_result, [mpsup_supervisor, ctypes.c_char_p]),
+    # Part 4: the engine
+    "mpsup_status_json": (c_result, [mpsup_supervisor, c_out_string]),
+    "mpsup_scale_group": (c_result, [mpsup_supervisor, ctypes.c_char_p, ctypes.c_uint32]),
+    "mpsup_restart_groups": (
+        c_result,
+        [mpsup_supervisor, c_names, ctypes.c_size_t, ctypes.c_char_p],
+    ),
     # C worker helpers (Python workers use mpsupervisor.worker instead)
     "mpsup_worker_notify_ready": (c_result, []),
     "mpsup_worker_heartbeat": (c_result, []),

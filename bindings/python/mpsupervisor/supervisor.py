@@ -329,6 +329,35 @@ class Supervisor:
         data = _json_arg(settings if isinstance(settings, (str, bytes)) else dict(settings))
         self._lib.check(func(self._handle(), data))
 
+    # -- Part 4: the engine (the library keeps each started group at its target) --------
+
+    def status(self) -> Dict[str, Any]:
+        """Every group's target, running, ready, generation and rollout, and the guarantees
+        in force on this host (``mpsup_status_json``)."""
+        func = self._lib.optional("mpsup_status_json")
+        out = ctypes.c_void_p()
+        self._lib.check(func(self._handle(), ctypes.byref(out)))
+        status: Dict[str, Any] = json.loads(self._lib.take_string(out))
+        return status
+
+    def scale_group(self, name: str, workers: int) -> None:
+        """Set the worker count of a started group (0 to 4096); returns at once."""
+        if not isinstance(workers, int) or isinstance(workers, bool) or not 0 <= workers < 2**32:
+            raise ValueError(f"workers must be an int from 0 to 4096, not {workers!r}")
+        if not isinstance(name, str) or "\0" in name:
+            raise ValueError(f"name must be a str without NUL, not {name!r}")
+        func = self._lib.optional("mpsup_scale_group")
+        self._lib.check(func(self._handle(), name.encode("utf-8"), workers))
+
+    def restart_groups(self, names: Iterable[str], options: Optional[Mapping[str, Any]] = None) -> None:
+        """Roll the named started groups out to their current configuration, slot by slot
+        (``max_surge``, ``max_unavailable``, ``ready_timeout_ms``); returns at once. Wait with
+        :meth:`wait_ready`, which waits for rollouts and answers False when one failed."""
+        func = self._lib.optional("mpsup_restart_groups")
+        array, count = _names_array(names)
+        data = None if options is None else _json_arg(dict(options))
+        self._lib.check(func(self._handle(), array, count, data))
+
 
 def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
     try:
