@@ -59,6 +59,10 @@ pub enum EventKind {
         mode: StopMode,
         exit_code: Option<i32>,
         signal: Option<i32>,
+        /// Present (true) when someone else reaped the worker first (a host that ignores
+        /// SIGCHLD or calls `waitpid(-1)`): the exit status is lost.
+        #[serde(skip_serializing_if = "is_false")]
+        status_unavailable: bool,
     },
     WorkerFailed {
         group_name: String,
@@ -68,6 +72,9 @@ pub enum EventKind {
         reason: &'static str,
         exit_code: Option<i32>,
         signal: Option<i32>,
+        /// As in `WorkerStopped`.
+        #[serde(skip_serializing_if = "is_false")]
+        status_unavailable: bool,
     },
     /// A process for the worker could not be spawned (a respawn, a scale-up or a rollout).
     WorkerSpawnFailed {
@@ -146,6 +153,10 @@ pub enum EventKind {
         generation: u32,
         reason: String,
     },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// One queued event.

@@ -533,6 +533,7 @@ mod tests {
             reason: "exited",
             exit_code: Some(3),
             signal: None,
+            status_unavailable: false,
         }
     }
 
@@ -765,6 +766,7 @@ mod tests {
                 mode: StopMode::Graceful,
                 exit_code: Some(0),
                 signal: None,
+                status_unavailable: false,
             },
         };
         assert_eq!(

@@ -387,7 +387,8 @@ fn the_event_kind_parser_reads_the_known_shape() {
             "generation",
             "mode",
             "exit_code",
-            "signal"
+            "signal",
+            "status_unavailable"
         ]
     );
     assert!(kinds

@@ -29,9 +29,14 @@ fn run(use_pidfd: bool) {
         failed["exit_code"].is_null() && failed["signal"].is_null(),
         "{failed}"
     );
+    assert_eq!(failed["status_unavailable"], true, "{failed}");
     let pids = pids(&sup.snapshot().unwrap(), "g");
     sup.stop_groups(30.0, true).unwrap();
-    assert_eq!(count(&drain_all(&sup), "worker_stopped"), 2);
+    let log = drain_all(&sup);
+    assert_eq!(count(&log, "worker_stopped"), 2);
+    for e in of_kind(&log, "worker_stopped") {
+        assert_eq!(e["status_unavailable"], true, "{e}");
+    }
     assert_eq!(sup.snapshot().unwrap(), json!({}));
     for pid in pids {
         assert_gone(pid);

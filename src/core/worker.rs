@@ -15,11 +15,17 @@ use crate::events::{EventKind, StopMode};
 /// of an earlier process can never act on a later one.
 pub type Key = u64;
 
-/// How a process ended.
+/// How a process ended; both None when the status was lost (someone else reaped it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExitStatus {
     pub code: Option<i32>,
     pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    pub fn lost(&self) -> bool {
+        self.code.is_none() && self.signal.is_none()
+    }
 }
 
 /// The last end of a worker's process, for the snapshot.
@@ -263,6 +269,7 @@ impl Worker {
             mode,
             exit_code: status.code,
             signal: status.signal,
+            status_unavailable: status.lost(),
         }
     }
 
@@ -276,6 +283,7 @@ impl Worker {
             reason,
             exit_code: status.code,
             signal: status.signal,
+            status_unavailable: status.lost(),
         }
     }
 
