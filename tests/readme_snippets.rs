@@ -193,17 +193,21 @@ impl Session {
 /// The commands of the README that are its set-up, checked but not run.
 const SET_UP: [&str; 2] = ["make demo", "make test"];
 
-/// The Python that runs `python` blocks, and the environment it needs.
-///
-/// TODO(issue 12): once `pip install ./bindings/python` bundles the library, install the package
-/// into a fresh venv here and run the blocks with that venv's python and no environment variable;
-/// until then the blocks run against the source tree and the view's debug build.
+/// The Python that runs `python` blocks, and the environment it needs. A session with a venv of
+/// its own (the Python README's, whose `sh` block pip-installs the package into it) uses that
+/// venv's python with no environment variable, as a user would; the others use the source tree
+/// and the view's debug build.
 fn python_command(session: &Session) -> Command {
     let mut cmd = session.command("python3");
-    cmd.env("PYTHONPATH", root().join("bindings/python")).env(
-        "MPSUPERVISOR_LIBRARY",
-        view_target().join("debug/libmpsupervisor.so"),
-    );
+    if session.bin.is_none() {
+        cmd.env("PYTHONPATH", root().join("bindings/python")).env(
+            "MPSUPERVISOR_LIBRARY",
+            view_target().join("debug/libmpsupervisor.so"),
+        );
+    } else {
+        cmd.env_remove("PYTHONPATH")
+            .env_remove("MPSUPERVISOR_LIBRARY");
+    }
     cmd
 }
 
@@ -381,20 +385,16 @@ fn bench_readme_blocks_run_as_written() {
     assert!(!ran.is_empty());
 }
 
-// TODO(issue 12): bindings/python/README.md belongs to the engineer making `pip install` bundle
-// the library; today its example runs `/usr/bin/worker`, which does not exist, so this test fails
-// on it. Drop the `ignore` when that README is fixed (`cargo test --test readme_snippets --
-// --ignored` runs it meanwhile).
+/// The Python README as a new user follows it: its `sh` block makes a venv and pip-installs the
+/// package (which builds and bundles the library), then every `python` block runs with that venv's
+/// python, from the session's folder, with no environment variable.
 #[test]
-#[ignore = "bindings/python/README.md runs /usr/bin/worker; its owner is rewriting it (issue 12)"]
 fn python_readme_blocks_run_as_written() {
     let mut session = Session::new("python");
-    // Its commands install with pip: give them a virtual environment of their own.
-    let venv = session.scratch.join("venv");
-    session.sh(
-        "python3 -m venv",
-        &format!("python3 -m venv '{}'", venv.display()),
-    );
+    // The README's first block makes `.venv` where it runs and pip-installs into it; the
+    // `python` blocks after it then run with that venv's python. Made afresh each run.
+    let venv = session.view.join(".venv");
+    let _ = std::fs::remove_dir_all(&venv);
     session.bin = Some(venv.join("bin"));
     let ran = run_readme("bindings/python/README.md", &session);
     assert!(ran.iter().any(|r| r.ends_with(" python")), "{ran:#?}");
