@@ -334,13 +334,9 @@ fn inherit() -> Output {
     Output::Inherit
 }
 
-/// Parses and validates the whole groups array. The parsing runs on a library thread with a
-/// large stack, so the caller's stack need not hold one frame per level of a deep value.
+/// Parses and validates the whole groups array. It needs a few KiB of stack per level of
+/// nesting (up to `MAX_VALUE_DEPTH`): the supervisor runs it on a thread with a large stack.
 pub fn parse_groups(json: &str) -> Result<Vec<GroupSpec>> {
-    crate::threads::on_large_stack(|| parse_groups_here(json))
-}
-
-fn parse_groups_here(json: &str) -> Result<Vec<GroupSpec>> {
     let de = &mut serde_json::Deserializer::from_str(json);
     let groups: Vec<GroupSpec> = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();

@@ -3,9 +3,10 @@
 //! Three layers, each importing only those below it:
 //! - the faces: `Supervisor` (the Rust API), `ffi` (the C API of `include/mpsupervisor.h`) and
 //!   `worker_side` (the helpers a worker uses to speak the control protocol);
-//! - the runtime (`runtime`, `os`, `threads`): the threads and descriptors of a supervisor;
-//! - the core (`core`, `config`, `events`, `lines`, `logging`): what a supervisor knows and
-//!   decides, with no system calls.
+//! - the runtime (`runtime`, `logging`, `os`, `threads`): the threads and descriptors of a
+//!   supervisor, and the writer of its log records;
+//! - the core (`core`, `config`, `events`, `lines`): what a supervisor knows and decides, with no
+//!   system calls.
 
 mod clock;
 pub mod config;

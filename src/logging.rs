@@ -170,12 +170,9 @@ where
 }
 
 /// Parses and validates the settings JSON; each error names its JSON path, such as
-/// `settings.exporters[1].kind`. Like the groups, on a library thread with a large stack.
+/// `settings.exporters[1].kind`. Like the groups, the supervisor runs it on a thread with a large
+/// stack.
 pub fn parse_settings(json: &str) -> Result<LogSettings> {
-    crate::threads::on_large_stack(|| parse_settings_here(json))
-}
-
-fn parse_settings_here(json: &str) -> Result<LogSettings> {
     let de = &mut serde_json::Deserializer::from_str(json);
     let raw: RawSettings = deserialize_at("settings", &mut *de)?;
     // Only whitespace may follow the object: `{} garbage` is not a setting.

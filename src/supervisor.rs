@@ -143,7 +143,9 @@ impl Supervisor {
 
     /// Replaces the configuration (all or nothing). Running workers are not touched.
     pub fn configure_process_groups(&self, groups_json: &str) -> Result<()> {
-        let groups = config::parse_groups(groups_json)?;
+        // On a library thread with a large stack: a deeply nested value must not overflow the
+        // host thread's stack, however small it is.
+        let groups = threads::on_large_stack(|| config::parse_groups(groups_json))?;
         let mut engine = self.shared.lock();
         engine.core.check_open()?;
         engine.core.config = groups.into_iter().map(|g| (g.name.clone(), g)).collect();
@@ -152,7 +154,7 @@ impl Supervisor {
 
     /// Replaces the lifecycle logging settings (all or nothing).
     pub fn configure_lifecycle_logging(&self, settings_json: &str) -> Result<()> {
-        let settings = crate::logging::parse_settings(settings_json)?;
+        let settings = threads::on_large_stack(|| crate::logging::parse_settings(settings_json))?;
         let logger = crate::logging::Logger::start(settings)?;
         let old = {
             let mut engine = self.shared.lock();

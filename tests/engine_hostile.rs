@@ -181,3 +181,43 @@ fn a_worker_its_host_may_not_kill_is_reported_and_force_and_free_stay_bounded() 
     let events: Value = serde_json::from_str(events.strip_prefix("events ").unwrap()).unwrap();
     assert_eq!(count(events.as_array().unwrap(), "worker_unkillable"), 1);
 }
+
+#[test]
+fn a_respawn_that_cannot_be_spawned_says_so_once_per_try_without_a_stale_pid() {
+    let dir = TempDir::new("respawn-cwd");
+    let cwd = dir.path().join("gone-soon");
+    std::fs::create_dir(&cwd).unwrap();
+    let sup = supervisor(&[with(
+        sh_group("g", 1, "echo READY >&3; exec sleep 1000000"),
+        json!({"readiness": "notify", "cwd": cwd, "restart": "always", "restart_delay_ms": 1,
+               "restart_delay_max_ms": 1, "max_restarts": 3}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    // Its working directory goes, so no respawn can chdir there.
+    std::fs::remove_dir(&cwd).unwrap();
+    let pid = pids(&sup.snapshot().unwrap(), "g")[0];
+    // SAFETY: killing our own worker.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "group_failed") == 1);
+    let spawn_failed = of_kind(&log, "worker_spawn_failed");
+    assert!(!spawn_failed.is_empty(), "{log:#?}");
+    for e in &spawn_failed {
+        assert!(e.get("pid").is_none(), "no stale pid: {e}");
+        assert!(e["error"].as_str().unwrap().contains("No such file"), "{e}");
+    }
+    // One end event per spawned pid: the only process ever spawned ended once.
+    let spawned: Vec<i64> = of_kind(&log, "worker_spawned")
+        .iter()
+        .map(|e| e["pid"].as_i64().unwrap())
+        .collect();
+    let ended: Vec<i64> = log
+        .iter()
+        .filter(|e| e["kind"] == "worker_failed" || e["kind"] == "worker_stopped")
+        .map(|e| e["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(spawned, [pid]);
+    assert_eq!(ended, [pid]);
+    assert_gone(pid);
+}
