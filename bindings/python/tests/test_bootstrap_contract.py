@@ -13,6 +13,7 @@ import pytest
 from conftest import READY_TIMEOUT, events_of
 from mpsupervisor import LocalBootstrapSupervisor, MultiprocessBootstrapSupervisor, Supervisor
 from mpsupervisor._native import NativeLibrary
+from mpsupervisor.bootstrap import library_logging
 
 NOTIFY_SH = ["sh", "-c", 'echo READY >&"$MPSUP_CONTROL_FD"; read line <&"$MPSUP_CONTROL_FD"']
 
@@ -276,6 +277,15 @@ ORIGINAL_LOGGING: List[Dict[str, Any]] = [
 @pytest.mark.parametrize("settings", ORIGINAL_LOGGING)
 def test_lifecycle_logging_takes_the_originals_settings(mp: MultiprocessBootstrapSupervisor, settings: Any) -> None:
     mp.configure_lifecycle_logging(settings)
+    # The translation is one the library itself accepts, with exporters it knows ...
+    translated = library_logging(settings)
+    assert {e["kind"] for e in translated.get("exporters", [])} <= {"stdout", "stderr", "jsonl"}
+    # ... and the supervisor goes on working under it.
+    mp.start_groups(["g"])
+    assert mp.wait_ready(READY_TIMEOUT)
+    mp.stop_groups(graceful_timeout_seconds=READY_TIMEOUT, drain_inflight=True)
+    kinds = [e["kind"] for e in mp.lifecycle_events()]
+    assert "worker_ready" in kinds and "worker_stopped" in kinds
 
 
 def test_lifecycle_logging_stays_strict_on_the_plain_supervisor(mp: MultiprocessBootstrapSupervisor) -> None:

@@ -55,8 +55,12 @@ def test_start_ready_stop_cycle(sup: Supervisor) -> None:
 
 
 def test_configure_accepts_json_text(sup: Supervisor) -> None:
-    sup.configure_process_groups('[{"name": "j", "argv": ["true"]}]')
+    sup.configure_process_groups('[{"name": "j", "argv": ["sleep", "600"], "control_channel": "off"}]')
     sup.start_groups([])  # nothing to start is fine
+    assert sup.snapshot() == {}
+    sup.start_groups(["j"])
+    assert [w["worker_id"] for w in sup.snapshot()["j"]] == ["j#1"]
+    sup.force_terminate_groups(["j"])
 
 
 def test_drain_events_max_and_event_fd(sup: Supervisor) -> None:
@@ -266,22 +270,20 @@ def test_bad_names_are_rejected_before_the_call(sup: Supervisor) -> None:
 # -- Part 2, bound lazily ------------------------------------------------------------------
 
 
-def test_part2_calls_are_lazy(sup: Supervisor, native: NativeLibrary) -> None:
-    if native.has("mpsup_start_work"):
-        # never says READY, so start_work must refuse, naming it
-        sup.configure_process_groups([{"name": "a", "argv": ["sleep", "600"], "readiness": "notify"}])
-        sup.start_groups(["a"])
-        with pytest.raises(RuntimeError, match="a#1") as info:
-            sup.start_work(["a"])
-        assert isinstance(info.value, mpsupervisor.NotReadyError)
-    else:
-        with pytest.raises(NotImplementedError, match="mpsup_start_work"):
-            sup.start_work(["a"])
-    if native.has("mpsup_configure_lifecycle_logging"):
-        sup.configure_lifecycle_logging({"lifecycle_events": {"enabled": False}})
-    else:
-        with pytest.raises(NotImplementedError, match="mpsup_configure_lifecycle_logging"):
-            sup.configure_lifecycle_logging({})
+def test_part2_calls_are_bound_on_first_use(sup: Supervisor, native: NativeLibrary) -> None:
+    lib = NativeLibrary(native.cdll, native.path)
+    assert "mpsup_start_work" not in lib._optional
+    bound = lib.optional("mpsup_start_work")
+    assert lib._optional["mpsup_start_work"] is bound
+    with pytest.raises(NotImplementedError, match="mpsup_not_a_function"):
+        lib.optional("mpsup_not_a_function")
+    # never says READY, so start_work must refuse, naming it
+    sup.configure_process_groups([{"name": "a", "argv": ["sleep", "600"], "readiness": "notify"}])
+    sup.start_groups(["a"])
+    with pytest.raises(RuntimeError, match="a#1") as info:
+        sup.start_work(["a"])
+    assert isinstance(info.value, mpsupervisor.NotReadyError)
+    sup.force_terminate_groups(["a"])
 
 
 # -- error mapping without the library ----------------------------------------------------
