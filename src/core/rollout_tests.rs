@@ -86,6 +86,26 @@ impl World {
         self.state.exited(key, status, self.now, 0);
     }
 
+    /// Moves the fake clock on and fires whatever is due.
+    fn advance(&mut self, ms: u64) {
+        self.now += Duration::from_millis(ms);
+        for (key, timer) in self.state.timers.pop_due(self.now) {
+            self.state.timer(key, timer, self.now);
+        }
+    }
+
+    /// The keys the effects so far send SIGKILL to.
+    fn kills(&mut self) -> Vec<Key> {
+        self.state
+            .take_effects()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Signal { key, signal } if signal == libc::SIGKILL => Some(key),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn keys(&self) -> Vec<Key> {
         self.state.keys_of("web")
     }
@@ -237,17 +257,8 @@ fn a_new_worker_not_ready_in_time_is_killed_and_halts_the_rollout() {
     };
     w.state.begin_rollout("web", plan(""), opts, w.now).unwrap();
     let new = w.run_spawns();
-    w.now += Duration::from_millis(600);
-    for (key, timer) in w.state.timers.pop_due(w.now) {
-        w.state.timer(key, timer, w.now);
-    }
-    let kills = w
-        .state
-        .take_effects()
-        .into_iter()
-        .filter(|e| matches!(e, Effect::Signal { key, signal } if *key == new[0] && *signal == libc::SIGKILL))
-        .count();
-    assert_eq!(kills, 1);
+    w.advance(600);
+    assert_eq!(w.kills(), new);
     assert!(w.kinds().contains(&"rollout_failed"));
 }
 
@@ -267,17 +278,8 @@ fn scaling_down_stops_the_highest_indices_and_up_takes_the_next_ones() {
         .collect();
     assert_eq!(stopped, vec![2, 3]);
     // Still alive after stop_timeout_ms: killed.
-    w.now += Duration::from_millis(1001);
-    for (key, timer) in w.state.timers.pop_due(w.now) {
-        w.state.timer(key, timer, w.now);
-    }
-    let kills = w
-        .state
-        .take_effects()
-        .into_iter()
-        .filter(|e| matches!(e, Effect::Signal { signal, .. } if *signal == libc::SIGKILL))
-        .count();
-    assert_eq!(kills, 2);
+    w.advance(1001);
+    assert_eq!(w.kills().len(), 2);
     for k in w.keys() {
         if w.state.workers[&k].index > 1 {
             w.exit(k, 0);
@@ -311,10 +313,7 @@ fn a_respawn_that_cannot_be_spawned_reports_itself_without_a_stale_pid() {
     all_ready(&mut w);
     let first = w.keys()[0];
     w.exit(first, 1);
-    w.now += Duration::from_millis(20);
-    for (key, timer) in w.state.timers.pop_due(w.now) {
-        w.state.timer(key, timer, w.now);
-    }
+    w.advance(20);
     let job = w
         .state
         .take_effects()

@@ -3,8 +3,8 @@
 
 use std::ffi::c_char;
 
-use super::boundary::{guard, into_c_string, names, out, text};
-use super::{mpsup_result, mpsup_supervisor, registry};
+use super::boundary::{guard, names, text};
+use super::{json_out, mpsup_result, mpsup_supervisor, registry};
 
 /// Writes to `*out_json` the status of every group and what holds on this host:
 /// `{"groups": {NAME: {"started", "failed", "generation", "target", "running", "ready",
@@ -19,14 +19,7 @@ pub extern "C" fn mpsup_status_json(
     sup: mpsup_supervisor,
     out_json: *mut *mut c_char,
 ) -> mpsup_result {
-    guard(|| {
-        let supervisor = registry::get(sup.id)?;
-        out(out_json, "out_json")?;
-        let json = supervisor.status()?.to_string();
-        // SAFETY: checked non-NULL.
-        unsafe { out_json.write(into_c_string(json)) };
-        Ok(())
-    })
+    json_out(sup, out_json, |s| Ok(s.status()?.to_string()))
 }
 
 /// Sets the worker count of the started group `name` (0 to 4096) and returns at once. Up: new

@@ -38,6 +38,22 @@ fn on_groups(
     })
 }
 
+/// The body of the calls that write a JSON string the library made to `*out_json`.
+fn json_out(
+    sup: mpsup_supervisor,
+    out_json: *mut *mut c_char,
+    make: impl FnOnce(&Supervisor) -> crate::error::Result<String>,
+) -> mpsup_result {
+    guard(|| {
+        let supervisor = registry::get(sup.id)?;
+        out(out_json, "out_json")?;
+        let json = make(&supervisor)?;
+        // SAFETY: checked non-NULL.
+        unsafe { out_json.write(into_c_string(json)) };
+        Ok(())
+    })
+}
+
 /// A supervisor handle, passed by value: a generation-checked id into a process-wide table,
 /// never a pointer. Id 0 is never valid. A freed, stale, zeroed or made-up handle gives
 /// `MPSUP_ERR_INVALID_HANDLE`, never a crash. Handles do not survive `fork()`: in the child,
@@ -193,14 +209,7 @@ pub extern "C" fn mpsup_snapshot_json(
     sup: mpsup_supervisor,
     out_json: *mut *mut c_char,
 ) -> mpsup_result {
-    guard(|| {
-        let supervisor = registry::get(sup.id)?;
-        out(out_json, "out_json")?;
-        let json = supervisor.snapshot()?.to_string();
-        // SAFETY: checked non-NULL.
-        unsafe { out_json.write(into_c_string(json)) };
-        Ok(())
-    })
+    json_out(sup, out_json, |s| Ok(s.snapshot()?.to_string()))
 }
 
 /// Removes up to `max_events` events (0 = all) and writes them to `*out_json` as a JSON array,
@@ -211,15 +220,9 @@ pub extern "C" fn mpsup_drain_events_json(
     max_events: usize,
     out_json: *mut *mut c_char,
 ) -> mpsup_result {
-    guard(|| {
-        let supervisor = registry::get(sup.id)?;
-        out(out_json, "out_json")?;
-        let events = supervisor.drain_events(max_events)?;
-        let json =
-            serde_json::to_string(&events).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        // SAFETY: checked non-NULL.
-        unsafe { out_json.write(into_c_string(json)) };
-        Ok(())
+    json_out(sup, out_json, |s| {
+        let events = s.drain_events(max_events)?;
+        serde_json::to_string(&events).map_err(|e| Error::InvalidArgument(e.to_string()))
     })
 }
 
