@@ -17,6 +17,7 @@ pub mod ffi;
 pub mod lines;
 pub mod logging;
 mod os;
+mod report;
 mod runtime;
 mod supervisor;
 mod sync;

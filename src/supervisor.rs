@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::{self, GroupSpec};
@@ -19,6 +18,7 @@ use crate::core::worker::Key;
 use crate::error::{Error, Result};
 use crate::events::{Event, DEFAULT_CAPACITY};
 use crate::os::{self, Flag, Poller};
+use crate::report;
 use crate::runtime::io::{Io, WAKE_TOKEN};
 use crate::runtime::spawner::{Reply, SpawnHook, SpawnOutcome, Spawner, ToMonitor};
 use crate::runtime::{child, monitor, plan, Engine, Shared};
@@ -58,25 +58,6 @@ impl Default for Options {
                 .filter(|&n| n > 0),
         }
     }
-}
-
-/// The options of `restart_groups`, as JSON.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RolloutJson {
-    #[serde(default = "one")]
-    max_surge: u32,
-    #[serde(default)]
-    max_unavailable: u32,
-    #[serde(default = "thirty_seconds")]
-    ready_timeout_ms: u64,
-}
-
-fn one() -> u32 {
-    1
-}
-fn thirty_seconds() -> u64 {
-    30_000
 }
 
 /// A supervisor of process groups. Dropping it force-terminates and reaps every worker.
@@ -271,7 +252,7 @@ impl Supervisor {
     /// Starts a rolling restart of each named group to its current configuration and returns
     /// at once. All or nothing: every name is checked before any rollout begins.
     pub fn restart_groups(&self, names: &[&str], options_json: Option<&str>) -> Result<()> {
-        let options = parse_rollout_options(options_json)?;
+        let options = RolloutOptions::from_json(options_json)?;
         let specs: Vec<GroupSpec> = {
             let engine = self.shared.lock();
             let core = &engine.core;
@@ -488,7 +469,7 @@ impl Supervisor {
             if groups.contains_key(name) {
                 continue;
             }
-            groups.insert(name.clone(), group_status(core, name));
+            groups.insert(name.clone(), report::group_status(core, name));
         }
         Ok(json!({
             "groups": groups,
@@ -522,42 +503,6 @@ impl Supervisor {
     }
 }
 
-fn group_status(core: &State, name: &str) -> Value {
-    let Some(g) = core.groups.get(name) else {
-        return json!({"started": false, "failed": false, "generation": 0, "target": 0,
-                      "running": 0, "ready": 0, "rollout": null, "listen": []});
-    };
-    let workers: Vec<_> = g
-        .keys
-        .iter()
-        .filter_map(|(_, k)| core.workers.get(k))
-        .collect();
-    let running = workers
-        .iter()
-        .filter(|w| w.alive() && !matches!(w.phase, crate::core::worker::Phase::Stopping(_)))
-        .count();
-    let ready = workers.iter().filter(|w| w.ready()).count();
-    let rollout = g.rollout.as_ref().map(|r| {
-        let (state, worker_id, reason) = match &r.state {
-            crate::core::group::RolloutState::Running => ("running", None, None),
-            crate::core::group::RolloutState::Failed { worker_id, reason } => {
-                ("failed", Some(worker_id.clone()), Some(reason.clone()))
-            }
-        };
-        json!({"generation": r.generation, "state": state, "replaced": r.replaced,
-               "remaining": r.pending.len() + r.replacing.len(),
-               "worker_id": worker_id, "reason": reason})
-    });
-    let generation = g
-        .rollout
-        .as_ref()
-        .filter(|r| r.state == crate::core::group::RolloutState::Running)
-        .map_or(g.generation, |r| r.generation);
-    json!({"started": g.started, "failed": g.failed, "generation": generation,
-           "target": if g.started { g.target } else { 0 }, "running": running, "ready": ready,
-           "rollout": rollout, "listen": []})
-}
-
 fn prepare_all(specs: &[GroupSpec]) -> Result<Vec<Arc<Plan>>> {
     specs
         .iter()
@@ -571,26 +516,6 @@ fn prepare_all(specs: &[GroupSpec]) -> Result<Vec<Arc<Plan>>> {
                 })
         })
         .collect()
-}
-
-fn parse_rollout_options(json: Option<&str>) -> Result<RolloutOptions> {
-    let Some(json) = json else {
-        return Ok(RolloutOptions::default());
-    };
-    let parsed: RolloutJson = serde_json::from_str(json)
-        .map_err(|e| Error::InvalidArgument(format!("options_json: {e}")))?;
-    if parsed.ready_timeout_ms > config::MAX_MS {
-        return Err(Error::InvalidArgument(format!(
-            "options_json: ready_timeout_ms {} is more than {}",
-            parsed.ready_timeout_ms,
-            config::MAX_MS
-        )));
-    }
-    Ok(RolloutOptions {
-        max_surge: parsed.max_surge,
-        max_unavailable: parsed.max_unavailable,
-        ready_timeout: Duration::from_millis(parsed.ready_timeout_ms),
-    })
 }
 
 impl Drop for Supervisor {
