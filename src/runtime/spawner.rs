@@ -304,6 +304,9 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
     }
     if let Some(lifeline) = &shared.lifeline {
         lifeline.spawned(placement, pid, child.pidfd.as_ref())?;
+        // The worker's own program runs from now on (after the exec shim's).
+        child.spawned_at = Instant::now();
+        child.spawned_at_ms = clock::now_ms();
     }
     if let Some(hook) = shared.hook {
         hook(pid);
