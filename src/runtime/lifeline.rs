@@ -27,7 +27,7 @@ use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -37,6 +37,7 @@ use crate::config::Output;
 use crate::os::spawn::{self, Command, SpawnAttributes};
 use crate::os::{self, cgroup, ChildState};
 use crate::sync::lock;
+use crate::threads;
 
 /// The keeper's file name, next to the library (or in `mpsupervisor/` next to it).
 pub const KEEPER_NAME: &str = "mpsup-keeper";
@@ -73,8 +74,8 @@ struct Cgroups {
     shim: CString,
     groups: Mutex<HashSet<String>>,
     next: AtomicU64,
-    /// Worker cgroups not removed yet (their escaped processes were still dying).
-    leftovers: Mutex<Vec<PathBuf>>,
+    /// The thread that kills and removes the cgroups of reaped workers, off the engine's lock.
+    remover: Mutex<Option<Remover>>,
 }
 
 /// A worker's spawn through the exec shim: what to spawn instead, and the report pipe.
@@ -121,7 +122,7 @@ impl Lifeline {
                     shim,
                     groups: Mutex::new(HashSet::new()),
                     next: AtomicU64::new(0),
-                    leftovers: Mutex::new(Vec::new()),
+                    remover: Mutex::new(None),
                 })
             })
         } else {
@@ -277,12 +278,18 @@ impl Lifeline {
         let Some(c) = &self.cgroups else {
             return;
         };
-        let mut leftovers = lock(&c.leftovers);
-        leftovers.retain(|dir| std::fs::remove_dir(dir).is_err() && dir.exists());
-        if let Some(dir) = lock(&self.placed).remove(&pid) {
-            let _ = cgroup::kill(&dir);
-            if std::fs::remove_dir(&dir).is_err() {
-                leftovers.push(dir);
+        let Some(dir) = lock(&self.placed).remove(&pid) else {
+            return;
+        };
+        let mut remover = lock(&c.remover);
+        if remover.is_none() {
+            *remover = Remover::start();
+        }
+        match remover.as_ref() {
+            Some(r) if r.tx.send(dir.clone()).is_ok() => {}
+            _ => {
+                let _ = cgroup::kill(&dir);
+                let _ = std::fs::remove_dir(&dir);
             }
         }
     }
@@ -312,8 +319,50 @@ impl Lifeline {
             wait_exit(k, Instant::now() + KEEPER_BOUND);
         }
         if let Some(c) = &self.cgroups {
+            if let Some(r) = lock(&c.remover).take() {
+                drop(r.tx);
+                let _ = r.thread.join();
+            }
             cgroup::remove_tree(&c.dir, Instant::now() + Duration::from_secs(1));
         }
+    }
+}
+
+/// Kills and removes the cgroups of reaped workers (what they left behind dies with them). A
+/// cgroup whose processes are still dying is tried again for up to a second; what is left then
+/// goes at `close`.
+struct Remover {
+    tx: mpsc::Sender<PathBuf>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Remover {
+    fn start() -> Option<Remover> {
+        let (tx, rx) = mpsc::channel::<PathBuf>();
+        let thread = threads::spawn_named("mpsup-cgroups", Some(64 * 1024), move || {
+            let mut busy: Vec<(PathBuf, Instant)> = Vec::new();
+            loop {
+                let next = if busy.is_empty() {
+                    rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+                } else {
+                    rx.recv_timeout(Duration::from_millis(10))
+                };
+                match next {
+                    Ok(dir) => {
+                        let _ = cgroup::kill(&dir);
+                        if std::fs::remove_dir(&dir).is_err() {
+                            busy.push((dir, Instant::now() + Duration::from_secs(1)));
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+                let now = Instant::now();
+                busy.retain(|(dir, until)| std::fs::remove_dir(dir).is_err() && *until > now);
+            }
+        })
+        .ok()?;
+        Some(Remover { tx, thread })
     }
 }
 
