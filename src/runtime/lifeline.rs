@@ -513,17 +513,22 @@ fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper
 }
 
 /// A helper program next to the object that holds this code (libmpsupervisor.so, or a program
-/// linked with the rlib): `DIR/NAME`, `DIR/mpsupervisor/NAME` (`make install`), or `DIR/../NAME`
-/// (cargo's `deps/`).
+/// linked with the rlib or the staticlib): `DIR/NAME` (the Python package, cargo's target
+/// directory), `DIR/mpsupervisor/NAME` (`make install`), `DIR/../NAME` (cargo's `deps/`), or
+/// in the directory `make install` builds in (`MPSUP_HELPER_DIR` at build time).
 fn find_helper(name: &str) -> Option<PathBuf> {
-    let dir = own_object().and_then(|p| p.parent().map(Path::to_path_buf))?;
-    [
-        dir.join(name),
-        dir.join("mpsupervisor").join(name),
-        dir.join("..").join(name),
-    ]
-    .into_iter()
-    .find(|p| is_executable(p))
+    let dir = own_object().and_then(|p| p.parent().map(Path::to_path_buf));
+    let built_in = option_env!("MPSUP_HELPER_DIR").map(|d| Path::new(d).join(name));
+    dir.into_iter()
+        .flat_map(|dir| {
+            [
+                dir.join(name),
+                dir.join("mpsupervisor").join(name),
+                dir.join("..").join(name),
+            ]
+        })
+        .chain(built_in)
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {

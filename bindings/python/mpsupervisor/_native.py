@@ -54,6 +54,7 @@ REQUIRED: Dict[str, _Signature] = {
     "mpsup_stop_groups": (c_result, [mpsup_supervisor, ctypes.c_double, ctypes.c_bool]),
     "mpsup_force_terminate_groups": (c_result, [mpsup_supervisor, c_names, ctypes.c_size_t]),
     "mpsup_snapshot_json": (c_result, [mpsup_supervisor, c_out_string]),
+    "mpsup_status_json": (c_result, [mpsup_supervisor, c_out_string]),
     "mpsup_drain_events_json": (c_result, [mpsup_supervisor, ctypes.c_size_t, c_out_string]),
     "mpsup_event_fd": (c_result, [mpsup_supervisor, ctypes.POINTER(ctypes.c_int)]),
     "mpsup_string_free": (None, [ctypes.c_void_p]),
@@ -104,6 +105,7 @@ class NativeLibrary:
     mpsup_stop_groups: Callable[..., int]
     mpsup_force_terminate_groups: Callable[..., int]
     mpsup_snapshot_json: Callable[..., int]
+    mpsup_status_json: Callable[..., int]
     mpsup_drain_events_json: Callable[..., int]
     mpsup_event_fd: Callable[..., int]
     mpsup_string_free: Callable[..., None]
