@@ -1,6 +1,6 @@
 //! mpsup-exec: joins a cgroup, then becomes the worker.
 //!
-//! `mpsup-exec REPORT_FD CGROUP_DIR PROGRAM ARGV0 ARG...`, spawned by libmpsupervisor in place of
+//! `mpsup-exec REPORT_FD|- CGROUP_DIR PROGRAM ARGV0 ARG...`, spawned by libmpsupervisor in place of
 //! a worker: it writes `0` to `CGROUP_DIR/cgroup.procs` (so the worker is in its cgroup before its
 //! first instruction, and every process it ever forks is too), sets `LISTEN_PID` to its own pid
 //! when `MPSUP_EXEC_LISTEN_PID=1` is in its environment (socket activation: the pid is the
@@ -42,9 +42,14 @@ pub unsafe extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int 
     // SAFETY: argv holds argc valid C strings, then NULL (execv takes the tail as is).
     unsafe {
         let arg = |i: usize| CStr::from_ptr(*argv.add(i));
-        let report: c_int = match arg(1).to_str().ok().and_then(|s| s.parse().ok()) {
-            Some(fd) => fd,
-            None => return 2,
+        // "-": no report descriptor (the library had none to spare).
+        let report: c_int = match arg(1).to_str() {
+            Ok("-") => -1,
+            Ok(s) => match s.parse() {
+                Ok(fd) => fd,
+                Err(_) => return 2,
+            },
+            Err(_) => return 2,
         };
         let mut procs = arg(2).to_bytes().to_vec();
         procs.extend_from_slice(b"/cgroup.procs\0");
@@ -63,7 +68,9 @@ pub unsafe extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int 
             libc::setenv(c"LISTEN_PID".as_ptr(), pid.as_ptr().cast(), 1);
             libc::unsetenv(c"MPSUP_EXEC_LISTEN_PID".as_ptr());
         }
-        libc::fcntl(report, libc::F_SETFD, libc::FD_CLOEXEC);
+        if report >= 0 {
+            libc::fcntl(report, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
         libc::execv(*argv.add(3), argv.add(4));
         fail(report, b'E', errno(), 127)
     }

@@ -211,8 +211,21 @@ fn block_all_signals() {
     }
 }
 
+/// One pidfd per worker: the soft descriptor limit goes up to the hard one.
+fn raise_descriptor_limit() {
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn main() {
     block_all_signals();
+    raise_descriptor_limit();
     let args: Vec<String> = std::env::args().collect();
     let host: i32 = match args.get(1).and_then(|a| a.parse().ok()) {
         Some(pid) => pid,

@@ -60,9 +60,10 @@ pub struct Wanted {
     pub cgroup: bool,
 }
 
+/// The host holds one descriptor for it, the socket (no pidfd: its end of the socket closing says
+/// it has exited).
 struct Keeper {
     pid: i32,
-    pidfd: Option<OwnedFd>,
     sock: OwnedFd,
     /// False once it failed to take a message or exited.
     alive: AtomicBool,
@@ -83,8 +84,8 @@ pub struct Placement {
     pub program: CString,
     pub argv: Vec<CString>,
     /// The shim's report descriptor: the spawn passes it as its last inherited descriptor.
-    pub report: OwnedFd,
-    read: OwnedFd,
+    pub report: Option<OwnedFd>,
+    read: Option<OwnedFd>,
     dir: PathBuf,
     for_program: CString,
 }
@@ -199,13 +200,22 @@ impl Lifeline {
         }
         let dir = gdir.join(format!("w{}", c.next.fetch_add(1, Ordering::Relaxed)));
         cgroup::make(&dir).map_err(|e| context(e, &dir))?;
-        let (read, write) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        // Without descriptors to spare (EMFILE), the shim runs without its report: an exec
+        // failure is then the worker's exit (127) instead of the spawn's error.
         let target = spawn::FIRST_INHERITED + inherited as i32;
-        let write = os::dup_at_least(&write, target + 1)?;
+        let pipe = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(std::io::Error::from)
+            .and_then(|(read, write)| Ok((read, os::dup_at_least(&write, target + 1)?)))
+            .ok();
+        let report_arg = if pipe.is_some() {
+            target.to_string()
+        } else {
+            "-".to_string()
+        };
+        let (read, report) = pipe.unzip();
         let mut shim_argv = vec![
             c.shim.clone(),
-            crate::config::cstring(&target.to_string()),
+            crate::config::cstring(&report_arg),
             crate::config::cstring(&dir.to_string_lossy()),
             program.to_owned(),
         ];
@@ -213,7 +223,7 @@ impl Lifeline {
         Ok(Some(Placement {
             program: c.shim.clone(),
             argv: shim_argv,
-            report: write,
+            report,
             read,
             dir,
             for_program: program.to_owned(),
@@ -232,13 +242,18 @@ impl Lifeline {
         if let Some(p) = placement {
             drop(p.report);
             let mut buf = [0u8; 5];
-            let mut fds = [PollFd::new(
-                std::os::fd::AsFd::as_fd(&p.read),
-                PollFlags::POLLIN,
-            )];
-            let n = match poll(&mut fds, PollTimeout::from(SHIM_BOUND.as_millis() as u16)) {
-                Ok(1..) => nix::unistd::read(&p.read, &mut buf).unwrap_or(0),
-                _ => 0,
+            let n = match &p.read {
+                Some(read) => {
+                    let mut fds = [PollFd::new(
+                        std::os::fd::AsFd::as_fd(read),
+                        PollFlags::POLLIN,
+                    )];
+                    match poll(&mut fds, PollTimeout::from(SHIM_BOUND.as_millis() as u16)) {
+                        Ok(1..) => nix::unistd::read(read, &mut buf).unwrap_or(0),
+                        _ => 0,
+                    }
+                }
+                None => 0,
             };
             if n == buf.len() {
                 // The caller's `Child` kills and reaps the shim, which is exiting.
@@ -440,12 +455,15 @@ fn wait_exit(k: &Keeper, until: Instant) {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(k.pid), None);
             return;
         }
-        match &k.pidfd {
-            Some(fd) => {
-                let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(fd), PollFlags::POLLIN)];
-                let _ = poll(&mut fds, PollTimeout::from(100u16));
-            }
-            None => std::thread::sleep(Duration::from_millis(1)),
+        // Its end of the socket closes when it exits (POLLHUP); anything it may have sent makes
+        // the poll return at once, hence the short sleep while it still runs.
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&k.sock),
+            PollFlags::POLLIN,
+        )];
+        let _ = poll(&mut fds, PollTimeout::from(100u16));
+        if matches!(os::peek_exit(k.pid), ChildState::Running) {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -482,7 +500,6 @@ fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper
     drop(theirs);
     let keeper = Keeper {
         pid,
-        pidfd: os::pidfd_open(pid).ok(),
         sock: ours,
         alive: AtomicBool::new(true),
     };
@@ -517,7 +534,12 @@ fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper
 /// directory), `DIR/mpsupervisor/NAME` (`make install`), `DIR/../NAME` (cargo's `deps/`), or
 /// in the directory `make install` builds in (`MPSUP_HELPER_DIR` at build time).
 fn find_helper(name: &str) -> Option<PathBuf> {
-    let dir = own_object().and_then(|p| p.parent().map(Path::to_path_buf));
+    // Looked up once per process image: `dladdr` takes the dynamic loader's lock, which a child
+    // forked from a busy multi-threaded host must not wait for (the fork copies the answer).
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let dir = DIR
+        .get_or_init(|| own_object().and_then(|p| p.parent().map(Path::to_path_buf)))
+        .clone();
     let built_in = option_env!("MPSUP_HELPER_DIR").map(|d| Path::new(d).join(name));
     dir.into_iter()
         .flat_map(|dir| {

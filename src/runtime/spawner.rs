@@ -279,7 +279,7 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
     };
     let (program, argv) = match &placement {
         Some(p) => {
-            inherit.push(&p.report);
+            inherit.extend(p.report.as_ref());
             (p.program.as_c_str(), &p.argv[..])
         }
         None => (job.plan.program.as_c_str(), &job.plan.argv[..]),
