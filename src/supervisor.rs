@@ -140,8 +140,13 @@ impl Supervisor {
         );
         spawner.set_lifeline(Arc::clone(&lifeline));
         let spawner = Arc::new(spawner);
+        // Past this point a failure must also end the keeper and remove the cgroup.
+        let closing = |e: Error| {
+            lifeline.close();
+            e
+        };
         let mut io = Io::new(Arc::clone(&poller), Arc::clone(&spawner))
-            .map_err(|e| Error::os("eventfd", e))?;
+            .map_err(|e| closing(Error::os("eventfd", e)))?;
         io.lifeline = Some(Arc::clone(&lifeline));
         let engine = Engine {
             core: State::new(options.event_capacity),
@@ -154,7 +159,7 @@ impl Supervisor {
         let monitor = threads::spawn_named("mpsup-monitor", Some(256 * 1024), move || {
             monitor::run(for_monitor)
         })
-        .map_err(|e| Error::os("spawning the monitor thread", e))?;
+        .map_err(|e| closing(Error::os("spawning the monitor thread", e)))?;
         let exit_watch = if options.use_pidfd && os::pidfd_open(std::process::id() as i32).is_ok() {
             "pidfd"
         } else {
