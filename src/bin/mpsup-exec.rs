@@ -1,6 +1,6 @@
 //! mpsup-exec: joins a cgroup, then becomes the worker.
 //!
-//! `mpsup-exec REPORT_FD|- CGROUP_DIR PROGRAM ARGV0 ARG...`, spawned by libmpsupervisor in place of
+//! `mpsup-exec REPORT_FD|- CGROUP_DIR|- PROGRAM ARGV0 ARG...`, spawned by libmpsupervisor in place of
 //! a worker: it writes `0` to `CGROUP_DIR/cgroup.procs` (so the worker is in its cgroup before its
 //! first instruction, and every process it ever forks is too), sets `LISTEN_PID` to its own pid
 //! when `MPSUP_EXEC_LISTEN_PID=1` is in its environment (socket activation: the pid is the
@@ -51,17 +51,20 @@ pub unsafe extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int 
             },
             Err(_) => return 2,
         };
-        let mut procs = arg(2).to_bytes().to_vec();
-        procs.extend_from_slice(b"/cgroup.procs\0");
-        let fd = libc::open(procs.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            fail(report, b'C', errno(), 126);
+        // "-": no cgroup to join (only LISTEN_PID wanted).
+        if arg(2).to_bytes() != b"-" {
+            let mut procs = arg(2).to_bytes().to_vec();
+            procs.extend_from_slice(b"/cgroup.procs\0");
+            let fd = libc::open(procs.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                fail(report, b'C', errno(), 126);
+            }
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            if written != 1 {
+                fail(report, b'C', errno(), 126);
+            }
+            libc::close(fd);
         }
-        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-        if written != 1 {
-            fail(report, b'C', errno(), 126);
-        }
-        libc::close(fd);
         let flag = libc::getenv(c"MPSUP_EXEC_LISTEN_PID".as_ptr());
         if !flag.is_null() && CStr::from_ptr(flag).to_bytes() == b"1" {
             let pid = format!("{}\0", libc::getpid());
