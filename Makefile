@@ -6,7 +6,8 @@
 #   make demo-cpp     run the C++17 host once
 #   make install      PREFIX=/usr/local (DESTDIR, LIBDIR, INCLUDEDIR too): the header,
 #                     libmpsupervisor.so.X.Y.Z with SONAME libmpsupervisor.so.X and its two
-#                     symlinks, libmpsupervisor.a, and lib/pkgconfig/mpsupervisor.pc
+#                     symlinks, libmpsupervisor.a, lib/pkgconfig/mpsupervisor.pc, and the
+#                     helper programs mpsup-keeper and mpsup-exec in $(HELPERDIR)
 #   make uninstall    removes what make install put there
 #   make setup        scripts/setup: apt-get installs the missing system tools (as root) and
 #                     makes the Python environment build/venv (pytest, the build tools)
@@ -47,6 +48,11 @@ PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# The helper programs (the keeper that kills workers when the host dies, the exec shim that puts
+# a worker in its cgroup). The library looks for them next to itself, in mpsupervisor/ next to
+# itself (this default), and in the directory built into it at install time (for static links).
+HELPERDIR ?= $(LIBDIR)/mpsupervisor
+HELPERS := mpsup-keeper mpsup-exec
 INSTALL ?= install
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 DESCRIPTION := $(shell sed -n 's/^description *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -191,10 +197,11 @@ test-asan: setup
 install-build: FORCE
 	@test -n "$(VERSION)" || { echo "no version in Cargo.toml" >&2; exit 1; }
 	mkdir -p $(INSTALL_TARGET_DIR)
-	$(CARGO) rustc --release --lib --color never --target-dir $(INSTALL_TARGET_DIR) \
-		--crate-type cdylib,staticlib \
+	MPSUP_HELPER_DIR="$(HELPERDIR)" $(CARGO) rustc --release --lib --color never \
+		--target-dir $(INSTALL_TARGET_DIR) --crate-type cdylib,staticlib \
 		-- -C link-arg=-Wl,-soname,$(SONAME) --print native-static-libs 2> $(RUSTC_LOG); \
 		status=$$?; cat $(RUSTC_LOG) >&2; exit $$status
+	$(CARGO) build --release $(addprefix --bin ,$(HELPERS)) --target-dir $(INSTALL_TARGET_DIR)
 	readelf -d $(INSTALL_OUT)/libmpsupervisor.so | grep -q 'SONAME.*\[$(SONAME)\]' || \
 		{ echo "$(INSTALL_OUT)/libmpsupervisor.so lacks SONAME $(SONAME)" >&2; exit 1; }
 
@@ -205,6 +212,8 @@ install: install-build
 	ln -sfn $(REALNAME) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
 	ln -sfn $(SONAME) "$(DESTDIR)$(LIBDIR)/libmpsupervisor.so"
 	$(INSTALL) -m 644 $(INSTALL_OUT)/libmpsupervisor.a "$(DESTDIR)$(LIBDIR)/libmpsupervisor.a"
+	$(INSTALL) -d "$(DESTDIR)$(HELPERDIR)"
+	$(INSTALL) -m 755 $(addprefix $(INSTALL_OUT)/,$(HELPERS)) "$(DESTDIR)$(HELPERDIR)/"
 	libs=$$(sed -n 's/^note: native-static-libs: *//p' $(RUSTC_LOG) | tail -n 1); \
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' -e 's|@DESCRIPTION@|$(DESCRIPTION)|' \
@@ -215,7 +224,9 @@ install: install-build
 uninstall:
 	rm -f "$(DESTDIR)$(INCLUDEDIR)/mpsupervisor.h" "$(DESTDIR)$(LIBDIR)/$(REALNAME)" \
 		"$(DESTDIR)$(LIBDIR)/$(SONAME)" "$(DESTDIR)$(LIBDIR)/libmpsupervisor.so" \
-		"$(DESTDIR)$(LIBDIR)/libmpsupervisor.a" "$(DESTDIR)$(PKGCONFIGDIR)/mpsupervisor.pc"
+		"$(DESTDIR)$(LIBDIR)/libmpsupervisor.a" "$(DESTDIR)$(PKGCONFIGDIR)/mpsupervisor.pc" \
+		$(addprefix "$(DESTDIR)$(HELPERDIR)"/,$(HELPERS))
+	-rmdir "$(DESTDIR)$(HELPERDIR)" 2>/dev/null
 
 clean:
 	$(CARGO) clean

@@ -20,6 +20,7 @@ use crate::events::{Event, DEFAULT_CAPACITY};
 use crate::os::{self, Flag, Poller};
 use crate::report;
 use crate::runtime::io::{Io, WAKE_TOKEN};
+use crate::runtime::lifeline::{Lifeline, Wanted};
 use crate::runtime::spawner::{Reply, SpawnHook, SpawnOutcome, Spawner, ToMonitor};
 use crate::runtime::{child, monitor, plan, Engine, Shared};
 use crate::sync::lock;
@@ -44,6 +45,18 @@ pub struct Options {
     /// At most this many spawner threads; None: one per core, up to 8 (also set by the
     /// environment variable `MPSUP_SPAWN_THREADS`, read when the supervisor is made).
     pub spawn_threads: Option<usize>,
+    /// Start the keeper process that kills the workers when the host dies (`MPSUP_DISABLE_KEEPER=1`
+    /// turns it off).
+    pub keeper: bool,
+    /// The keeper program; None: `MPSUP_KEEPER`, else `mpsup-keeper` next to the library.
+    pub keeper_path: Option<std::path::PathBuf>,
+    /// Put each worker process in a cgroup of its own where cgroup v2 is writable
+    /// (`MPSUP_DISABLE_CGROUP=1` turns it off).
+    pub cgroup: bool,
+}
+
+fn env_is(name: &str, value: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v == value)
 }
 
 impl Default for Options {
@@ -56,6 +69,11 @@ impl Default for Options {
                 .ok()
                 .and_then(|v| v.parse::<usize>().ok())
                 .filter(|&n| n > 0),
+            keeper: !env_is("MPSUP_DISABLE_KEEPER", "1"),
+            keeper_path: std::env::var_os("MPSUP_KEEPER")
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from),
+            cgroup: !env_is("MPSUP_DISABLE_CGROUP", "1"),
         }
     }
 }
@@ -71,6 +89,8 @@ pub struct Supervisor {
     /// The process that made it. Its workers, descriptors and threads belong to that process:
     /// a child the host forked has copies of none of them that it may use.
     owner: u32,
+    /// The keeper and the cgroups.
+    lifeline: Arc<Lifeline>,
 }
 
 impl Supervisor {
@@ -88,14 +108,27 @@ impl Supervisor {
             outcomes: Mutex::new(Vec::new()),
             wake,
         });
-        let spawner = Arc::new(Spawner::new(
+        let lifeline = Arc::new(Lifeline::start(&Wanted {
+            keeper: options.keeper,
+            keeper_path: options.keeper_path.clone(),
+            cgroup: options.cgroup,
+        }));
+        let mut spawner = Spawner::new(
             Arc::clone(&to_monitor),
             options.use_pidfd,
             options.spawn_hook,
             options.spawn_threads,
-        ));
-        let io = Io::new(Arc::clone(&poller), Arc::clone(&spawner))
-            .map_err(|e| Error::os("eventfd", e))?;
+        );
+        spawner.set_lifeline(Arc::clone(&lifeline));
+        let spawner = Arc::new(spawner);
+        // Past this point a failure must also end the keeper and remove the cgroup.
+        let closing = |e: Error| {
+            lifeline.close();
+            e
+        };
+        let mut io = Io::new(Arc::clone(&poller), Arc::clone(&spawner))
+            .map_err(|e| closing(Error::os("eventfd", e)))?;
+        io.lifeline = Some(Arc::clone(&lifeline));
         let engine = Engine {
             core: State::new(options.event_capacity),
             io,
@@ -107,7 +140,7 @@ impl Supervisor {
         let monitor = threads::spawn_named("mpsup-monitor", Some(256 * 1024), move || {
             monitor::run(for_monitor)
         })
-        .map_err(|e| Error::os("spawning the monitor thread", e))?;
+        .map_err(|e| closing(Error::os("spawning the monitor thread", e)))?;
         let exit_watch = if options.use_pidfd && os::pidfd_open(std::process::id() as i32).is_ok() {
             "pidfd"
         } else {
@@ -119,6 +152,7 @@ impl Supervisor {
             monitor: Mutex::new(Some(monitor)),
             exit_watch,
             owner: std::process::id(),
+            lifeline,
         })
     }
 
@@ -476,8 +510,8 @@ impl Supervisor {
             "guarantees": {
                 "exit_watch": self.exit_watch,
                 "spawn": "posix_spawn",
-                "host_death": "none",
-                "tree_kill": "process_group",
+                "host_death": self.lifeline.host_death(),
+                "tree_kill": self.lifeline.tree_kill(),
                 "parallel_spawn": self.shared.spawner.parallelism(),
             }
         }))
@@ -546,6 +580,9 @@ impl Drop for Supervisor {
             child::reap_orphans();
             std::thread::sleep(Duration::from_millis(1));
         }
+        // Every worker is reaped or abandoned (the keeper kills what is left): the keeper
+        // exits and is reaped, the cgroups go.
+        self.lifeline.close();
     }
 }
 

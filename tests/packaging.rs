@@ -260,6 +260,26 @@ fn install_puts_header_versioned_libraries_and_pc_file_under_the_prefix() {
         "the archive defines mpsup_version"
     );
 
+    // The helper programs, where the library looks for them (next to it, in mpsupervisor/,
+    // and in the directory built into it for programs linked with the archive).
+    for helper in ["mpsup-keeper", "mpsup-exec"] {
+        let path = lib.join("mpsupervisor").join(helper);
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o755
+        );
+    }
+    let so = std::fs::read(&real).unwrap();
+    let helper_dir = lib.join("mpsupervisor").display().to_string();
+    assert!(
+        so.windows(helper_dir.len())
+            .any(|w| w == helper_dir.as_bytes()),
+        "the library does not know {helper_dir}"
+    );
+
     let pc = std::fs::read_to_string(lib.join("pkgconfig/mpsupervisor.pc")).unwrap();
     assert!(!pc.contains('@'), "unsubstituted template variable:\n{pc}");
     let out = run_ok(

@@ -33,7 +33,7 @@ from setuptools.dist import Distribution
 
 PACKAGE = "mpsupervisor"
 CRATE = "mpsupervisor"  # the crate's package name and [lib] name
-BUNDLED_PROGRAMS: List[str] = []  # cargo [[bin]] targets to bundle, e.g. "mpsup-keeper"
+BUNDLED_PROGRAMS: List[str] = ["mpsup-keeper", "mpsup-exec"]  # cargo [[bin]] targets to bundle
 # What an sdist carries of the crate (relative to the crate root).
 CRATE_FILES = ["Cargo.toml", "Cargo.lock", "src", "build.rs", "LICENSE", "LICENSE-MIT", "LICENSE-APACHE"]
 

@@ -13,6 +13,7 @@ use crate::lines::{LineReader, MAX_LINE};
 use crate::logging::Logger;
 use crate::os::{self, ChildState, Flag, Poller, ReadResult};
 use crate::runtime::child::Child;
+use crate::runtime::lifeline::Lifeline;
 use crate::runtime::spawner::{Reply, Spawner};
 
 /// The token of the descriptor that wakes the monitor; workers' tokens count from 1.
@@ -62,6 +63,8 @@ pub struct Io {
     pub logger: Option<Logger>,
     /// Why a SIGKILL could not be sent to a worker, for the report when it outlives the bound.
     pub kill_errors: HashMap<Key, String>,
+    /// The workers' cgroups and the keeper: told of kills and reaps.
+    pub lifeline: Option<Arc<Lifeline>>,
 }
 
 impl Io {
@@ -77,6 +80,7 @@ impl Io {
             events_flagged: false,
             logger: None,
             kill_errors: HashMap::new(),
+            lifeline: None,
         })
     }
 
@@ -190,6 +194,11 @@ impl Io {
             },
             None => os::kill_group(p.pid, sig).and(os::kill_pid(p.pid, sig)),
         };
+        if sig == libc::SIGKILL {
+            if let Some(lifeline) = &self.lifeline {
+                lifeline.kill_tree(p.pid);
+            }
+        }
         if let Err(e) = result {
             if sig == libc::SIGKILL {
                 self.kill_errors
@@ -279,11 +288,19 @@ impl Io {
             ChildState::Running => return None,
             ChildState::Exited(status) => {
                 let _ = os::kill_group(pid, libc::SIGKILL);
+                if let Some(lifeline) = &self.lifeline {
+                    lifeline.reaping(pid);
+                }
                 os::try_reap(pid);
                 status
             }
             // The kernel reaped it (the host ignores SIGCHLD): the status is lost.
-            ChildState::Gone => ExitStatus::default(),
+            ChildState::Gone => {
+                if let Some(lifeline) = &self.lifeline {
+                    lifeline.reaping(pid);
+                }
+                ExitStatus::default()
+            }
         };
         self.release(key);
         Some(status)

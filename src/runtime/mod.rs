@@ -7,6 +7,7 @@
 
 pub(crate) mod child;
 pub(crate) mod io;
+pub(crate) mod lifeline;
 pub(crate) mod monitor;
 pub(crate) mod plan;
 pub(crate) mod spawner;

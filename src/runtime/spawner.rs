@@ -18,6 +18,7 @@ use crate::core::worker::Key;
 use crate::os::spawn::{self, Command, SpawnAttributes, FIRST_INHERITED};
 use crate::os::{self, Flag};
 use crate::runtime::child::Child;
+use crate::runtime::lifeline::Lifeline;
 use crate::sync::lock;
 use crate::threads;
 
@@ -78,6 +79,7 @@ struct Shared {
     monitor: Arc<ToMonitor>,
     use_pidfd: bool,
     hook: Option<SpawnHook>,
+    lifeline: Option<Arc<Lifeline>>,
 }
 
 pub struct Spawner {
@@ -107,9 +109,18 @@ impl Spawner {
                 monitor,
                 use_pidfd,
                 hook,
+                lifeline: None,
             }),
             threads: Mutex::new(Vec::new()),
             max_threads: cores.clamp(1, 8),
+        }
+    }
+
+    /// Every spawned process goes to `lifeline` (its cgroup, the keeper) before it is handed
+    /// over. Only before the first submission.
+    pub fn set_lifeline(&mut self, lifeline: Arc<Lifeline>) {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.lifeline = Some(lifeline);
         }
     }
 
@@ -237,9 +248,11 @@ fn deliver(shared: &Shared, reply: &Reply, key: Key, result: Result<Child, std::
 /// Spawns one worker process: its control socket, its own environment variables, the spawn.
 fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::io::Result<Child> {
     let spec = &job.plan.spec;
+    // The exec shim's report descriptor comes after the control socket, so that numbers above.
+    let extra = shared.lifeline.as_ref().map_or(0, |l| l.extra_inherited()) as i32;
     let (ours, theirs, channel_error) = match spec.control_channel {
         ControlChannelMode::Off => (None, None, None),
-        ControlChannelMode::Auto => match os::control_socketpair(FIRST_INHERITED) {
+        ControlChannelMode::Auto => match os::control_socketpair(FIRST_INHERITED + extra) {
             Ok((ours, theirs)) => (Some(ours), Some(theirs), None),
             Err(e) => (None, None, Some(e.to_string())),
         },
@@ -259,10 +272,21 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
             envp.push(config::cstring("MPSUP_START_GATE=1"));
         }
     }
-    let inherit: Vec<&std::os::fd::OwnedFd> = theirs.iter().collect();
+    let mut inherit: Vec<&std::os::fd::OwnedFd> = theirs.iter().collect();
+    let placement = match &shared.lifeline {
+        Some(l) => l.prepare(&spec.name, &job.plan.program, &job.plan.argv, inherit.len())?,
+        None => None,
+    };
+    let (program, argv) = match &placement {
+        Some(p) => {
+            inherit.extend(p.report.as_ref());
+            (p.program.as_c_str(), &p.argv[..])
+        }
+        None => (job.plan.program.as_c_str(), &job.plan.argv[..]),
+    };
     let cmd = Command {
-        program: &job.plan.program,
-        argv: &job.plan.argv,
+        program,
+        argv,
         envp: &envp,
         cwd: job.plan.cwd.as_deref(),
         stdout: &spec.stdout,
@@ -277,6 +301,12 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
     child.channel_error = channel_error;
     if shared.use_pidfd {
         child.pidfd = os::pidfd_open(pid).ok();
+    }
+    if let Some(lifeline) = &shared.lifeline {
+        lifeline.spawned(placement, pid, child.pidfd.as_ref())?;
+        // The worker's own program runs from now on (after the exec shim's).
+        child.spawned_at = Instant::now();
+        child.spawned_at_ms = clock::now_ms();
     }
     if let Some(hook) = shared.hook {
         hook(pid);

@@ -302,13 +302,18 @@ fn assert_loads_this_library(program: &std::path::Path) {
     );
 }
 
-/// The pids of this process's children, from /proc.
+/// The pids of this process's children, from /proc, but for the keepers of live supervisors
+/// (`mpsup-keeper`, one per supervisor, reaped when it is freed).
 pub fn children() -> Vec<String> {
     let mut out = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
         out.extend(text.split_whitespace().map(String::from));
     }
+    out.retain(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map_or(true, |c| c.trim() != "mpsup-keeper")
+    });
     out
 }
 

@@ -54,6 +54,7 @@ REQUIRED: Dict[str, _Signature] = {
     "mpsup_stop_groups": (c_result, [mpsup_supervisor, ctypes.c_double, ctypes.c_bool]),
     "mpsup_force_terminate_groups": (c_result, [mpsup_supervisor, c_names, ctypes.c_size_t]),
     "mpsup_snapshot_json": (c_result, [mpsup_supervisor, c_out_string]),
+    "mpsup_status_json": (c_result, [mpsup_supervisor, c_out_string]),
     "mpsup_drain_events_json": (c_result, [mpsup_supervisor, ctypes.c_size_t, c_out_string]),
     "mpsup_event_fd": (c_result, [mpsup_supervisor, ctypes.POINTER(ctypes.c_int)]),
     "mpsup_string_free": (None, [ctypes.c_void_p]),
@@ -63,8 +64,7 @@ OPTIONAL: Dict[str, _Signature] = {
     # Part 2
     "mpsup_start_work": (c_result, [mpsup_supervisor, c_names, ctypes.c_size_t]),
     "mpsup_configure_lifecycle_logging": (c_result, [mpsup_supervisor, ctypes.c_char_p]),
-    # Part 4: the engine
-    "mpsup_status_json": (c_result, [mpsup_supervisor, c_out_string]),
+    # Part 4: the engine (mpsup_status_json is required)
     "mpsup_scale_group": (c_result, [mpsup_supervisor, ctypes.c_char_p, ctypes.c_uint32]),
     "mpsup_restart_groups": (
         c_result,
@@ -111,6 +111,7 @@ class NativeLibrary:
     mpsup_stop_groups: Callable[..., int]
     mpsup_force_terminate_groups: Callable[..., int]
     mpsup_snapshot_json: Callable[..., int]
+    mpsup_status_json: Callable[..., int]
     mpsup_drain_events_json: Callable[..., int]
     mpsup_event_fd: Callable[..., int]
     mpsup_string_free: Callable[..., None]

@@ -301,6 +301,15 @@ class Supervisor:
         snapshot: Dict[str, List[Dict[str, Any]]] = json.loads(self._lib.take_string(out))
         return snapshot
 
+    def status(self) -> Dict[str, Any]:
+        """Per group: target, running, ready, generation, rollout; and ``guarantees``, what holds on this
+        host (``host_death``: ``"keeper"`` or ``"none"``; ``tree_kill``: ``"cgroup"`` or
+        ``"process_group"``)."""
+        out = ctypes.c_void_p()
+        self._lib.check(self._lib.mpsup_status_json(self._handle(), ctypes.byref(out)))
+        status: Dict[str, Any] = json.loads(self._lib.take_string(out))
+        return status
+
     def drain_events(self, max_events: int = 0) -> List[Dict[str, Any]]:
         """Remove and return up to ``max_events`` events (0 = all), oldest first."""
         if not isinstance(max_events, int) or isinstance(max_events, bool) or max_events < 0:
@@ -330,15 +339,6 @@ class Supervisor:
         self._lib.check(func(self._handle(), data))
 
     # -- Part 4: the engine (the library keeps each started group at its target) --------
-
-    def status(self) -> Dict[str, Any]:
-        """Every group's target, running, ready, generation and rollout, and the guarantees
-        in force on this host (``mpsup_status_json``)."""
-        func = self._lib.optional("mpsup_status_json")
-        out = ctypes.c_void_p()
-        self._lib.check(func(self._handle(), ctypes.byref(out)))
-        status: Dict[str, Any] = json.loads(self._lib.take_string(out))
-        return status
 
     def scale_group(self, name: str, workers: int) -> None:
         """Set the worker count of a started group (0 to 4096); returns at once."""

@@ -1,0 +1,596 @@
+//! What kills the workers when the host cannot: the keeper process, which outlives a host that
+//! dies and then kills every worker's process group and cgroup, and the cgroups themselves,
+//! which reach descendants that left their process group.
+//!
+//! The keeper (`src/bin/mpsup-keeper.rs`) is spawned once per supervisor, on the thread that
+//! makes the supervisor, into a process group of its own, with one end of a `SOCK_SEQPACKET`
+//! pair as its descriptor 3 (our end is close-on-exec). It watches the host through a pidfd of
+//! its parent: the parent of a process is the host *process* whichever thread spawned it, so a
+//! host thread that exits changes nothing (`PR_SET_PDEATHSIG` would fire then, so it is not
+//! used), and no descriptor that a child forked from the host could hold keeps it from seeing
+//! the death. Each worker is announced with `A pid` and the host's pidfd of it (so the keeper
+//! can never mistake a reused pid for the worker), right after the spawn and before the child is
+//! handed over, so before it can be reaped; `D pid` goes before the reap. Sends never block for
+//! long: a keeper that takes no message for a second is killed and reported gone.
+//!
+//! Cgroups: where this process's own cgroup v2 is writable (root, or a delegated subtree), the
+//! supervisor makes `mpsup-<pid>-<n>` beneath it, one cgroup per group beneath that and one per
+//! worker process beneath its group's. The spawner moves each worker into its cgroup right after
+//! `posix_spawn` returns, before the child is handed over (the window: until then, a process the
+//! worker forks stays in the host's cgroup, still in the worker's process group; the worker is
+//! then still in the dynamic loader, in practice). A SIGKILL to a worker also goes to its
+//! cgroup's `cgroup.kill`; at its reap the cgroup is killed and removed.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CStr, CString};
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+
+use crate::config::Output;
+use crate::os::spawn::{self, Command, SpawnAttributes};
+use crate::os::{self, cgroup, ChildState};
+use crate::sync::lock;
+use crate::threads;
+
+/// The keeper's file name, next to the library (or in `mpsupervisor/` next to it).
+pub const KEEPER_NAME: &str = "mpsup-keeper";
+/// The exec shim's file name, found like the keeper.
+pub const SHIM_NAME: &str = "mpsup-exec";
+/// How long the spawner waits for the shim to exec the worker (only a child the host forked
+/// meanwhile, holding the pipe's write end, can make it wait that long).
+const SHIM_BOUND: Duration = Duration::from_secs(1);
+/// How long a send to the keeper may wait for room before the keeper is given up.
+const SEND_BOUND: Duration = Duration::from_secs(1);
+/// How long the keeper has to say hello, and to exit when told.
+const KEEPER_BOUND: Duration = Duration::from_secs(3);
+
+/// What the host asked for (from `Options`).
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub keeper: bool,
+    /// The keeper program to run; None: looked up next to the library.
+    pub keeper_path: Option<PathBuf>,
+    pub cgroup: bool,
+}
+
+/// The host holds one descriptor for it, the socket (no pidfd: its end of the socket closing says
+/// it has exited).
+struct Keeper {
+    pid: i32,
+    sock: OwnedFd,
+    /// False once it failed to take a message or exited.
+    alive: AtomicBool,
+}
+
+struct Cgroups {
+    dir: PathBuf,
+    /// The exec shim that joins the cgroup before the worker runs.
+    shim: CString,
+    groups: Mutex<HashSet<String>>,
+    next: AtomicU64,
+    /// The thread that kills and removes the cgroups of reaped workers, off the engine's lock.
+    remover: Mutex<Option<Remover>>,
+}
+
+/// A worker's spawn through the exec shim: what to spawn instead, and the report pipe.
+pub struct Placement {
+    pub program: CString,
+    pub argv: Vec<CString>,
+    /// The shim's report descriptor: the spawn passes it as its last inherited descriptor.
+    pub report: Option<OwnedFd>,
+    read: Option<OwnedFd>,
+    dir: PathBuf,
+    for_program: CString,
+}
+
+/// The keeper and the cgroups of one supervisor. Nothing here runs at drop: a child the host
+/// forked drops its copy, and must not touch the parent's keeper or cgroups; `close` does it.
+pub struct Lifeline {
+    keeper: Option<Keeper>,
+    cgroups: Option<Cgroups>,
+    /// The cgroup of each worker process, by pid (unique among the unreaped).
+    placed: Mutex<HashMap<i32, PathBuf>>,
+    closed: AtomicBool,
+}
+
+impl Lifeline {
+    /// Starts what `wanted` asks for and this host allows; what cannot be had is simply absent.
+    pub fn start(wanted: &Wanted) -> Lifeline {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let me = std::process::id();
+        let shim = find_helper(SHIM_NAME)
+            .and_then(|p| CString::new(p.into_os_string().into_encoded_bytes()).ok());
+        let cgroups = if wanted.cgroup {
+            shim.zip(cgroup::own_cgroup_dir()).and_then(|(shim, own)| {
+                let dir = own.join(format!("mpsup-{me}-{n}"));
+                if cgroup::make(&dir).is_err() {
+                    return None;
+                }
+                if !dir.join("cgroup.kill").exists() {
+                    let _ = std::fs::remove_dir(&dir);
+                    return None;
+                }
+                Some(Cgroups {
+                    dir,
+                    shim,
+                    groups: Mutex::new(HashSet::new()),
+                    next: AtomicU64::new(0),
+                    remover: Mutex::new(None),
+                })
+            })
+        } else {
+            None
+        };
+        // Without one (not found, not runnable), `host_death` says "none".
+        let keeper = if wanted.keeper {
+            wanted
+                .keeper_path
+                .clone()
+                .or_else(|| find_helper(KEEPER_NAME))
+                .and_then(|p| start_keeper(&p, cgroups.as_ref().map(|c| c.dir.as_path())).ok())
+        } else {
+            None
+        };
+        Lifeline {
+            keeper,
+            cgroups,
+            placed: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// `"keeper"` while the keeper runs, else `"none"`.
+    pub fn host_death(&self) -> &'static str {
+        match &self.keeper {
+            Some(k) if k.alive.load(Ordering::Acquire) && !self.closed.load(Ordering::Acquire) => {
+                if matches!(os::peek_exit(k.pid), ChildState::Running) {
+                    "keeper"
+                } else {
+                    k.alive.store(false, Ordering::Release);
+                    "none"
+                }
+            }
+            _ => "none",
+        }
+    }
+
+    /// `"cgroup"` where workers get cgroups, else `"process_group"`.
+    pub fn tree_kill(&self) -> &'static str {
+        if self.cgroups.is_some() {
+            "cgroup"
+        } else {
+            "process_group"
+        }
+    }
+
+    /// How many more descriptors a spawn inherits (the shim's report pipe): 0 or 1.
+    pub fn extra_inherited(&self) -> usize {
+        usize::from(self.cgroups.is_some())
+    }
+
+    /// Before a worker's spawn, where cgroups are in force: makes its cgroup (one per worker
+    /// process, under its group's) and the command that runs the exec shim, which joins it and
+    /// then execs the worker. `inherited`: how many descriptors the spawn passes before the
+    /// shim's (its report descriptor is the next one).
+    pub fn prepare(
+        &self,
+        group: &str,
+        program: &CStr,
+        argv: &[CString],
+        inherited: usize,
+    ) -> std::io::Result<Option<Placement>> {
+        let Some(c) = &self.cgroups else {
+            return Ok(None);
+        };
+        let gdir = c.dir.join(group_dir_name(group));
+        {
+            let mut made = lock(&c.groups);
+            if !made.contains(group) {
+                cgroup::make(&gdir).map_err(|e| context(e, &gdir))?;
+                made.insert(group.to_string());
+            }
+        }
+        let dir = gdir.join(format!("w{}", c.next.fetch_add(1, Ordering::Relaxed)));
+        cgroup::make(&dir).map_err(|e| context(e, &dir))?;
+        // Without descriptors to spare (EMFILE), the shim runs without its report: an exec
+        // failure is then the worker's exit (127) instead of the spawn's error.
+        let target = spawn::FIRST_INHERITED + inherited as i32;
+        let pipe = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(std::io::Error::from)
+            .and_then(|(read, write)| Ok((read, os::dup_at_least(&write, target + 1)?)))
+            .ok();
+        let report_arg = if pipe.is_some() {
+            target.to_string()
+        } else {
+            "-".to_string()
+        };
+        let (read, report) = pipe.unzip();
+        let mut shim_argv = vec![
+            c.shim.clone(),
+            crate::config::cstring(&report_arg),
+            crate::config::cstring(&dir.to_string_lossy()),
+            program.to_owned(),
+        ];
+        shim_argv.extend(argv.iter().cloned());
+        Ok(Some(Placement {
+            program: c.shim.clone(),
+            argv: shim_argv,
+            report,
+            read,
+            dir,
+            for_program: program.to_owned(),
+        }))
+    }
+
+    /// A worker process was just spawned (not handed over yet, so not reaped). With a placement:
+    /// waits until the shim has joined the cgroup and exec'd the worker; its failure is the
+    /// spawn's. Then tells the keeper.
+    pub fn spawned(
+        &self,
+        placement: Option<Placement>,
+        pid: i32,
+        pidfd: Option<&OwnedFd>,
+    ) -> std::io::Result<()> {
+        if let Some(p) = placement {
+            drop(p.report);
+            let mut buf = [0u8; 5];
+            let n = match &p.read {
+                Some(read) => {
+                    let mut fds = [PollFd::new(
+                        std::os::fd::AsFd::as_fd(read),
+                        PollFlags::POLLIN,
+                    )];
+                    match poll(&mut fds, PollTimeout::from(SHIM_BOUND.as_millis() as u16)) {
+                        Ok(1..) => nix::unistd::read(read, &mut buf).unwrap_or(0),
+                        _ => 0,
+                    }
+                }
+                None => 0,
+            };
+            if n == buf.len() {
+                // The caller's `Child` kills and reaps the shim, which is exiting.
+                let errno = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
+                let err = std::io::Error::from_raw_os_error(errno);
+                if buf[0] == b'C' {
+                    let _ = std::fs::remove_dir(&p.dir);
+                    return Err(context(err, &p.dir.join("cgroup.procs")));
+                }
+                let _ = std::fs::remove_dir(&p.dir);
+                return Err(std::io::Error::new(
+                    err.kind(),
+                    format!("posix_spawn {}: {err}", p.for_program.to_string_lossy()),
+                ));
+            }
+            lock(&self.placed).insert(pid, p.dir);
+        }
+        if let Some(k) = &self.keeper {
+            self.tell(k, &format!("A {pid}"), pidfd);
+        }
+        Ok(())
+    }
+
+    /// A SIGKILL went to worker `pid`'s process group: its cgroup gets killed too.
+    pub fn kill_tree(&self, pid: i32) {
+        if let Some(dir) = lock(&self.placed).get(&pid) {
+            let _ = cgroup::kill(dir);
+        }
+    }
+
+    /// Worker `pid` has exited and is about to be reaped: the keeper forgets it, its cgroup is
+    /// killed (what it left behind) and removed.
+    pub fn reaping(&self, pid: i32) {
+        if let Some(k) = &self.keeper {
+            self.tell(k, &format!("D {pid}"), None);
+        }
+        let Some(c) = &self.cgroups else {
+            return;
+        };
+        let Some(dir) = lock(&self.placed).remove(&pid) else {
+            return;
+        };
+        let mut remover = lock(&c.remover);
+        if remover.is_none() {
+            *remover = Remover::start();
+        }
+        match remover.as_ref() {
+            Some(r) if r.tx.send(dir.clone()).is_ok() => {}
+            _ => {
+                let _ = cgroup::kill(&dir);
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+
+    fn tell(&self, k: &Keeper, text: &str, fd: Option<&OwnedFd>) {
+        if !k.alive.load(Ordering::Acquire) {
+            return;
+        }
+        if send_bounded(&k.sock, text.as_bytes(), fd).is_err() {
+            // It does not take messages: it can no longer keep its promise, and must not act
+            // on an outdated list. Ours and unreaped, so its pid is its own.
+            k.alive.store(false, Ordering::Release);
+            let _ = os::kill_pid(k.pid, libc::SIGKILL);
+        }
+    }
+
+    /// At free, once every worker is reaped: the keeper is told to exit and is reaped, the
+    /// cgroups are removed (bounded). Idempotent.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(k) = &self.keeper {
+            if k.alive.load(Ordering::Acquire) {
+                let _ = send_bounded(&k.sock, b"Q", None);
+            }
+            wait_exit(k, Instant::now() + KEEPER_BOUND);
+        }
+        if let Some(c) = &self.cgroups {
+            if let Some(r) = lock(&c.remover).take() {
+                drop(r.tx);
+                let _ = r.thread.join();
+            }
+            cgroup::remove_tree(&c.dir, Instant::now() + Duration::from_secs(1));
+        }
+    }
+}
+
+/// Kills and removes the cgroups of reaped workers (what they left behind dies with them). A
+/// cgroup whose processes are still dying is tried again for up to a second; what is left then
+/// goes at `close`.
+struct Remover {
+    tx: mpsc::Sender<PathBuf>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Remover {
+    fn start() -> Option<Remover> {
+        let (tx, rx) = mpsc::channel::<PathBuf>();
+        let thread = threads::spawn_named("mpsup-cgroups", Some(64 * 1024), move || {
+            let mut busy: Vec<(PathBuf, Instant)> = Vec::new();
+            loop {
+                let next = if busy.is_empty() {
+                    rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+                } else {
+                    rx.recv_timeout(Duration::from_millis(10))
+                };
+                match next {
+                    Ok(dir) => {
+                        let _ = cgroup::kill(&dir);
+                        if std::fs::remove_dir(&dir).is_err() {
+                            busy.push((dir, Instant::now() + Duration::from_secs(1)));
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+                let now = Instant::now();
+                busy.retain(|(dir, until)| std::fs::remove_dir(dir).is_err() && *until > now);
+            }
+        })
+        .ok()?;
+        Some(Remover { tx, thread })
+    }
+}
+
+fn context(e: std::io::Error, path: &Path) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cgroup {}: {e}", path.display()))
+}
+
+/// A group's name as a cgroup directory name: only `[A-Za-z0-9_.-]` kept, never a name the
+/// kernel reserves (`cgroup.*`, controller files).
+fn group_dir_name(group: &str) -> String {
+    let safe: String = group
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(200)
+        .collect();
+    format!("g-{safe}")
+}
+
+/// Sends one datagram (and a descriptor), waiting at most `SEND_BOUND` for room.
+fn send_bounded(sock: &OwnedFd, bytes: &[u8], fd: Option<&OwnedFd>) -> std::io::Result<()> {
+    let until = Instant::now() + SEND_BOUND;
+    let raw = fd.map(|f| [f.as_raw_fd()]);
+    loop {
+        let iov = [IoSlice::new(bytes)];
+        let cmsgs: Vec<ControlMessage<'_>> = raw
+            .as_ref()
+            .map(|r| ControlMessage::ScmRights(r))
+            .into_iter()
+            .collect();
+        match socket::sendmsg::<()>(
+            sock.as_raw_fd(),
+            &iov,
+            &cmsgs,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(std::io::Error::from(nix::errno::Errno::EAGAIN));
+                }
+                let ms = left.as_millis().clamp(1, 1000) as u16;
+                let mut fds = [PollFd::new(
+                    std::os::fd::AsFd::as_fd(sock),
+                    PollFlags::POLLOUT,
+                )];
+                let _ = poll(&mut fds, PollTimeout::from(ms));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits (bounded) for the keeper to exit and reaps it; kills it when it does not.
+fn wait_exit(k: &Keeper, until: Instant) {
+    loop {
+        match os::peek_exit(k.pid) {
+            ChildState::Running => {}
+            ChildState::Exited(_) => {
+                os::try_reap(k.pid);
+                return;
+            }
+            ChildState::Gone => return,
+        }
+        if Instant::now() >= until {
+            let _ = os::kill_pid(k.pid, libc::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(k.pid), None);
+            return;
+        }
+        // Its end of the socket closes when it exits (POLLHUP); anything it may have sent makes
+        // the poll return at once, hence the short sleep while it still runs.
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&k.sock),
+            PollFlags::POLLIN,
+        )];
+        let _ = poll(&mut fds, PollTimeout::from(100u16));
+        if matches!(os::peek_exit(k.pid), ChildState::Running) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Spawns the keeper and waits for its hello.
+fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper> {
+    let (ours, theirs) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)?;
+    let theirs = os::dup_at_least(&theirs, spawn::FIRST_INHERITED + 1)?;
+    let path = CString::new(program.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let cg = cgroup.map_or_else(|| "-".into(), |p| p.to_string_lossy().into_owned());
+    let argv = [
+        path.clone(),
+        crate::config::cstring(&std::process::id().to_string()),
+        crate::config::cstring(&cg),
+    ];
+    let attrs = SpawnAttributes::new()?;
+    let cmd = Command {
+        program: &path,
+        argv: &argv,
+        envp: &[],
+        cwd: Some(c"/"),
+        stdout: &Output::Null,
+        stderr: &Output::Inherit,
+        inherit: &[&theirs],
+    };
+    let pid = spawn::spawn(&cmd, &attrs)?;
+    drop(theirs);
+    let keeper = Keeper {
+        pid,
+        sock: ours,
+        alive: AtomicBool::new(true),
+    };
+    let mut hello = [0u8; 128];
+    let mut fds = [PollFd::new(
+        std::os::fd::AsFd::as_fd(&keeper.sock),
+        PollFlags::POLLIN,
+    )];
+    let ready = poll(&mut fds, PollTimeout::from(KEEPER_BOUND.as_millis() as u16));
+    let n = match ready {
+        Ok(1..) => {
+            socket::recv(keeper.sock.as_raw_fd(), &mut hello, MsgFlags::MSG_DONTWAIT).unwrap_or(0)
+        }
+        _ => 0,
+    };
+    if !hello[..n].starts_with(b"K ") {
+        let said = String::from_utf8_lossy(&hello[..n]).into_owned();
+        keeper.alive.store(false, Ordering::Release);
+        wait_exit(&keeper, Instant::now());
+        return Err(std::io::Error::other(if said.is_empty() {
+            "the keeper did not start".to_string()
+        } else {
+            format!("the keeper said: {said}")
+        }));
+    }
+    let _ = socket::setsockopt(&keeper.sock, socket::sockopt::SndBuf, &(1 << 20));
+    Ok(keeper)
+}
+
+/// A helper program next to the object that holds this code (libmpsupervisor.so, or a program
+/// linked with the rlib or the staticlib): `DIR/NAME` (the Python package, cargo's target
+/// directory), `DIR/mpsupervisor/NAME` (`make install`), `DIR/../NAME` (cargo's `deps/`), or
+/// in the directory `make install` builds in (`MPSUP_HELPER_DIR` at build time).
+fn find_helper(name: &str) -> Option<PathBuf> {
+    // Looked up once per process image: `dladdr` takes the dynamic loader's lock, which a child
+    // forked from a busy multi-threaded host must not wait for (the fork copies the answer).
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let dir = DIR
+        .get_or_init(|| own_object().and_then(|p| p.parent().map(Path::to_path_buf)))
+        .clone();
+    let built_in = option_env!("MPSUP_HELPER_DIR").map(|d| Path::new(d).join(name));
+    dir.into_iter()
+        .flat_map(|dir| {
+            [
+                dir.join(name),
+                dir.join("mpsupervisor").join(name),
+                dir.join("..").join(name),
+            ]
+        })
+        .chain(built_in)
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated path.
+    p.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
+}
+
+/// The file of the loaded object that holds this function.
+fn own_object() -> Option<PathBuf> {
+    // SAFETY: dladdr fills `info` for an address of this object; dli_fname is a C string that
+    // lives as long as the object stays loaded.
+    let name = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let here = find_helper as *const libc::c_void;
+        if libc::dladdr(here, &mut info) == 0 || info.dli_fname.is_null() {
+            return std::env::current_exe().ok();
+        }
+        std::ffi::CStr::from_ptr(info.dli_fname)
+            .to_string_lossy()
+            .into_owned()
+    };
+    // The main program's name may be relative or empty; its real path is /proc/self/exe.
+    let path = PathBuf::from(&name);
+    if name.is_empty() || !path.is_absolute() {
+        return std::env::current_exe().ok();
+    }
+    Some(std::fs::canonicalize(&path).unwrap_or(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_dir_name;
+
+    #[test]
+    fn group_names_become_safe_directory_names() {
+        assert_eq!(group_dir_name("web"), "g-web");
+        assert_eq!(group_dir_name("a/b c"), "g-a_b_c");
+        assert_eq!(group_dir_name("cgroup.procs"), "g-cgroup_procs");
+    }
+}

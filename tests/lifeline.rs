@@ -1,0 +1,469 @@
+//! Workers die with their host (API.md part 4): a C host that SIGKILLs itself, exits without
+//! freeing, forked a child that holds its descriptors, or started its workers on a thread that
+//! exited; every worker and every process of its process group (and, with cgroups, a descendant
+//! that left it) is dead within 1 s. A host thread that exits kills nothing. `guarantees` says
+//! what is in force. Every process a test saw is SIGKILLed at its end, whatever happened.
+
+mod common;
+mod hosts;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use hosts::{Guard, Lines};
+use mpsupervisor::{Options, Supervisor};
+use serde_json::{json, Value};
+
+const DEAF: &str = "trap '' TERM HUP; echo READY >&3; exec sleep 1000";
+const TREE: &str = "sleep 1000 & sleep 1000 & echo READY >&3; wait";
+const ESCAPED: &str = "setsid sleep 1000 & echo READY >&3; wait";
+
+fn every_kind() -> Value {
+    let notify = |name: &str, n: u32, script: &str| {
+        with(sh_group(name, n, script), json!({"readiness": "notify"}))
+    };
+    json!([
+        {"name": "off", "workers": 2, "argv": ["/bin/sleep", "1000"], "control_channel": "off",
+         "warmup_ms": 1},
+        notify("deaf", 2, DEAF),
+        notify("tree", 1, TREE),
+        notify("polite", 2, POLITE),
+        notify("escaped", 1, ESCAPED),
+    ])
+}
+const KINDS: [&str; 5] = ["off", "deaf", "tree", "polite", "escaped"];
+
+/// (pid, ppid, pgid) of every process.
+fn processes() -> Vec<(i32, i32, i32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        if let (Some(ppid), Some(pgid)) = (f.get(1), f.get(2)) {
+            out.push((pid, ppid.parse().unwrap_or(0), pgid.parse().unwrap_or(0)));
+        }
+    }
+    out
+}
+
+/// Running (not a zombie, not gone).
+fn alive(pid: i32) -> bool {
+    !matches!(proc_state(pid as i64), None | Some('Z') | Some('X'))
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Processes SIGKILLed when dropped (those still running), so a failing test leaves none.
+#[derive(Default)]
+struct Reaper(BTreeSet<i32>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if alive(pid) {
+                // SAFETY: plain system call.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// The workers of a snapshot, each with every process of its process group and its children.
+fn workers_and_members(snapshot: &Value) -> (Vec<i32>, BTreeSet<i32>) {
+    let workers: Vec<i32> = KINDS
+        .iter()
+        .flat_map(|g| pids(snapshot, g))
+        .map(|p| p as i32)
+        .collect();
+    let procs = processes();
+    let mut members: BTreeSet<i32> = workers.iter().copied().collect();
+    for &(pid, ppid, pgid) in &procs {
+        if workers.contains(&pgid) || workers.contains(&ppid) {
+            members.insert(pid);
+        }
+    }
+    (workers, members)
+}
+
+/// The supervisor's cgroup directory, from a worker's /proc/PID/cgroup (None: not in one).
+fn supervisor_cgroup(worker: i32) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{worker}/cgroup")).ok()?;
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))?
+        .to_string();
+    let at = path.find("/mpsup-")?;
+    let end = path[at + 1..].find('/').map_or(path.len(), |e| at + 1 + e);
+    Some(cgroup_mount()?.join(path[..end].trim_start_matches('/')))
+}
+
+fn cgroup_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap()))
+    })
+}
+
+/// Whether this machine lets this process make cgroups with cgroup.kill (it then must use
+/// them): a probe cgroup beside our own is made and removed.
+fn machine_has_writable_cgroup() -> bool {
+    let Some(mount) = cgroup_mount() else {
+        return false;
+    };
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(path) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return false;
+    };
+    let probe = mount
+        .join(path.trim_start_matches('/'))
+        .join(format!("probe-{}", std::process::id()));
+    if std::fs::create_dir(&probe).is_err() {
+        return false;
+    }
+    let ok = probe.join("cgroup.kill").exists();
+    std::fs::remove_dir(&probe).unwrap();
+    ok
+}
+
+fn poll_until(limit: Duration, what: impl Fn() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        if what() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn dying_host(mode: &str) {
+    let host = build_c("dying_host", &["tests/programs/dying_host.c"], true, &[]);
+    let groups = every_kind().to_string();
+    let mut reaper = Reaper::default();
+    let mut child = Guard::new(
+        Command::new(&host)
+            .arg(mode)
+            .arg(&groups)
+            .args(KINDS)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let host_pid = child.pid();
+    let mut lines = Lines::new(child.child().stdout.take().unwrap());
+    let mut status = Value::Null;
+    let mut snapshot = Value::Null;
+    loop {
+        let line = lines.next_within(HANG).expect("the host ended early");
+        if let Some(s) = line.strip_prefix("STATUS ") {
+            status = serde_json::from_str(s).unwrap();
+        } else if let Some(s) = line.strip_prefix("SNAPSHOT ") {
+            snapshot = serde_json::from_str(s).unwrap();
+        } else if let Some(s) = line.strip_prefix("FORKED ") {
+            reaper.0.insert(s.parse().unwrap());
+        } else if line == "WAITING" {
+            break;
+        }
+    }
+    let keepers: Vec<i32> = processes()
+        .into_iter()
+        .filter(|&(pid, ppid, _)| ppid == host_pid && comm(pid) == "mpsup-keeper")
+        .map(|(pid, _, _)| pid)
+        .collect();
+    reaper.0.extend(&keepers);
+    let (workers, members) = workers_and_members(&snapshot);
+    reaper.0.extend(&members);
+    assert_eq!(workers.len(), 8, "{snapshot}");
+    // Every kind is really there: the tree's two sleeps, the escaped one in a session of its own.
+    assert_eq!(members.len(), 8 + 3, "{members:?}");
+    assert!(members.iter().all(|&p| alive(p)), "{members:?}");
+    assert_eq!(status["guarantees"]["host_death"], "keeper", "{status}");
+    assert_eq!(keepers.len(), 1, "no keeper process beside the host");
+    let cgroup = supervisor_cgroup(workers[0]);
+    if machine_has_writable_cgroup() {
+        assert_eq!(status["guarantees"]["tree_kill"], "cgroup", "{status}");
+        assert!(cgroup.as_ref().is_some_and(|c| c.is_dir()), "{cgroup:?}");
+    } else {
+        assert_eq!(status["guarantees"]["tree_kill"], "process_group");
+    }
+    let forked: Vec<i32> = reaper
+        .0
+        .iter()
+        .copied()
+        .filter(|p| !members.contains(p) && !keepers.contains(p))
+        .collect();
+
+    writeln!(child.child().stdin.as_mut().unwrap(), "go").unwrap();
+    let exit = child
+        .wait_within(HANG)
+        .expect("the host did not die when told");
+    let died = Instant::now();
+    use std::os::unix::process::ExitStatusExt;
+    match mode {
+        "exit" => assert_eq!(exit.code(), Some(0)),
+        _ => assert_eq!(exit.signal(), Some(libc::SIGKILL)),
+    }
+    let all_dead = poll_until(Duration::from_secs(1), || {
+        members.iter().all(|&p| !alive(p))
+    });
+    let late: Vec<(i32, String)> = members
+        .iter()
+        .filter(|&&p| alive(p))
+        .map(|&p| (p, comm(p)))
+        .collect();
+    assert!(
+        all_dead,
+        "{mode}: alive {:?} after the host died: {late:?}",
+        died.elapsed()
+    );
+    // The forked child lives on (it is the host's business), yet did not keep anyone alive.
+    for &p in &forked {
+        assert!(alive(p), "the forked child {p} should still sleep");
+    }
+    // The keeper finishes its work: it exits and removes the supervisor's cgroup.
+    assert!(
+        poll_until(Duration::from_secs(5), || keepers
+            .iter()
+            .all(|&k| !alive(k))),
+        "the keeper did not exit"
+    );
+    if let Some(dir) = cgroup {
+        assert!(
+            poll_until(Duration::from_secs(5), || !dir.exists()),
+            "{} was not removed",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn workers_die_within_a_second_of_a_host_killed_by_sigkill() {
+    dying_host("sigkill");
+}
+
+#[test]
+fn workers_die_within_a_second_of_a_host_that_exits_without_freeing() {
+    dying_host("exit");
+}
+
+#[test]
+fn a_forked_child_holding_the_hosts_descriptors_keeps_no_worker_alive() {
+    dying_host("fork-sigkill");
+}
+
+#[test]
+fn workers_started_on_a_host_thread_that_exited_die_with_the_host() {
+    dying_host("thread-sigkill");
+}
+
+/// A host thread that made the supervisor and started the workers exits: nothing dies; the
+/// workers stop gracefully later, and new ones still start.
+#[test]
+fn a_host_thread_that_exits_kills_no_worker() {
+    let mut reaper = Reaper::default();
+    let sup = std::thread::spawn(|| {
+        let sup = supervisor(&[with(
+            sh_group("g", 2, POLITE),
+            json!({"readiness": "notify"}),
+        )]);
+        sup.start_groups(&["g"]).unwrap();
+        assert!(sup.wait_ready(60.0).unwrap());
+        Arc::new(sup)
+    })
+    .join()
+    .unwrap();
+    let before: Vec<i32> = pids(&sup.snapshot().unwrap(), "g")
+        .into_iter()
+        .map(|p| p as i32)
+        .collect();
+    reaper.0.extend(&before);
+    // More workers: a round trip through the spawner, the monitor and the keeper after the
+    // thread's exit, time enough for a death signal tied to that thread to have struck.
+    sup.scale_group("g", 3).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    let status = sup.status().unwrap();
+    assert_eq!(status["guarantees"]["host_death"], "keeper", "{status}");
+    assert!(before.iter().all(|&p| alive(p)), "{before:?}");
+    sup.stop_groups(30.0, true).unwrap();
+    let log = drain_all(&sup);
+    let graceful = of_kind(&log, "worker_stopped")
+        .iter()
+        .filter(|e| e["mode"] == "graceful")
+        .count();
+    assert_eq!(graceful, 3, "{log:?}");
+    for p in before {
+        assert_gone(p as i64);
+    }
+}
+
+/// With cgroups, a forced stop kills a descendant that left the worker's process group; the
+/// worker's siblings are untouched by one worker's kill.
+#[test]
+fn a_setsid_child_dies_at_force_terminate_groups_with_cgroup_tree_kill() {
+    let mut reaper = Reaper::default();
+    let sup = supervisor(&[
+        with(sh_group("esc", 1, ESCAPED), json!({"readiness": "notify"})),
+        with(
+            sh_group("other", 1, ESCAPED),
+            json!({"readiness": "notify"}),
+        ),
+    ]);
+    let status = sup.status().unwrap();
+    if !machine_has_writable_cgroup() {
+        assert_eq!(status["guarantees"]["tree_kill"], "process_group");
+        eprintln!("no writable cgroup v2 here: tree kill by cgroup is not in force");
+        return;
+    }
+    assert_eq!(status["guarantees"]["tree_kill"], "cgroup", "{status}");
+    sup.start_groups(&["esc", "other"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    let snap = sup.snapshot().unwrap();
+    let child_of = |w: i64| -> i32 {
+        let procs = processes();
+        procs
+            .iter()
+            .find(|&&(_, ppid, _)| ppid == w as i32)
+            .map(|&(p, _, _)| p)
+            .expect("the worker's child")
+    };
+    let (esc, other) = (pids(&snap, "esc")[0], pids(&snap, "other")[0]);
+    let (esc_child, other_child) = (child_of(esc), child_of(other));
+    reaper
+        .0
+        .extend([esc as i32, other as i32, esc_child, other_child]);
+    // The child is in a session (so a process group) of its own once setsid has run.
+    assert!(
+        poll_until(HANG, || comm(esc_child) == "sleep"),
+        "setsid did not run"
+    );
+    let pgid = processes()
+        .into_iter()
+        .find(|&(p, _, _)| p == esc_child)
+        .unwrap()
+        .2;
+    assert_eq!(pgid, esc_child, "the child did not leave the group");
+    sup.force_terminate_groups(&["esc"]).unwrap();
+    assert!(
+        poll_until(Duration::from_secs(1), || !alive(esc_child)),
+        "the setsid child outlived the forced stop"
+    );
+    assert!(alive(other as i32) && alive(other_child));
+    sup.force_terminate_groups(&["other"]).unwrap();
+    assert!(poll_until(Duration::from_secs(1), || !alive(other_child)));
+}
+
+/// The report follows the machine, and the fallbacks report themselves.
+#[test]
+fn guarantees_report_what_is_in_force() {
+    let mut reaper = Reaper::default();
+    let run = |options: Options| -> (Value, Option<PathBuf>, i32) {
+        let sup = Supervisor::with_options(options).unwrap();
+        sup.configure_process_groups(
+            &json!([with(
+                sh_group("g", 1, POLITE),
+                json!({"readiness": "notify"})
+            )])
+            .to_string(),
+        )
+        .unwrap();
+        sup.start_groups(&["g"]).unwrap();
+        assert!(sup.wait_ready(60.0).unwrap());
+        let pid = pids(&sup.snapshot().unwrap(), "g")[0] as i32;
+        let status = sup.status().unwrap();
+        (status["guarantees"].clone(), supervisor_cgroup(pid), pid)
+    };
+    let (full, cgroup, pid) = run(Options::default());
+    reaper.0.insert(pid);
+    assert_eq!(full["host_death"], "keeper", "{full}");
+    let writable = machine_has_writable_cgroup();
+    assert_eq!(
+        full["tree_kill"],
+        if writable { "cgroup" } else { "process_group" }
+    );
+    assert_eq!(cgroup.is_some(), writable);
+    // Freed: the supervisor's cgroup is gone.
+    if let Some(dir) = &cgroup {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+
+    let (off, cgroup, pid) = run(Options {
+        keeper: false,
+        cgroup: false,
+        ..Options::default()
+    });
+    reaper.0.insert(pid);
+    assert_eq!(off["host_death"], "none", "{off}");
+    assert_eq!(off["tree_kill"], "process_group", "{off}");
+    assert!(cgroup.is_none());
+
+    let (missing, _, pid) = run(Options {
+        keeper_path: Some(Path::new("/nonexistent/mpsup-keeper").into()),
+        ..Options::default()
+    });
+    reaper.0.insert(pid);
+    assert_eq!(missing["host_death"], "none", "{missing}");
+}
+
+/// The environment variables that turn the mechanisms off, read when a supervisor is made
+/// (in a host of its own: the tests of this binary share one environment).
+#[test]
+fn environment_variables_turn_the_mechanisms_off() {
+    let host = build_c("dying_host", &["tests/programs/dying_host.c"], true, &[]);
+    let groups = json!([with(
+        sh_group("g", 1, POLITE),
+        json!({"readiness": "notify"})
+    )]);
+    for (var, value, field, expected) in [
+        ("MPSUP_DISABLE_KEEPER", "1", "host_death", "none"),
+        (
+            "MPSUP_KEEPER",
+            "/nonexistent/mpsup-keeper",
+            "host_death",
+            "none",
+        ),
+        ("MPSUP_DISABLE_CGROUP", "1", "tree_kill", "process_group"),
+    ] {
+        let mut child = Guard::new(
+            Command::new(&host)
+                .args(["free", &groups.to_string(), "g"])
+                .env(var, value)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut lines = Lines::new(child.child().stdout.take().unwrap());
+        let line = lines.next_within(HANG).expect("no status");
+        let status: Value = serde_json::from_str(line.strip_prefix("STATUS ").unwrap()).unwrap();
+        assert_eq!(
+            status["guarantees"][field], expected,
+            "{var}={value}: {status}"
+        );
+        drop(child.child().stdin.take());
+        let exit = child.wait_within(HANG).expect("the host hung");
+        assert_eq!(exit.code(), Some(0), "{var}: {}", lines.rest());
+    }
+}
