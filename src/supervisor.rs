@@ -50,8 +50,10 @@ pub struct Options {
     pub keeper: bool,
     /// The keeper program; None: `MPSUP_KEEPER`, else `mpsup-keeper` next to the library.
     pub keeper_path: Option<std::path::PathBuf>,
-    /// Put each worker process in a cgroup of its own where cgroup v2 is writable
-    /// (`MPSUP_DISABLE_CGROUP=1` turns it off).
+    /// Put each worker process in a cgroup of its own where cgroup v2 is writable, so that a
+    /// forced stop kills descendants that left the worker's process group too. Off by default
+    /// (`MPSUP_CGROUP=1` turns it on): moving a process into a cgroup waits for an RCU grace
+    /// period on current kernels, which costs milliseconds per spawn.
     pub cgroup: bool,
 }
 
@@ -73,7 +75,7 @@ impl Default for Options {
             keeper_path: std::env::var_os("MPSUP_KEEPER")
                 .filter(|v| !v.is_empty())
                 .map(std::path::PathBuf::from),
-            cgroup: !env_is("MPSUP_DISABLE_CGROUP", "1"),
+            cgroup: env_is("MPSUP_CGROUP", "1"),
         }
     }
 }

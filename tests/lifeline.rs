@@ -167,6 +167,8 @@ fn dying_host(mode: &str) {
             .arg(mode)
             .arg(&groups)
             .args(KINDS)
+            // Every mechanism on: cgroups are opt-in.
+            .env("MPSUP_CGROUP", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -324,13 +326,19 @@ fn a_host_thread_that_exits_kills_no_worker() {
 #[test]
 fn a_setsid_child_dies_at_force_terminate_groups_with_cgroup_tree_kill() {
     let mut reaper = Reaper::default();
-    let sup = supervisor(&[
+    let sup = Supervisor::with_options(Options {
+        cgroup: true,
+        ..Options::default()
+    })
+    .unwrap();
+    let groups = json!([
         with(sh_group("esc", 1, ESCAPED), json!({"readiness": "notify"})),
         with(
             sh_group("other", 1, ESCAPED),
             json!({"readiness": "notify"}),
         ),
     ]);
+    sup.configure_process_groups(&groups.to_string()).unwrap();
     let status = sup.status().unwrap();
     if !machine_has_writable_cgroup() {
         assert_eq!(status["guarantees"]["tree_kill"], "process_group");
@@ -395,7 +403,17 @@ fn guarantees_report_what_is_in_force() {
         let status = sup.status().unwrap();
         (status["guarantees"].clone(), supervisor_cgroup(pid), pid)
     };
-    let (full, cgroup, pid) = run(Options::default());
+    // By default: the keeper, and process groups (cgroups are opt-in).
+    let (default, cgroup, pid) = run(Options::default());
+    reaper.0.insert(pid);
+    assert_eq!(default["host_death"], "keeper", "{default}");
+    assert_eq!(default["tree_kill"], "process_group", "{default}");
+    assert!(cgroup.is_none());
+
+    let (full, cgroup, pid) = run(Options {
+        cgroup: true,
+        ..Options::default()
+    });
     reaper.0.insert(pid);
     assert_eq!(full["host_death"], "keeper", "{full}");
     let writable = machine_has_writable_cgroup();
@@ -427,7 +445,7 @@ fn guarantees_report_what_is_in_force() {
     assert_eq!(missing["host_death"], "none", "{missing}");
 }
 
-/// The environment variables that turn the mechanisms off, read when a supervisor is made
+/// The environment variables that turn the mechanisms on and off, read when a supervisor is made
 /// (in a host of its own: the tests of this binary share one environment).
 #[test]
 fn environment_variables_turn_the_mechanisms_off() {
@@ -436,6 +454,11 @@ fn environment_variables_turn_the_mechanisms_off() {
         sh_group("g", 1, POLITE),
         json!({"readiness": "notify"})
     )]);
+    let with_cgroup = if machine_has_writable_cgroup() {
+        "cgroup"
+    } else {
+        "process_group"
+    };
     for (var, value, field, expected) in [
         ("MPSUP_DISABLE_KEEPER", "1", "host_death", "none"),
         (
@@ -444,7 +467,8 @@ fn environment_variables_turn_the_mechanisms_off() {
             "host_death",
             "none",
         ),
-        ("MPSUP_DISABLE_CGROUP", "1", "tree_kill", "process_group"),
+        ("MPSUP_CGROUP", "0", "tree_kill", "process_group"),
+        ("MPSUP_CGROUP", "1", "tree_kill", with_cgroup),
     ] {
         let mut child = Guard::new(
             Command::new(&host)

@@ -128,6 +128,7 @@ def poll_until(limit: float, done: Callable[[], bool]) -> bool:
 @pytest.mark.parametrize("mode", ["sigkill", "os-exit", "fork-sigkill"])
 def test_workers_die_within_a_second_of_the_host(mode: str, seen: Set[int]) -> None:
     env = dict(os.environ)
+    env["MPSUP_CGROUP"] = "1"  # every mechanism on: cgroups are opt-in
     env["PYTHONPATH"] = os.pathsep.join([str(Path(mpsupervisor.__file__).resolve().parents[1])] + sys.path)
     host = subprocess.Popen(
         [sys.executable, "-c", HOST, mode, json.dumps(GROUPS), str(READY_TIMEOUT)],
