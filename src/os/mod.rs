@@ -2,6 +2,7 @@
 //! nix has no call (each in one small function that says why). Every descriptor made here is
 //! close-on-exec.
 
+pub(crate) mod notify;
 pub(crate) mod spawn;
 
 use std::io;

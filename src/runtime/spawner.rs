@@ -259,6 +259,7 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
             envp.push(config::cstring("MPSUP_START_GATE=1"));
         }
     }
+    let (captured, writes) = crate::runtime::output::pipes(spec, &job.id)?;
     let inherit: Vec<&std::os::fd::OwnedFd> = theirs.iter().collect();
     let cmd = Command {
         program: &job.plan.program,
@@ -267,12 +268,16 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
         cwd: job.plan.cwd.as_deref(),
         stdout: &spec.stdout,
         stderr: &spec.stderr,
+        stdout_pipe: writes[0].as_ref(),
+        stderr_pipe: writes[1].as_ref(),
         inherit: &inherit,
     };
     let pid = spawn::spawn(&cmd, attrs)?;
     // From here on the child is owned: whatever happens, it is killed and reaped or adopted.
     let mut child = Child::new(pid, Instant::now(), clock::now_ms());
     drop(theirs);
+    drop(writes);
+    child.output = captured;
     child.control = ours;
     child.channel_error = channel_error;
     if shared.use_pidfd {

@@ -1,0 +1,133 @@
+//! The supervisor's sd_notify socket: one abstract-namespace datagram socket per supervisor,
+//! made when the first `sd_notify` group is prepared. Each datagram names its sender through
+//! SCM_CREDENTIALS (the kernel's word, not the sender's); it counts for the worker whose
+//! process sent it, or with `notify_access: all` whose process group the sender is in.
+//! Anything else (a stranger, a malformed or truncated datagram) is dropped and counted.
+//!
+//! One socket rather than one per worker: a spawn then costs no socket, bind or epoll call,
+//! and a datagram costs one hash lookup (see bench/notify_latency.py for the figures).
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::clock;
+use crate::config::NotifyAccess;
+use crate::core::notify::NotifyMessage;
+use crate::core::worker::Key;
+use crate::os::notify::{self as sys, Datagram};
+use crate::runtime::io::{Io, Source};
+use crate::runtime::Engine;
+
+/// Datagrams read per wakeup; level-triggered epoll brings the monitor back for more.
+const PER_WAKEUP: usize = 64;
+/// The longest datagram accepted; a longer one is truncated by the kernel and dropped here.
+const MAX_DATAGRAM: usize = 4096;
+/// The key the socket's token is registered under (keys count from 1).
+const NO_KEY: Key = 0;
+
+static SERIAL: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Default)]
+pub struct Notify {
+    socket: Option<(OwnedFd, u64, String)>,
+    /// The sd_notify workers by pid.
+    by_pid: HashMap<i32, (Key, NotifyAccess)>,
+    pub received: u64,
+    pub dropped: u64,
+}
+
+impl Notify {
+    /// `NOTIFY_SOCKET` for the workers, when the socket exists.
+    pub fn address(&self) -> Option<&str> {
+        self.socket.as_ref().map(|(_, _, a)| a.as_str())
+    }
+}
+
+impl Io {
+    /// The socket's `NOTIFY_SOCKET` value, making the socket the first time.
+    pub(crate) fn notify_address(&mut self) -> std::io::Result<String> {
+        if let Some(address) = self.notify.address() {
+            return Ok(address.to_string());
+        }
+        let name = format!(
+            "mpsup-notify-{}-{}-{:x}",
+            std::process::id(),
+            SERIAL.fetch_add(1, Ordering::Relaxed),
+            clock::now_ms() ^ (Instant::now().elapsed().as_nanos() as u64)
+        );
+        let fd = sys::notify_socket(&name)?;
+        let token = self.token(NO_KEY, Source::Notify);
+        if let Err(e) = self.poller.add(fd.as_fd(), token) {
+            self.tokens.remove(&token);
+            return Err(e);
+        }
+        let address = format!("@{name}");
+        self.notify.socket = Some((fd, token, address.clone()));
+        Ok(address)
+    }
+
+    /// Datagrams from `pid` (and with `access` all, from its process group) count for `key`.
+    pub(crate) fn track_notify(&mut self, key: Key, pid: i32, access: NotifyAccess) {
+        self.notify.by_pid.insert(pid, (key, access));
+    }
+
+    pub(crate) fn untrack_notify(&mut self, key: Key, pid: i32) {
+        if self.notify.by_pid.get(&pid).is_some_and(|(k, _)| *k == key) {
+            self.notify.by_pid.remove(&pid);
+        }
+    }
+
+    /// Reads the datagrams waiting now (bounded), and returns those of known workers parsed.
+    pub(crate) fn read_notify(&mut self) -> Vec<(Key, NotifyMessage)> {
+        let mut out = Vec::new();
+        let Some((fd, _, _)) = &self.notify.socket else {
+            return out;
+        };
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        for _ in 0..PER_WAKEUP {
+            let (len, truncated, pid) = match sys::recv_datagram(fd, &mut buf) {
+                Ok(Datagram::Data {
+                    len,
+                    truncated,
+                    pid,
+                }) => (len, truncated, pid),
+                Ok(Datagram::WouldBlock) | Err(_) => break,
+            };
+            self.notify.received += 1;
+            let key = pid.and_then(|pid| sender(&self.notify.by_pid, pid));
+            let message = (!truncated)
+                .then(|| NotifyMessage::parse(&buf[..len.min(buf.len())]).ok())
+                .flatten();
+            match (key, message) {
+                (Some(key), Some(m)) => out.push((key, m)),
+                _ => self.notify.dropped += 1,
+            }
+        }
+        out
+    }
+}
+
+/// The worker a datagram from `pid` counts for.
+fn sender(by_pid: &HashMap<i32, (Key, NotifyAccess)>, pid: i32) -> Option<Key> {
+    if let Some(&(key, _)) = by_pid.get(&pid) {
+        return Some(key);
+    }
+    // Each worker leads its own process group, so the group id is the worker's pid.
+    let group = sys::process_group_of(pid)?;
+    match by_pid.get(&group) {
+        Some(&(key, NotifyAccess::All)) => Some(key),
+        _ => None,
+    }
+}
+
+/// The monitor saw the socket readable.
+pub(crate) fn on_readable(engine: &mut Engine) {
+    let messages = engine.io.read_notify();
+    let now = Instant::now();
+    let now_ms = clock::now_ms();
+    for (key, m) in messages {
+        engine.core.notify(key, m, now, now_ms);
+    }
+}
