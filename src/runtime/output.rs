@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -29,8 +29,8 @@ use crate::runtime::io::{Io, Source};
 const READ_CHUNK: usize = 64 * 1024;
 /// The most bytes read from a pipe when its worker is reaped.
 const DRAIN_LIMIT: usize = 1024 * 1024;
-/// Chunks that may wait for the file writer (each at most `READ_CHUNK` bytes).
-const FILE_QUEUE: usize = 256;
+/// The most bytes that may wait for the file writer; past that, output is dropped and counted.
+const FILE_QUEUE_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -380,19 +380,23 @@ fn take_line(
 
 /// The thread that writes rotating files, fed through a bounded queue.
 struct FileWriter {
-    tx: Option<SyncSender<(Arc<RotateSpec>, Vec<u8>)>>,
+    tx: Option<Sender<(Arc<RotateSpec>, Vec<u8>)>>,
     dropped: Arc<AtomicU64>,
+    /// Bytes sent and not yet written.
+    queued: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
     finished: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl FileWriter {
     fn start() -> FileWriter {
-        let (tx, rx) = mpsc::sync_channel(FILE_QUEUE);
+        let (tx, rx) = mpsc::channel();
         let finished = Arc::new((Mutex::new(false), Condvar::new()));
         let done = Arc::clone(&finished);
+        let queued = Arc::new(AtomicU64::new(0));
+        let written = Arc::clone(&queued);
         let thread = crate::threads::spawn_named("mpsup-output", None, move || {
-            write_files(rx);
+            write_files(rx, &written);
             let (flag, cv) = &*done;
             *crate::sync::lock(flag) = true;
             cv.notify_all();
@@ -402,18 +406,20 @@ impl FileWriter {
             // Without a thread nothing is queued: every chunk counts as dropped.
             tx: thread.as_ref().map(|_| tx),
             dropped: Arc::new(AtomicU64::new(0)),
+            queued,
             thread,
             finished,
         }
     }
 
     fn write(&self, spec: &Arc<RotateSpec>, data: &[u8]) {
-        let sent = self.tx.as_ref().is_some_and(|tx| {
-            match tx.try_send((Arc::clone(spec), data.to_vec())) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-            }
-        });
+        let len = data.len() as u64;
+        let room = self.queued.load(Ordering::Relaxed) + len <= FILE_QUEUE_BYTES;
+        let sent = room
+            && self.tx.as_ref().is_some_and(|tx| {
+                self.queued.fetch_add(len, Ordering::Relaxed);
+                tx.send((Arc::clone(spec), data.to_vec())).is_ok()
+            });
         if !sent {
             self.dropped.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
@@ -446,7 +452,7 @@ struct Rotating {
     size: u64,
 }
 
-fn write_files(rx: Receiver<(Arc<RotateSpec>, Vec<u8>)>) {
+fn write_files(rx: Receiver<(Arc<RotateSpec>, Vec<u8>)>, queued: &AtomicU64) {
     let mut files: HashMap<PathBuf, Rotating> = HashMap::new();
     for (spec, data) in rx {
         let f = files.entry(spec.path.clone()).or_insert_with(|| {
@@ -458,6 +464,7 @@ fn write_files(rx: Receiver<(Arc<RotateSpec>, Vec<u8>)>) {
             Rotating { file, size }
         });
         write_rotating(&spec, f, &data);
+        queued.fetch_sub(data.len() as u64, Ordering::Relaxed);
     }
 }
 
