@@ -30,7 +30,11 @@ fn run_daemon(group: Value, check: impl Fn(&Value, &[Value])) {
     sup.start_groups(&[name.as_str()]).unwrap();
     let ready = sup.wait_ready(60.0).unwrap();
     let mut log = drain_all(&sup);
-    assert!(ready, "{name} not ready: {log:#?}\n{:#}", sup.snapshot().unwrap());
+    assert!(
+        ready,
+        "{name} not ready: {log:#?}\n{:#}",
+        sup.snapshot().unwrap()
+    );
     let ready = of_kind(&log, "worker_ready");
     assert_eq!(ready.len(), 1, "{log:#?}");
     let snap = sup.snapshot().unwrap();

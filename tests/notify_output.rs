@@ -415,10 +415,11 @@ while True:
     .unwrap();
     sup.start_groups(&["flood", "calm"]).unwrap();
     assert!(sup.wait_ready(60.0).unwrap());
-    // Let the flood get going: wait until some of its lines were logged or dropped.
+    // Let the flood get going: wait until a megabyte of its lines was logged, or some dropped.
     let deadline = Instant::now() + HANG;
-    while sup.log_records_dropped() == 0 && sup.status().unwrap()["output_lines_dropped"] == 0 {
-        assert!(Instant::now() < deadline);
+    let logged = || std::fs::metadata(dir.join("log.jsonl")).map_or(0, |m| m.len());
+    while sup.log_records_dropped() == 0 && logged() < 1 << 20 {
+        assert!(Instant::now() < deadline, "the flood never arrived");
         std::thread::yield_now();
     }
     let t = Instant::now();
@@ -434,4 +435,82 @@ while True:
     assert!(snapshot_took < Duration::from_secs(1), "{snapshot_took:?}");
     let log = drain_all(&sup);
     assert_eq!(count(&log, "worker_stopped"), 5, "{log:#?}");
+}
+
+#[test]
+fn watchdog_pings_are_heartbeats_and_watchdog_usec_is_set() {
+    let beats = r#"
+notify("STATUS=" + os.environ.get("WATCHDOG_USEC", "unset"))
+notify("READY=1")
+for _ in range(40):
+    notify("WATCHDOG=1")
+    time.sleep(0.05)
+notify("STATUS=silent")
+"#
+    .to_string()
+        + WAIT_FOR_TERM;
+    let sup = supervisor(&[sd_group(
+        "w",
+        notifier(&[], &beats),
+        json!({"heartbeat_timeout_ms": 1000}),
+    )]);
+    sup.start_groups(&["w"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
+    let kinds: Vec<&str> = log
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .filter(|k| matches!(*k, "worker_status" | "worker_ready" | "worker_failed"))
+        .collect();
+    // Two seconds of pings with a one-second timeout: failed only once they stopped.
+    assert_eq!(
+        kinds,
+        [
+            "worker_status",
+            "worker_ready",
+            "worker_status",
+            "worker_failed"
+        ],
+        "{log:#?}"
+    );
+    assert_eq!(of_kind(&log, "worker_status")[0]["status"], "1000000");
+    assert_eq!(
+        of_kind(&log, "worker_failed")[0]["reason"],
+        "heartbeat_timeout"
+    );
+}
+
+#[test]
+fn extend_timeout_usec_moves_the_ready_deadline() {
+    let slow = r#"
+notify("EXTEND_TIMEOUT_USEC=20000000")
+time.sleep(3.0)
+notify("READY=1")
+"#
+    .to_string()
+        + WAIT_FOR_TERM;
+    let sup = supervisor(&[
+        // Two seconds leave room for a slow Python start before the extension arrives.
+        sd_group(
+            "slow",
+            notifier(&[], &slow),
+            json!({"ready_timeout_ms": 2000}),
+        ),
+        // The same without the extension fails, so the timeout is real.
+        sd_group(
+            "late",
+            notifier(&[], "time.sleep(3.0)\nnotify('READY=1')\n"),
+            json!({"ready_timeout_ms": 2000}),
+        ),
+    ]);
+    sup.start_groups(&["slow", "late"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| {
+        count(l, "worker_ready") == 1 && count(l, "worker_failed") == 1
+    });
+    assert_eq!(of_kind(&log, "worker_ready")[0]["worker_id"], "slow#1");
+    let failed = of_kind(&log, "worker_failed")[0];
+    assert_eq!(failed["worker_id"], "late#1");
+    assert_eq!(failed["reason"], "ready_timeout");
+    sup.stop_groups(30.0, false).unwrap();
 }
