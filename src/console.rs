@@ -7,7 +7,9 @@ use serde_json::{Map, Value};
 use crate::logging::Level;
 
 /// The narrowest name column; it widens to the longest name seen.
-const MIN_WIDTH: usize = 10;
+const MIN_WIDTH: usize = 12;
+/// The width of an event's kind column.
+const KIND_WIDTH: usize = 24;
 
 const RESET: &str = "\x1b[0m";
 const DIM: &str = "\x1b[2m";
@@ -91,10 +93,10 @@ impl Console {
             .and_then(Value::as_str)
             .unwrap_or("supervisor")
             .to_string();
-        let what = kind.strip_prefix("worker_").unwrap_or(kind);
         let mut details = Vec::new();
         for (key, value) in fields {
-            if matches!(key.as_str(), "worker_id" | "group_name" | "stderr_tail") {
+            if matches!(key.as_str(), "worker_id" | "group_name" | "stderr_tail") || value.is_null()
+            {
                 continue;
             }
             let text = match value {
@@ -111,10 +113,13 @@ impl Console {
             (true, _) => ("\x1b[1m", RESET),
             (false, _) => ("", ""),
         };
-        out.push_str(&format!("= {on}{what}{off}"));
-        if !details.is_empty() {
-            out.push(' ');
-            out.push_str(&details.join(" "));
+        if details.is_empty() {
+            out.push_str(&format!("= {on}{kind}{off}"));
+        } else {
+            out.push_str(&format!(
+                "= {on}{kind:<KIND_WIDTH$}{off} {}",
+                details.join(" ")
+            ));
         }
         out.push('\n');
         if let Some(Value::Array(tail)) = fields.get("stderr_tail") {
@@ -137,13 +142,10 @@ mod tests {
     fn lines_are_aligned_and_plain_without_a_terminal() {
         let mut c = Console::new(false);
         let ts = 12 * 3_600_000 + 60_000 + 1234;
-        assert_eq!(
-            Console::time(1_700_000_000_000 - 1_700_000_000_000 % 86_400_000 + ts),
-            "12:01:01.234"
-        );
+        assert_eq!(Console::time(20_000 * 86_400_000 + ts), "12:01:01.234");
         assert_eq!(
             c.output(ts, "web#2", "stdout", "GET / 200"),
-            "12:01:01.234 web#2      | GET / 200\n"
+            "12:01:01.234 web#2        | GET / 200\n"
         );
         let fields: Map<String, Value> = serde_json::from_str(
             r#"{"group_name":"web","worker_id":"web#2","pid":42,"generation":1,
@@ -154,18 +156,21 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(
-            lines[0].starts_with("12:01:01.234 web#2      = failed "),
+            lines[0]
+                .starts_with("12:01:01.234 web#2        = worker_failed            exit_code=3 "),
             "{text}"
         );
-        assert!(lines[0].contains("exit_code=3") && lines[0].contains("reason=exited"));
-        assert_eq!(lines[1], "12:01:01.234 web#2      ! boom");
+        assert!(lines[0].contains("reason=exited") && !lines[0].contains("null"));
+        assert_eq!(lines[1], "12:01:01.234 web#2        ! boom");
         let group: Map<String, Value> =
             serde_json::from_str(r#"{"group_name":"web","restarts":5,"window_ms":1000}"#).unwrap();
         let text = c.event(ts, "group_failed", Level::Error, &group);
         assert!(
-            text.starts_with("12:01:01.234 web        = group_failed restarts=5"),
+            text.starts_with("12:01:01.234 web          = group_failed             restarts=5"),
             "{text}"
         );
         assert!(!text.contains('\x1b'));
+        let mut coloured = Console::new(true);
+        assert!(coloured.output(ts, "web#2", "stderr", "x").contains('\x1b'));
     }
 }
