@@ -292,8 +292,26 @@ impl Io {
                     (&w.worker_id, &w.group, w.pid, w.tail_lines);
                 let (stream, tail) = (pipe.stream, &mut pipe.tail);
                 let dropped = &mut self.captures.lines_dropped;
+                // Without records to make, only the last lines matter (for the tail): skip to
+                // the start of the last `tail_lines` complete ones and what follows them.
+                let data = match logger {
+                    Some(_) => data,
+                    None => {
+                        let start = data
+                            .iter()
+                            .enumerate()
+                            .rev()
+                            .filter(|(_, &b)| b == b'\n')
+                            .nth(tail_lines)
+                            .map_or(0, |(i, _)| i + 1);
+                        if start > 0 {
+                            pipe.cutter = LineCutter::default();
+                        }
+                        &data[start..]
+                    }
+                };
                 pipe.cutter.feed(data, &mut |line| {
-                    take_line(line, stream, tail, tail_lines, |text| {
+                    take_line(line, tail, tail_lines, |text| {
                         if let Some(logger) = logger {
                             if !logger.output(group, worker_id, pid, stream.as_str(), text) {
                                 *dropped += 1;
@@ -326,7 +344,7 @@ impl Io {
         };
         let (worker_id, group, pid) = (&w.worker_id, &w.group, w.pid);
         pipe.cutter.finish(&mut |line| {
-            take_line(line, stream, tail, tail_lines, |text| {
+            take_line(line, tail, tail_lines, |text| {
                 if let Some(logger) = logger {
                     logger.output(group, worker_id, pid, stream.as_str(), text);
                 }
@@ -358,17 +376,15 @@ impl Io {
     }
 }
 
-/// A line of `stream`: into the tail (bounded), and to `log`.
+/// A line of a stream: to `log`, and into the tail (bounded).
 fn take_line(
     line: &[u8],
-    stream: Stream,
     tail: &mut VecDeque<String>,
     tail_lines: usize,
     log: impl FnOnce(&str),
 ) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let text = String::from_utf8_lossy(line);
-    let _ = stream;
     log(&text);
     if tail_lines > 0 {
         if tail.len() >= tail_lines {
