@@ -187,6 +187,18 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_or_are_refused_without_a_panic(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..9000)
+        ) {
+            if let Ok(m) = NotifyMessage::parse(&data) {
+                proptest::prop_assert!(!data.contains(&0));
+                proptest::prop_assert!(m.status.is_none_or(|s| s.len() <= MAX_STATUS));
+            }
+        }
+    }
+
     #[test]
     fn a_long_status_is_cut_on_a_character_boundary() {
         let text = format!("STATUS={}", "é".repeat(MAX_STATUS));

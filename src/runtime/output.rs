@@ -377,12 +377,7 @@ impl Io {
 }
 
 /// A line of a stream: to `log`, and into the tail (bounded).
-fn take_line(
-    line: &[u8],
-    tail: &mut VecDeque<String>,
-    tail_lines: usize,
-    log: impl FnOnce(&str),
-) {
+fn take_line(line: &[u8], tail: &mut VecDeque<String>, tail_lines: usize, log: impl FnOnce(&str)) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let text = String::from_utf8_lossy(line);
     log(&text);
@@ -563,6 +558,23 @@ mod tests {
         let exact = vec![b'y'; MAX_LINE];
         let lines = cut(&[&exact, b"\nz\n"]);
         assert_eq!(lines, vec![exact.clone(), b"z".to_vec()]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cut_lines_are_short_and_whole_lines_come_through_unchanged(
+            lines in proptest::collection::vec("[a-z]{0,5000}", 0..20),
+            split in 1usize..9000,
+        ) {
+            let text: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
+            let (a, b) = text.split_at(split.min(text.len()));
+            let out = cut(&[a, b]);
+            proptest::prop_assert_eq!(out.len(), lines.len());
+            for (got, want) in out.iter().zip(&lines) {
+                let n = want.len().min(MAX_LINE);
+                proptest::prop_assert_eq!(&got[..], &want.as_bytes()[..n]);
+            }
+        }
     }
 
     #[test]
