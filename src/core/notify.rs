@@ -11,7 +11,7 @@ use crate::core::worker::Key;
 use crate::events::EventKind;
 
 /// The longest `STATUS=` text kept; longer ones are cut (on a character boundary).
-pub const MAX_STATUS: usize = 4096;
+pub(crate) const MAX_STATUS: usize = 4096;
 
 /// What one datagram says. Unknown keys are ignored, as systemd does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
