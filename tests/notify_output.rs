@@ -15,6 +15,8 @@ fn notifier(messages: &[&str], then: &str) -> Value {
     let script = format!(
         r#"
 import os, socket, signal, sys, time
+# Before anything is sent: a stop may come as soon as READY=1 is out.
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 def notify(msg):
     addr = os.environ["NOTIFY_SOCKET"]
     if addr.startswith("@"):
@@ -30,8 +32,8 @@ for m in {messages:?}:
     json!(["python3", "-c", script])
 }
 
+/// Waits for SIGTERM (the notifier's handler exits 0).
 const WAIT_FOR_TERM: &str = r#"
-signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 while True:
     time.sleep(1)
 "#;
@@ -452,7 +454,7 @@ notify("STATUS=silent")
     let sup = supervisor(&[sd_group(
         "w",
         notifier(&[], &beats),
-        json!({"heartbeat_timeout_ms": 1000}),
+        json!({"heartbeat_timeout_ms": 1500}),
     )]);
     sup.start_groups(&["w"]).unwrap();
     let mut log = Vec::new();
@@ -462,7 +464,7 @@ notify("STATUS=silent")
         .map(|e| e["kind"].as_str().unwrap())
         .filter(|k| matches!(*k, "worker_status" | "worker_ready" | "worker_failed"))
         .collect();
-    // Two seconds of pings with a one-second timeout: failed only once they stopped.
+    // Two seconds of pings with a 1.5 s timeout: failed only once they stopped.
     assert_eq!(
         kinds,
         [
@@ -473,7 +475,7 @@ notify("STATUS=silent")
         ],
         "{log:#?}"
     );
-    assert_eq!(of_kind(&log, "worker_status")[0]["status"], "1000000");
+    assert_eq!(of_kind(&log, "worker_status")[0]["status"], "1500000");
     assert_eq!(
         of_kind(&log, "worker_failed")[0]["reason"],
         "heartbeat_timeout"
