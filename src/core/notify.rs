@@ -187,6 +187,129 @@ mod tests {
         );
     }
 
+    use std::ffi::CString;
+    use std::sync::Arc;
+
+    use crate::config::parse_groups;
+    use crate::core::plan::Plan;
+    use crate::core::timers::Timer;
+    use crate::core::{Line, Spawned};
+
+    /// A started group of one worker of `readiness`, spawned without a control channel.
+    fn started(readiness: &str, extra: &str) -> (State, Key, Instant) {
+        let json = format!(
+            r#"[{{"name": "d", "argv": ["/bin/true"], "readiness": "{readiness}"{extra}}}]"#
+        );
+        let spec = parse_groups(&json).unwrap().remove(0);
+        let plan = Arc::new(Plan {
+            program: CString::new("/bin/true").unwrap(),
+            argv: vec![],
+            env: vec![],
+            cwd: None,
+            spec,
+        });
+        let mut state = State::new(64);
+        let key = state.begin_start(vec![plan])[0].key;
+        let now = Instant::now();
+        let spawned = Spawned {
+            pid: 42,
+            has_channel: false,
+            channel_error: None,
+            at: now,
+            at_ms: 0,
+        };
+        assert!(state.adopt(key, spawned));
+        state.events.drain(0);
+        (state, key, now)
+    }
+
+    fn kinds(state: &mut State) -> Vec<&'static str> {
+        state
+            .events
+            .drain(0)
+            .into_iter()
+            .map(|e| match e.kind {
+                EventKind::WorkerStatus { .. } => "worker_status",
+                EventKind::WorkerReady { .. } => "worker_ready",
+                EventKind::WorkerFailed { .. } => "worker_failed",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    fn message(text: &str) -> NotifyMessage {
+        NotifyMessage::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn ready_needs_no_channel_and_reloading_does_not_hold_it_back() {
+        let (mut state, key, now) = started("sd_notify", "");
+        assert_eq!(state.workers[&key].readiness, Readiness::SdNotify);
+        state.notify(key, message("RELOADING=1"), now, 0);
+        assert!(state.workers[&key].notify.as_ref().unwrap().reloading);
+        state.notify(key, message("READY=1\nSTATUS=up"), now, 0);
+        assert_eq!(kinds(&mut state), ["worker_status", "worker_ready"]);
+        let w = &state.workers[&key];
+        assert!(w.ready() && !w.notify.as_ref().unwrap().reloading);
+        assert_eq!(w.status.as_deref(), Some("up"));
+        // Once ready, READY=1 again changes nothing.
+        state.notify(key, message("READY=1"), now, 0);
+        assert!(kinds(&mut state).is_empty());
+    }
+
+    #[test]
+    fn ready_1_counts_only_for_sd_notify_workers() {
+        let (mut state, key, now) = started("warmup", r#", "warmup_ms": 100000"#);
+        state.notify(key, message("READY=1\nSTOPPING=1\nERRNO=5"), now, 0);
+        assert!(!state.workers[&key].ready());
+        let facts = state.workers[&key].notify.clone().unwrap();
+        assert!(facts.stopping);
+        assert_eq!(facts.errno, Some(5));
+    }
+
+    #[test]
+    fn extend_timeout_usec_moves_the_ready_timeout_on() {
+        let (mut state, key, now) = started("sd_notify", r#", "ready_timeout_ms": 100"#);
+        state.notify(key, message("EXTEND_TIMEOUT_USEC=1000000"), now, 0);
+        let at = now + Duration::from_millis(100);
+        state.timer(key, Timer::ReadyTimeout, at);
+        assert!(
+            state.take_effects().is_empty(),
+            "killed despite the extension"
+        );
+        // The deadline is re-armed at the extension's end, where it holds.
+        let due = state.timers.pop_due(now + Duration::from_secs(1));
+        assert!(due.contains(&(key, Timer::ReadyTimeout)), "{due:?}");
+        state.timer(key, Timer::ReadyTimeout, now + Duration::from_secs(1));
+        assert!(matches!(
+            state.take_effects()[..],
+            [crate::core::effects::Effect::Signal {
+                signal: libc::SIGKILL,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn watchdog_1_is_a_heartbeat_and_a_line_heartbeat_too() {
+        let (mut state, key, now) = started("sd_notify", r#", "heartbeat_timeout_ms": 100"#);
+        state.notify(key, message("READY=1"), now, 0);
+        let later = now + Duration::from_millis(80);
+        state.notify(key, message("WATCHDOG=1"), later, 7);
+        assert_eq!(state.workers[&key].last_heartbeat_ms, Some(7));
+        state.timer(key, Timer::Heartbeat, now + Duration::from_millis(100));
+        assert!(state.take_effects().is_empty());
+        state.line(key, Line::Heartbeat, now + Duration::from_millis(150), 9);
+        state.timer(key, Timer::Heartbeat, now + Duration::from_millis(249));
+        assert!(state.take_effects().is_empty());
+        state.timer(key, Timer::Heartbeat, now + Duration::from_millis(250));
+        assert_eq!(
+            state.take_effects().len(),
+            1,
+            "not killed after the timeout"
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn any_bytes_parse_or_are_refused_without_a_panic(
