@@ -51,13 +51,22 @@ impl Io {
         if let Some(address) = self.notify.address() {
             return Ok(address.to_string());
         }
-        let name = format!(
-            "mpsup-notify-{}-{}-{:x}",
-            std::process::id(),
-            SERIAL.fetch_add(1, Ordering::Relaxed),
-            clock::now_ms() ^ (Instant::now().elapsed().as_nanos() as u64)
-        );
-        let fd = sys::notify_socket(&name)?;
+        // A name another process took (the abstract namespace is shared by the network
+        // namespace) is skipped: the next serial gives another.
+        let mut attempt = 0;
+        let (name, fd) = loop {
+            let name = format!(
+                "mpsup-notify-{}-{}-{:x}",
+                std::process::id(),
+                SERIAL.fetch_add(1, Ordering::Relaxed),
+                clock::now_ms()
+            );
+            match sys::notify_socket(&name) {
+                Ok(fd) => break (name, fd),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < 8 => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        };
         let token = self.token(NO_KEY, Source::Notify);
         if let Err(e) = self.poller.add(fd.as_fd(), token) {
             self.tokens.remove(&token);
