@@ -173,8 +173,9 @@ fn a_fuzzed_notify_socket_never_marks_the_wrong_worker_ready() {
     let addr = String::from_utf8(name[1..].to_vec()).unwrap();
     let status = std::process::Command::new("python3")
         .arg("-c")
+        // The sender is the child of a child: no child of the host, so a stranger at once.
         .arg(format!(
-            "import socket\ns=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\nfor _ in range(20): s.sendto(b'READY=1', '\\0{addr}')"
+            "import os, socket\nif os.fork() == 0:\n    s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n    for _ in range(20): s.sendto(b'READY=1', '\\0{addr}')\n    os._exit(0)\nassert os.wait()[1] == 0"
         ))
         .status()
         .unwrap();
@@ -514,5 +515,46 @@ notify("READY=1")
     let failed = of_kind(&log, "worker_failed")[0];
     assert_eq!(failed["worker_id"], "late#1");
     assert_eq!(failed["reason"], "ready_timeout");
+    sup.stop_groups(30.0, false).unwrap();
+}
+
+/// Where the early notifier of the next test says it has sent READY=1.
+static SENT_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Holds each spawn back until its process has sent READY=1, so that the datagram is there
+/// before the worker is adopted.
+fn wait_until_sent(pid: i32) {
+    let marker = SENT_DIR.get().unwrap().join(pid.to_string());
+    let deadline = Instant::now() + HANG;
+    while !marker.exists() && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn ready_1_sent_before_the_worker_is_adopted_still_counts() {
+    let dir = TempDir::new("early-ready");
+    SENT_DIR.set(dir.to_path_buf()).unwrap();
+    let early = format!(
+        "open(os.path.join({:?}, str(os.getpid())), 'w').close()\n",
+        dir.display().to_string()
+    );
+    let argv = notifier(&["READY=1\nSTATUS=early"], &(early + WAIT_FOR_TERM));
+    let sup = mpsupervisor::Supervisor::with_options(mpsupervisor::Options {
+        spawn_hook: Some(wait_until_sent),
+        ..Default::default()
+    })
+    .unwrap();
+    sup.configure_process_groups(&json!([sd_group("e", argv, json!({"workers": 2}))]).to_string())
+        .unwrap();
+    sup.start_groups(&["e"]).unwrap();
+    assert!(sup.wait_ready(60.0).unwrap());
+    let snap = sup.snapshot().unwrap();
+    assert!(snap["e"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["status"] == "early"));
+    assert_eq!(sup.status().unwrap()["notify_dropped"], 0);
     sup.stop_groups(30.0, false).unwrap();
 }

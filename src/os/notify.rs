@@ -91,10 +91,11 @@ pub fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
-/// The process group of `pid`, from /proc (None when it is gone).
-pub fn process_group_of(pid: i32) -> Option<i32> {
+/// The parent and the process group of `pid`, from /proc (None when it is gone).
+pub fn parent_and_group(pid: i32) -> Option<(i32, i32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat_fields(&stat).and_then(|f| f.get(2)?.parse().ok())
+    let fields = stat_fields(&stat)?;
+    Some((fields.get(1)?.parse().ok()?, fields.get(2)?.parse().ok()?))
 }
 
 /// The fields of a /proc/<pid>/stat line after the command name (which may hold spaces and

@@ -73,7 +73,11 @@ impl Engine {
                     let spec = &self.core.workers[&outcome.key].plan.spec;
                     if spec.readiness == crate::config::Readiness::SdNotify {
                         let access = spec.notify_access;
-                        self.io.track_notify(outcome.key, pid, access);
+                        // What it said before it was adopted counts now.
+                        let early = self.io.track_notify(outcome.key, pid, access);
+                        for message in early {
+                            self.core.notify(outcome.key, message, now, clock::now_ms());
+                        }
                     }
                 }
                 // Else `child` is dropped here, which kills it and has it reaped.
