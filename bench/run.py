@@ -65,6 +65,10 @@ def build(cargo: bool) -> dict:
     if result.returncode != 0:
         sys.exit("building tiny_worker failed:\n" + result.stderr)
 
+    result = cc(["notify_worker.c"], BUILD / "notify_worker", [])
+    if result.returncode != 0:
+        sys.exit("building notify_worker failed:\n" + result.stderr)
+
     result = cc(["floor.c"], BUILD / "floor", [])
     if result.returncode != 0:
         sys.exit("building floor failed:\n" + result.stderr)
@@ -272,6 +276,20 @@ def run_engine(args) -> dict:
         out["respawn"] = json.loads(result.stdout.strip().splitlines()[-1])
     except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
         log(f"respawn run FAILED: {exc}")
+    seconds = "2" if args.quick else "5"
+    python_runs = [("notify", [str(BENCH / "notify_latency.py"), str(BUILD / "notify_worker"), "--seconds", seconds]),
+                   ("flood", [str(BENCH / "output_flood.py"), "--seconds", seconds]),
+                   ("flood_file", [str(BENCH / "output_flood.py"), "--seconds", seconds, "--mode", "file"])]
+    for name, cmd in python_runs:
+        wait_quiet()
+        try:
+            result = subprocess.run([sys.executable, *cmd], capture_output=True, text=True,
+                                    timeout=RUN_TIMEOUT_S, env=env)
+            if result.returncode != 0:
+                raise RuntimeError(result.stderr.strip()[-500:])
+            out[name] = json.loads(result.stdout.strip().splitlines()[-1])
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+            log(f"{name} run FAILED: {exc}")
     return out
 
 
@@ -289,6 +307,20 @@ def print_engine(engine: dict) -> None:
         print(f"- crash -> respawn -> ready, past the policy's {respawn['delay_ms']} ms delay "
               f"({respawn['samples']} respawns, event timestamps in ms): median {respawn['p50_ms']} ms, "
               f"p90 {respawn['p90_ms']} ms, p99 {respawn['p99_ms']} ms, max {respawn['max_ms']} ms")
+    notify = engine.get("notify")
+    if notify:
+        print(f"- sd_notify READY=1 -> worker_ready seen by a Python host on the event fd "
+              f"({notify['samples']} respawns of {notify['workers']} workers): median {notify['p50_us']} µs, "
+              f"p90 {notify['p90_us']} µs, p99 {notify['p99_us']} µs, max {notify['max_us']} µs")
+    for key, what in (("flood", "captured stdout as worker.output records (jsonl to /dev/null)"),
+                      ("flood_file", "captured stdout to a rotating file")):
+        f = engine.get(key)
+        if f:
+            print(f"- one worker flooding {what}: it wrote {f['written_mb_per_s']} MB/s; "
+                  f"{f['lines_per_s_through']:,} lines/s got through, {f['lines_dropped_per_s']:,} lines/s "
+                  f"dropped (log queue), {f['bytes_dropped']:,} bytes dropped (file queue); "
+                  f"snapshot meanwhile p50 {f['snapshot_p50_ms']} ms, p99 {f['snapshot_p99_ms']} ms; "
+                  f"heartbeat failures next to it: {f['heartbeat_failures']}")
 
 
 def targets(rows: dict, idle: dict | None, engine: dict, args) -> str:
@@ -330,6 +362,11 @@ def targets(rows: dict, idle: dict | None, engine: dict, args) -> str:
     if respawn and respawn["samples"]:
         lines.append(f"- crash -> ready within 2 ms of the policy's delay (median): {respawn['p50_ms']} ms "
                      f"{verdict(respawn['p50_ms'] <= 2)}")
+    for key in ("flood", "flood_file"):
+        f = engine.get(key)
+        if f:
+            lines.append(f"- a flooding worker ({key}) never fails a heartbeat worker: "
+                         f"{f['heartbeat_failures']} {verdict(f['heartbeat_failures'] == 0)}")
     if biggest >= 5000:
         row = rows.get(("library", biggest))
         lines.append(f"- {biggest:,} workers in one supervisor: "

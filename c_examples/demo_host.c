@@ -10,11 +10,15 @@
  * fails (group_failed: nothing of it will run again), or SIGINT/SIGTERM arrives, and
  * stops the workers gracefully.
  *
- * stdout: by default one aligned line per event for people,
- *   12:00:01.234  ingest#2      worker_ready              pid=123
- * (local time, the worker or group, the kind, the other fields), and the snapshot as one
- * line per worker. With --json: each event as the library's JSON object on one line, and
- * the snapshot as one JSON line. Status (what it is waiting for) goes to stderr.
+ * stdout: by default the library's console exporter writes one aligned line per event
+ * for people,
+ *   12:00:01.234 ingest#2     = worker_ready             generation=1 pid=123
+ * (UTC time, the worker or group, the kind, the other fields), and one per line the
+ * workers of the built-in configuration write to stderr (captured),
+ *   12:00:01.240 ingest#2     | [worker ingest#2 pid 123] ready
+ * and the demo prints the snapshot as one line per worker. With --json: each event as the
+ * library's JSON object on one line, and the snapshot as one JSON line (the workers' stderr
+ * is then the demo's). Status (what it is waiting for) goes to stderr.
  *
  * Exit status: 0 clean run; 1 an mpsup call failed or the workers were not all
  * ready; 2 bad arguments; 3 the graceful stop timed out and the workers were
@@ -144,8 +148,9 @@ static void put_json_string(FILE *out, const char *s)
 }
 
 /* The built-in configuration; the caller frees the text with free(). */
-static char *default_config(const char *worker, const char *shell_worker)
+static char *default_config(const char *worker, const char *shell_worker, bool capture)
 {
+    const char *output = capture ? ", \"stderr\": \"capture\"" : "";
     char *text = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
@@ -153,10 +158,10 @@ static char *default_config(const char *worker, const char *shell_worker)
         return NULL;
     fputs("[{\"name\": \"ingest\", \"workers\": 2, \"readiness\": \"notify\", \"argv\": [", out);
     put_json_string(out, worker);
-    fputs(", \"--drain-ms\", \"50\"]},\n", out);
+    fprintf(out, ", \"--drain-ms\", \"50\"]%s},\n", output);
     fputs(" {\"name\": \"cpu\", \"workers\": 2, \"readiness\": \"notify\", \"argv\": [", out);
     put_json_string(out, shell_worker);
-    fputs("]}]", out);
+    fprintf(out, "]%s}]", output);
     if (fclose(out) != 0) {
         free(text);
         return NULL;
@@ -253,12 +258,6 @@ static bool key_is(const struct field *f, const char *key)
     return (size_t)f->key_len == strlen(key) && strncmp(f->key, key, (size_t)f->key_len) == 0;
 }
 
-static bool value_is(const struct field *f, const char *value)
-{
-    return (size_t)f->value_len == strlen(value) &&
-           strncmp(f->value, value, (size_t)f->value_len) == 0;
-}
-
 /* Finds `key` in the flat object starting at `object` ('{'). */
 static bool find_field(const char *object, const char *key, struct field *out)
 {
@@ -273,42 +272,10 @@ static bool find_field(const char *object, const char *key, struct field *out)
     return false;
 }
 
-/* Prints one event in the console format; sets *group_failed for a group_failed event. */
-static void print_event_line(const char *object, bool *group_failed)
-{
-    struct field kind = {0}, who = {0}, ts = {0};
-    find_field(object, "kind", &kind);
-    if (!find_field(object, "worker_id", &who) && !find_field(object, "group_name", &who)) {
-        who.value = "supervisor";
-        who.value_len = (int)strlen(who.value);
-    }
-    char when[32] = "--:--:--.---";
-    if (find_field(object, "ts_ms", &ts)) {
-        long long ms = strtoll(ts.value, NULL, 10);
-        time_t seconds = (time_t)(ms / 1000);
-        struct tm tm;
-        if (localtime_r(&seconds, &tm))
-            snprintf(when, sizeof when, "%02d:%02d:%02d.%03lld", tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ms % 1000);
-    }
-    printf("%s  %-12.*s  %-24.*s", when, who.value_len, who.value, kind.value_len, kind.value);
-    /* The other fields, without the ones shown above or implied by the worker id. */
-    const char *p = object + 1;
-    struct field f;
-    while (next_field(&p, &f)) {
-        if (key_is(&f, "seq") || key_is(&f, "ts_ms") || key_is(&f, "kind") ||
-            key_is(&f, "worker_id") || key_is(&f, "group_name") || value_is(&f, "null"))
-            continue;
-        printf(" %.*s=%.*s", f.key_len, f.key, f.value_len, f.value);
-    }
-    putchar('\n');
-    if (value_is(&kind, "group_failed"))
-        *group_failed = true;
-}
-
-/* Drains the queued events one at a time and prints each: as one JSON line (--json) or in the
- * console format. A drain of at most one event returns "[{...}]", so the event is the text
- * between the outer brackets. Sets *group_failed when a group_failed event was among them. */
+/* Drains the queued events one at a time; with --json prints each as one JSON line (otherwise
+ * the library's console exporter has written them already). A drain of at most one event
+ * returns "[{...}]", so the event is the text between the outer brackets. Sets *group_failed
+ * when a group_failed event was among them. */
 static bool print_events(mpsup_supervisor sup, bool json, bool *group_failed)
 {
     for (;;) {
@@ -317,14 +284,11 @@ static bool print_events(mpsup_supervisor sup, bool json, bool *group_failed)
             return false;
         size_t len = strlen(text);
         bool empty = len <= 2;
-        if (!empty && json) {
+        if (!empty && json)
             printf("%.*s\n", (int)(len - 2), text + 1);
-            /* Keys and strings are the library's: this pattern can only be the kind itself. */
-            if (strstr(text, "\"kind\":\"group_failed\""))
-                *group_failed = true;
-        } else if (!empty) {
-            print_event_line(text + 1, group_failed);
-        }
+        /* Keys and strings are the library's: this pattern can only be the kind itself. */
+        if (!empty && strstr(text, "\"kind\":\"group_failed\""))
+            *group_failed = true;
         mpsup_string_free(text);
         if (empty)
             break;
@@ -355,7 +319,7 @@ static bool print_snapshot(mpsup_supervisor sup, bool json)
                                                        "restarts"};
                     struct field id = {0}, f;
                     find_field(p, "worker_id", &id);
-                    printf("snapshot      %-12.*s ", id.value_len, id.value);
+                    printf("snapshot     %-12.*s =", id.value_len, id.value);
                     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
                         if (find_field(p, keys[k], &f))
                             printf(" %s=%.*s", keys[k], f.value_len, f.value);
@@ -430,6 +394,11 @@ static int run(mpsup_supervisor sup, const struct args *a, const char *config, i
     bool ready = false;
     bool group_failed = false;
 
+    /* The console exporter: lines for people on stdout, coloured on a terminal. */
+    static const char console[] = "{\"exporters\": [{\"kind\": \"console\"}]}";
+    if (!a->json &&
+        !check(mpsup_configure_lifecycle_logging(sup, console), "mpsup_configure_lifecycle_logging"))
+        return 1;
     if (!check(mpsup_configure_process_groups(sup, config), "mpsup_configure_process_groups") ||
         !check(mpsup_event_fd(sup, &event_fd), "mpsup_event_fd") ||
         !check(mpsup_start_groups(sup, a->groups, a->group_count), "mpsup_start_groups") ||
@@ -484,7 +453,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    char *config = a.config_path ? read_file(a.config_path) : default_config(a.worker, a.shell_worker);
+    char *config = a.config_path ? read_file(a.config_path) : default_config(a.worker, a.shell_worker, !a.json);
     if (!config) {
         free(positional);
         return 1;

@@ -25,6 +25,9 @@ pub enum Readiness {
     Warmup,
     /// Ready once it sends `READY` on its control channel.
     Notify,
+    /// Ready once it sends `READY=1` to `NOTIFY_SOCKET` (systemd's notify protocol).
+    #[serde(rename = "sd_notify")]
+    SdNotify,
 }
 
 impl Readiness {
@@ -32,6 +35,7 @@ impl Readiness {
         match self {
             Readiness::Warmup => "warmup",
             Readiness::Notify => "notify",
+            Readiness::SdNotify => "sd_notify",
         }
     }
 }
@@ -46,40 +50,95 @@ pub enum ControlChannelMode {
     Off,
 }
 
+/// Which processes may send sd_notify messages for a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyAccess {
+    /// Only the worker's own process.
+    Main,
+    /// Any process of the worker's process group.
+    All,
+}
+
 /// Where a worker's stdout or stderr goes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "serde_json::Value")]
 pub enum Output {
     Inherit,
     Null,
-    File { path: String, append: bool },
+    File {
+        path: String,
+        append: bool,
+    },
+    /// A pipe read by the supervisor: lines become `worker.output` log records.
+    Capture,
+    /// A pipe read by the supervisor, written to a file that rotates at `max_bytes`, keeping
+    /// `keep` older files (`PATH.1` ... `PATH.keep`).
+    Rotate {
+        path: String,
+        max_bytes: u64,
+        keep: u32,
+    },
 }
+
+impl Output {
+    /// Whether the supervisor reads this stream through a pipe.
+    pub fn captured(&self) -> bool {
+        matches!(self, Output::Capture | Output::Rotate { .. })
+    }
+}
+
+/// The most older files a rotating output keeps.
+pub(crate) const MAX_KEEP: u32 = 100;
+/// The most lines of each stream kept per worker.
+pub(crate) const MAX_TAIL_LINES: u32 = 10_000;
 
 impl TryFrom<serde_json::Value> for Output {
     type Error = String;
 
     fn try_from(value: serde_json::Value) -> std::result::Result<Self, String> {
-        const EXPECTED: &str = r#"expected "inherit", "null" or {"file": PATH, "append": BOOL}"#;
+        const EXPECTED: &str = r#"expected "inherit", "null", "capture", {"file": PATH, "append": BOOL} or {"file": PATH, "max_bytes": N, "keep": K}"#;
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct FileOutput {
             file: String,
-            #[serde(default = "yes")]
-            append: bool,
+            append: Option<bool>,
+            max_bytes: Option<u64>,
+            keep: Option<u32>,
         }
         match value {
             serde_json::Value::String(s) if s == "inherit" => Ok(Output::Inherit),
             serde_json::Value::String(s) if s == "null" => Ok(Output::Null),
+            serde_json::Value::String(s) if s == "capture" => Ok(Output::Capture),
             obj @ serde_json::Value::Object(_) => {
                 let f: FileOutput =
                     serde_json::from_value(obj).map_err(|e| format!("{EXPECTED}: {e}"))?;
                 if f.file.is_empty() || f.file.contains('\0') {
                     return Err("file must be a non-empty path without NUL".into());
                 }
-                Ok(Output::File {
-                    path: f.file,
-                    append: f.append,
-                })
+                match (f.max_bytes, f.keep, f.append) {
+                    (None, None, append) => Ok(Output::File {
+                        path: f.file,
+                        append: append.unwrap_or(true),
+                    }),
+                    (Some(_), _, Some(_)) | (None, Some(_), _) => {
+                        Err("a rotating file takes max_bytes and keep (and no append)".into())
+                    }
+                    (Some(max_bytes), keep, None) => {
+                        let keep = keep.unwrap_or(3);
+                        if max_bytes == 0 {
+                            return Err("max_bytes must be at least 1".into());
+                        }
+                        if keep > MAX_KEEP {
+                            return Err(format!("keep {keep} is more than {MAX_KEEP}"));
+                        }
+                        Ok(Output::Rotate {
+                            path: f.file,
+                            max_bytes,
+                            keep,
+                        })
+                    }
+                }
             }
             other => Err(format!("{EXPECTED}, got {other}")),
         }
@@ -188,6 +247,19 @@ pub struct GroupSpec {
     /// How long a worker stopped by a scale-down or a rollout may take before it is killed.
     #[serde(default = "ms::<10_000>")]
     pub stop_timeout_ms: u64,
+    /// Which processes may send sd_notify messages for a worker.
+    #[serde(default = "main")]
+    pub notify_access: NotifyAccess,
+    /// How many of the last lines of each captured stream are kept per worker.
+    #[serde(default = "twenty")]
+    pub output_tail_lines: u32,
+}
+
+fn main() -> NotifyAccess {
+    NotifyAccess::Main
+}
+fn twenty() -> u32 {
+    20
 }
 
 impl GroupSpec {
@@ -439,6 +511,13 @@ fn validate(i: usize, g: &GroupSpec) -> Result<()> {
         if value > MAX_MS {
             return Err(invalid(i, key, format!("{value} is more than {MAX_MS}")));
         }
+    }
+    if g.output_tail_lines > MAX_TAIL_LINES {
+        return Err(invalid(
+            i,
+            "output_tail_lines",
+            format!("{} is more than {MAX_TAIL_LINES}", g.output_tail_lines),
+        ));
     }
     Ok(())
 }

@@ -75,6 +75,16 @@ pub enum EventKind {
         /// As in `WorkerStopped`.
         #[serde(skip_serializing_if = "is_false")]
         status_unavailable: bool,
+        /// The last lines the worker wrote to a captured stderr (empty when not captured).
+        stderr_tail: Vec<String>,
+    },
+    /// The worker sent `STATUS=` through sd_notify.
+    WorkerStatus {
+        group_name: String,
+        worker_id: String,
+        pid: i32,
+        generation: u32,
+        status: String,
     },
     /// A process for the worker could not be spawned (a respawn, a scale-up or a rollout).
     WorkerSpawnFailed {

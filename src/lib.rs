@@ -10,6 +10,7 @@
 
 mod clock;
 pub mod config;
+mod console;
 mod core;
 pub mod error;
 pub mod events;

@@ -68,6 +68,10 @@ pub enum Exporter {
     Jsonl {
         path: String,
     },
+    /// Lines for people on stdout (or stderr), coloured on a terminal.
+    Console {
+        stderr: bool,
+    },
 }
 
 /// The validated settings of `configure_lifecycle_logging`.
@@ -134,6 +138,25 @@ enum ExporterKind {
     Stdout,
     Stderr,
     Jsonl,
+    Console,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsoleSettings {
+    #[serde(default = "stdout_stream")]
+    stream: ConsoleStream,
+}
+
+#[derive(Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum ConsoleStream {
+    Stdout,
+    Stderr,
+}
+
+fn stdout_stream() -> ConsoleStream {
+    ConsoleStream::Stdout
 }
 
 #[derive(Deserialize)]
@@ -189,6 +212,13 @@ pub fn parse_settings(json: &str) -> Result<LogSettings> {
                     "{at}: stdout and stderr take no settings"
                 )));
             }
+            (ExporterKind::Console, None) => Exporter::Console { stderr: false },
+            (ExporterKind::Console, Some(value)) => {
+                let s: ConsoleSettings = deserialize_at(&at, value)?;
+                Exporter::Console {
+                    stderr: s.stream == ConsoleStream::Stderr,
+                }
+            }
             (ExporterKind::Jsonl, None) => {
                 return Err(Error::InvalidConfig(format!(
                     "{at}: jsonl requires settings with a path"
@@ -233,6 +263,22 @@ struct Record<'a> {
 
 /// The log line (without newline) for `event`, or `None` when its level is below `min_level`.
 pub fn record_for(event: &Event, min_level: Level) -> Option<String> {
+    let (kind, level, fields) = fields_of(event, min_level)?;
+    serde_json::to_string(&Record {
+        ts_ms: event.ts_ms,
+        level,
+        message: &format!("bootstrap.{kind}"),
+        fields: &fields,
+    })
+    .ok()
+}
+
+/// The kind, level and fields of `event`'s record, or `None` when its level is below
+/// `min_level`.
+fn fields_of(
+    event: &Event,
+    min_level: Level,
+) -> Option<(String, Level, serde_json::Map<String, serde_json::Value>)> {
     // The event serializes as one flat object; seq, ts_ms and kind go to the envelope (or away).
     // Taking the kind from serde keeps its name from drifting away from `events.rs`.
     let serde_json::Value::Object(mut fields) = serde_json::to_value(event).ok()? else {
@@ -244,15 +290,43 @@ pub fn record_for(event: &Event, min_level: Level) -> Option<String> {
     if level < min_level {
         return None;
     }
+    let kind = kind.to_string();
     fields.remove("seq");
     fields.remove("ts_ms");
+    Some((kind, level, fields))
+}
+
+/// A line a worker wrote to a captured stream.
+#[derive(Debug)]
+pub struct OutputLine {
+    pub ts_ms: u64,
+    pub group: Arc<str>,
+    pub worker_id: Arc<str>,
+    pub pid: i32,
+    pub stream: &'static str,
+    pub line: String,
+}
+
+fn output_record(o: &OutputLine) -> String {
+    let mut fields = serde_json::Map::new();
+    fields.insert("group_name".into(), (*o.group).into());
+    fields.insert("line".into(), o.line.as_str().into());
+    fields.insert("pid".into(), o.pid.into());
+    fields.insert("stream".into(), o.stream.into());
+    fields.insert("worker_id".into(), (*o.worker_id).into());
     serde_json::to_string(&Record {
-        ts_ms: event.ts_ms,
-        level,
-        message: &format!("bootstrap.{kind}"),
+        ts_ms: o.ts_ms,
+        level: Level::Info,
+        message: "worker.output",
         fields: &fields,
     })
-    .ok()
+    .expect("a map of strings serializes")
+}
+
+/// What waits for the writer thread: records are formatted there, off the monitor.
+enum Item {
+    Event(Box<Event>),
+    Output(OutputLine),
 }
 
 fn dropped_record(count: u64) -> String {
@@ -271,6 +345,11 @@ fn dropped_record(count: u64) -> String {
 enum Sink {
     Stdout,
     Stderr,
+    /// The console exporter, on stdout or stderr.
+    Console {
+        stderr: bool,
+        format: crate::console::Console,
+    },
     /// A jsonl file (or, in tests, any writer); flushed whenever the queue runs empty.
     Writer(BufWriter<Box<dyn Write + Send>>),
 }
@@ -284,8 +363,12 @@ impl Sink {
                 let mut out = io::stdout().lock();
                 out.write_all(line).and_then(|()| out.flush())
             }
-            Sink::Stderr => {
+            Sink::Stderr | Sink::Console { stderr: true, .. } => {
                 let mut out = io::stderr().lock();
+                out.write_all(line).and_then(|()| out.flush())
+            }
+            Sink::Console { stderr: false, .. } => {
+                let mut out = io::stdout().lock();
                 out.write_all(line).and_then(|()| out.flush())
             }
             Sink::Writer(w) => w.write_all(line),
@@ -313,7 +396,7 @@ struct Counters {
 /// written first. If an exporter blocks (say stdout is a pipe nobody reads), drop blocks with it.
 pub struct Logger {
     settings: LifecycleEvents,
-    tx: Option<SyncSender<String>>,
+    tx: Option<SyncSender<Item>>,
     writer: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
     /// Set by the writer when it has written everything and is about to end.
@@ -375,6 +458,14 @@ impl Logger {
                 Exporter::Jsonl { path } => {
                     Sink::Writer(BufWriter::new(Box::new(open_jsonl(path)?)))
                 }
+                Exporter::Console { stderr } => {
+                    // SAFETY: isatty has no preconditions.
+                    let tty = unsafe { libc::isatty(if *stderr { 2 } else { 1 }) } == 1;
+                    Sink::Console {
+                        stderr: *stderr,
+                        format: crate::console::Console::new(tty),
+                    }
+                }
             });
         }
         Self::with_sinks(settings.lifecycle_events, sinks)
@@ -390,8 +481,9 @@ impl Logger {
             let counters = Arc::clone(&counters);
             let finished = Arc::clone(&finished);
             // Every signal blocked there: a reader-less pipe gives EPIPE, never SIGPIPE to the host.
+            let level = settings.level;
             crate::threads::spawn_named("mpsup-log", None, move || {
-                write_loop(rx, sinks, &counters, report);
+                write_loop(rx, sinks, &counters, report, level);
                 let (done, cv) = &*finished;
                 *crate::sync::lock(done) = true;
                 cv.notify_all();
@@ -413,19 +505,44 @@ impl Logger {
         if !self.settings.enabled {
             return;
         }
-        let Some(mut line) = record_for(event, self.settings.level) else {
-            return;
-        };
-        line.push('\n');
+        self.send(Item::Event(Box::new(event.clone())));
+    }
+
+    /// Queues a `worker.output` record of a line a worker wrote. Never blocks; false when the
+    /// record was dropped (the queue was full).
+    pub fn output(
+        &self,
+        group: &Arc<str>,
+        worker_id: &Arc<str>,
+        pid: i32,
+        stream: &'static str,
+        line: &str,
+    ) -> bool {
+        if !self.settings.enabled || Level::Info < self.settings.level {
+            return true;
+        }
+        self.send(Item::Output(OutputLine {
+            ts_ms: crate::clock::now_ms(),
+            group: Arc::clone(group),
+            worker_id: Arc::clone(worker_id),
+            pid,
+            stream,
+            line: line.to_string(),
+        }))
+    }
+
+    fn send(&self, item: Item) -> bool {
         if let Some(tx) = &self.tx {
-            match tx.try_send(line) {
+            match tx.try_send(item) {
                 Ok(()) | Err(TrySendError::Disconnected(_)) => {}
                 Err(TrySendError::Full(_)) => {
                     self.counters.pending.fetch_add(1, Ordering::Relaxed);
                     self.counters.total.fetch_add(1, Ordering::Relaxed);
+                    return false;
                 }
             }
         }
+        true
     }
 
     /// How many records were dropped because the queue was full, over the logger's life.
@@ -454,9 +571,15 @@ impl Drop for Logger {
 }
 
 /// The writer thread: runs until every sender is gone and the queue is empty.
-fn write_loop(rx: Receiver<String>, mut sinks: Vec<Sink>, counters: &Counters, report: bool) {
+fn write_loop(
+    rx: Receiver<Item>,
+    mut sinks: Vec<Sink>,
+    counters: &Counters,
+    report: bool,
+    level: Level,
+) {
     loop {
-        let line = match rx.try_recv() {
+        let item = match rx.try_recv() {
             Ok(line) => line,
             Err(TryRecvError::Empty) => {
                 // Flush while idle so a reader sees records promptly, then wait.
@@ -469,11 +592,55 @@ fn write_loop(rx: Receiver<String>, mut sinks: Vec<Sink>, counters: &Counters, r
             Err(TryRecvError::Disconnected) => break,
         };
         report_dropped(&mut sinks, counters, report);
-        write_all(&mut sinks, &line);
+        write_item(&mut sinks, &item, level);
     }
     // Drops after the last record are reported too.
     report_dropped(&mut sinks, counters, report);
     sinks.iter_mut().for_each(Sink::flush);
+}
+
+/// Formats `item` for each sink (JSON once, console lines per console) and writes it.
+fn write_item(sinks: &mut [Sink], item: &Item, min_level: Level) {
+    let mut json: Option<String> = None;
+    match item {
+        Item::Event(event) => {
+            let Some((kind, level, fields)) = fields_of(event, min_level) else {
+                return;
+            };
+            for sink in sinks {
+                let line = match sink {
+                    Sink::Console { format, .. } => {
+                        format.event(event.ts_ms, &kind, level, &fields)
+                    }
+                    _ => json
+                        .get_or_insert_with(|| {
+                            let mut line = serde_json::to_string(&Record {
+                                ts_ms: event.ts_ms,
+                                level,
+                                message: &format!("bootstrap.{kind}"),
+                                fields: &fields,
+                            })
+                            .unwrap_or_default();
+                            line.push('\n');
+                            line
+                        })
+                        .clone(),
+                };
+                sink.write_line(line.as_bytes());
+            }
+        }
+        Item::Output(o) => {
+            for sink in sinks {
+                let line = match sink {
+                    Sink::Console { format, .. } => {
+                        format.output(o.ts_ms, &o.worker_id, o.stream, &o.line)
+                    }
+                    _ => json.get_or_insert_with(|| output_record(o) + "\n").clone(),
+                };
+                sink.write_line(line.as_bytes());
+            }
+        }
+    }
 }
 
 fn write_all(sinks: &mut [Sink], line: &str) {
@@ -531,6 +698,7 @@ mod tests {
             exit_code: Some(3),
             signal: None,
             status_unavailable: false,
+            stderr_tail: vec![],
         }
     }
 

@@ -203,7 +203,8 @@ impl Supervisor {
             engine.core.check_open()?;
             engine.core.specs_of(names)?
         };
-        let plans = prepare_all(&specs)?;
+        let notify = self.notify_socket(&specs)?;
+        let plans = prepare_all(&specs, notify.as_deref())?;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         // The running workers of every named group go first (the original's restart).
         self.force_kill(Some(&names))?;
@@ -265,6 +266,22 @@ impl Supervisor {
         Ok(())
     }
 
+    /// The sd_notify socket's address when one of `specs` needs it (made the first time).
+    fn notify_socket(&self, specs: &[GroupSpec]) -> Result<Option<String>> {
+        if !specs
+            .iter()
+            .any(|s| s.readiness == config::Readiness::SdNotify)
+        {
+            return Ok(None);
+        }
+        let mut engine = self.shared.lock();
+        engine
+            .io
+            .notify_address()
+            .map(Some)
+            .map_err(|e| Error::os("making the sd_notify socket", e))
+    }
+
     /// Sends `START` to every worker of the named groups, or to none when any is not ready.
     pub fn start_work(&self, names: &[&str]) -> Result<()> {
         let mut engine = self.shared.lock();
@@ -321,7 +338,8 @@ impl Supervisor {
             }
             specs
         };
-        let plans = prepare_all(&specs)?;
+        let notify = self.notify_socket(&specs)?;
+        let plans = prepare_all(&specs, notify.as_deref())?;
         let mut engine = self.shared.lock();
         engine.core.check_open()?;
         let now = Instant::now();
@@ -491,7 +509,11 @@ impl Supervisor {
                 .collect();
             out.insert(name.clone(), Value::Array(entries));
         }
-        Ok(Value::Object(out))
+        drop(engine);
+        // /proc is read after the lock is let go.
+        let mut out = Value::Object(out);
+        crate::runtime::figures::fill(&mut out);
+        Ok(out)
     }
 
     /// Per group: target, running, ready, generation, rollout; and what holds on this host.
@@ -515,7 +537,12 @@ impl Supervisor {
                 "host_death": self.lifeline.host_death(),
                 "tree_kill": self.lifeline.tree_kill(),
                 "parallel_spawn": self.shared.spawner.parallelism(),
-            }
+            },
+            "notify_socket": engine.io.notify.address(),
+            "notify_received": engine.io.notify.received,
+            "notify_dropped": engine.io.notify.dropped,
+            "output_lines_dropped": engine.io.captures.lines_dropped,
+            "output_bytes_dropped": engine.io.captures.file_bytes_dropped(),
         }))
     }
 
@@ -539,12 +566,12 @@ impl Supervisor {
     }
 }
 
-fn prepare_all(specs: &[GroupSpec]) -> Result<Vec<Arc<Plan>>> {
+fn prepare_all(specs: &[GroupSpec], notify: Option<&str>) -> Result<Vec<Arc<Plan>>> {
     specs
         .iter()
         .map(|spec| {
             // Named after the first worker, which is the one that could not be spawned.
-            plan::prepare(spec)
+            plan::prepare(spec, notify)
                 .map(Arc::new)
                 .map_err(|source| Error::Spawn {
                     context: format!("group '{}' worker '{}#1'", spec.name, spec.name),

@@ -71,7 +71,8 @@ fn the_demos_default_output_is_one_aligned_line_per_event_and_per_worker() {
             "neither an event nor a snapshot line: {line}"
         );
     }
-    // Columns: time, who (12 wide), kind (24 wide), then key=value fields.
+    // The console exporter's columns: time, who (12 wide), `=`, kind (24 wide), then the
+    // key=value fields in name order.
     let ready: Vec<&&str> = lines
         .iter()
         .filter(|l| l.contains(" worker_ready "))
@@ -80,18 +81,31 @@ fn the_demos_default_output_is_one_aligned_line_per_event_and_per_worker() {
     for id in ["ingest#1", "ingest#2", "cpu#1", "cpu#2"] {
         let line = ready
             .iter()
-            .find(|l| l[14..].starts_with(&format!("{id:<12}  worker_ready")))
+            .find(|l| l[13..].starts_with(&format!("{id:<12} = worker_ready ")))
             .unwrap_or_else(|| panic!("no aligned worker_ready line for {id}: {stdout}"));
         assert!(
-            line[14 + 12 + 2 + 24..].trim_start().starts_with("pid="),
+            line[13 + 12 + 3 + 24..]
+                .trim_start()
+                .starts_with("generation=1 pid="),
             "{line}"
         );
     }
     let stopped = lines
         .iter()
-        .filter(|l| l.contains(" worker_stopped ") && l.contains("mode=graceful exit_code=0"))
+        .filter(|l| {
+            l.contains(" worker_stopped ")
+                && l.contains("exit_code=0")
+                && l.contains("mode=graceful")
+        })
         .count();
     assert_eq!(stopped, 4, "{stdout}");
+    // The workers' stderr, captured, in the same columns.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l[13..].starts_with("ingest#1     | [worker ingest#1 pid ")),
+        "{stdout}"
+    );
     let snapshot = lines.iter().filter(|l| l.starts_with("snapshot ")).count();
     assert_eq!(snapshot, 4, "{stdout}");
     assert!(lines.iter().all(|l| !l.contains("null")), "{stdout}");

@@ -256,6 +256,10 @@ fn every_logging_key_kind_and_level_is_documented() {
             "exporters[].settings.",
             r#"{"exporters": [{"kind": "jsonl", "settings": {"path": "/x", "no_such_key": 1}}]}"#,
         ),
+        (
+            "exporters[].settings.",
+            r#"{"exporters": [{"kind": "console", "settings": {"no_such_key": 1}}]}"#,
+        ),
     ];
     let mut accepted = BTreeSet::new();
     for (prefix, json) in groups {

@@ -57,11 +57,15 @@ impl State {
         let spec = &w.plan.spec;
         w.pid = s.pid;
         w.has_channel = s.has_channel;
-        w.readiness = if s.has_channel {
+        // sd_notify needs no control channel.
+        w.readiness = if s.has_channel || spec.readiness == Mode::SdNotify {
             spec.readiness
         } else {
             Mode::Warmup
         };
+        w.notify = None;
+        w.extend_until = None;
+        w.stderr_tail = None;
         w.phase = Phase::Starting;
         w.spawned_at = Some(s.at);
         w.started_at_ms = s.at_ms;
@@ -278,6 +282,7 @@ impl State {
             last_heartbeat: now,
         };
         w.backoff.ready_at = Some(now);
+        w.extend_until = None;
         let heartbeat = w.plan.spec.heartbeat_timeout_ms;
         let surge = w.role == Role::Surge;
         let event = w.ready_event();
@@ -294,6 +299,13 @@ impl State {
         }
     }
 
+    /// The last lines of the captured stderr of worker `key`'s process, which just ended.
+    pub fn output_ended(&mut self, key: Key, stderr_tail: Option<Vec<String>>) {
+        if let Some(w) = self.workers.get_mut(&key) {
+            w.stderr_tail = stderr_tail;
+        }
+    }
+
     pub fn protocol_error(&mut self, key: Key, error: String) {
         if let Some(w) = self.workers.get(&key) {
             let event = w.protocol_error_event(error);
@@ -306,6 +318,16 @@ impl State {
         let Some(w) = self.workers.get(&key) else {
             return;
         };
+        // `EXTEND_TIMEOUT_USEC=` moved this deadline on.
+        if matches!(
+            timer,
+            Timer::ReadyTimeout | Timer::StopTimeout | Timer::RolloutReady
+        ) {
+            if let Some(until) = w.extend_until.filter(|u| *u > now) {
+                self.arm(until, key, timer);
+                return;
+            }
+        }
         match (timer, w.phase) {
             (Timer::Warmup, Phase::Starting) => self.mark_ready(key, now),
             (Timer::ReadyTimeout, Phase::Starting) => self.fail_for(key, "ready_timeout"),

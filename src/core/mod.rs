@@ -5,6 +5,7 @@
 pub(crate) mod effects;
 pub(crate) mod group;
 mod lifecycle;
+pub(crate) mod notify;
 pub(crate) mod plan;
 pub mod policy;
 mod rollout;

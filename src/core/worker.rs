@@ -7,6 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::Readiness;
+use crate::core::notify::NotifyFacts;
 use crate::core::plan::Plan;
 use crate::core::policy::Backoff;
 use crate::events::{EventKind, StopMode};
@@ -90,6 +91,12 @@ pub struct Worker {
     pub exit: ExitStatus,
     pub last_exit: Option<LastExit>,
     pub status: Option<String>,
+    /// What it said of itself through sd_notify (sd_notify workers only).
+    pub notify: Option<NotifyFacts>,
+    /// `EXTEND_TIMEOUT_USEC=`: the ready or stop deadline in force is not before this.
+    pub extend_until: Option<Instant>,
+    /// The last lines of its captured stderr when its latest process ended.
+    pub stderr_tail: Option<Vec<String>>,
 }
 
 /// One worker entry of the snapshot JSON.
@@ -114,6 +121,12 @@ pub struct WorkerSnapshot<'a> {
     pub uptime_ms: Option<u64>,
     pub last_exit: Option<&'a LastExit>,
     pub status: Option<&'a str>,
+    /// Filled from /proc by the runtime, outside the lock; null when not alive.
+    pub rss_bytes: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    /// A failed worker's last lines of captured stderr.
+    pub stderr_tail: Option<&'a [String]>,
+    pub notify: Option<&'a NotifyFacts>,
 }
 
 impl Worker {
@@ -138,6 +151,9 @@ impl Worker {
             exit: ExitStatus::default(),
             last_exit: None,
             status: None,
+            notify: None,
+            extend_until: None,
+            stderr_tail: None,
         }
     }
 
@@ -218,6 +234,13 @@ impl Worker {
                 .map(|at| now.saturating_duration_since(at).as_millis() as u64),
             last_exit: self.last_exit.as_ref(),
             status: self.status.as_deref(),
+            rss_bytes: None,
+            cpu_ms: None,
+            stderr_tail: self
+                .stderr_tail
+                .as_deref()
+                .filter(|_| matches!(self.phase, Phase::Failed | Phase::Restarting)),
+            notify: self.notify.as_ref(),
         }
     }
 
@@ -284,6 +307,7 @@ impl Worker {
             exit_code: status.code,
             signal: status.signal,
             status_unavailable: status.lost(),
+            stderr_tail: self.stderr_tail.clone().unwrap_or_default(),
         }
     }
 

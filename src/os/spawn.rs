@@ -113,6 +113,10 @@ pub struct Command<'a> {
     pub cwd: Option<&'a CStr>,
     pub stdout: &'a Output,
     pub stderr: &'a Output,
+    /// The write ends of the pipes of captured streams (they take the place of `stdout` and
+    /// `stderr`); each numbered above 2.
+    pub stdout_pipe: Option<&'a OwnedFd>,
+    pub stderr_pipe: Option<&'a OwnedFd>,
     pub inherit: &'a [&'a OwnedFd],
 }
 
@@ -122,7 +126,8 @@ pub(crate) const FIRST_INHERITED: RawFd = 3;
 /// Opens where a worker's stdout or stderr goes (None: inherit), close-on-exec.
 fn open_output(output: &Output) -> io::Result<Option<OwnedFd>> {
     let (path, flags) = match output {
-        Output::Inherit => return Ok(None),
+        // Captured streams get their pipe from the plan instead.
+        Output::Inherit | Output::Capture | Output::Rotate { .. } => return Ok(None),
         Output::Null => (CString::from(c"/dev/null"), OFlag::O_WRONLY),
         Output::File { path, append } => (
             crate::config::cstring(path),
@@ -153,8 +158,10 @@ pub fn spawn(cmd: &Command<'_>, attrs: &SpawnAttributes) -> io::Result<i32> {
     // the spawner. Non-blocking, such an open fails at once with ENXIO instead.
     let stdout = open_output(cmd.stdout)?;
     let stderr = open_output(cmd.stderr)?;
+    let stdout_fd = cmd.stdout_pipe.or(stdout.as_ref());
+    let stderr_fd = cmd.stderr_pipe.or(stderr.as_ref());
     let last_target = FIRST_INHERITED + cmd.inherit.len() as RawFd - 1;
-    let keep: Vec<RawFd> = [stdout.as_ref(), stderr.as_ref()]
+    let keep: Vec<RawFd> = [stdout_fd, stderr_fd]
         .into_iter()
         .flatten()
         .chain(cmd.inherit.iter().copied())
@@ -171,7 +178,7 @@ pub fn spawn(cmd: &Command<'_>, attrs: &SpawnAttributes) -> io::Result<i32> {
                 .map_err(context("file_actions_addclose"))?;
         }
     }
-    for (target, fd) in [(1, &stdout), (2, &stderr)] {
+    for (target, fd) in [(1, stdout_fd), (2, stderr_fd)] {
         if let Some(fd) = fd {
             actions
                 .add_dup2(fd.as_raw_fd(), target)

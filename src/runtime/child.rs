@@ -20,6 +20,8 @@ pub struct Child {
     pub control: Option<OwnedFd>,
     /// Why there is no control socket, when one was wanted.
     pub channel_error: Option<String>,
+    /// The read ends of its captured streams.
+    pub output: Option<crate::runtime::output::Captured>,
     pub spawned_at: Instant,
     pub spawned_at_ms: u64,
     adopted: bool,
@@ -32,6 +34,7 @@ impl Child {
             pidfd: None,
             control: None,
             channel_error: None,
+            output: None,
             spawned_at,
             spawned_at_ms,
             adopted: false,

@@ -14,6 +14,8 @@ use crate::logging::Logger;
 use crate::os::{self, ChildState, Flag, Poller, ReadResult};
 use crate::runtime::child::Child;
 use crate::runtime::lifeline::Lifeline;
+use crate::runtime::notify::Notify;
+use crate::runtime::output::Captures;
 use crate::runtime::spawner::{Reply, Spawner};
 
 /// The token of the descriptor that wakes the monitor; workers' tokens count from 1.
@@ -24,6 +26,10 @@ pub(crate) const WAKE_TOKEN: u64 = 0;
 pub enum Source {
     Pidfd,
     Control,
+    /// The read end of a captured stdout or stderr (`output.rs`).
+    Output,
+    /// The supervisor's sd_notify socket, under no worker's key (`notify.rs`).
+    Notify,
 }
 
 /// The supervisor's end of a worker's control socket: the reader of incoming lines, and
@@ -50,9 +56,9 @@ pub struct ChannelRead {
 }
 
 pub struct Io {
-    poller: Arc<Poller>,
+    pub(crate) poller: Arc<Poller>,
     procs: HashMap<Key, Proc>,
-    tokens: HashMap<u64, (Key, Source)>,
+    pub(crate) tokens: HashMap<u64, (Key, Source)>,
     next_token: u64,
     /// Workers without a pidfd, whose exits the monitor polls for.
     polled: BTreeSet<Key>,
@@ -65,6 +71,8 @@ pub struct Io {
     pub kill_errors: HashMap<Key, String>,
     /// The workers' cgroups and the keeper: told of kills and reaps.
     pub lifeline: Option<Arc<Lifeline>>,
+    pub(crate) captures: Captures,
+    pub(crate) notify: Notify,
 }
 
 impl Io {
@@ -81,6 +89,8 @@ impl Io {
             logger: None,
             kill_errors: HashMap::new(),
             lifeline: None,
+            captures: Captures::default(),
+            notify: Notify::default(),
         })
     }
 
@@ -105,7 +115,7 @@ impl Io {
         self.procs.get(&key).is_some_and(|p| p.pidfd.is_some())
     }
 
-    fn token(&mut self, key: Key, source: Source) -> u64 {
+    pub(crate) fn token(&mut self, key: Key, source: Source) -> u64 {
         let token = self.next_token;
         self.next_token += 1;
         self.tokens.insert(token, (key, source));
@@ -115,8 +125,9 @@ impl Io {
     /// Takes over the descriptors of a child the core adopted as worker `key`. A descriptor the
     /// epoll set refuses is dropped: exits are then polled, and a worker without its channel
     /// stops by signal.
-    pub fn register(&mut self, key: Key, child: Child) {
+    pub fn register(&mut self, key: Key, mut child: Child) {
         let pid = child.pid;
+        let output = child.output.take();
         let (pidfd, control) = child.adopt();
         let pidfd = pidfd.and_then(|fd| {
             let token = self.token(key, Source::Pidfd);
@@ -154,6 +165,9 @@ impl Io {
                 channel,
             },
         );
+        if let Some(captured) = output {
+            self.watch_output(key, pid, captured);
+        }
     }
 
     /// Carries out effects; spawn jobs go to the spawner together.
@@ -323,7 +337,9 @@ impl Io {
     fn release(&mut self, key: Key) {
         self.polled.remove(&key);
         self.kill_errors.remove(&key);
+        self.release_output(key);
         if let Some(p) = self.procs.remove(&key) {
+            self.untrack_notify(key, p.pid);
             if let Some((fd, token)) = p.pidfd {
                 self.poller.remove(fd.as_fd());
                 self.tokens.remove(&token);

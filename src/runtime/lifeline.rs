@@ -494,6 +494,8 @@ fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper
         cwd: Some(c"/"),
         stdout: &Output::Null,
         stderr: &Output::Inherit,
+        stdout_pipe: None,
+        stderr_pipe: None,
         inherit: &[&theirs],
     };
     let pid = spawn::spawn(&cmd, &attrs)?;

@@ -6,9 +6,12 @@
 //! on the spawner's threads; the monitor thread watches every descriptor in one epoll set.
 
 pub(crate) mod child;
+pub(crate) mod figures;
 pub(crate) mod io;
 pub(crate) mod lifeline;
 pub(crate) mod monitor;
+pub(crate) mod notify;
+pub(crate) mod output;
 pub(crate) mod plan;
 pub(crate) mod spawner;
 
@@ -65,8 +68,18 @@ impl Engine {
                     at: child.spawned_at,
                     at_ms: child.spawned_at_ms,
                 };
+                let pid = child.pid;
                 if self.core.adopt(outcome.key, spawned) {
                     self.io.register(outcome.key, child);
+                    let spec = &self.core.workers[&outcome.key].plan.spec;
+                    if spec.readiness == crate::config::Readiness::SdNotify {
+                        let access = spec.notify_access;
+                        // What it said before it was adopted counts now.
+                        let early = self.io.track_notify(outcome.key, pid, access);
+                        for message in early {
+                            self.core.notify(outcome.key, message, now, clock::now_ms());
+                        }
+                    }
                 }
                 // Else `child` is dropped here, which kills it and has it reaped.
             }
@@ -78,6 +91,8 @@ impl Engine {
     pub fn check_exit(&mut self, key: u64) -> bool {
         match self.io.check_exit(key) {
             Some(status) => {
+                let tail = self.io.captures.take_ended(key);
+                self.core.output_ended(key, tail);
                 self.core
                     .exited(key, status, Instant::now(), clock::now_ms());
                 true

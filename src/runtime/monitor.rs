@@ -111,6 +111,8 @@ fn handle(shared: &Shared, engine: &mut Engine, token: u64, readable: bool, writ
                 read_channel(engine, key);
             }
         }
+        Source::Output => engine.io.read_output(key, token),
+        Source::Notify => crate::runtime::notify::on_readable(engine),
     }
 }
 

@@ -12,8 +12,28 @@ use crate::core::plan::Plan;
 /// glibc's search path when `PATH` is not set at all.
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
-pub fn prepare(spec: &GroupSpec) -> io::Result<Plan> {
-    let env = base_environment(spec);
+/// `notify_socket`: the supervisor's sd_notify socket, for a group with `sd_notify` readiness.
+pub fn prepare(spec: &GroupSpec, notify_socket: Option<&str>) -> io::Result<Plan> {
+    let mut env = base_environment(spec);
+    if spec.readiness == config::Readiness::SdNotify {
+        // The supervisor's socket, never one the host itself was given.
+        let theirs = |e: &CString| {
+            let b = e.as_bytes();
+            ["NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID="]
+                .iter()
+                .any(|k| b.starts_with(k.as_bytes()))
+        };
+        env.retain(|e| !theirs(e));
+        if let Some(address) = notify_socket {
+            env.push(config::cstring(&format!("NOTIFY_SOCKET={address}")));
+        }
+        if spec.heartbeat_timeout_ms > 0 {
+            env.push(config::cstring(&format!(
+                "WATCHDOG_USEC={}",
+                spec.heartbeat_timeout_ms * 1000
+            )));
+        }
+    }
     let search_path = spec
         .env
         .get("PATH")

@@ -272,6 +272,7 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
             envp.push(config::cstring("MPSUP_START_GATE=1"));
         }
     }
+    let (captured, writes) = crate::runtime::output::pipes(spec, &job.id)?;
     let mut inherit: Vec<&std::os::fd::OwnedFd> = theirs.iter().collect();
     let placement = match &shared.lifeline {
         Some(l) => l.prepare(&spec.name, &job.plan.program, &job.plan.argv, inherit.len())?,
@@ -291,12 +292,16 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
         cwd: job.plan.cwd.as_deref(),
         stdout: &spec.stdout,
         stderr: &spec.stderr,
+        stdout_pipe: writes[0].as_ref(),
+        stderr_pipe: writes[1].as_ref(),
         inherit: &inherit,
     };
     let pid = spawn::spawn(&cmd, attrs)?;
     // From here on the child is owned: whatever happens, it is killed and reaped or adopted.
     let mut child = Child::new(pid, Instant::now(), clock::now_ms());
     drop(theirs);
+    drop(writes);
+    child.output = captured;
     child.control = ours;
     child.channel_error = channel_error;
     if shared.use_pidfd {

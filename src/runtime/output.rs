@@ -1,0 +1,614 @@
+//! Captured output: a pipe per captured stream of a worker, read by the monitor without ever
+//! blocking. Lines (cut at 4,096 bytes) become `worker.output` log records, the last few of each
+//! stream are kept per worker, and a rotating file gets the bytes through its own writer thread.
+//!
+//! Bounded everywhere: one read of at most `READ_CHUNK` bytes per descriptor per wakeup
+//! (level-triggered epoll brings the monitor back for the rest), a bounded tail, a bounded queue
+//! to the file writer whose overflow is dropped and counted. A worker's pipe is drained briefly
+//! and closed when the worker is reaped, so a grandchild that keeps it open delays nothing.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+
+use crate::config::{GroupSpec, Output};
+use crate::core::worker::Key;
+use crate::lines::MAX_LINE;
+use crate::os::{self, ReadResult};
+use crate::runtime::io::{Io, Source};
+
+/// The most bytes read from one pipe per wakeup.
+const READ_CHUNK: usize = 64 * 1024;
+/// The most bytes read from a pipe when its worker is reaped.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+/// The most bytes that may wait for the file writer; past that, output is dropped and counted.
+const FILE_QUEUE_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Where the bytes of a captured stream go besides its tail.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// Each line is a `worker.output` log record.
+    Log,
+    /// Written to a rotating file.
+    File(Arc<RotateSpec>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct RotateSpec {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+    pub keep: u32,
+}
+
+/// The read ends of a process's captured streams, made by the spawner with its pipes.
+#[derive(Debug)]
+pub struct Captured {
+    pub pipes: Vec<(Stream, OwnedFd, Sink)>,
+    pub worker_id: Arc<str>,
+    pub group: Arc<str>,
+    pub tail_lines: usize,
+}
+
+/// The pipes of `spec`'s captured streams: what the supervisor keeps, and the write ends for
+/// the child's stdout and stderr (dropped by the caller once the child is spawned).
+pub fn pipes(
+    spec: &GroupSpec,
+    worker_id: &str,
+) -> io::Result<(Option<Captured>, [Option<OwnedFd>; 2])> {
+    let mut writes = [None, None];
+    let mut kept = Vec::new();
+    for (i, (stream, output)) in [
+        (Stream::Stdout, &spec.stdout),
+        (Stream::Stderr, &spec.stderr),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sink = match output {
+            Output::Capture => Sink::Log,
+            Output::Rotate {
+                path,
+                max_bytes,
+                keep,
+            } => Sink::File(Arc::new(RotateSpec {
+                path: PathBuf::from(path),
+                max_bytes: *max_bytes,
+                keep: *keep,
+            })),
+            _ => continue,
+        };
+        let (read, write) = os::notify::output_pipe()?;
+        kept.push((stream, read, sink));
+        writes[i] = Some(write);
+    }
+    if kept.is_empty() {
+        return Ok((None, writes));
+    }
+    Ok((
+        Some(Captured {
+            pipes: kept,
+            worker_id: worker_id.into(),
+            group: spec.name.as_str().into(),
+            tail_lines: spec.output_tail_lines as usize,
+        }),
+        writes,
+    ))
+}
+
+/// Cuts a byte stream into lines of at most `MAX_LINE` bytes: the rest of a longer line is
+/// dropped.
+#[derive(Debug, Default)]
+struct LineCutter {
+    partial: Vec<u8>,
+    skipping: bool,
+}
+
+impl LineCutter {
+    fn feed(&mut self, mut bytes: &[u8], line: &mut impl FnMut(&[u8])) {
+        while !bytes.is_empty() {
+            let nl = bytes.iter().position(|&b| b == b'\n');
+            let (piece, rest, complete) = match nl {
+                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            bytes = rest;
+            if !self.skipping {
+                let room = MAX_LINE - self.partial.len();
+                if piece.len() >= room && !(complete && piece.len() == room) {
+                    self.partial.extend_from_slice(&piece[..room]);
+                    line(&self.partial);
+                    self.partial.clear();
+                    self.skipping = !complete;
+                } else if complete && self.partial.is_empty() {
+                    line(piece);
+                } else {
+                    self.partial.extend_from_slice(piece);
+                    if complete {
+                        line(&self.partial);
+                        self.partial.clear();
+                    }
+                }
+            } else if complete {
+                self.skipping = false;
+            }
+        }
+    }
+
+    fn finish(&mut self, line: &mut impl FnMut(&[u8])) {
+        if !self.partial.is_empty() {
+            line(&self.partial);
+            self.partial.clear();
+        }
+    }
+}
+
+/// What one read of a pipe brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Got {
+    Data,
+    Nothing,
+    Closed,
+}
+
+struct Pipe {
+    stream: Stream,
+    fd: Option<(OwnedFd, u64)>,
+    cutter: LineCutter,
+    tail: VecDeque<String>,
+    sink: Sink,
+}
+
+struct Watched {
+    pid: i32,
+    worker_id: Arc<str>,
+    group: Arc<str>,
+    tail_lines: usize,
+    pipes: Vec<Pipe>,
+}
+
+/// The captured streams of every worker, and the file writer.
+#[derive(Default)]
+pub struct Captures {
+    watched: HashMap<Key, Watched>,
+    /// The stderr tail of each worker reaped since the engine last asked.
+    ended: HashMap<Key, Option<Vec<String>>>,
+    files: Option<FileWriter>,
+    /// Lines that did not reach the log writer (its queue was full).
+    pub lines_dropped: u64,
+    buf: Vec<u8>,
+}
+
+impl Captures {
+    /// Bytes of rotating-file output dropped because the file writer fell behind.
+    pub fn file_bytes_dropped(&self) -> u64 {
+        self.files
+            .as_ref()
+            .map_or(0, |f| f.dropped.load(Ordering::Relaxed))
+    }
+
+    /// The stderr tail of worker `key`, reaped just now (None when stderr was not captured).
+    pub fn take_ended(&mut self, key: Key) -> Option<Vec<String>> {
+        self.ended.remove(&key).flatten()
+    }
+}
+
+impl Io {
+    /// Watches the captured streams of worker `key` (process `pid`). A pipe the epoll set
+    /// refuses is closed: the worker then gets EPIPE, which is what a closed stream means.
+    pub(crate) fn watch_output(&mut self, key: Key, pid: i32, captured: Captured) {
+        let mut pipes = Vec::with_capacity(captured.pipes.len());
+        for (stream, fd, sink) in captured.pipes {
+            let token = self.token(key, Source::Output);
+            let fd = match self.poller.add(fd.as_fd(), token) {
+                Ok(()) => Some((fd, token)),
+                Err(_) => {
+                    self.tokens.remove(&token);
+                    None
+                }
+            };
+            pipes.push(Pipe {
+                stream,
+                fd,
+                cutter: LineCutter::default(),
+                tail: VecDeque::new(),
+                sink,
+            });
+        }
+        self.captures.watched.insert(
+            key,
+            Watched {
+                pid,
+                worker_id: captured.worker_id,
+                group: captured.group,
+                tail_lines: captured.tail_lines,
+                pipes,
+            },
+        );
+    }
+
+    /// Reads what the pipe of `token` holds now, at most `READ_CHUNK` bytes.
+    pub(crate) fn read_output(&mut self, key: Key, token: u64) {
+        let Some(w) = self.captures.watched.get(&key) else {
+            return;
+        };
+        let Some(i) = w
+            .pipes
+            .iter()
+            .position(|p| p.fd.as_ref().is_some_and(|(_, t)| *t == token))
+        else {
+            return;
+        };
+        if self.read_pipe(key, i) == Got::Closed {
+            self.close_pipe(key, i);
+        }
+    }
+
+    /// One read of at most `READ_CHUNK` bytes from pipe `i` of worker `key`.
+    fn read_pipe(&mut self, key: Key, i: usize) -> Got {
+        let mut buf = std::mem::take(&mut self.captures.buf);
+        buf.resize(READ_CHUNK, 0);
+        let w = self.captures.watched.get_mut(&key).expect("checked");
+        let pipe = &mut w.pipes[i];
+        let Some((fd, _)) = &pipe.fd else {
+            self.captures.buf = buf;
+            return Got::Closed;
+        };
+        let got = match os::read_some(fd, &mut buf) {
+            ReadResult::Data(n) => {
+                let data = &buf[..n];
+                if let Sink::File(spec) = &pipe.sink {
+                    let writer = self.captures.files.get_or_insert_with(FileWriter::start);
+                    writer.write(spec, data);
+                }
+                let logger = match pipe.sink {
+                    Sink::Log => self.logger.as_ref(),
+                    Sink::File(_) => None,
+                };
+                let (worker_id, group, pid, tail_lines) =
+                    (&w.worker_id, &w.group, w.pid, w.tail_lines);
+                let (stream, tail) = (pipe.stream, &mut pipe.tail);
+                let dropped = &mut self.captures.lines_dropped;
+                // Without records to make, only the last lines matter (for the tail): skip to
+                // the start of the last `tail_lines` complete ones and what follows them.
+                let data = match logger {
+                    Some(_) => data,
+                    None => {
+                        let start = data
+                            .iter()
+                            .enumerate()
+                            .rev()
+                            .filter(|(_, &b)| b == b'\n')
+                            .nth(tail_lines)
+                            .map_or(0, |(i, _)| i + 1);
+                        if start > 0 {
+                            pipe.cutter = LineCutter::default();
+                        }
+                        &data[start..]
+                    }
+                };
+                pipe.cutter.feed(data, &mut |line| {
+                    take_line(line, tail, tail_lines, |text| {
+                        if let Some(logger) = logger {
+                            if !logger.output(group, worker_id, pid, stream.as_str(), text) {
+                                *dropped += 1;
+                            }
+                        }
+                    })
+                });
+                Got::Data
+            }
+            ReadResult::WouldBlock => Got::Nothing,
+            ReadResult::Closed => Got::Closed,
+        };
+        self.captures.buf = buf;
+        got
+    }
+
+    fn close_pipe(&mut self, key: Key, i: usize) {
+        let Some(w) = self.captures.watched.get_mut(&key) else {
+            return;
+        };
+        let pipe = &mut w.pipes[i];
+        if let Some((fd, token)) = pipe.fd.take() {
+            self.poller.remove(fd.as_fd());
+            self.tokens.remove(&token);
+        }
+        let (stream, tail, tail_lines) = (pipe.stream, &mut pipe.tail, w.tail_lines);
+        let logger = match pipe.sink {
+            Sink::Log => self.logger.as_ref(),
+            Sink::File(_) => None,
+        };
+        let (worker_id, group, pid) = (&w.worker_id, &w.group, w.pid);
+        pipe.cutter.finish(&mut |line| {
+            take_line(line, tail, tail_lines, |text| {
+                if let Some(logger) = logger {
+                    logger.output(group, worker_id, pid, stream.as_str(), text);
+                }
+            })
+        });
+    }
+
+    /// Worker `key` was reaped: reads what its pipes still hold (bounded, never waiting for a
+    /// grandchild that keeps them open), closes them and keeps its stderr tail for the engine.
+    pub(crate) fn release_output(&mut self, key: Key) {
+        let Some(n) = self.captures.watched.get(&key).map(|w| w.pipes.len()) else {
+            return;
+        };
+        for i in 0..n {
+            for _ in 0..DRAIN_LIMIT / READ_CHUNK {
+                if self.read_pipe(key, i) != Got::Data {
+                    break;
+                }
+            }
+            self.close_pipe(key, i);
+        }
+        let w = self.captures.watched.remove(&key).expect("checked");
+        let stderr = w
+            .pipes
+            .into_iter()
+            .find(|p| p.stream == Stream::Stderr)
+            .map(|p| p.tail.into_iter().collect());
+        self.captures.ended.insert(key, stderr);
+    }
+}
+
+/// A line of a stream: to `log`, and into the tail (bounded).
+fn take_line(line: &[u8], tail: &mut VecDeque<String>, tail_lines: usize, log: impl FnOnce(&str)) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = String::from_utf8_lossy(line);
+    log(&text);
+    if tail_lines > 0 {
+        if tail.len() >= tail_lines {
+            tail.pop_front();
+        }
+        tail.push_back(text.into_owned());
+    }
+}
+
+/// The thread that writes rotating files, fed through a bounded queue.
+struct FileWriter {
+    tx: Option<Sender<(Arc<RotateSpec>, Vec<u8>)>>,
+    dropped: Arc<AtomicU64>,
+    /// Bytes sent and not yet written.
+    queued: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+    finished: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl FileWriter {
+    fn start() -> FileWriter {
+        let (tx, rx) = mpsc::channel();
+        let finished = Arc::new((Mutex::new(false), Condvar::new()));
+        let done = Arc::clone(&finished);
+        let queued = Arc::new(AtomicU64::new(0));
+        let written = Arc::clone(&queued);
+        let thread = crate::threads::spawn_named("mpsup-output", None, move || {
+            write_files(rx, &written);
+            let (flag, cv) = &*done;
+            *crate::sync::lock(flag) = true;
+            cv.notify_all();
+        })
+        .ok();
+        FileWriter {
+            // Without a thread nothing is queued: every chunk counts as dropped.
+            tx: thread.as_ref().map(|_| tx),
+            dropped: Arc::new(AtomicU64::new(0)),
+            queued,
+            thread,
+            finished,
+        }
+    }
+
+    fn write(&self, spec: &Arc<RotateSpec>, data: &[u8]) {
+        let len = data.len() as u64;
+        let room = self.queued.load(Ordering::Relaxed) + len <= FILE_QUEUE_BYTES;
+        let sent = room
+            && self.tx.as_ref().is_some_and(|tx| {
+                self.queued.fetch_add(len, Ordering::Relaxed);
+                tx.send((Arc::clone(spec), data.to_vec())).is_ok()
+            });
+        if !sent {
+            self.dropped.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How long freeing a supervisor waits for its file writer to write what is queued.
+const FILE_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        let (flag, cv) = &*self.finished;
+        let guard = crate::sync::lock(flag);
+        let (guard, _) = cv
+            .wait_timeout_while(guard, FILE_DRAIN_TIMEOUT, |done| !*done)
+            .unwrap_or_else(|p| p.into_inner());
+        let done = *guard;
+        drop(guard);
+        if let Some(thread) = self.thread.take() {
+            if done {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+struct Rotating {
+    file: Option<File>,
+    size: u64,
+}
+
+fn write_files(rx: Receiver<(Arc<RotateSpec>, Vec<u8>)>, queued: &AtomicU64) {
+    let mut files: HashMap<PathBuf, Rotating> = HashMap::new();
+    for (spec, data) in rx {
+        let f = files.entry(spec.path.clone()).or_insert_with(|| {
+            let file = open_append(&spec.path);
+            let size = file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map_or(0, |m| m.len());
+            Rotating { file, size }
+        });
+        write_rotating(&spec, f, &data);
+        queued.fetch_sub(data.len() as u64, Ordering::Relaxed);
+    }
+}
+
+fn open_append(path: &std::path::Path) -> Option<File> {
+    // std opens close-on-exec.
+    OpenOptions::new().append(true).create(true).open(path).ok()
+}
+
+/// Writes `data`, rotating whenever the file would grow past `max_bytes`; lines are kept whole
+/// when they fit in a file.
+fn write_rotating(spec: &RotateSpec, f: &mut Rotating, mut data: &[u8]) {
+    while !data.is_empty() {
+        let room = spec.max_bytes.saturating_sub(f.size);
+        let mut n = (room.min(data.len() as u64)) as usize;
+        if n < data.len() {
+            // Cut after the last full line that fits; with none, rotate first when the file
+            // holds something, else cut the line.
+            match data[..n].iter().rposition(|&b| b == b'\n') {
+                Some(i) => n = i + 1,
+                None if f.size > 0 => n = 0,
+                None => {}
+            }
+        }
+        if n == 0 {
+            rotate(spec, f);
+            continue;
+        }
+        if let Some(file) = &mut f.file {
+            let _ = file.write_all(&data[..n]);
+        }
+        f.size += n as u64;
+        data = &data[n..];
+    }
+}
+
+fn rotate(spec: &RotateSpec, f: &mut Rotating) {
+    f.file = None;
+    let numbered = |i: u32| {
+        let mut p = spec.path.clone().into_os_string();
+        p.push(format!(".{i}"));
+        PathBuf::from(p)
+    };
+    if spec.keep > 0 {
+        for i in (1..spec.keep).rev() {
+            let _ = std::fs::rename(numbered(i), numbered(i + 1));
+        }
+        let _ = std::fs::rename(&spec.path, numbered(1));
+    } else {
+        let _ = std::fs::remove_file(&spec.path);
+    }
+    f.file = open_append(&spec.path);
+    f.size = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(chunks: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut c = LineCutter::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            c.feed(chunk, &mut |l| out.push(l.to_vec()));
+        }
+        c.finish(&mut |l| out.push(l.to_vec()));
+        out
+    }
+
+    #[test]
+    fn lines_are_cut_at_the_limit_and_the_rest_of_a_long_line_is_dropped() {
+        assert_eq!(
+            cut(&[b"a\nb", b"c\n", b"d"]),
+            vec![b"a".to_vec(), b"bc".to_vec(), b"d".to_vec()]
+        );
+        let long = vec![b'x'; MAX_LINE * 3];
+        let lines = cut(&[&long[..5000], &long[5000..], b"\nnext\n"]);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len(), MAX_LINE);
+        assert_eq!(lines[1], b"next");
+        let exact = vec![b'y'; MAX_LINE];
+        let lines = cut(&[&exact, b"\nz\n"]);
+        assert_eq!(lines, vec![exact.clone(), b"z".to_vec()]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cut_lines_are_short_and_whole_lines_come_through_unchanged(
+            lines in proptest::collection::vec("[a-z]{0,5000}", 0..20),
+            split in 1usize..9000,
+        ) {
+            let text: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
+            let (a, b) = text.split_at(split.min(text.len()));
+            let out = cut(&[a, b]);
+            proptest::prop_assert_eq!(out.len(), lines.len());
+            for (got, want) in out.iter().zip(&lines) {
+                let n = want.len().min(MAX_LINE);
+                proptest::prop_assert_eq!(&got[..], &want.as_bytes()[..n]);
+            }
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_the_disk_use_bounded() {
+        let dir = std::env::temp_dir().join(format!("mpsup-rot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = RotateSpec {
+            path: dir.join("out.log"),
+            max_bytes: 1000,
+            keep: 2,
+        };
+        let mut f = Rotating {
+            file: open_append(&spec.path),
+            size: 0,
+        };
+        for i in 0..500 {
+            write_rotating(&spec, &mut f, format!("line {i:05}\n").as_bytes());
+        }
+        drop(f);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let sizes: Vec<u64> = names
+            .iter()
+            .map(|n| std::fs::metadata(dir.join(n)).unwrap().len())
+            .collect();
+        let last = std::fs::read_to_string(&spec.path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(names, ["out.log", "out.log.1", "out.log.2"]);
+        assert!(sizes.iter().all(|&s| s <= 1000), "{sizes:?}");
+        assert!(last.ends_with("line 00499\n"));
+        assert!(last.lines().all(|l| l.len() == 10));
+    }
+}
