@@ -162,7 +162,8 @@ impl Supervisor {
     pub fn configure_process_groups(&self, groups_json: &str) -> Result<()> {
         // On a library thread with a large stack: a deeply nested value must not overflow the
         // host thread's stack, however small it is.
-        let groups = threads::on_large_stack(|| config::parse_groups(groups_json))?;
+        let json = groups_json.to_owned();
+        let groups = threads::on_large_stack(move || config::parse_groups(&json))?;
         let mut engine = self.shared.lock();
         engine.core.check_open()?;
         engine.core.config = groups.into_iter().map(|g| (g.name.clone(), g)).collect();
@@ -171,7 +172,8 @@ impl Supervisor {
 
     /// Replaces the lifecycle logging settings (all or nothing).
     pub fn configure_lifecycle_logging(&self, settings_json: &str) -> Result<()> {
-        let settings = threads::on_large_stack(|| crate::logging::parse_settings(settings_json))?;
+        let json = settings_json.to_owned();
+        let settings = threads::on_large_stack(move || crate::logging::parse_settings(&json))?;
         let logger = crate::logging::Logger::start(settings)?;
         let old = {
             let mut engine = self.shared.lock();

@@ -8,6 +8,8 @@
 //! across threads needs. SIGKILL and SIGSTOP cannot be blocked at all.
 
 use std::io;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use nix::sys::signal::{SigSet, SigmaskHow};
@@ -40,29 +42,70 @@ fn with_all_signals_blocked<T>(f: impl FnOnce() -> T) -> io::Result<T> {
 /// How much stack `on_large_stack` gives: far more than parsing the deepest accepted value needs.
 const LARGE_STACK: usize = 4 << 20;
 
-/// Runs `f` on a short-lived library thread with a large stack (all signals blocked) and returns
-/// its result; a panic there continues on the caller. Where no thread can be made (RLIMIT_NPROC),
-/// `f` runs on the caller's thread instead.
-pub(crate) fn on_large_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    let job = std::sync::Mutex::new(Some(f));
-    let take = || job.lock().unwrap_or_else(|p| p.into_inner()).take();
-    let ran = std::thread::scope(|scope| {
-        let builder = std::thread::Builder::new()
-            .name("mpsup-parse".into())
-            .stack_size(LARGE_STACK);
-        let spawned =
-            with_all_signals_blocked(|| builder.spawn_scoped(scope, || take().map(|f| f())));
-        match spawned {
-            Ok(Ok(handle)) => Some(
-                handle
-                    .join()
-                    .unwrap_or_else(|payload| std::panic::resume_unwind(payload)),
-            ),
-            _ => None,
-        }
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The process's one large-stack thread, found by pid: a child the host forked has none of its
+/// parent's threads, and must not touch the parent's sender (or wait for it).
+struct LargeStack {
+    pid: u32,
+    jobs: mpsc::Sender<Job>,
+}
+
+static LARGE_STACK_THREAD: AtomicPtr<LargeStack> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The large-stack thread of this process, started on first use. One long-lived thread rather
+/// than one per call: std takes a process-wide lock whenever a thread starts or ends, and a child
+/// forked while another thread held it could never start a thread of its own.
+fn large_stack_thread() -> Option<&'static LargeStack> {
+    let pid = std::process::id();
+    let current = LARGE_STACK_THREAD.load(Ordering::Acquire);
+    // SAFETY: pointers stored here come from Box::leak and are never freed.
+    if let Some(t) = unsafe { current.as_ref() }.filter(|t| t.pid == pid) {
+        return Some(t);
+    }
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let builder = std::thread::Builder::new()
+        .name("mpsup-parse".into())
+        .stack_size(LARGE_STACK);
+    with_all_signals_blocked(|| {
+        builder.spawn(move || {
+            for job in queue {
+                job();
+            }
+        })
+    })
+    .ok()?
+    .ok()?;
+    let fresh: &'static mut LargeStack = Box::leak(Box::new(LargeStack { pid, jobs }));
+    match LARGE_STACK_THREAD.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Some(fresh),
+        // Another thread started one first: use that (this one idles, once per process at most).
+        // SAFETY: as above.
+        Err(other) => unsafe { other.as_ref() },
+    }
+}
+
+/// Runs `f` on the library's large-stack thread (all signals blocked) and returns its result; a
+/// panic there continues on the caller. Where no such thread can be had (RLIMIT_NPROC), `f` runs
+/// on the caller's thread instead.
+pub(crate) fn on_large_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
     });
-    match ran.flatten() {
-        Some(result) => result,
-        None => take().expect("the job did not run")(),
+    let job = match large_stack_thread() {
+        Some(t) => match t.jobs.send(job) {
+            Ok(()) => None,
+            Err(mpsc::SendError(job)) => Some(job),
+        },
+        None => Some(job),
+    };
+    if let Some(job) = job {
+        job();
+    }
+    match result.recv() {
+        Ok(Ok(value)) => value,
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
+        Err(_) => unreachable!("the job always answers"),
     }
 }
