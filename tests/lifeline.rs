@@ -125,8 +125,14 @@ fn cgroup_mount() -> Option<PathBuf> {
 }
 
 /// Whether this machine lets this process make cgroups with cgroup.kill (it then must use
-/// them): a probe cgroup beside our own is made and removed.
+/// them): a probe cgroup beside our own is made and removed, once per test binary (the tests of
+/// one binary run at once, and would race for the probe's name).
 fn machine_has_writable_cgroup() -> bool {
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(probe_cgroup)
+}
+
+fn probe_cgroup() -> bool {
     let Some(mount) = cgroup_mount() else {
         return false;
     };
