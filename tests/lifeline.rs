@@ -71,9 +71,10 @@ fn comm(pid: i32) -> String {
         .to_string()
 }
 
-/// Processes SIGKILLed when dropped (those still running), so a failing test leaves none.
+/// Processes SIGKILLed when dropped (those still running), and cgroups removed, so a failing test
+/// leaves none.
 #[derive(Default)]
-struct Reaper(BTreeSet<i32>);
+struct Reaper(BTreeSet<i32>, Vec<PathBuf>);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -83,7 +84,29 @@ impl Drop for Reaper {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
+        // A supervisor's cgroups, which its keeper would have removed had the test not killed
+        // it: once their processes are dead they are empty and can go, deepest first.
+        for dir in &self.1 {
+            let until = Instant::now() + Duration::from_secs(5);
+            while dir.exists() && !remove_cgroup_tree(dir) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
+}
+
+/// Removes a cgroup and the cgroups below it; false while one still holds a process.
+fn remove_cgroup_tree(dir: &Path) -> bool {
+    let subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    subdirs.iter().all(|d| remove_cgroup_tree(d)) && std::fs::remove_dir(dir).is_ok()
 }
 
 /// The workers of a snapshot, each with every process of its process group and its children.
@@ -211,6 +234,7 @@ fn dying_host(mode: &str) {
     assert_eq!(status["guarantees"]["host_death"], "keeper", "{status}");
     assert_eq!(keepers.len(), 1, "no keeper process beside the host");
     let cgroup = supervisor_cgroup(workers[0]);
+    reaper.1.extend(cgroup.clone());
     if machine_has_writable_cgroup() {
         assert_eq!(status["guarantees"]["tree_kill"], "cgroup", "{status}");
         assert!(cgroup.as_ref().is_some_and(|c| c.is_dir()), "{cgroup:?}");
