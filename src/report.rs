@@ -1,6 +1,11 @@
-//! The JSON the host reads about its groups (the status of `mpsup_status_json`), made from the
-//! core's plain data.
+//! The JSON the host reads about its groups (the snapshot, the status of `mpsup_status_json`),
+//! made from the core's plain data.
 
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
 use serde_json::{json, Value};
 
 use crate::core::group::RolloutState;
@@ -42,4 +47,79 @@ pub(crate) fn group_status(core: &State, name: &str) -> Value {
     json!({"started": g.started, "failed": g.failed, "generation": generation,
            "target": if g.started { g.target } else { 0 }, "running": running, "ready": ready,
            "rollout": rollout, "listen": []})
+}
+
+/// The groups a snapshot shows: started ones, and any that still has workers.
+fn shown(core: &State) -> impl Iterator<Item = (&String, &crate::core::group::Group)> {
+    core.groups
+        .iter()
+        .filter(|(_, g)| g.started || !g.keys.is_empty())
+}
+
+/// (pid, started_at_ms) of every live worker a snapshot shows.
+pub(crate) fn live_processes(core: &State) -> Vec<(i32, u64)> {
+    shown(core)
+        .flat_map(|(_, g)| g.keys.iter())
+        .filter_map(|(_, k)| core.workers.get(k))
+        .filter(|w| w.alive())
+        .map(|w| (w.pid, w.started_at_ms))
+        .collect()
+}
+
+/// Figures read from /proc, by (pid, started_at_ms): (cpu_ms, rss_bytes).
+pub(crate) type Figures = HashMap<(i32, u64), (u64, u64)>;
+
+struct Snapshot<'a> {
+    core: &'a State,
+    now: Instant,
+    figures: &'a Figures,
+}
+
+struct GroupEntries<'a> {
+    snapshot: &'a Snapshot<'a>,
+    group: &'a crate::core::group::Group,
+}
+
+impl Serialize for Snapshot<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (name, group) in shown(self.core) {
+            map.serialize_entry(
+                name,
+                &GroupEntries {
+                    snapshot: self,
+                    group,
+                },
+            )?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for GroupEntries<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Snapshot { core, now, figures } = self.snapshot;
+        let mut seq = s.serialize_seq(Some(self.group.keys.len()))?;
+        for w in self
+            .group
+            .keys
+            .iter()
+            .filter_map(|(_, k)| core.workers.get(k))
+        {
+            let mut entry = w.snapshot(*now);
+            if w.alive() {
+                if let Some(&(cpu, rss)) = figures.get(&(w.pid, w.started_at_ms)) {
+                    entry.cpu_ms = Some(cpu);
+                    entry.rss_bytes = Some(rss);
+                }
+            }
+            seq.serialize_element(&entry)?;
+        }
+        seq.end()
+    }
+}
+
+/// The snapshot JSON: group name → worker entries in index order.
+pub(crate) fn snapshot_json(core: &State, now: Instant, figures: &Figures) -> String {
+    serde_json::to_string(&Snapshot { core, now, figures }).expect("the snapshot serializes")
 }

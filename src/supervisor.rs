@@ -88,6 +88,8 @@ pub struct Supervisor {
     ops: Mutex<()>,
     monitor: Mutex<Option<JoinHandle<()>>>,
     exit_watch: &'static str,
+    /// The /proc figures of recent snapshots.
+    figures: crate::runtime::figures::Figures,
     /// The process that made it. Its workers, descriptors and threads belong to that process:
     /// a child the host forked has copies of none of them that it may use.
     owner: u32,
@@ -153,6 +155,7 @@ impl Supervisor {
             ops: Mutex::new(()),
             monitor: Mutex::new(Some(monitor)),
             exit_watch,
+            figures: Default::default(),
             owner: std::process::id(),
             lifeline,
         })
@@ -494,28 +497,26 @@ impl Supervisor {
 
     /// The snapshot: group name → worker entries in index order.
     pub fn snapshot(&self) -> Result<Value> {
+        let json = self.snapshot_json()?;
+        Ok(serde_json::from_str(&json).expect("the snapshot is JSON"))
+    }
+
+    /// The snapshot as JSON text. The workers' /proc figures are read between two short holds of
+    /// the lock, and the entries are serialized straight from the state, without a value tree.
+    pub fn snapshot_json(&self) -> Result<String> {
+        let live: Vec<(i32, u64)> = {
+            let engine = self.shared.lock();
+            engine.core.check_open()?;
+            report::live_processes(&engine.core)
+        };
+        let figures = self.figures.read(&live);
         let engine = self.shared.lock();
-        let core = &engine.core;
-        core.check_open()?;
-        let now = Instant::now();
-        let mut out = serde_json::Map::new();
-        for (name, g) in &core.groups {
-            if !g.started && g.keys.is_empty() {
-                continue;
-            }
-            let entries: Vec<Value> = g
-                .keys
-                .iter()
-                .filter_map(|(_, k)| core.workers.get(k))
-                .map(|w| serde_json::to_value(w.snapshot(now)).expect("snapshot serializes"))
-                .collect();
-            out.insert(name.clone(), Value::Array(entries));
-        }
-        drop(engine);
-        // /proc is read after the lock is let go.
-        let mut out = Value::Object(out);
-        crate::runtime::figures::fill(&mut out);
-        Ok(out)
+        engine.core.check_open()?;
+        Ok(report::snapshot_json(
+            &engine.core,
+            Instant::now(),
+            &figures,
+        ))
     }
 
     /// Per group: target, running, ready, generation, rollout; and what holds on this host.

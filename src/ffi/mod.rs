@@ -209,7 +209,7 @@ pub extern "C" fn mpsup_snapshot_json(
     sup: mpsup_supervisor,
     out_json: *mut *mut c_char,
 ) -> mpsup_result {
-    json_out(sup, out_json, |s| Ok(s.snapshot()?.to_string()))
+    json_out(sup, out_json, |s| s.snapshot_json())
 }
 
 /// Removes up to `max_events` events (0 = all) and writes them to `*out_json` as a JSON array,

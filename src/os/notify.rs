@@ -105,14 +105,15 @@ pub fn stat_fields(stat: &str) -> Option<Vec<&str>> {
     Some(after.split_whitespace().collect())
 }
 
-/// CPU time (user + system, ms) and resident memory (bytes) of a live process, from /proc.
+/// CPU time (user + system, ms) and resident memory (bytes) of a live process, from one read of
+/// /proc/PID/stat.
 pub fn process_figures(pid: i32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields = stat_fields(&stat)?;
-    // utime and stime are fields 14 and 15 of proc(5).
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let resident: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // utime, stime and rss are fields 14, 15 and 24 of proc(5); `fields` starts at field 3.
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    let ticks = field(14)? + field(15)?;
+    let resident = field(24)?;
     // SAFETY: sysconf has no preconditions.
     let (hz, page) = unsafe {
         (

@@ -1,29 +1,47 @@
 //! Per-worker figures read from /proc when a snapshot is taken: outside the lock, merged into
-//! the snapshot's entries by pid.
+//! the snapshot's entries by pid. A host that polls the snapshot often (every few ms) would
+//! read /proc for every worker each time, so figures younger than `FRESH` are reused: they are
+//! kept by pid and start time, so a reused pid never gets another process's figures.
 
-use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::os::notify::process_figures;
+use crate::sync::lock;
 
-/// Fills `rss_bytes` and `cpu_ms` of every live entry of `snapshot` (group → entries).
-pub fn fill(snapshot: &mut Value) {
-    let Some(groups) = snapshot.as_object_mut() else {
-        return;
-    };
-    for entries in groups.values_mut() {
-        let Some(entries) = entries.as_array_mut() else {
-            continue;
-        };
-        for entry in entries {
-            let alive = entry["alive"].as_bool().unwrap_or(false);
-            let pid = entry["pid"].as_i64().unwrap_or(0) as i32;
-            if !alive || pid <= 0 {
-                continue;
-            }
-            if let Some((cpu_ms, rss)) = process_figures(pid) {
-                entry["cpu_ms"] = cpu_ms.into();
-                entry["rss_bytes"] = rss.into();
+/// How old reused figures may be.
+pub const FRESH: Duration = Duration::from_millis(250);
+
+/// (pid, started_at_ms) -> (when read, cpu_ms, rss_bytes).
+type Cache = HashMap<(i32, u64), (Instant, u64, u64)>;
+
+#[derive(Default)]
+pub struct Figures {
+    cache: Mutex<Cache>,
+}
+
+impl Figures {
+    /// The figures of the given live processes, by (pid, started_at_ms): fresh enough cached ones,
+    /// else read now. Only these stay cached.
+    pub fn read(&self, live: &[(i32, u64)]) -> HashMap<(i32, u64), (u64, u64)> {
+        let now = Instant::now();
+        let mut cache = lock(&self.cache);
+        let mut kept: Cache = HashMap::with_capacity(live.len());
+        let mut out = HashMap::with_capacity(live.len());
+        for &key in live {
+            let reading = match cache.get(&key) {
+                Some(&(at, cpu, rss)) if now.saturating_duration_since(at) < FRESH => {
+                    Some((at, cpu, rss))
+                }
+                _ => process_figures(key.0).map(|(cpu, rss)| (now, cpu, rss)),
+            };
+            if let Some((at, cpu, rss)) = reading {
+                kept.insert(key, (at, cpu, rss));
+                out.insert(key, (cpu, rss));
             }
         }
+        *cache = kept;
+        out
     }
 }
