@@ -1,7 +1,6 @@
 //! The JSON the host reads about its groups (the snapshot, the status of `mpsup_status_json`),
 //! made from the core's plain data.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -11,6 +10,7 @@ use serde_json::{json, Value};
 use crate::core::group::RolloutState;
 use crate::core::state::State;
 use crate::core::worker::Phase;
+use crate::runtime::figures::Readings as Figures;
 
 /// One group's entry of the status: target, running, ready, generation, rollout.
 pub(crate) fn group_status(core: &State, name: &str) -> Value {
@@ -65,9 +65,6 @@ pub(crate) fn live_processes(core: &State) -> Vec<(i32, u64)> {
         .map(|w| (w.pid, w.started_at_ms))
         .collect()
 }
-
-/// Figures read from /proc, by (pid, started_at_ms): (cpu_ms, rss_bytes).
-pub(crate) type Figures = HashMap<(i32, u64), (u64, u64)>;
 
 struct Snapshot<'a> {
     core: &'a State,

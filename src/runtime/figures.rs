@@ -16,6 +16,9 @@ pub const FRESH: Duration = Duration::from_millis(250);
 /// (pid, started_at_ms) -> (when read, cpu_ms, rss_bytes).
 type Cache = HashMap<(i32, u64), (Instant, u64, u64)>;
 
+/// (pid, started_at_ms) -> (cpu_ms, rss_bytes).
+pub type Readings = HashMap<(i32, u64), (u64, u64)>;
+
 #[derive(Default)]
 pub struct Figures {
     cache: Mutex<Cache>,
@@ -24,7 +27,7 @@ pub struct Figures {
 impl Figures {
     /// The figures of the given live processes, by (pid, started_at_ms): fresh enough cached ones,
     /// else read now. Only these stay cached.
-    pub fn read(&self, live: &[(i32, u64)]) -> HashMap<(i32, u64), (u64, u64)> {
+    pub fn read(&self, live: &[(i32, u64)]) -> Readings {
         let now = Instant::now();
         let mut cache = lock(&self.cache);
         let mut kept: Cache = HashMap::with_capacity(live.len());

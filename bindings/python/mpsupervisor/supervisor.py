@@ -16,6 +16,7 @@ from typing import (
     Callable,
     Dict,
     Iterable,
+    Iterator,
     List,
     Mapping,
     Optional,
@@ -179,17 +180,13 @@ class Supervisor:
         handle = self._handle()
         if math.isnan(timeout) or timeout <= 0:
             return self._wait_ready_once(handle, timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            slice_seconds = min(remaining, INTERRUPT_SLICE_SECONDS)
+        for slice_seconds in _slices(timeout):
             started = time.monotonic()
             if self._wait_ready_once(handle, slice_seconds):
                 return True
-            if time.monotonic() - started < slice_seconds / 2:
-                return False  # it did not wait: no workers, or one has failed
+            if _answered_early(started, slice_seconds):
+                return False
+        return False
 
     def _wait_ready_once(self, handle: mpsup_supervisor, timeout: float) -> bool:
         ready = ctypes.c_bool(False)
@@ -218,17 +215,13 @@ class Supervisor:
         if math.isnan(timeout) or timeout <= 0:
             return self._wait_ready_once(handle, timeout)
         loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            slice_seconds = min(remaining, INTERRUPT_SLICE_SECONDS)
+        for slice_seconds in _slices(timeout):
             started = time.monotonic()
             if await loop.run_in_executor(None, self._wait_ready_once, handle, slice_seconds):
                 return True
-            if time.monotonic() - started < slice_seconds / 2:
+            if _answered_early(started, slice_seconds):
                 return False
+        return False
 
     async def stop_groups_async(self, graceful_timeout_seconds: float, drain_inflight: bool) -> None:
         """``stop_groups`` for asyncio: the call runs in the loop's default executor.
@@ -357,6 +350,23 @@ class Supervisor:
         array, count = _names_array(names)
         data = None if options is None else _json_arg(dict(options))
         self._lib.check(func(self._handle(), array, count, data))
+
+
+def _slices(timeout: float) -> Iterator[float]:
+    """The lengths of the ``mpsup_wait_ready`` calls that make up a wait of ``timeout``
+    seconds: at most INTERRUPT_SLICE_SECONDS each, so Ctrl-C and cancellation get through."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        yield min(remaining, INTERRUPT_SLICE_SECONDS)
+
+
+def _answered_early(started: float, slice_seconds: float) -> bool:
+    """A slice that said False well before its time did not wait: that is the library's
+    final answer (no workers, or one has failed)."""
+    return time.monotonic() - started < slice_seconds / 2
 
 
 def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
