@@ -188,6 +188,16 @@ pub fn kill_pid(pid: i32, sig: i32) -> io::Result<()> {
     }
 }
 
+/// Sends `sig` to a worker (a process group leader) and its process group, so that the worker
+/// gets it exactly once: a second SIGTERM or SIGINT means "stop now" to many programs. A worker
+/// that moved to another group gets it by pid, and what it left in its own group by the group.
+pub fn signal_worker(pid: i32, sig: i32) -> io::Result<()> {
+    match nix::unistd::getpgid(Some(Pid::from_raw(pid))) {
+        Ok(pgid) if pgid.as_raw() == pid => kill_group(pid, sig),
+        _ => kill_pid(pid, sig).and(kill_group(pid, sig)),
+    }
+}
+
 /// What `peek_exit` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildState {

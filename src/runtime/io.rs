@@ -200,13 +200,14 @@ impl Io {
             return;
         };
         let result = match &p.pidfd {
-            // The pidfd proves the process still exists, so its group id is its own.
-            Some((fd, _)) => match os::pidfd_signal(fd, sig) {
-                Ok(true) => os::kill_group(p.pid, sig),
+            // Signal 0 through the pidfd proves the process still exists (as a zombie, at
+            // worst), so its pid and group id are still its own.
+            Some((fd, _)) => match os::pidfd_signal(fd, 0) {
+                Ok(true) => os::signal_worker(p.pid, sig),
                 Ok(false) => Ok(()),
                 Err(e) => Err(e),
             },
-            None => os::kill_group(p.pid, sig).and(os::kill_pid(p.pid, sig)),
+            None => os::signal_worker(p.pid, sig),
         };
         if sig == libc::SIGKILL {
             if let Some(lifeline) = &self.lifeline {
