@@ -21,6 +21,7 @@ use crate::os::{self, Flag, Poller};
 use crate::report;
 use crate::runtime::io::{Io, WAKE_TOKEN};
 use crate::runtime::lifeline::{Lifeline, Wanted};
+use crate::runtime::listen::Listeners;
 use crate::runtime::spawner::{Reply, SpawnHook, SpawnOutcome, Spawner, ToMonitor};
 use crate::runtime::{child, monitor, plan, Engine, Shared};
 use crate::sync::lock;
@@ -95,6 +96,8 @@ pub struct Supervisor {
     owner: u32,
     /// The keeper and the cgroups.
     lifeline: Arc<Lifeline>,
+    /// The groups' listen sockets (the spawner shares them).
+    listeners: Arc<Listeners>,
 }
 
 impl Supervisor {
@@ -124,6 +127,8 @@ impl Supervisor {
             options.spawn_threads,
         );
         spawner.set_lifeline(Arc::clone(&lifeline));
+        let listeners = Arc::new(Listeners::default());
+        spawner.set_listeners(Arc::clone(&listeners));
         let spawner = Arc::new(spawner);
         // Past this point a failure must also end the keeper and remove the cgroup.
         let closing = |e: Error| {
@@ -158,6 +163,7 @@ impl Supervisor {
             figures: Default::default(),
             owner: std::process::id(),
             lifeline,
+            listeners,
         })
     }
 
@@ -211,8 +217,28 @@ impl Supervisor {
         let notify = self.notify_socket(&specs)?;
         let plans = prepare_all(&specs, notify.as_deref())?;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        if specs.iter().any(|s| !s.listen.is_empty()) && !self.lifeline.has_shim() {
+            return Err(Error::Spawn {
+                context: "listen sockets".into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "setting LISTEN_PID needs the {} helper next to the library",
+                        crate::runtime::lifeline::SHIM_NAME
+                    ),
+                ),
+            });
+        }
+        // A group started again keeps the sockets it has; the others get theirs now.
+        let opened = self
+            .listeners
+            .open(&specs)
+            .map_err(|e| Error::os("opening listen sockets", e))?;
         // The running workers of every named group go first (the original's restart).
-        self.force_kill(Some(&names))?;
+        if let Err(e) = self.force_kill(Some(&names)) {
+            self.listeners.close(&opened);
+            return Err(e);
+        }
         let jobs = self.shared.lock().core.begin_start(plans);
         let order: Vec<Key> = jobs.iter().map(|j| j.key).collect();
         let (tx, rx) = mpsc::channel();
@@ -266,6 +292,7 @@ impl Supervisor {
         if let Some(e) = failure {
             let keys = self.shared.lock().core.begin_force_keys(&adopted);
             let _ = self.wait_killed(&keys);
+            self.listeners.close(&opened);
             return Err(e);
         }
         Ok(())
@@ -393,7 +420,9 @@ impl Supervisor {
             engine.core.check_open()?;
             engine.core.begin_stop(drain_inflight)
         };
-        match self.wait_gone(&keys, deadline) {
+        let left = self.wait_gone(&keys, deadline);
+        self.close_stopped_listeners();
+        match left {
             None => Ok(()),
             Some((id, _)) => Err(Error::Timeout(format!(
                 "worker '{id}' did not stop within graceful timeout"
@@ -411,7 +440,23 @@ impl Supervisor {
             engine.core.check_known(names)?;
         }
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        self.force_kill(Some(&names))
+        let result = self.force_kill(Some(&names));
+        self.close_stopped_listeners();
+        result
+    }
+
+    /// Closes the listen sockets of every group that is not started (any more).
+    fn close_stopped_listeners(&self) {
+        let started: Vec<String> = {
+            let engine = self.shared.lock();
+            let groups = &engine.core.groups;
+            groups
+                .iter()
+                .filter(|(_, g)| g.started)
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        self.listeners.retain(|g| started.iter().any(|s| s == g));
     }
 
     /// Force-terminates every worker and makes later calls fail with an invalid-handle error.
@@ -434,6 +479,8 @@ impl Supervisor {
             engine.io.abandon(key);
             engine.core.remove(key);
         }
+        drop(engine);
+        self.listeners.retain(|_| false);
         result
     }
 
@@ -530,7 +577,9 @@ impl Supervisor {
             if groups.contains_key(name) {
                 continue;
             }
-            groups.insert(name.clone(), report::group_status(core, name));
+            let mut status = report::group_status(core, name);
+            status["listen"] = self.listeners.status(name);
+            groups.insert(name.clone(), status);
         }
         Ok(json!({
             "groups": groups,
@@ -540,6 +589,7 @@ impl Supervisor {
                 "host_death": self.lifeline.host_death(),
                 "tree_kill": self.lifeline.tree_kill(),
                 "parallel_spawn": self.shared.spawner.parallelism(),
+                "reuse_port_handoff": reuse_port_handoff(),
             },
             "notify_socket": engine.io.notify.address(),
             "notify_received": engine.io.notify.received,
@@ -615,6 +665,16 @@ impl Drop for Supervisor {
         // Every worker is reaped or abandoned (the keeper kills what is left): the keeper
         // exits and is reaped, the cgroups go.
         self.lifeline.close();
+    }
+}
+
+/// `"migrate"` when the kernel moves the connections queued on a closing `SO_REUSEPORT` socket
+/// to the others of its group (`net.ipv4.tcp_migrate_req`), else `"reset"`: what a rolling
+/// restart with `reuse_port` does to them.
+fn reuse_port_handoff() -> &'static str {
+    match std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req") {
+        Ok(v) if v.trim() == "1" => "migrate",
+        _ => "reset",
     }
 }
 

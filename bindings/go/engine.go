@@ -23,6 +23,14 @@ type GroupStatus struct {
 	Running    int            `json:"running"`
 	Ready      int            `json:"ready"`
 	Rollout    *RolloutStatus `json:"rollout"` // nil when no rollout is in progress or failed
+	Listen     []ListenSocket `json:"listen"`  // the group's open listen sockets
+}
+
+// ListenSocket is one open listen socket of a group: its name and bound address (IP:PORT with
+// the port chosen for port 0, or the Unix path).
+type ListenSocket struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
 }
 
 // RolloutStatus is a rolling restart in progress ("running") or halted ("failed").
@@ -42,6 +50,9 @@ type Guarantees struct {
 	HostDeath     string `json:"host_death"`     // the mechanism that kills workers with the host, or "none"
 	TreeKill      string `json:"tree_kill"`      // "cgroup" or "process_group"
 	ParallelSpawn int    `json:"parallel_spawn"` // spawner threads
+	// "migrate" or "reset": what a worker closing its reuse_port socket does to the
+	// connections queued on it.
+	ReusePortHandoff string `json:"reuse_port_handoff"`
 }
 
 // RolloutOptions are the options of Restart; a zero MaxSurge with a zero MaxUnavailable is

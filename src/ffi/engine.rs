@@ -9,11 +9,13 @@ use super::{json_out, mpsup_result, mpsup_supervisor, registry};
 /// Writes to `*out_json` the status of every group and what holds on this host:
 /// `{"groups": {NAME: {"started", "failed", "generation", "target", "running", "ready",
 /// "rollout", "listen"}}, "guarantees": {"exit_watch", "spawn", "host_death", "tree_kill",
-/// "parallel_spawn"}}`. `rollout` is null, or `{"generation", "state"` (`"running"` or
-/// `"failed"`), `"replaced", "remaining", "worker_id", "reason"}`. `guarantees` never claims
-/// more than holds: `exit_watch` is `"pidfd"` or `"poll"`, `host_death` names the mechanism that
-/// kills workers when the host dies or is `"none"`, `tree_kill` is `"cgroup"` or
-/// `"process_group"`. Free it with `mpsup_string_free`.
+/// "parallel_spawn", "reuse_port_handoff"}}`. `rollout` is null, or `{"generation", "state"`
+/// (`"running"` or `"failed"`), `"replaced", "remaining", "worker_id", "reason"}`. `listen` is
+/// `[{"name", "address"}]` of the group's open listen sockets (the bound port of port 0).
+/// `guarantees` never claims more than holds: `exit_watch` is `"pidfd"` or `"poll"`,
+/// `host_death` names the mechanism that kills workers when the host dies or is `"none"`,
+/// `tree_kill` is `"cgroup"` or `"process_group"`, `reuse_port_handoff` is `"migrate"` or
+/// `"reset"`. Free it with `mpsup_string_free`.
 #[no_mangle]
 pub extern "C" fn mpsup_status_json(
     sup: mpsup_supervisor,

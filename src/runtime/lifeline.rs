@@ -71,8 +71,6 @@ struct Keeper {
 
 struct Cgroups {
     dir: PathBuf,
-    /// The exec shim that joins the cgroup before the worker runs.
-    shim: CString,
     groups: Mutex<HashSet<String>>,
     next: AtomicU64,
     /// The thread that kills and removes the cgroups of reaped workers, off the engine's lock.
@@ -86,7 +84,8 @@ pub struct Placement {
     /// The shim's report descriptor: the spawn passes it as its last inherited descriptor.
     pub report: Option<OwnedFd>,
     read: Option<OwnedFd>,
-    dir: PathBuf,
+    /// The worker's own cgroup, when cgroups are in force.
+    dir: Option<PathBuf>,
     for_program: CString,
 }
 
@@ -95,6 +94,8 @@ pub struct Placement {
 pub struct Lifeline {
     keeper: Option<Keeper>,
     cgroups: Option<Cgroups>,
+    /// The exec shim: joins a worker's cgroup and sets `LISTEN_PID` before the worker runs.
+    shim: Option<CString>,
     /// The cgroup of each worker process, by pid (unique among the unreaped).
     placed: Mutex<HashMap<i32, PathBuf>>,
     closed: AtomicBool,
@@ -109,7 +110,7 @@ impl Lifeline {
         let shim = find_helper(SHIM_NAME)
             .and_then(|p| CString::new(p.into_os_string().into_encoded_bytes()).ok());
         let cgroups = if wanted.cgroup {
-            shim.zip(cgroup::own_cgroup_dir()).and_then(|(shim, own)| {
+            shim.as_ref().and(cgroup::own_cgroup_dir()).and_then(|own| {
                 let dir = own.join(format!("mpsup-{me}-{n}"));
                 if cgroup::make(&dir).is_err() {
                     return None;
@@ -120,7 +121,6 @@ impl Lifeline {
                 }
                 Some(Cgroups {
                     dir,
-                    shim,
                     groups: Mutex::new(HashSet::new()),
                     next: AtomicU64::new(0),
                     remover: Mutex::new(None),
@@ -142,6 +142,7 @@ impl Lifeline {
         Lifeline {
             keeper,
             cgroups,
+            shim,
             placed: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         }
@@ -171,35 +172,55 @@ impl Lifeline {
         }
     }
 
-    /// How many more descriptors a spawn inherits (the shim's report pipe): 0 or 1.
-    pub fn extra_inherited(&self) -> usize {
-        usize::from(self.cgroups.is_some())
+    /// Whether the exec shim was found (listen sockets need it for `LISTEN_PID`).
+    pub fn has_shim(&self) -> bool {
+        self.shim.is_some()
     }
 
-    /// Before a worker's spawn, where cgroups are in force: makes its cgroup (one per worker
-    /// process, under its group's) and the command that runs the exec shim, which joins it and
-    /// then execs the worker. `inherited`: how many descriptors the spawn passes before the
-    /// shim's (its report descriptor is the next one).
+    /// How many more descriptors a spawn inherits (the shim's report pipe): 0 or 1.
+    /// `listen_pid`: the worker needs `LISTEN_PID` (it has listen sockets).
+    pub fn extra_inherited(&self, listen_pid: bool) -> usize {
+        usize::from(self.cgroups.is_some() || listen_pid)
+    }
+
+    /// Before a worker's spawn, where cgroups are in force or the worker needs `LISTEN_PID`:
+    /// makes its cgroup (one per worker process, under its group's) and the command that runs
+    /// the exec shim, which joins it, sets `LISTEN_PID` when the environment asks, and then
+    /// execs the worker. `inherited`: how many descriptors the spawn passes before the shim's
+    /// (its report descriptor is the next one).
     pub fn prepare(
         &self,
         group: &str,
         program: &CStr,
         argv: &[CString],
         inherited: usize,
+        listen_pid: bool,
     ) -> std::io::Result<Option<Placement>> {
-        let Some(c) = &self.cgroups else {
+        if self.cgroups.is_none() && !listen_pid {
             return Ok(None);
-        };
-        let gdir = c.dir.join(group_dir_name(group));
-        {
-            let mut made = lock(&c.groups);
-            if !made.contains(group) {
-                cgroup::make(&gdir).map_err(|e| context(e, &gdir))?;
-                made.insert(group.to_string());
-            }
         }
-        let dir = gdir.join(format!("w{}", c.next.fetch_add(1, Ordering::Relaxed)));
-        cgroup::make(&dir).map_err(|e| context(e, &dir))?;
+        let shim = self.shim.as_ref().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("listen sockets need the {SHIM_NAME} helper next to the library"),
+            )
+        })?;
+        let dir = match &self.cgroups {
+            Some(c) => {
+                let gdir = c.dir.join(group_dir_name(group));
+                {
+                    let mut made = lock(&c.groups);
+                    if !made.contains(group) {
+                        cgroup::make(&gdir).map_err(|e| context(e, &gdir))?;
+                        made.insert(group.to_string());
+                    }
+                }
+                let dir = gdir.join(format!("w{}", c.next.fetch_add(1, Ordering::Relaxed)));
+                cgroup::make(&dir).map_err(|e| context(e, &dir))?;
+                Some(dir)
+            }
+            None => None,
+        };
         // Without descriptors to spare (EMFILE), the shim runs without its report: an exec
         // failure is then the worker's exit (127) instead of the spawn's error.
         let target = spawn::FIRST_INHERITED + inherited as i32;
@@ -213,15 +234,19 @@ impl Lifeline {
             "-".to_string()
         };
         let (read, report) = pipe.unzip();
+        // "-": no cgroup to join.
+        let dir_arg = dir
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |d| d.to_string_lossy().into_owned());
         let mut shim_argv = vec![
-            c.shim.clone(),
+            shim.clone(),
             crate::config::cstring(&report_arg),
-            crate::config::cstring(&dir.to_string_lossy()),
+            crate::config::cstring(&dir_arg),
             program.to_owned(),
         ];
         shim_argv.extend(argv.iter().cloned());
         Ok(Some(Placement {
-            program: c.shim.clone(),
+            program: shim.clone(),
             argv: shim_argv,
             report,
             read,
@@ -259,17 +284,20 @@ impl Lifeline {
                 // The caller's `Child` kills and reaps the shim, which is exiting.
                 let errno = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
                 let err = std::io::Error::from_raw_os_error(errno);
-                if buf[0] == b'C' {
-                    let _ = std::fs::remove_dir(&p.dir);
-                    return Err(context(err, &p.dir.join("cgroup.procs")));
+                if let Some(dir) = &p.dir {
+                    let _ = std::fs::remove_dir(dir);
+                    if buf[0] == b'C' {
+                        return Err(context(err, &dir.join("cgroup.procs")));
+                    }
                 }
-                let _ = std::fs::remove_dir(&p.dir);
                 return Err(std::io::Error::new(
                     err.kind(),
                     format!("posix_spawn {}: {err}", p.for_program.to_string_lossy()),
                 ));
             }
-            lock(&self.placed).insert(pid, p.dir);
+            if let Some(dir) = p.dir {
+                lock(&self.placed).insert(pid, dir);
+            }
         }
         if let Some(k) = &self.keeper {
             self.tell(k, &format!("A {pid}"), pidfd);

@@ -9,6 +9,7 @@ pub(crate) mod child;
 pub(crate) mod figures;
 pub(crate) mod io;
 pub(crate) mod lifeline;
+pub(crate) mod listen;
 pub(crate) mod monitor;
 pub(crate) mod notify;
 pub(crate) mod output;

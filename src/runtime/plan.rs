@@ -74,8 +74,19 @@ fn is_executable_file(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// What systemd gave the host itself (its notify socket, its watchdog, its socket
+/// activation): never passed on, since a worker would speak for the host or take its sockets.
+const HOST_ONLY: [&str; 6] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
 /// The environment a group's workers start from: the host's (unless `inherit_env` is false)
-/// without the supervisor's own variables, then the group's `env`.
+/// without the supervisor's own variables and those of `HOST_ONLY`, then the group's `env`.
 fn base_environment(spec: &GroupSpec) -> Vec<CString> {
     fn own(key: &[u8]) -> bool {
         key.starts_with(b"MPSUP_")
@@ -84,7 +95,10 @@ fn base_environment(spec: &GroupSpec) -> Vec<CString> {
     if spec.inherit_env {
         for (key, value) in std::env::vars_os() {
             let k = key.as_bytes();
-            if own(k) || spec.env.keys().any(|g| g.as_bytes() == k) {
+            if own(k)
+                || HOST_ONLY.iter().any(|h| h.as_bytes() == k)
+                || spec.env.keys().any(|g| g.as_bytes() == k)
+            {
                 continue;
             }
             let mut entry = k.to_vec();

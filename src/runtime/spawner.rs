@@ -19,6 +19,7 @@ use crate::os::spawn::{self, Command, SpawnAttributes, FIRST_INHERITED};
 use crate::os::{self, Flag};
 use crate::runtime::child::Child;
 use crate::runtime::lifeline::Lifeline;
+use crate::runtime::listen::{GroupSockets, Listeners};
 use crate::sync::lock;
 use crate::threads;
 
@@ -80,6 +81,7 @@ struct Shared {
     use_pidfd: bool,
     hook: Option<SpawnHook>,
     lifeline: Option<Arc<Lifeline>>,
+    listeners: Option<Arc<Listeners>>,
 }
 
 pub struct Spawner {
@@ -110,6 +112,7 @@ impl Spawner {
                 use_pidfd,
                 hook,
                 lifeline: None,
+                listeners: None,
             }),
             threads: Mutex::new(Vec::new()),
             max_threads: cores.clamp(1, 8),
@@ -121,6 +124,13 @@ impl Spawner {
     pub fn set_lifeline(&mut self, lifeline: Arc<Lifeline>) {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.lifeline = Some(lifeline);
+        }
+    }
+
+    /// The groups' listen sockets, passed to their workers. Only before the first submission.
+    pub fn set_listeners(&mut self, listeners: Arc<Listeners>) {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.listeners = Some(listeners);
         }
     }
 
@@ -245,26 +255,65 @@ fn deliver(shared: &Shared, reply: &Reply, key: Key, result: Result<Child, std::
     }
 }
 
-/// Spawns one worker process: its control socket, its own environment variables, the spawn.
+/// The listen sockets a worker of `spec` gets (none when its group has none).
+fn listen_sockets(
+    shared: &Shared,
+    spec: &config::GroupSpec,
+) -> std::io::Result<Option<Arc<GroupSockets>>> {
+    if spec.listen.is_empty() {
+        return Ok(None);
+    }
+    shared
+        .listeners
+        .as_ref()
+        .and_then(|l| l.get(&spec.name))
+        .map(Some)
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "the listen sockets of group '{}' are closed",
+                spec.name
+            ))
+        })
+}
+
+/// Spawns one worker process: its listen sockets and control socket, its own environment
+/// variables, the spawn. Descriptors 3, 4, ... are the listen sockets, then the control socket,
+/// then the exec shim's report descriptor.
 fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::io::Result<Child> {
     let spec = &job.plan.spec;
-    // The exec shim's report descriptor comes after the control socket, so that numbers above.
-    let extra = shared.lifeline.as_ref().map_or(0, |l| l.extra_inherited()) as i32;
+    let sockets = listen_sockets(shared, spec)?;
+    let listening = sockets.as_ref().map_or(0, |s| s.len()) as i32;
+    let listen_pid = listening > 0;
+    let extra = shared
+        .lifeline
+        .as_ref()
+        .map_or(0, |l| l.extra_inherited(listen_pid)) as i32;
+    // The highest descriptor number the spawn assigns: every source must be above it.
+    let last_target = FIRST_INHERITED + listening + extra;
+    let listen_fds = match &sockets {
+        Some(s) => s.for_worker(last_target + 1)?,
+        None => Vec::new(),
+    };
+    let control_fd = FIRST_INHERITED + listening;
     let (ours, theirs, channel_error) = match spec.control_channel {
         ControlChannelMode::Off => (None, None, None),
-        ControlChannelMode::Auto => match os::control_socketpair(FIRST_INHERITED + extra) {
+        ControlChannelMode::Auto => match os::control_socketpair(last_target) {
             Ok((ours, theirs)) => (Some(ours), Some(theirs), None),
             Err(e) => (None, None, Some(e.to_string())),
         },
     };
-    let mut envp: Vec<CString> = Vec::with_capacity(job.plan.env.len() + 5);
+    let mut envp: Vec<CString> = Vec::with_capacity(job.plan.env.len() + 8);
     envp.extend(job.plan.env.iter().cloned());
     envp.push(config::cstring(&format!("MPSUP_GROUP={}", spec.name)));
     envp.push(config::cstring(&format!("MPSUP_WORKER_ID={}", job.id)));
+    if let Some(s) = &sockets {
+        // systemd's socket activation; the exec shim adds LISTEN_PID, the worker's own pid.
+        envp.push(config::cstring(&format!("LISTEN_FDS={listening}")));
+        envp.push(config::cstring(&format!("LISTEN_FDNAMES={}", s.names())));
+        envp.push(config::cstring("MPSUP_EXEC_LISTEN_PID=1"));
+    }
     if theirs.is_some() {
-        envp.push(config::cstring(&format!(
-            "MPSUP_CONTROL_FD={FIRST_INHERITED}"
-        )));
+        envp.push(config::cstring(&format!("MPSUP_CONTROL_FD={control_fd}")));
         if spec.bootstrap.is_some() {
             envp.push(config::cstring("MPSUP_BOOTSTRAP=1"));
         }
@@ -273,9 +322,18 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
         }
     }
     let (captured, writes) = crate::runtime::output::pipes(spec, &job.id)?;
-    let mut inherit: Vec<&std::os::fd::OwnedFd> = theirs.iter().collect();
+    let mut inherit: Vec<&std::os::fd::OwnedFd> = listen_fds.iter().chain(theirs.iter()).collect();
     let placement = match &shared.lifeline {
-        Some(l) => l.prepare(&spec.name, &job.plan.program, &job.plan.argv, inherit.len())?,
+        Some(l) => l.prepare(
+            &spec.name,
+            &job.plan.program,
+            &job.plan.argv,
+            inherit.len(),
+            listen_pid,
+        )?,
+        None if listen_pid => {
+            return Err(std::io::Error::other("listen sockets need the exec shim"))
+        }
         None => None,
     };
     let (program, argv) = match &placement {
@@ -300,6 +358,7 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
     // From here on the child is owned: whatever happens, it is killed and reaped or adopted.
     let mut child = Child::new(pid, Instant::now(), clock::now_ms());
     drop(theirs);
+    drop(listen_fds);
     drop(writes);
     child.output = captured;
     child.control = ours;

@@ -1,0 +1,119 @@
+//! A group's listen sockets: the `"listen"` key, checked here so that a bad address fails
+//! `configure_process_groups`, not a later start.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+/// The most listen sockets one group may have.
+pub(crate) const MAX_LISTEN: usize = 64;
+/// The most a listen queue may hold (the kernel caps it at `net.core.somaxconn` too).
+const MAX_BACKLOG: u32 = 4096;
+/// systemd's bound on a descriptor name (`LISTEN_FDNAMES`).
+const MAX_NAME: usize = 255;
+/// The room for a path in `sockaddr_un`, its NUL included.
+const SUN_PATH: usize = 108;
+
+/// Where a listen socket is bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    /// `"IP:PORT"` (`"[IPV6]:PORT"`); port 0 binds any free port.
+    Tcp(SocketAddr),
+    /// A filesystem path, or an abstract name when it starts with `@`.
+    Unix(String),
+}
+
+/// One element of `"listen"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawListen")]
+pub struct Listen {
+    pub name: String,
+    pub address: ListenAddress,
+    pub backlog: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    name: String,
+    tcp: Option<String>,
+    unix: Option<String>,
+    #[serde(default = "default_backlog")]
+    backlog: u32,
+}
+
+fn default_backlog() -> u32 {
+    1024
+}
+
+impl TryFrom<RawListen> for Listen {
+    type Error = String;
+
+    fn try_from(raw: RawListen) -> Result<Self, String> {
+        let name = raw.name;
+        // LISTEN_FDNAMES joins the names with ':'.
+        if name.is_empty()
+            || name.len() > MAX_NAME
+            || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        {
+            return Err(format!(
+                "name '{name}' must be 1 to {MAX_NAME} printable ASCII characters without ':' or spaces"
+            ));
+        }
+        if !(1..=MAX_BACKLOG).contains(&raw.backlog) {
+            return Err(format!(
+                "backlog {} is out of range 1..={MAX_BACKLOG}",
+                raw.backlog
+            ));
+        }
+        let address = match (raw.tcp, raw.unix) {
+            (Some(tcp), None) => ListenAddress::Tcp(tcp.parse().map_err(|_| {
+                format!("tcp '{tcp}' is not IP:PORT (such as 127.0.0.1:8080 or [::1]:0)")
+            })?),
+            (None, Some(unix)) => {
+                if unix.is_empty() || unix == "@" || unix.contains('\0') {
+                    return Err("unix must be a non-empty path (or @name) without NUL".into());
+                }
+                if unix.len() >= SUN_PATH {
+                    return Err(format!(
+                        "unix path is {} bytes, more than a socket address holds ({})",
+                        unix.len(),
+                        SUN_PATH - 1
+                    ));
+                }
+                ListenAddress::Unix(unix)
+            }
+            _ => return Err("give exactly one of tcp and unix".into()),
+        };
+        Ok(Listen {
+            name,
+            address,
+            backlog: raw.backlog,
+        })
+    }
+}
+
+/// Checks a group's sockets together: unique names, a bounded count, `reuse_port` only for TCP.
+pub(crate) fn validate(listen: &[Listen], reuse_port: bool) -> Result<(), (String, String)> {
+    if listen.len() > MAX_LISTEN {
+        return Err((
+            "listen".into(),
+            format!("{} sockets, more than {MAX_LISTEN}", listen.len()),
+        ));
+    }
+    for (j, l) in listen.iter().enumerate() {
+        if listen[..j].iter().any(|o| o.name == l.name) {
+            return Err((
+                format!("listen[{j}].name"),
+                format!("duplicate name '{}'", l.name),
+            ));
+        }
+        if reuse_port && matches!(l.address, ListenAddress::Unix(_)) {
+            return Err((
+                "reuse_port".into(),
+                format!("'{}' is a unix socket: reuse_port needs TCP", l.name),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,480 @@
+//! Listen sockets: opened once per group and passed to its workers with systemd's socket
+//! activation variables, kept across respawns, scaling and rolling restarts, closed at stop;
+//! `reuse_port` gives each worker its own socket on one port. A pre-fork HTTP server of Python
+//! workers (tests/programs/prefork_http.py) is rolled out under load and fails no request.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use common::*;
+use mpsupervisor::Supervisor;
+use serde_json::{json, Value};
+
+fn server() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/prefork_http.py")
+}
+
+fn http_group(workers: u32, listen: Value, extra: Value) -> Value {
+    with(
+        json!({"name": "web", "workers": workers,
+               "argv": ["python3", server().to_str().unwrap()],
+               "readiness": "sd_notify", "listen": listen, "env": {"VERSION": "1"}}),
+        extra,
+    )
+}
+
+/// One HTTP/1.0 request on `stream`; the body of a 200 answer.
+fn request(mut stream: impl Read + Write, path: &str) -> std::io::Result<String> {
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.0 200") => Ok(body.to_string()),
+        _ => Err(std::io::Error::other(format!("bad answer: {answer:?}"))),
+    }
+}
+
+fn get_tcp(address: SocketAddr, path: &str) -> std::io::Result<String> {
+    let stream = TcpStream::connect_timeout(&address, Duration::from_secs(10))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    request(stream, path)
+}
+
+fn listen_addresses(sup: &Supervisor) -> Vec<(String, String)> {
+    sup.status().unwrap()["groups"]["web"]["listen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["address"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `socket:[inode]` of a worker's descriptor.
+fn socket_of(pid: i64, fd: i32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether this process still holds a descriptor for `socket` (`socket:[inode]`).
+fn we_hold(socket: &str) -> bool {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .any(|e| std::fs::read_link(e.unwrap().path()).is_ok_and(|l| l.to_string_lossy() == socket))
+}
+
+fn ready_pids(sup: &Supervisor) -> Vec<i64> {
+    let snap = sup.snapshot().unwrap();
+    let mut pids: Vec<i64> = snap["web"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["ready"] == true)
+        .map(|w| w["pid"].as_i64().unwrap())
+        .collect();
+    pids.sort();
+    pids
+}
+
+#[test]
+fn workers_get_the_groups_sockets_with_socket_activation_variables() {
+    let dir = TempDir::new("listen-env");
+    let unix = dir.path().join("admin.sock");
+    let sup = supervisor(&[http_group(
+        2,
+        json!([{"name": "http", "tcp": "127.0.0.1:0"},
+               {"name": "admin", "unix": unix.to_str().unwrap(), "backlog": 16}]),
+        json!({}),
+    )]);
+    sup.start_groups(&["web"]).unwrap();
+    assert!(sup.wait_ready(30.0).unwrap(), "{:#?}", drain_all(&sup));
+    let addresses = listen_addresses(&sup);
+    assert_eq!(addresses[0].0, "http");
+    let http: SocketAddr = addresses[0].1.parse().unwrap();
+    assert_eq!(http.ip().to_string(), "127.0.0.1");
+    assert_ne!(http.port(), 0, "the bound port is shown");
+    assert_eq!(
+        addresses[1],
+        ("admin".into(), unix.to_str().unwrap().into())
+    );
+
+    let pids = ready_pids(&sup);
+    let shared = socket_of(pids[0], 3);
+    for pid in &pids {
+        assert_eq!(socket_of(*pid, 3), shared, "one socket for every worker");
+    }
+    for env in [
+        get_tcp(http, "/env").unwrap(),
+        request(UnixStream::connect(&unix).unwrap(), "/env").unwrap(),
+    ] {
+        let env: Value = serde_json::from_str(&env).unwrap();
+        assert!(pids.contains(&env["pid"].as_i64().unwrap()), "{env}");
+        assert_eq!(env["listen_pid"], env["pid"].to_string(), "{env}");
+        assert_eq!(env["listen_fds"], "2");
+        assert_eq!(env["listen_fdnames"], "http:admin");
+        assert_eq!(
+            env["control_fd"], "5",
+            "the control socket comes after them"
+        );
+        assert_eq!(
+            env["sockets"][0]["address"],
+            format!("('127.0.0.1', {})", http.port())
+        );
+        assert_eq!(env["sockets"][1]["address"], unix.to_str().unwrap());
+    }
+    sup.stop_groups(30.0, true).unwrap();
+    let log = drain_all(&sup);
+    assert!(
+        of_kind(&log, "worker_stopped")
+            .iter()
+            .all(|e| e["exit_code"] == 0),
+        "{log:#?}"
+    );
+    assert!(TcpStream::connect(http).is_err(), "closed at stop");
+    assert!(!unix.exists(), "the socket file is removed at stop");
+    assert!(!we_hold(&shared));
+    assert_eq!(listen_addresses(&sup), vec![]);
+}
+
+#[test]
+fn sockets_are_kept_across_respawns_scaling_and_rollouts() {
+    let sup = supervisor(&[http_group(
+        2,
+        json!([{"name": "http", "tcp": "127.0.0.1:0"}]),
+        json!({"restart": "always", "restart_delay_ms": 10}),
+    )]);
+    sup.start_groups(&["web"]).unwrap();
+    assert!(sup.wait_ready(30.0).unwrap());
+    let http: SocketAddr = listen_addresses(&sup)[0].1.parse().unwrap();
+    let pids = ready_pids(&sup);
+    let shared = socket_of(pids[0], 3);
+    let mut log = drain_all(&sup);
+
+    // A respawn.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_events(&sup, &mut log, |l| count(l, "worker_ready") >= 3);
+    // Scaling up.
+    sup.scale_group("web", 3).unwrap();
+    wait_events(&sup, &mut log, |l| count(l, "worker_ready") >= 4);
+    // A rolling restart to a new version.
+    sup.configure_process_groups(
+        &json!([http_group(
+            3,
+            json!([{"name": "http", "tcp": "127.0.0.1:0"}]),
+            json!({"restart": "always", "restart_delay_ms": 10, "env": {"VERSION": "2"}})
+        )])
+        .to_string(),
+    )
+    .unwrap();
+    sup.restart_groups(&["web"], None).unwrap();
+    wait_events(&sup, &mut log, |l| count(l, "rollout_finished") == 1);
+    assert!(sup.wait_ready(30.0).unwrap());
+
+    assert_eq!(
+        listen_addresses(&sup)[0].1,
+        http.to_string(),
+        "same address"
+    );
+    let now = ready_pids(&sup);
+    assert_eq!(now.len(), 3);
+    for pid in &now {
+        assert!(!pids.contains(pid));
+        assert_eq!(socket_of(*pid, 3), shared, "the same socket");
+    }
+    let answer = get_tcp(http, "/").unwrap();
+    assert!(answer.starts_with("2 "), "{answer}");
+    sup.stop_groups(30.0, true).unwrap();
+    assert!(!we_hold(&shared));
+}
+
+#[test]
+fn reuse_port_gives_each_worker_its_own_socket_on_one_port() {
+    let sup = supervisor(&[http_group(
+        3,
+        json!([{"name": "http", "tcp": "127.0.0.1:0"}]),
+        json!({"reuse_port": true}),
+    )]);
+    sup.start_groups(&["web"]).unwrap();
+    assert!(sup.wait_ready(30.0).unwrap());
+    let http: SocketAddr = listen_addresses(&sup)[0].1.parse().unwrap();
+    assert_ne!(http.port(), 0);
+    let pids = ready_pids(&sup);
+    let mut sockets: Vec<String> = pids.iter().map(|p| socket_of(*p, 3)).collect();
+    sockets.sort();
+    sockets.dedup();
+    assert_eq!(sockets.len(), 3, "one socket per worker");
+    for s in &sockets {
+        assert!(
+            !we_hold(s),
+            "the supervisor keeps no copy of a worker's socket"
+        );
+    }
+    // Each answers on the one port: connect until every worker has answered.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..1000 {
+        let body = get_tcp(http, "/").unwrap();
+        seen.insert(body.split(' ').nth(1).unwrap().parse::<i64>().unwrap());
+        if seen.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), pids);
+    sup.stop_groups(30.0, true).unwrap();
+    assert!(
+        TcpStream::connect(http).is_err(),
+        "the port is free after stop"
+    );
+}
+
+#[test]
+fn a_bad_address_or_a_taken_port_is_refused() {
+    let err = Supervisor::new()
+        .unwrap()
+        .configure_process_groups(
+            &json!([http_group(
+                1,
+                json!([{"name": "http", "tcp": "localhost:80"}]),
+                json!({})
+            )])
+            .to_string(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("groups[0].listen[0]"), "{err}");
+    for (listen, reuse, needle) in [
+        (
+            json!([{"name": "a:b", "tcp": "127.0.0.1:0"}]),
+            false,
+            "name",
+        ),
+        (
+            json!([{"name": "a", "tcp": "127.0.0.1:0", "unix": "/x"}]),
+            false,
+            "exactly one",
+        ),
+        (json!([{"name": "a", "unix": "/tmp/x"}]), true, "reuse_port"),
+        (
+            json!([{"name": "a", "tcp": "127.0.0.1:0"}, {"name": "a", "tcp": "127.0.0.1:0"}]),
+            false,
+            "duplicate",
+        ),
+    ] {
+        let err = Supervisor::new()
+            .unwrap()
+            .configure_process_groups(
+                &json!([http_group(1, listen, json!({"reuse_port": reuse}))]).to_string(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let sup = supervisor(&[http_group(
+        1,
+        json!([{"name": "http", "tcp": format!("127.0.0.1:{port}")}]),
+        json!({}),
+    )]);
+    let err = sup.start_groups(&["web"]).unwrap_err().to_string();
+    assert!(
+        err.contains("listen 'http'") && err.contains("in use"),
+        "{err}"
+    );
+    assert!(sup.snapshot().unwrap().as_object().unwrap().is_empty());
+}
+
+/// Client threads that send requests back to back and count what failed.
+struct Load {
+    stop: Arc<AtomicBool>,
+    progress: Arc<(Mutex<Tally>, Condvar)>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default, Debug)]
+struct Tally {
+    ok: u64,
+    failed: Vec<String>,
+    /// Answers by version.
+    versions: std::collections::BTreeMap<String, u64>,
+}
+
+impl Load {
+    fn start(address: SocketAddr, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new((Mutex::new(Tally::default()), Condvar::new()));
+        let threads = (0..clients)
+            .map(|_| {
+                let (stop, progress) = (Arc::clone(&stop), Arc::clone(&progress));
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let result = get_tcp(address, "/");
+                        let mut t = progress.0.lock().unwrap();
+                        match result {
+                            Ok(body) => {
+                                t.ok += 1;
+                                let version = body.split(' ').next().unwrap_or("").to_string();
+                                *t.versions.entry(version).or_default() += 1;
+                            }
+                            Err(e) => t.failed.push(e.to_string()),
+                        }
+                        progress.1.notify_all();
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            progress,
+            threads,
+        }
+    }
+
+    /// Waits until `n` more answers of `version` came.
+    fn wait_answers(&self, version: &str, n: u64) {
+        let (lock, cv) = &*self.progress;
+        let mut t = lock.lock().unwrap();
+        let target = t.versions.get(version).copied().unwrap_or(0) + n;
+        while t.versions.get(version).copied().unwrap_or(0) < target {
+            let (next, timeout) = cv.wait_timeout(t, HANG).unwrap();
+            assert!(
+                !timeout.timed_out(),
+                "no answers of version {version}: {:?}",
+                *next
+            );
+            t = next;
+        }
+    }
+
+    fn finish(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        Arc::try_unwrap(self.progress)
+            .unwrap()
+            .0
+            .into_inner()
+            .unwrap()
+    }
+}
+
+/// A rolling restart of a pre-fork server under a loopback load: every request succeeds, and the
+/// new version takes over.
+fn roll_out_under_load(reuse_port: bool) {
+    let listen = json!([{"name": "http", "tcp": "127.0.0.1:0"}]);
+    let extra = json!({"reuse_port": reuse_port, "control_channel": "off"});
+    let sup = supervisor(&[http_group(3, listen.clone(), extra.clone())]);
+    sup.start_groups(&["web"]).unwrap();
+    assert!(sup.wait_ready(30.0).unwrap());
+    let http: SocketAddr = listen_addresses(&sup)[0].1.parse().unwrap();
+    let old = ready_pids(&sup);
+    let load = Load::start(http, 4);
+    load.wait_answers("1", 200);
+
+    let mut v2 = with(
+        http_group(3, listen, extra),
+        json!({"env": {"VERSION": "2"}}),
+    );
+    v2["restart"] = json!("never");
+    sup.configure_process_groups(&json!([v2]).to_string())
+        .unwrap();
+    sup.restart_groups(&["web"], Some(r#"{"max_surge": 1, "max_unavailable": 0}"#))
+        .unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| {
+        count(l, "rollout_finished") == 1
+            && old.iter().all(|pid| {
+                l.iter()
+                    .any(|e| e["kind"] == "worker_stopped" && e["pid"] == *pid)
+            })
+    });
+    load.wait_answers("2", 200);
+    let tally = load.finish();
+    sup.stop_groups(30.0, true).unwrap();
+    log.extend(drain_all(&sup));
+    assert!(
+        tally.failed.is_empty(),
+        "{} failed of {}: {:?}",
+        tally.failed.len(),
+        tally.ok,
+        tally.failed
+    );
+    assert!(
+        tally.versions["1"] >= 200 && tally.versions["2"] >= 200,
+        "{tally:?}"
+    );
+    assert_eq!(count(&log, "rollout_failed"), 0, "{log:#?}");
+    for e in of_kind(&log, "worker_stopped") {
+        assert_eq!(e["exit_code"], 0, "every worker drained and exited 0: {e}");
+    }
+}
+
+#[test]
+fn a_rolling_restart_on_a_shared_socket_fails_no_request() {
+    roll_out_under_load(false);
+}
+
+/// With `reuse_port`, connections queued on an old worker's own socket when it closes it are
+/// reset unless the kernel moves them to the other workers' sockets
+/// (`net.ipv4.tcp_migrate_req`, Linux 5.14). The test runs itself again in a network namespace
+/// of its own (root only), where it turns that on without touching the machine's setting.
+#[test]
+fn a_rolling_restart_with_reuse_port_fails_no_request() {
+    const INSIDE: &str = "MPSUP_TEST_IN_NETNS";
+    if std::env::var_os(INSIDE).is_some() {
+        set_loopback_up();
+        std::fs::write("/proc/sys/net/ipv4/tcp_migrate_req", "1").unwrap();
+        roll_out_under_load(true);
+        return;
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_rolling_restart_with_reuse_port_fails_no_request",
+            "--nocapture",
+        ])
+        .env(INSIDE, "1")
+        .output()
+        .expect("unshare (util-linux)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "in a network namespace:\n{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+/// `ip link set lo up`, without iproute2.
+fn set_loopback_up() {
+    // SAFETY: an ifreq naming "lo", used with the two ioctls that read and set its flags.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        req.ifr_name[..2].copy_from_slice(&[b'l' as libc::c_char, b'o' as libc::c_char]);
+        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &mut req), 0);
+        libc::close(fd);
+    }
+}
