@@ -478,3 +478,76 @@ fn set_loopback_up() {
         libc::close(fd);
     }
 }
+
+/// A host that systemd started has `NOTIFY_SOCKET`, `WATCHDOG_*` and `LISTEN_*` of its own: none
+/// reaches a worker (it would speak for the host, or take its sockets). The test runs itself
+/// again with those in its environment.
+#[test]
+fn the_hosts_own_systemd_variables_never_reach_workers() {
+    const INSIDE: &str = "MPSUP_TEST_HOST_VARS";
+    const HOST_ONLY: [&str; 6] = [
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+    ];
+    if std::env::var_os(INSIDE).is_none() {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "the_hosts_own_systemd_variables_never_reach_workers",
+            "--nocapture",
+        ])
+        .env(INSIDE, "1");
+        for key in HOST_ONLY {
+            cmd.env(key, "from-the-host");
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        return;
+    }
+    assert_eq!(std::env::var("LISTEN_FDS").unwrap(), "from-the-host");
+    let dir = TempDir::new("host-vars");
+    let dump = format!(
+        "env > {}/\"$MPSUP_WORKER_ID\"; echo READY >&\"$MPSUP_CONTROL_FD\"; exec sleep 100000",
+        dir.path().display()
+    );
+    let sup = supervisor(&[
+        with(sh_group("plain", 1, &dump), json!({"readiness": "notify"})),
+        with(
+            sh_group("activated", 1, &dump),
+            json!({"readiness": "notify", "listen": [{"name": "a", "tcp": "127.0.0.1:0"}]}),
+        ),
+    ]);
+    sup.start_groups(&["plain", "activated"]).unwrap();
+    assert!(sup.wait_ready(30.0).unwrap(), "{:#?}", drain_all(&sup));
+    let env_of = |id: &str| -> std::collections::BTreeMap<String, String> {
+        read(&dir.path().join(id))
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let plain = env_of("plain#1");
+    for key in HOST_ONLY {
+        assert!(
+            !plain.contains_key(key),
+            "{key} reached a worker: {plain:?}"
+        );
+    }
+    let activated = env_of("activated#1");
+    let pid = pids(&sup.snapshot().unwrap(), "activated")[0];
+    assert_eq!(activated["LISTEN_FDS"], "1");
+    assert_eq!(activated["LISTEN_FDNAMES"], "a");
+    // sh is the worker itself: its pid is the one the shim set.
+    assert_eq!(activated["LISTEN_PID"], pid.to_string());
+    assert!(!activated.contains_key("NOTIFY_SOCKET"));
+    sup.force_terminate_groups(&["plain", "activated"]).unwrap();
+}
