@@ -126,3 +126,57 @@ fn haproxy_master_worker_becomes_ready_after_reloading() {
         assert!(dir.join("haproxy.sock").exists());
     });
 }
+
+/// The newest PostgreSQL server installed (Debian keeps each major version apart).
+fn postgres_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: run scripts/setup")
+        .map(|e| e.unwrap().path().join("bin"))
+        .filter(|bin| bin.join("postgres").is_file())
+        .collect();
+    versions.sort();
+    versions.pop().expect("no postgres in /usr/lib/postgresql")
+}
+
+#[test]
+fn postgresql_becomes_ready_through_sd_notify_as_an_unprivileged_user() {
+    // PostgreSQL refuses to run as root: setpriv drops to nobody and execs it, keeping the
+    // worker's pid, so its READY=1 comes from the worker itself.
+    const NOBODY: u32 = 65534;
+    let dir = TempDir::new("postgres");
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let data = dir.join("data");
+    let bin = postgres_bin();
+    let as_nobody = |program: PathBuf| -> Vec<String> {
+        vec![
+            "setpriv".into(),
+            format!("--reuid={NOBODY}"),
+            format!("--regid={NOBODY}"),
+            "--clear-groups".into(),
+            "--".into(),
+            program.to_string_lossy().into_owned(),
+        ]
+    };
+    let mut initdb = as_nobody(bin.join("initdb"));
+    initdb.extend(["-D".into(), data.to_string_lossy().into_owned()]);
+    initdb.extend(["--auth=trust".into(), "-U".into(), "postgres".into()]);
+    let out = std::process::Command::new(&initdb[0])
+        .args(&initdb[1..])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "initdb: {out:?}");
+    let mut argv = as_nobody(bin.join("postgres"));
+    argv.extend(["-D".into(), data.to_string_lossy().into_owned()]);
+    // No TCP at all; its Unix socket in the temporary directory.
+    argv.extend(["-c".into(), "listen_addresses=".into()]);
+    argv.extend(["-k".into(), dir.path().to_string_lossy().into_owned()]);
+    let group = json!({
+        "name": "postgres", "argv": argv, "cwd": dir.path(),
+        "readiness": "sd_notify", "control_channel": "off", "stop_signal": "SIGINT",
+        "stderr": "capture", "ready_timeout_ms": 60000,
+    });
+    run_daemon(group, |entry, _| {
+        assert!(dir.join(".s.PGSQL.5432").exists(), "{entry}");
+    });
+}

@@ -315,9 +315,25 @@ fn run_readme(readme: &str, session: &Session) -> Vec<String> {
                 ran.push(format!("{at} go"));
             }
             "json" => {
-                serde_json::from_str::<serde_json::Value>(&block.code)
+                let value = serde_json::from_str::<serde_json::Value>(&block.code)
                     .unwrap_or_else(|e| panic!("{at}: not JSON: {e}"));
-                ran.push(format!("{at} json parsed"));
+                // An array of groups is a configuration: the library must take it as shown.
+                let groups = value.as_array().is_some_and(|a| {
+                    !a.is_empty()
+                        && a.iter()
+                            .all(|g| g.get("name").is_some() && g.get("argv").is_some())
+                });
+                if groups {
+                    mpsupervisor::Supervisor::new()
+                        .unwrap()
+                        .configure_process_groups(&block.code)
+                        .unwrap_or_else(|e| {
+                            panic!("{at}: the library refuses this configuration: {e}")
+                        });
+                    ran.push(format!("{at} json configured"));
+                } else {
+                    ran.push(format!("{at} json parsed"));
+                }
             }
             "text" => ran.push(format!("{at} text (output)")),
             other => panic!("{at}: no rule to run a `{other}` block"),
