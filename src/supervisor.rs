@@ -184,13 +184,16 @@ impl Supervisor {
         let json = settings_json.to_owned();
         let settings = threads::on_large_stack(move || crate::logging::parse_settings(&json))?;
         let logger = crate::logging::Logger::start(settings)?;
+        let logger = Arc::new(logger);
         let old = {
             let mut engine = self.shared.lock();
             engine.core.check_open()?;
             engine.core.events.set_tap(true);
+            lock(&engine.io.captures).logger = Some(Arc::clone(&logger));
             engine.io.logger.replace(logger)
         };
-        // Dropping waits for the old writer to finish: never under the lock.
+        // Dropping waits for the old writer to finish: never under a lock. The output reader
+        // let go of its copy above, so this is the last one.
         drop(old);
         Ok(())
     }
@@ -571,6 +574,7 @@ impl Supervisor {
         let engine = self.shared.lock();
         let core = &engine.core;
         core.check_open()?;
+        let captures = lock(&engine.io.captures);
         let mut groups = serde_json::Map::new();
         let names = core.config.keys().chain(core.groups.keys());
         for name in names {
@@ -594,8 +598,8 @@ impl Supervisor {
             "notify_socket": engine.io.notify.address(),
             "notify_received": engine.io.notify.received,
             "notify_dropped": engine.io.notify.dropped,
-            "output_lines_dropped": engine.io.captures.lines_dropped,
-            "output_bytes_dropped": engine.io.captures.file_bytes_dropped(),
+            "output_lines_dropped": captures.lines_dropped,
+            "output_bytes_dropped": captures.file_bytes_dropped(),
         }))
     }
 

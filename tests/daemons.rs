@@ -115,16 +115,55 @@ fn haproxy_master_worker_becomes_ready_after_reloading() {
         ),
     )
     .unwrap();
+    let master = dir.join("master.sock");
     let group = json!({
-        "name": "haproxy", "argv": [program("haproxy"), "-Ws", "-f", conf],
+        "name": "haproxy", "argv": [program("haproxy"), "-Ws", "-S", master, "-f", conf],
+        // The master stops its workers, as systemd's unit for it has it (KillMode=mixed): with
+        // the signal to the whole group, a worker could get it twice (from us and from its
+        // master) and die of the second during its soft stop (the master then exits 138).
         "readiness": "sd_notify", "control_channel": "off", "stop_signal": "SIGUSR1",
-        "stderr": "capture", "ready_timeout_ms": 30000,
+        "kill_mode": "mixed", "stderr": "capture", "ready_timeout_ms": 30000,
     });
     run_daemon(group, |entry, _| {
         // It says RELOADING=1 before its first READY=1, which ends it.
         assert_eq!(entry["notify"]["reloading"], false, "{entry}");
-        assert!(dir.join("haproxy.sock").exists());
+        // Its READY=1 can come before the master handles signals (a SIGUSR1 then is lost):
+        // wait until its master CLI answers and lists the worker.
+        let pid = entry["pid"].as_i64().unwrap();
+        let deadline = std::time::Instant::now() + HANG;
+        while !master_lists_a_worker(&master) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "haproxy's master never listed its worker (pid {pid})"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     });
+}
+
+/// Whether haproxy's master CLI answers `show proc` with a worker line.
+fn master_lists_a_worker(socket: &std::path::Path) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    if conn.write_all(b"show proc\n").is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The answer ends with an empty line after "# programs".
+    while !String::from_utf8_lossy(&answer).contains("# programs\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("worker"))
 }
 
 /// The newest PostgreSQL server installed (Debian keeps each major version apart).
@@ -174,6 +213,8 @@ fn postgresql_becomes_ready_through_sd_notify_as_an_unprivileged_user() {
     let group = json!({
         "name": "postgres", "argv": argv, "cwd": dir.path(),
         "readiness": "sd_notify", "control_channel": "off", "stop_signal": "SIGINT",
+        // The postmaster stops its own processes ("fast" shutdown).
+        "kill_mode": "mixed",
         "stderr": "capture", "ready_timeout_ms": 60000,
     });
     run_daemon(group, |entry, _| {

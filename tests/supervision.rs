@@ -378,3 +378,56 @@ done"#,
     sup.stop_groups(30.0, true).unwrap();
     assert_eq!(read(&dir.join("lines")), "START\nSTOP DRAIN\n");
 }
+
+/// A worker with a child in its process group; both record the signals they get. On SIGTERM
+/// the worker waits for its child, which exits on its own SIGTERM ("group") or on the SIGUSR1
+/// the worker sends it ("mixed").
+const MASTER: &str = r#"
+import os, signal, socket, sys
+log, mode = sys.argv[1], sys.argv[2]
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    def got(sig, _):
+        with open(log, "a") as f:
+            f.write(signal.Signals(sig).name + "\n")
+        os._exit(0)
+    signal.signal(signal.SIGTERM, got)
+    signal.signal(signal.SIGUSR1, got)
+    os.write(w, b"x")
+    while True:
+        signal.pause()
+os.read(r, 1)
+def stop(*_):
+    if mode == "mixed":
+        os.kill(child, signal.SIGUSR1)
+    os.waitpid(child, 0)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", "\0" + os.environ["NOTIFY_SOCKET"][1:])
+while True:
+    signal.pause()
+"#;
+
+#[test]
+fn kill_mode_mixed_sends_the_stop_signal_to_the_worker_alone() {
+    let dir = TempDir::new("kill-mode");
+    for (kill_mode, mode, child_got) in [
+        ("process_group", "group", "SIGTERM\n"),
+        ("mixed", "mixed", "SIGUSR1\n"),
+    ] {
+        let log = dir.join(kill_mode);
+        let sup = supervisor(&[json!({
+            "name": "m", "argv": ["python3", "-c", MASTER, log, mode],
+            "readiness": "sd_notify", "control_channel": "off", "kill_mode": kill_mode,
+        })]);
+        sup.start_groups(&["m"]).unwrap();
+        assert!(sup.wait_ready(30.0).unwrap(), "{:#?}", drain_all(&sup));
+        sup.stop_groups(30.0, false).unwrap();
+        let events = drain_all(&sup);
+        let stopped = of_kind(&events, "worker_stopped");
+        assert_eq!(stopped[0]["exit_code"], 0, "{events:#?}");
+        assert_eq!(read(&log), child_got, "kill_mode {kill_mode}");
+    }
+}

@@ -57,6 +57,19 @@ pub enum ControlChannelMode {
     Off,
 }
 
+/// Who gets a graceful stop's signal (systemd's `KillMode`). SIGKILL always goes to the whole
+/// process group (and cgroup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KillMode {
+    /// The worker's whole process group.
+    #[default]
+    ProcessGroup,
+    /// The worker's own process only: a master process (haproxy -Ws, postgres) stops its
+    /// children itself, and may kill one that got the signal before it could handle it.
+    Mixed,
+}
+
 /// Which processes may send sd_notify messages for a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -138,6 +151,9 @@ pub struct GroupSpec {
     pub control_channel: ControlChannelMode,
     #[serde(default = "sigterm")]
     pub stop_signal: StopSignal,
+    /// Who gets `stop_signal`.
+    #[serde(default)]
+    pub kill_mode: KillMode,
     #[serde(default = "inherit")]
     pub stdout: Output,
     #[serde(default = "inherit")]

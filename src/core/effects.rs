@@ -27,11 +27,12 @@ pub enum Effect {
         key: Key,
         line: Vec<u8>,
     },
-    /// Ask the worker to stop: `STOP DRAIN`/`STOP NOW` on its channel, or `signal` to its
-    /// process group when it has no usable channel.
+    /// Ask the worker to stop: `STOP DRAIN`/`STOP NOW` on its channel, or `signal` when it has
+    /// no usable channel: to its process group, or to the worker alone unless `group`.
     Stop {
         key: Key,
         drain: bool,
         signal: i32,
+        group: bool,
     },
 }

@@ -295,9 +295,15 @@ impl State {
         }
         w.phase = Phase::Stopping(StopMode::Graceful);
         let signal = w.plan.spec.stop_signal.0;
+        let group = w.plan.spec.kill_mode == crate::config::KillMode::ProcessGroup;
         let event = w.stopping_event(StopMode::Graceful);
         self.events.push(event);
-        self.effect(Effect::Stop { key, drain, signal });
+        self.effect(Effect::Stop {
+            key,
+            drain,
+            signal,
+            group,
+        });
     }
 
     /// Kills the workers of the named groups (all when `None`): `worker_stopping` (forced) and

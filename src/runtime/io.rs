@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::core::effects::Effect;
 use crate::core::worker::{ExitStatus, Key};
@@ -17,6 +17,7 @@ use crate::runtime::lifeline::Lifeline;
 use crate::runtime::notify::Notify;
 use crate::runtime::output::Captures;
 use crate::runtime::spawner::{Reply, Spawner};
+use crate::sync::lock;
 
 /// The token of the descriptor that wakes the monitor; workers' tokens count from 1.
 pub(crate) const WAKE_TOKEN: u64 = 0;
@@ -26,8 +27,6 @@ pub(crate) const WAKE_TOKEN: u64 = 0;
 pub enum Source {
     Pidfd,
     Control,
-    /// The read end of a captured stdout or stderr (`output.rs`).
-    Output,
     /// The supervisor's sd_notify socket, under no worker's key (`notify.rs`).
     Notify,
 }
@@ -66,19 +65,20 @@ pub struct Io {
     /// Readable while the host's event queue holds events.
     events_ready: Flag,
     events_flagged: bool,
-    pub logger: Option<Logger>,
+    pub logger: Option<Arc<Logger>>,
     /// Why a SIGKILL could not be sent to a worker, for the report when it outlives the bound.
     pub kill_errors: HashMap<Key, String>,
     /// The workers' cgroups and the keeper: told of kills and reaps.
     pub lifeline: Option<Arc<Lifeline>>,
-    pub(crate) captures: Captures,
+    /// Captured output, behind its own lock (shared with the monitor).
+    pub(crate) captures: Arc<Mutex<Captures>>,
     pub(crate) notify: Notify,
 }
 
 impl Io {
     pub fn new(poller: Arc<Poller>, spawner: Arc<Spawner>) -> std::io::Result<Io> {
         Ok(Io {
-            poller,
+            poller: Arc::clone(&poller),
             procs: HashMap::new(),
             tokens: HashMap::new(),
             next_token: WAKE_TOKEN + 1,
@@ -89,7 +89,7 @@ impl Io {
             logger: None,
             kill_errors: HashMap::new(),
             lifeline: None,
-            captures: Captures::default(),
+            captures: Arc::new(Mutex::new(Captures::new(Arc::clone(&poller)))),
             notify: Notify::default(),
         })
     }
@@ -166,7 +166,7 @@ impl Io {
             },
         );
         if let Some(captured) = output {
-            self.watch_output(key, pid, captured);
+            lock(&self.captures).watch(key, pid, captured);
         }
     }
 
@@ -176,14 +176,19 @@ impl Io {
         for effect in effects {
             match effect {
                 Effect::Spawn(job) => jobs.push(job),
-                Effect::Signal { key, signal } => self.signal(key, signal),
+                Effect::Signal { key, signal } => self.signal(key, signal, true),
                 Effect::Send { key, line } => {
                     self.send(key, &line);
                 }
-                Effect::Stop { key, drain, signal } => {
+                Effect::Stop {
+                    key,
+                    drain,
+                    signal,
+                    group,
+                } => {
                     let line: &[u8] = if drain { b"STOP DRAIN" } else { b"STOP NOW" };
                     if !self.send(key, line) {
-                        self.signal(key, signal);
+                        self.signal(key, signal, group);
                     }
                 }
             }
@@ -191,23 +196,25 @@ impl Io {
         self.spawner.submit(jobs, Reply::Monitor);
     }
 
-    /// Signals the worker's whole process group, and the worker itself in case it left the
-    /// group; only before its exit has been seen. Through the pidfd when there is one, so that
-    /// even a worker the kernel reaped early (a host ignoring SIGCHLD) cannot have its pid
-    /// reused under us.
-    fn signal(&mut self, key: Key, sig: i32) {
+    /// Signals the worker's whole process group (`group`), and the worker itself in case it
+    /// left the group, or only the worker; only before its exit has been seen. Through the
+    /// pidfd when there is one, so that even a worker the kernel reaped early (a host ignoring
+    /// SIGCHLD) cannot have its pid reused under us.
+    fn signal(&mut self, key: Key, sig: i32, group: bool) {
         let Some(p) = self.procs.get(&key) else {
             return;
         };
-        let result = match &p.pidfd {
+        let result = match (&p.pidfd, group) {
+            (Some((fd, _)), false) => os::pidfd_signal(fd, sig).map(drop),
             // Signal 0 through the pidfd proves the process still exists (as a zombie, at
             // worst), so its pid and group id are still its own.
-            Some((fd, _)) => match os::pidfd_signal(fd, 0) {
+            (Some((fd, _)), true) => match os::pidfd_signal(fd, 0) {
                 Ok(true) => os::signal_worker(p.pid, sig),
                 Ok(false) => Ok(()),
                 Err(e) => Err(e),
             },
-            None => os::signal_worker(p.pid, sig),
+            (None, false) => os::kill_pid(p.pid, sig),
+            (None, true) => os::signal_worker(p.pid, sig),
         };
         if sig == libc::SIGKILL {
             if let Some(lifeline) = &self.lifeline {
@@ -338,7 +345,7 @@ impl Io {
     fn release(&mut self, key: Key) {
         self.polled.remove(&key);
         self.kill_errors.remove(&key);
-        self.release_output(key);
+        lock(&self.captures).release(key);
         if let Some(p) = self.procs.remove(&key) {
             self.untrack_notify(key, p.pid);
             if let Some((fd, token)) = p.pidfd {

@@ -26,6 +26,7 @@ use crate::core::state::State;
 use crate::core::Spawned;
 use crate::os::Poller;
 use crate::runtime::io::Io;
+use crate::runtime::output::Captures;
 use crate::runtime::spawner::{SpawnOutcome, Spawner, ToMonitor};
 
 /// The core and the descriptors it acts on, behind one lock.
@@ -92,7 +93,7 @@ impl Engine {
     pub fn check_exit(&mut self, key: u64) -> bool {
         match self.io.check_exit(key) {
             Some(status) => {
-                let tail = self.io.captures.take_ended(key);
+                let tail = crate::sync::lock(&self.io.captures).take_ended(key);
                 self.core.output_ended(key, tail);
                 self.core
                     .exited(key, status, Instant::now(), clock::now_ms());
@@ -111,6 +112,8 @@ pub struct Shared {
     pub poller: Arc<Poller>,
     pub to_monitor: Arc<ToMonitor>,
     pub spawner: Arc<Spawner>,
+    /// The engine's captured output, which the monitor reads without the engine's lock.
+    pub captures: Arc<Mutex<Captures>>,
     /// Tells the monitor to end.
     pub shutdown: AtomicBool,
 }
@@ -123,6 +126,7 @@ impl Shared {
         spawner: Arc<Spawner>,
     ) -> Shared {
         Shared {
+            captures: Arc::clone(&engine.io.captures),
             engine: Mutex::new(engine),
             changed: Condvar::new(),
             poller,

@@ -17,6 +17,7 @@ use crate::core::timers::Timer;
 use crate::core::Line;
 use crate::runtime::child;
 use crate::runtime::io::{Source, WAKE_TOKEN};
+use crate::runtime::output::OUTPUT_TOKEN;
 use crate::runtime::{Engine, Shared};
 use crate::sync::lock;
 
@@ -56,12 +57,22 @@ pub fn wake_at(engine: &Engine) -> Option<Instant> {
     deadline
 }
 
-/// Handles everything that is ready, then the deadlines that are due.
+/// Handles everything that is ready, then the deadlines that are due. Captured output is read
+/// under its own lock, never the engine's, so a worker that floods it delays no host call.
 fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) {
+    let is_output = |&&(token, _, _): &&(u64, bool, bool)| token & OUTPUT_TOKEN != 0;
     loop {
-        for chunk in ready.chunks(PER_LOCK) {
+        let mut output = ready.iter().filter(is_output).peekable();
+        while output.peek().is_some() {
+            let mut captures = lock(&shared.captures);
+            for &(token, _, _) in output.by_ref().take(PER_LOCK) {
+                captures.read(token);
+            }
+        }
+        let mut others = ready.iter().filter(|e| !is_output(e)).peekable();
+        while others.peek().is_some() {
             let mut engine = shared.lock();
-            for &(token, readable, writable) in chunk {
+            for &(token, readable, writable) in others.by_ref().take(PER_LOCK) {
                 handle(shared, &mut engine, token, readable, writable);
             }
         }
@@ -111,7 +122,6 @@ fn handle(shared: &Shared, engine: &mut Engine, token: u64, readable: bool, writ
                 read_channel(engine, key);
             }
         }
-        Source::Output => engine.io.read_output(key, token),
         Source::Notify => crate::runtime::notify::on_readable(engine),
     }
 }

@@ -1,5 +1,5 @@
 //! Captured output: a pipe per captured stream of a worker, read by the monitor without ever
-//! blocking. Lines (cut at 4,096 bytes) become `worker.output` log records, the last few of each
+//! blocking and without the engine's lock (see `Captures`). Lines (cut at 4,096 bytes) become `worker.output` log records, the last few of each
 //! stream are kept per worker, and a rotating file gets the bytes through its own writer thread.
 //!
 //! Bounded everywhere: one read of at most `READ_CHUNK` bytes per descriptor per wakeup
@@ -22,8 +22,8 @@ use serde::Serialize;
 use crate::config::{GroupSpec, Output};
 use crate::core::worker::Key;
 use crate::lines::MAX_LINE;
-use crate::os::{self, ReadResult};
-use crate::runtime::io::{Io, Source};
+use crate::logging::Logger;
+use crate::os::{self, Poller, ReadResult};
 
 /// The most bytes read from one pipe per wakeup.
 const READ_CHUNK: usize = 64 * 1024;
@@ -190,19 +190,43 @@ struct Watched {
     pipes: Vec<Pipe>,
 }
 
-/// The captured streams of every worker, and the file writer.
-#[derive(Default)]
+/// Tokens of captured pipes have this bit set: the monitor tells them from the engine's own
+/// tokens without the engine's lock, and reads them under the lock of `Captures` alone.
+pub(crate) const OUTPUT_TOKEN: u64 = 1 << 63;
+
+/// The captured streams of every worker, and the file writer. Behind a lock of its own, taken
+/// after the engine's when both are held, so that reading output never holds up the host's calls.
 pub struct Captures {
+    poller: Arc<Poller>,
     watched: HashMap<Key, Watched>,
+    /// Token → (worker, index of the pipe).
+    tokens: HashMap<u64, (Key, usize)>,
+    next_token: u64,
     /// The stderr tail of each worker reaped since the engine last asked.
     ended: HashMap<Key, Option<Vec<String>>>,
     files: Option<FileWriter>,
+    /// Where `worker.output` records go (a copy of the engine's).
+    pub logger: Option<Arc<Logger>>,
     /// Lines that did not reach the log writer (its queue was full).
     pub lines_dropped: u64,
     buf: Vec<u8>,
 }
 
 impl Captures {
+    pub fn new(poller: Arc<Poller>) -> Captures {
+        Captures {
+            poller,
+            watched: HashMap::new(),
+            tokens: HashMap::new(),
+            next_token: OUTPUT_TOKEN,
+            ended: HashMap::new(),
+            files: None,
+            logger: None,
+            lines_dropped: 0,
+            buf: Vec::new(),
+        }
+    }
+
     /// Bytes of rotating-file output dropped because the file writer fell behind.
     pub fn file_bytes_dropped(&self) -> u64 {
         self.files
@@ -214,21 +238,20 @@ impl Captures {
     pub fn take_ended(&mut self, key: Key) -> Option<Vec<String>> {
         self.ended.remove(&key).flatten()
     }
-}
 
-impl Io {
     /// Watches the captured streams of worker `key` (process `pid`). A pipe the epoll set
     /// refuses is closed: the worker then gets EPIPE, which is what a closed stream means.
-    pub(crate) fn watch_output(&mut self, key: Key, pid: i32, captured: Captured) {
+    pub(crate) fn watch(&mut self, key: Key, pid: i32, captured: Captured) {
         let mut pipes = Vec::with_capacity(captured.pipes.len());
-        for (stream, fd, sink) in captured.pipes {
-            let token = self.token(key, Source::Output);
+        for (i, (stream, fd, sink)) in captured.pipes.into_iter().enumerate() {
+            let token = self.next_token;
+            self.next_token += 1;
             let fd = match self.poller.add(fd.as_fd(), token) {
-                Ok(()) => Some((fd, token)),
-                Err(_) => {
-                    self.tokens.remove(&token);
-                    None
+                Ok(()) => {
+                    self.tokens.insert(token, (key, i));
+                    Some((fd, token))
                 }
+                Err(_) => None,
             };
             pipes.push(Pipe {
                 stream,
@@ -238,7 +261,7 @@ impl Io {
                 sink,
             });
         }
-        self.captures.watched.insert(
+        self.watched.insert(
             key,
             Watched {
                 pid,
@@ -250,16 +273,10 @@ impl Io {
         );
     }
 
-    /// Reads what the pipe of `token` holds now, at most `READ_CHUNK` bytes.
-    pub(crate) fn read_output(&mut self, key: Key, token: u64) {
-        let Some(w) = self.captures.watched.get(&key) else {
-            return;
-        };
-        let Some(i) = w
-            .pipes
-            .iter()
-            .position(|p| p.fd.as_ref().is_some_and(|(_, t)| *t == token))
-        else {
+    /// Reads what the pipe of `token` holds now, at most `READ_CHUNK` bytes. A token whose pipe
+    /// is gone (an epoll batch read before its worker was reaped) is ignored.
+    pub(crate) fn read(&mut self, token: u64) {
+        let Some(&(key, i)) = self.tokens.get(&token) else {
             return;
         };
         if self.read_pipe(key, i) == Got::Closed {
@@ -269,29 +286,32 @@ impl Io {
 
     /// One read of at most `READ_CHUNK` bytes from pipe `i` of worker `key`.
     fn read_pipe(&mut self, key: Key, i: usize) -> Got {
-        let mut buf = std::mem::take(&mut self.captures.buf);
+        let mut buf = std::mem::take(&mut self.buf);
         buf.resize(READ_CHUNK, 0);
-        let w = self.captures.watched.get_mut(&key).expect("checked");
+        let Some(w) = self.watched.get_mut(&key) else {
+            self.buf = buf;
+            return Got::Closed;
+        };
         let pipe = &mut w.pipes[i];
         let Some((fd, _)) = &pipe.fd else {
-            self.captures.buf = buf;
+            self.buf = buf;
             return Got::Closed;
         };
         let got = match os::read_some(fd, &mut buf) {
             ReadResult::Data(n) => {
                 let data = &buf[..n];
                 if let Sink::File(spec) = &pipe.sink {
-                    let writer = self.captures.files.get_or_insert_with(FileWriter::start);
+                    let writer = self.files.get_or_insert_with(FileWriter::start);
                     writer.write(spec, data);
                 }
                 let logger = match pipe.sink {
-                    Sink::Log => self.logger.as_ref(),
+                    Sink::Log => self.logger.as_deref(),
                     Sink::File(_) => None,
                 };
                 let (worker_id, group, pid, tail_lines) =
                     (&w.worker_id, &w.group, w.pid, w.tail_lines);
                 let (stream, tail) = (pipe.stream, &mut pipe.tail);
-                let dropped = &mut self.captures.lines_dropped;
+                let dropped = &mut self.lines_dropped;
                 // Without records to make, only the last lines matter (for the tail): skip to
                 // the start of the last `tail_lines` complete ones and what follows them.
                 let data = match logger {
@@ -324,12 +344,12 @@ impl Io {
             ReadResult::WouldBlock => Got::Nothing,
             ReadResult::Closed => Got::Closed,
         };
-        self.captures.buf = buf;
+        self.buf = buf;
         got
     }
 
     fn close_pipe(&mut self, key: Key, i: usize) {
-        let Some(w) = self.captures.watched.get_mut(&key) else {
+        let Some(w) = self.watched.get_mut(&key) else {
             return;
         };
         let pipe = &mut w.pipes[i];
@@ -339,7 +359,7 @@ impl Io {
         }
         let (stream, tail, tail_lines) = (pipe.stream, &mut pipe.tail, w.tail_lines);
         let logger = match pipe.sink {
-            Sink::Log => self.logger.as_ref(),
+            Sink::Log => self.logger.as_deref(),
             Sink::File(_) => None,
         };
         let (worker_id, group, pid) = (&w.worker_id, &w.group, w.pid);
@@ -354,8 +374,8 @@ impl Io {
 
     /// Worker `key` was reaped: reads what its pipes still hold (bounded, never waiting for a
     /// grandchild that keeps them open), closes them and keeps its stderr tail for the engine.
-    pub(crate) fn release_output(&mut self, key: Key) {
-        let Some(n) = self.captures.watched.get(&key).map(|w| w.pipes.len()) else {
+    pub(crate) fn release(&mut self, key: Key) {
+        let Some(n) = self.watched.get(&key).map(|w| w.pipes.len()) else {
             return;
         };
         for i in 0..n {
@@ -366,13 +386,13 @@ impl Io {
             }
             self.close_pipe(key, i);
         }
-        let w = self.captures.watched.remove(&key).expect("checked");
+        let w = self.watched.remove(&key).expect("checked");
         let stderr = w
             .pipes
             .into_iter()
             .find(|p| p.stream == Stream::Stderr)
             .map(|p| p.tail.into_iter().collect());
-        self.captures.ended.insert(key, stderr);
+        self.ended.insert(key, stderr);
     }
 }
 
