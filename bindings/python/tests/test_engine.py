@@ -68,3 +68,38 @@ def test_rolling_restart_deploys_the_new_configuration(sup: Supervisor) -> None:
     with pytest.raises(ValueError):
         sup.restart_groups(["web"], {"surge": 1})
     sup.stop_groups(READY_TIMEOUT, True)
+
+
+LISTENER = r"""
+import os, socket
+assert os.environ["LISTEN_PID"] == str(os.getpid()), os.environ.get("LISTEN_PID")
+server = socket.socket(fileno=3)
+notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+notify.sendto(b"READY=1", "\0" + os.environ["NOTIFY_SOCKET"][1:])
+while True:
+    conn, _ = server.accept()
+    conn.sendall(f"{os.getpid()} {os.environ['LISTEN_FDNAMES']}\n".encode())
+    conn.close()
+"""
+
+
+def test_listen_sockets_reach_the_workers_of_an_installed_package(sup: Supervisor) -> None:
+    import socket
+    import sys
+
+    sup.configure_process_groups([{
+        "name": "web", "workers": 2, "argv": [sys.executable, "-c", LISTENER],
+        "readiness": "sd_notify", "control_channel": "off",
+        "listen": [{"name": "http", "tcp": "127.0.0.1:0"}],
+    }])
+    sup.start_groups(["web"])
+    assert sup.wait_ready(READY_TIMEOUT), sup.drain_events()
+    (entry,) = sup.status()["groups"]["web"]["listen"]
+    host, port = entry["address"].rsplit(":", 1)
+    assert entry["name"] == "http" and host == "127.0.0.1" and int(port) > 0
+    with socket.create_connection((host, int(port)), timeout=READY_TIMEOUT) as conn:
+        pid, names = conn.makefile().readline().split()
+    assert int(pid) in [w["pid"] for w in sup.snapshot()["web"]]
+    assert names == "http"
+    sup.stop_groups(READY_TIMEOUT, False)
+    assert sup.status()["groups"]["web"]["listen"] == []
