@@ -14,6 +14,7 @@ pub(crate) mod monitor;
 pub(crate) mod notify;
 pub(crate) mod output;
 pub(crate) mod plan;
+pub(crate) mod rotate;
 pub(crate) mod spawner;
 
 use std::ops::{Deref, DerefMut};

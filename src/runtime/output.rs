@@ -8,14 +8,11 @@
 //! and closed when the worker is reaped, so a grandchild that keeps it open delays nothing.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -24,13 +21,12 @@ use crate::core::worker::Key;
 use crate::lines::MAX_LINE;
 use crate::logging::Logger;
 use crate::os::{self, Poller, ReadResult};
+use crate::runtime::rotate::{FileWriter, RotateSpec};
 
 /// The most bytes read from one pipe per wakeup.
 const READ_CHUNK: usize = 64 * 1024;
 /// The most bytes read from a pipe when its worker is reaped.
 const DRAIN_LIMIT: usize = 1024 * 1024;
-/// The most bytes that may wait for the file writer; past that, output is dropped and counted.
-const FILE_QUEUE_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,13 +51,6 @@ pub enum Sink {
     Log,
     /// Written to a rotating file.
     File(Arc<RotateSpec>),
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub struct RotateSpec {
-    pub path: PathBuf,
-    pub max_bytes: u64,
-    pub keep: u32,
 }
 
 /// The read ends of a process's captured streams, made by the spawner with its pipes.
@@ -409,147 +398,6 @@ fn take_line(line: &[u8], tail: &mut VecDeque<String>, tail_lines: usize, log: i
     }
 }
 
-/// The thread that writes rotating files, fed through a bounded queue.
-struct FileWriter {
-    tx: Option<Sender<(Arc<RotateSpec>, Vec<u8>)>>,
-    dropped: Arc<AtomicU64>,
-    /// Bytes sent and not yet written.
-    queued: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
-    finished: Arc<(Mutex<bool>, Condvar)>,
-}
-
-impl FileWriter {
-    fn start() -> FileWriter {
-        let (tx, rx) = mpsc::channel();
-        let finished = Arc::new((Mutex::new(false), Condvar::new()));
-        let done = Arc::clone(&finished);
-        let queued = Arc::new(AtomicU64::new(0));
-        let written = Arc::clone(&queued);
-        let thread = crate::threads::spawn_named("mpsup-output", None, move || {
-            write_files(rx, &written);
-            let (flag, cv) = &*done;
-            *crate::sync::lock(flag) = true;
-            cv.notify_all();
-        })
-        .ok();
-        FileWriter {
-            // Without a thread nothing is queued: every chunk counts as dropped.
-            tx: thread.as_ref().map(|_| tx),
-            dropped: Arc::new(AtomicU64::new(0)),
-            queued,
-            thread,
-            finished,
-        }
-    }
-
-    fn write(&self, spec: &Arc<RotateSpec>, data: &[u8]) {
-        let len = data.len() as u64;
-        let room = self.queued.load(Ordering::Relaxed) + len <= FILE_QUEUE_BYTES;
-        let sent = room
-            && self.tx.as_ref().is_some_and(|tx| {
-                self.queued.fetch_add(len, Ordering::Relaxed);
-                tx.send((Arc::clone(spec), data.to_vec())).is_ok()
-            });
-        if !sent {
-            self.dropped.fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
-    }
-}
-
-/// How long freeing a supervisor waits for its file writer to write what is queued.
-const FILE_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-impl Drop for FileWriter {
-    fn drop(&mut self) {
-        drop(self.tx.take());
-        let (flag, cv) = &*self.finished;
-        let guard = crate::sync::lock(flag);
-        let (guard, _) = cv
-            .wait_timeout_while(guard, FILE_DRAIN_TIMEOUT, |done| !*done)
-            .unwrap_or_else(|p| p.into_inner());
-        let done = *guard;
-        drop(guard);
-        if let Some(thread) = self.thread.take() {
-            if done {
-                let _ = thread.join();
-            }
-        }
-    }
-}
-
-struct Rotating {
-    file: Option<File>,
-    size: u64,
-}
-
-fn write_files(rx: Receiver<(Arc<RotateSpec>, Vec<u8>)>, queued: &AtomicU64) {
-    let mut files: HashMap<PathBuf, Rotating> = HashMap::new();
-    for (spec, data) in rx {
-        let f = files.entry(spec.path.clone()).or_insert_with(|| {
-            let file = open_append(&spec.path);
-            let size = file
-                .as_ref()
-                .and_then(|f| f.metadata().ok())
-                .map_or(0, |m| m.len());
-            Rotating { file, size }
-        });
-        write_rotating(&spec, f, &data);
-        queued.fetch_sub(data.len() as u64, Ordering::Relaxed);
-    }
-}
-
-fn open_append(path: &std::path::Path) -> Option<File> {
-    // std opens close-on-exec.
-    OpenOptions::new().append(true).create(true).open(path).ok()
-}
-
-/// Writes `data`, rotating whenever the file would grow past `max_bytes`; lines are kept whole
-/// when they fit in a file.
-fn write_rotating(spec: &RotateSpec, f: &mut Rotating, mut data: &[u8]) {
-    while !data.is_empty() {
-        let room = spec.max_bytes.saturating_sub(f.size);
-        let mut n = (room.min(data.len() as u64)) as usize;
-        if n < data.len() {
-            // Cut after the last full line that fits; with none, rotate first when the file
-            // holds something, else cut the line.
-            match data[..n].iter().rposition(|&b| b == b'\n') {
-                Some(i) => n = i + 1,
-                None if f.size > 0 => n = 0,
-                None => {}
-            }
-        }
-        if n == 0 {
-            rotate(spec, f);
-            continue;
-        }
-        if let Some(file) = &mut f.file {
-            let _ = file.write_all(&data[..n]);
-        }
-        f.size += n as u64;
-        data = &data[n..];
-    }
-}
-
-fn rotate(spec: &RotateSpec, f: &mut Rotating) {
-    f.file = None;
-    let numbered = |i: u32| {
-        let mut p = spec.path.clone().into_os_string();
-        p.push(format!(".{i}"));
-        PathBuf::from(p)
-    };
-    if spec.keep > 0 {
-        for i in (1..spec.keep).rev() {
-            let _ = std::fs::rename(numbered(i), numbered(i + 1));
-        }
-        let _ = std::fs::rename(&spec.path, numbered(1));
-    } else {
-        let _ = std::fs::remove_file(&spec.path);
-    }
-    f.file = open_append(&spec.path);
-    f.size = 0;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,40 +443,5 @@ mod tests {
                 proptest::prop_assert_eq!(&got[..], &want.as_bytes()[..n]);
             }
         }
-    }
-
-    #[test]
-    fn rotation_keeps_the_disk_use_bounded() {
-        let dir = std::env::temp_dir().join(format!("mpsup-rot-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let spec = RotateSpec {
-            path: dir.join("out.log"),
-            max_bytes: 1000,
-            keep: 2,
-        };
-        let mut f = Rotating {
-            file: open_append(&spec.path),
-            size: 0,
-        };
-        for i in 0..500 {
-            write_rotating(&spec, &mut f, format!("line {i:05}\n").as_bytes());
-        }
-        drop(f);
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        let sizes: Vec<u64> = names
-            .iter()
-            .map(|n| std::fs::metadata(dir.join(n)).unwrap().len())
-            .collect();
-        let last = std::fs::read_to_string(&spec.path).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(names, ["out.log", "out.log.1", "out.log.2"]);
-        assert!(sizes.iter().all(|&s| s <= 1000), "{sizes:?}");
-        assert!(last.ends_with("line 00499\n"));
-        assert!(last.lines().all(|l| l.len() == 10));
     }
 }

@@ -1,0 +1,119 @@
+use super::*;
+
+fn err(json: &str) -> String {
+    match parse_groups(json) {
+        Err(Error::InvalidConfig(m)) => m,
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_match_the_contract() {
+    let g = &parse_groups(r#"[{"name":"a","argv":["/bin/true"]}]"#).unwrap()[0];
+    assert_eq!(g.workers, 1);
+    assert!(g.inherit_env);
+    assert_eq!(g.readiness, Readiness::Warmup);
+    assert_eq!(g.warmup_ms, 20);
+    assert_eq!(g.control_channel, ControlChannelMode::Auto);
+    assert_eq!(g.stop_signal, StopSignal(libc::SIGTERM));
+    assert_eq!(g.stdout, Output::Inherit);
+    assert_eq!(g.stderr, Output::Inherit);
+    assert!(g.env.is_empty() && g.cwd.is_none());
+    assert_eq!(g.restart, Restart::Never);
+    assert_eq!(
+        (
+            g.restart_delay_ms,
+            g.restart_delay_max_ms,
+            g.backoff_reset_ms
+        ),
+        (100, 30_000, 10_000)
+    );
+    assert_eq!((g.max_restarts, g.restart_window_ms), (5, 60_000));
+    assert_eq!((g.ready_timeout_ms, g.heartbeat_timeout_ms), (0, 0));
+    assert_eq!(g.bootstrap, None);
+    assert!(!g.start_gate);
+}
+
+#[test]
+fn supervision_keys_parse() {
+    let g = &parse_groups(
+        r#"[{"name":"a","argv":["x"],"restart":"on-failure","restart_delay_ms":5,
+            "restart_delay_max_ms":50,"backoff_reset_ms":7,"max_restarts":2,
+            "restart_window_ms":1000,"ready_timeout_ms":300,"heartbeat_timeout_ms":400,
+            "bootstrap":null,"start_gate":true}]"#,
+    )
+    .unwrap()[0];
+    assert_eq!(g.restart, Restart::OnFailure);
+    assert_eq!(g.bootstrap.as_ref().map(Bootstrap::as_str), Some("null"));
+    assert!(g.start_gate);
+    assert_eq!(g.restart_spec().max_restarts, 2);
+    assert!(err(r#"[{"name":"a","argv":["x"],"restart":"sometimes"}]"#)
+        .starts_with("groups[0].restart"));
+    assert!(
+        err(r#"[{"name":"a","argv":["x"],"ready_timeout_ms":1e30}]"#)
+            .starts_with("groups[0].ready_timeout_ms")
+    );
+}
+
+#[test]
+fn full_group_parses() {
+    let g = &parse_groups(
+        r#"[{"name": "ingest", "workers": 2, "argv": ["/usr/bin/worker", "--mode", "fast"],
+            "env": {"KEY": "VALUE"}, "inherit_env": false, "cwd": "/srv",
+            "readiness": "notify", "warmup_ms": 5, "control_channel": "off",
+            "stop_signal": "SIGINT", "stdout": "null",
+            "stderr": {"file": "/tmp/x.log", "append": false}}]"#,
+    )
+    .unwrap()[0];
+    assert_eq!(g.workers, 2);
+    assert_eq!(g.env["KEY"], "VALUE");
+    assert_eq!(g.readiness, Readiness::Notify);
+    assert_eq!(g.control_channel, ControlChannelMode::Off);
+    assert_eq!(g.stop_signal, StopSignal(libc::SIGINT));
+    assert_eq!(g.stdout, Output::Null);
+    assert_eq!(
+        g.stderr,
+        Output::File {
+            path: "/tmp/x.log".into(),
+            append: false
+        }
+    );
+}
+
+#[test]
+fn errors_name_the_json_path() {
+    assert!(err(r#"{}"#).starts_with("groups: "));
+    assert!(err(r#"[{"name":"a"}]"#).starts_with("groups[0]: missing field `argv`"));
+    assert!(err(r#"[{"name":"a","argv":["x"]},{"name":"b","argv":7}]"#)
+        .starts_with("groups[1].argv: invalid type"));
+    assert!(err(r#"[{"name":"a","argv":["x"],"colour":1}]"#).contains("unknown field `colour`"));
+    assert!(err(r#"[{"name":"a","argv":["x"],"workers":-1}]"#).starts_with("groups[0].workers"));
+    assert!(err(r#"[{"name":"a","argv":["x"],"workers":0}]"#).starts_with("groups[0].workers"));
+    assert!(err(r#"[{"name":"a","argv":["x"],"workers":4097}]"#).starts_with("groups[0].workers"));
+    assert!(err(r#"[{"name":"a","argv":[]}]"#).starts_with("groups[0].argv: must not"));
+    assert!(err(r#"[{"name":"","argv":["x"]}]"#).starts_with("groups[0].name"));
+    assert!(err(r#"[{"name":"a#b","argv":["x"]}]"#).starts_with("groups[0].name"));
+    assert!(
+        err(r#"[{"name":"a","argv":["x"]},{"name":"a","argv":["y"]}]"#)
+            .starts_with("groups[1].name: duplicate")
+    );
+    assert!(
+        err(r#"[{"name":"a","argv":["x"],"stop_signal":"SIGNOPE"}]"#)
+            .starts_with("groups[0].stop_signal: unknown signal")
+    );
+    assert!(err(r#"[{"name":"a","argv":["x"],"stdout":"tty"}]"#).starts_with("groups[0].stdout"));
+    assert!(
+        err(r#"[{"name":"a","argv":["x"],"stdout":{"file":"/x","mode":1}}]"#)
+            .starts_with("groups[0].stdout")
+    );
+    assert!(err(r#"[{"name":"a","argv":["x\u0000"]}]"#).starts_with("groups[0].argv[0]"));
+    assert!(err(r#"[{"name":"a","argv":["x"],"env":{"A=B":"1"}}]"#).starts_with("groups[0].env"));
+    assert!(err(r#"[{"name":"a","argv":["x"],"readiness":"psychic"}]"#)
+        .starts_with("groups[0].readiness"));
+    assert!(err(r#"[{"name":"a","argv":["x"]}"#).starts_with("groups"));
+}
+
+#[test]
+fn empty_array_is_a_valid_configuration() {
+    assert!(parse_groups("[]").unwrap().is_empty());
+}
