@@ -55,6 +55,9 @@ pub struct Options {
     /// (`MPSUP_CGROUP=1` turns it on): moving a process into a cgroup waits for an RCU grace
     /// period on current kernels, which costs milliseconds per spawn.
     pub cgroup: bool,
+    /// Run the spawner threads in a descriptor table of their own, where the system allows
+    /// (`src/runtime/spawner.rs`); `MPSUP_SHARED_FD_TABLE=1` turns it off.
+    pub private_fd_table: bool,
 }
 
 fn env_is(name: &str, value: &str) -> bool {
@@ -76,6 +79,7 @@ impl Default for Options {
                 .filter(|v| !v.is_empty())
                 .map(std::path::PathBuf::from),
             cgroup: env_is("MPSUP_CGROUP", "1"),
+            private_fd_table: !env_is("MPSUP_SHARED_FD_TABLE", "1"),
         }
     }
 }
@@ -122,6 +126,7 @@ impl Supervisor {
             options.use_pidfd,
             options.spawn_hook,
             options.spawn_threads,
+            options.private_fd_table,
         );
         spawner.set_lifeline(Arc::clone(&lifeline));
         let spawner = Arc::new(spawner);
@@ -216,7 +221,9 @@ impl Supervisor {
         let jobs = self.shared.lock().core.begin_start(plans);
         let order: Vec<Key> = jobs.iter().map(|j| j.key).collect();
         let (tx, rx) = mpsc::channel();
-        self.shared.spawner.submit(jobs, Reply::Batch(tx));
+        self.shared
+            .spawner
+            .submit(jobs, Reply::Batch(tx), Vec::new());
         // Every job answers (a panic in the spawner too); a lost one ends the loop early.
         let mut outcomes: HashMap<Key, SpawnOutcome> = rx.iter().map(|o| (o.key, o)).collect();
         // All are adopted under one lock together with the `supervisor_start_groups` event, so

@@ -4,6 +4,7 @@
 
 pub(crate) mod cgroup;
 pub(crate) mod notify;
+pub(crate) mod passing;
 pub(crate) mod spawn;
 
 use std::io;

@@ -188,7 +188,7 @@ impl Io {
                 }
             }
         }
-        self.spawner.submit(jobs, Reply::Monitor);
+        self.spawner.submit(jobs, Reply::Monitor, Vec::new());
     }
 
     /// Signals the worker's whole process group, and the worker itself in case it left the

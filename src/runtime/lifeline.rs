@@ -171,6 +171,12 @@ impl Lifeline {
         }
     }
 
+    /// The descriptors that `spawned` uses (the keeper's socket): a spawner thread with a
+    /// descriptor table of its own keeps them.
+    pub fn spawner_descriptors(&self) -> Vec<std::os::fd::RawFd> {
+        self.keeper.iter().map(|k| k.sock.as_raw_fd()).collect()
+    }
+
     /// How many more descriptors a spawn inherits (the shim's report pipe): 0 or 1.
     pub fn extra_inherited(&self) -> usize {
         usize::from(self.cgroups.is_some())
@@ -496,6 +502,7 @@ fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper
         stderr: &Output::Inherit,
         stdout_pipe: None,
         stderr_pipe: None,
+        stdio: None,
         inherit: &[&theirs],
     };
     let pid = spawn::spawn(&cmd, &attrs)?;

@@ -1,12 +1,53 @@
 //! The spawner: threads the library owns that run every spawn and respawn, never under the state
 //! lock. Threads start as work arrives, up to one per core, so a big start spawns on every core.
 //! The jobs of one submission share their spawn attributes, made once by whichever thread needs
-//! them first: listing the host's leaked descriptors is O(descriptors), too dear per spawn.
+//! them first.
+//!
+//! # A descriptor table of their own
+//!
+//! `posix_spawn` (a `clone` without `CLONE_FILES`) copies the spawning thread's whole descriptor
+//! table into the child, and the child's `exec` then closes every close-on-exec entry: a spawn
+//! costs time in proportion to the descriptors the spawner holds. The supervisor holds two per
+//! worker (pidfd, control socket) and more with captured output, so in the host's table each
+//! spawn of a big start cost more than the one before. The spawner threads therefore run in a
+//! table of their own: the first one calls `unshare(CLONE_FILES)`, closes its copy of every
+//! descriptor but the few it uses (the two sockets below, the keeper's socket) and puts
+//! `/dev/null` on 0, 1 and 2; the others are started from spawner threads, so they share that
+//! small table. A spawn then copies a handful of descriptors whatever the number of workers.
+//!
+//! Descriptors cross between the two tables as `SCM_RIGHTS` messages on two `SOCK_SEQPACKET`
+//! pairs made before the `unshare`, one end in each table:
+//! - in: each submission (made on a thread of the host's table: a host call or the monitor)
+//!   sends, once, the host's descriptors 0, 1 and 2 as they are at that moment (so `"inherit"`
+//!   means the host's stdout when the start, scale or respawn was asked for, even in a host that
+//!   `dup2`s another file onto it between calls) and the descriptors it carries for its groups
+//!   (`Carried`). The first job of the submission to run receives them (a message of another
+//!   submission met on the way is kept for it); the last to finish closes them.
+//! - out: each outcome goes to the receiver thread, which lives in the host's table, with the
+//!   descriptors the supervisor keeps of the child (pidfd, control socket, captured output's read
+//!   ends); it hands the outcome on (to the monitor, or to the waiting host call). A descriptor
+//!   that does not fit in the host's table (EMFILE) arrives missing: the pidfd falls back to
+//!   polling, the control socket to signals (as when they cannot be made), a captured stream
+//!   fails the spawn. Everything the spawner threads touch is in their table: nothing of the
+//!   host's table (the monitor's wake flag, a worker's socket) is ever used from there by number.
+//!
+//! Nothing the host opens reaches a worker: descriptors the host leaks without close-on-exec
+//! after the first spawn are not in the spawner's table at all, and those it held before were
+//! closed there. The listing of leaked descriptors before each submission's spawns (and the
+//! `closefrom` in the child) is needed only in the fallback: where `unshare` is refused (seccomp,
+//! some sandboxes), `/proc/thread-self` cannot be read, or `Options::private_fd_table` is off,
+//! the spawner threads share the host's table as before.
+//!
+//! A child the host forks has only the forking thread, and a copy of the host's table: it holds
+//! no spawner thread, no private table, and only close-on-exec copies of the two host-side
+//! socket ends.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::Sender;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -15,15 +56,21 @@ use crate::clock;
 use crate::config::{self, ControlChannelMode};
 use crate::core::effects::SpawnJob;
 use crate::core::worker::Key;
+use crate::os::passing;
 use crate::os::spawn::{self, Command, SpawnAttributes, FIRST_INHERITED};
 use crate::os::{self, Flag};
 use crate::runtime::child::Child;
 use crate::runtime::lifeline::Lifeline;
+use crate::runtime::output::{Captured, Sink, Stream};
 use crate::sync::lock;
 use crate::threads;
 
 /// The most jobs one spawner thread takes at once.
 const BURST: usize = 32;
+/// The stack of a spawner thread.
+const STACK: usize = 256 * 1024;
+/// The message id that ends the receiver.
+const QUIT: u64 = u64::MAX;
 
 /// What became of one job.
 #[derive(Debug)]
@@ -52,19 +99,235 @@ pub struct ToMonitor {
 /// inject a panic between a spawn and its adoption.
 pub type SpawnHook = fn(i32);
 
+/// Descriptors of the host's table that a submission carries to its spawns, by group name: every
+/// spawn of that group inherits them, in order, as its descriptors 3, 4, ... (the control socket
+/// comes after them). The submission owns them; in a private table they travel in one message
+/// and the host's copies are closed at once.
+pub type Carried = Vec<(String, Vec<OwnedFd>)>;
+
+type Failure = (std::io::ErrorKind, String);
+
+fn failure(e: &std::io::Error) -> Failure {
+    (e.kind(), e.to_string())
+}
+
+fn error(f: &Failure) -> std::io::Error {
+    std::io::Error::new(f.0, f.1.clone())
+}
+
 /// What the jobs of one submission share.
 struct Batch {
     reply: Reply,
-    attrs: OnceLock<Result<SpawnAttributes, (std::io::ErrorKind, String)>>,
+    attrs: OnceLock<Result<SpawnAttributes, Failure>>,
+    given: Given,
+    /// Jobs not finished: the last one to finish closes what arrived for them.
+    left: AtomicUsize,
+}
+
+/// The descriptors a submission gives its spawns.
+enum Given {
+    /// The spawner threads share the host's table: the carried descriptors as they are, and the
+    /// spawning thread's own 0, 1 and 2.
+    Here(Carried),
+    /// Sent to the private table as message `id`: the host's 0, 1 and 2 that were open (`stdio`
+    /// bits), then each group's carried descriptors (`groups`: how many).
+    Shipped {
+        id: u64,
+        stdio: u8,
+        groups: Vec<(String, usize)>,
+        arrived: OnceLock<Result<Arrived, Failure>>,
+    },
+}
+
+/// What arrived in the private table for a submission.
+struct Arrived {
+    stdio: [Option<usize>; 3],
+    groups: Vec<(String, std::ops::Range<usize>)>,
+    /// Numbers of the private table: closed only there (by the submission's last job), never by a
+    /// drop, which may run on a thread of the host's table, where they name other descriptors.
+    fds: Vec<OwnedFd>,
+}
+
+impl Drop for Arrived {
+    fn drop(&mut self) {
+        for fd in self.fds.drain(..) {
+            let _ = fd.into_raw_fd();
+        }
+    }
+}
+
+/// The descriptors one spawn gets from its submission.
+struct View<'a> {
+    stdio: Option<[Option<&'a OwnedFd>; 3]>,
+    carried: &'a [OwnedFd],
 }
 
 impl Batch {
-    fn attrs(&self) -> std::io::Result<&SpawnAttributes> {
+    fn attrs(&self, private: bool) -> std::io::Result<&SpawnAttributes> {
         self.attrs
-            .get_or_init(|| SpawnAttributes::new().map_err(|e| (e.kind(), e.to_string())))
+            .get_or_init(|| {
+                if private {
+                    SpawnAttributes::for_private_table()
+                } else {
+                    SpawnAttributes::new()
+                }
+                .map_err(|e| failure(&e))
+            })
             .as_ref()
-            .map_err(|(kind, text)| std::io::Error::new(*kind, text.clone()))
+            .map_err(error)
     }
+
+    /// On a spawner thread: what the spawns of `group` get.
+    fn view(&self, private: Option<&Private>, group: &str) -> std::io::Result<View<'_>> {
+        match &self.given {
+            Given::Here(carried) => Ok(View {
+                stdio: None,
+                carried: carried
+                    .iter()
+                    .find(|(g, _)| g == group)
+                    .map_or(&[][..], |(_, fds)| &fds[..]),
+            }),
+            Given::Shipped {
+                id,
+                stdio,
+                groups,
+                arrived,
+            } => {
+                let private = private.ok_or_else(|| std::io::Error::other("no private table"))?;
+                let a = arrived
+                    .get_or_init(|| private.claim(*id, *stdio, groups))
+                    .as_ref()
+                    .map_err(error)?;
+                let range = a
+                    .groups
+                    .iter()
+                    .find(|(g, _)| g == group)
+                    .map_or(0..0, |(_, r)| r.clone());
+                Ok(View {
+                    stdio: Some(a.stdio.map(|i| i.map(|i| &a.fds[i]))),
+                    carried: &a.fds[range],
+                })
+            }
+        }
+    }
+
+    /// On a spawner thread, after one of its jobs: the last one closes what arrived.
+    fn finished(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        if let Given::Shipped { arrived, .. } = &self.given {
+            if let Some(Ok(a)) = arrived.get() {
+                for fd in &a.fds {
+                    passing::close_number(fd.as_raw_fd());
+                }
+            }
+        }
+    }
+}
+
+/// The spawner threads' ends of the two socket pairs, numbers of their private table.
+struct Private {
+    inbox: RawFd,
+    outbox: RawFd,
+    /// Submissions' descriptors received while looking for another's, by message id (numbers of
+    /// the private table, closed with it if never claimed).
+    early: Mutex<HashMap<u64, Vec<RawFd>>>,
+}
+
+impl Private {
+    /// Receives submission `id`'s descriptors. Its message was sent before its jobs were queued,
+    /// so it is there, possibly behind others'.
+    fn claim(&self, id: u64, stdio: u8, groups: &[(String, usize)]) -> Result<Arrived, Failure> {
+        let raw = {
+            let mut early = lock(&self.early);
+            loop {
+                if let Some(fds) = early.remove(&id) {
+                    break fds;
+                }
+                let mut buf = [0u8; 8];
+                match passing::receive(self.inbox, &mut buf) {
+                    Ok((8, fds)) => {
+                        let got = u64::from_ne_bytes(buf);
+                        early.insert(got, fds.into_iter().map(IntoRawFd::into_raw_fd).collect());
+                    }
+                    Ok(_) => {
+                        return Err((
+                            std::io::ErrorKind::BrokenPipe,
+                            "the host's descriptors did not reach the spawner".into(),
+                        ))
+                    }
+                    Err(e) => return Err(failure(&e)),
+                }
+            }
+        };
+        // SAFETY: received into this table just now; nothing else owns them.
+        let fds: Vec<OwnedFd> = raw
+            .into_iter()
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .collect();
+        let wanted = stdio.count_ones() as usize + groups.iter().map(|(_, n)| n).sum::<usize>();
+        if fds.len() < wanted {
+            let e = std::io::Error::from_raw_os_error(libc::EMFILE);
+            return Err((
+                e.kind(),
+                format!("receiving the host's descriptors in the spawner's table: {e}"),
+            ));
+        }
+        let mut next = 0..;
+        let mut slots = [None; 3];
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if stdio & (1 << i) != 0 {
+                *slot = next.next();
+            }
+        }
+        let mut at = next.next().unwrap_or(0);
+        let groups = groups
+            .iter()
+            .map(|(g, n)| {
+                let range = at..at + n;
+                at += n;
+                (g.clone(), range)
+            })
+            .collect();
+        Ok(Arrived {
+            stdio: slots,
+            groups,
+            fds,
+        })
+    }
+}
+
+/// The host-table side of the private table: where submissions send, and the receiver.
+struct Link {
+    to_private: OwnedFd,
+    /// A copy of the spawner threads' sending end, to tell the receiver to end.
+    to_receiver: OwnedFd,
+    receiver: JoinHandle<()>,
+}
+
+impl Link {
+    /// Ends the receiver once it has handed over every outcome sent before.
+    fn close(self) {
+        let _ = passing::send(self.to_receiver.as_raw_fd(), &QUIT.to_ne_bytes(), &[], true);
+        let _ = self.receiver.join();
+    }
+}
+
+/// What travelled in an outcome's message, in this order.
+#[derive(Default)]
+struct Sent {
+    pidfd: bool,
+    control: bool,
+    output: Option<(Captured, Vec<(Stream, Sink)>)>,
+}
+
+/// An outcome on its way to the host's table, without its descriptors.
+struct Pending {
+    key: Key,
+    reply: Reply,
+    result: Result<Child, std::io::Error>,
+    sent: Sent,
 }
 
 struct Queue {
@@ -80,21 +343,42 @@ struct Shared {
     use_pidfd: bool,
     hook: Option<SpawnHook>,
     lifeline: Option<Arc<Lifeline>>,
+    max_threads: usize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Set by the first spawner thread before it runs a job: Some when the spawner threads have a
+    /// table of their own.
+    private: OnceLock<Option<Private>>,
+    /// Outcomes whose message is on its way to the receiver, by message id.
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn private(&self) -> Option<&Private> {
+        self.private.get().and_then(Option::as_ref)
+    }
+}
+
+struct HostSide {
+    started: bool,
+    link: Option<Link>,
 }
 
 pub struct Spawner {
     shared: Arc<Shared>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    max_threads: usize,
+    host: Mutex<HostSide>,
+    private_table: bool,
 }
 
 impl Spawner {
     /// `threads`: at most this many spawner threads (None: one per core, up to 8).
+    /// `private_table`: run them in a descriptor table of their own where the system allows.
     pub fn new(
         monitor: Arc<ToMonitor>,
         use_pidfd: bool,
         hook: Option<SpawnHook>,
         threads: Option<usize>,
+        private_table: bool,
     ) -> Spawner {
         let cores =
             threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -110,9 +394,17 @@ impl Spawner {
                 use_pidfd,
                 hook,
                 lifeline: None,
+                max_threads: cores.clamp(1, 8),
+                threads: Mutex::new(Vec::new()),
+                private: OnceLock::new(),
+                pending: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
             }),
-            threads: Mutex::new(Vec::new()),
-            max_threads: cores.clamp(1, 8),
+            host: Mutex::new(HostSide {
+                started: false,
+                link: None,
+            }),
+            private_table,
         }
     }
 
@@ -126,60 +418,173 @@ impl Spawner {
 
     /// How many spawner threads may run at once.
     pub fn parallelism(&self) -> usize {
-        self.max_threads
+        self.shared.max_threads
     }
 
-    /// Queues jobs; their outcomes go to `reply`. A job that cannot be queued (after shutdown,
-    /// or when no thread can be started) gets a failed outcome at once.
-    pub fn submit(&self, jobs: Vec<SpawnJob>, reply: Reply) {
+    /// Queues jobs, with the descriptors they carry; their outcomes go to `reply`. Called on a
+    /// thread of the host's descriptor table. A job that cannot be queued (after shutdown, when
+    /// no thread can be started, when its descriptors cannot be passed) gets a failed outcome at
+    /// once.
+    pub fn submit(&self, jobs: Vec<SpawnJob>, reply: Reply, carried: Carried) {
         if jobs.is_empty() {
             return;
         }
-        let (waiting, idle) = {
+        let fail = |jobs: Vec<SpawnJob>, e: &std::io::Error| {
+            for job in jobs {
+                deliver(&self.shared, &reply, job.key, Err(error(&failure(e))));
+            }
+        };
+        let mut host = lock(&self.host);
+        if lock(&self.shared.queue).shutdown {
+            return fail(jobs, &shutting_down());
+        }
+        if !host.started {
+            if let Err(e) = self.start(&mut host) {
+                let e = std::io::Error::new(e.kind(), format!("starting a spawner thread: {e}"));
+                return fail(jobs, &e);
+            }
+            host.started = true;
+        }
+        let given = match &host.link {
+            None => Given::Here(carried),
+            Some(link) => match self.ship(link, &carried) {
+                Ok(given) => given,
+                Err(e) => return fail(jobs, &e),
+            },
+        };
+        let batch = Arc::new(Batch {
+            reply: reply.clone(),
+            attrs: OnceLock::new(),
+            given,
+            left: AtomicUsize::new(jobs.len()),
+        });
+        {
             let mut q = lock(&self.shared.queue);
             if q.shutdown {
                 drop(q);
-                for job in jobs {
-                    deliver(&self.shared, &reply, job.key, Err(shutting_down()));
-                }
-                return;
+                return fail(jobs, &shutting_down());
             }
-            let batch = Arc::new(Batch {
-                reply: reply.clone(),
-                attrs: OnceLock::new(),
-            });
             q.jobs
                 .extend(jobs.into_iter().map(|j| (j, Arc::clone(&batch))));
-            (q.jobs.len(), q.idle)
-        };
+        }
         self.shared.work.notify_all();
-        let mut threads = lock(&self.threads);
-        let wanted = waiting.div_ceil(BURST).min(self.max_threads);
-        while threads.len() < wanted && idle < waiting {
-            let shared = Arc::clone(&self.shared);
-            match threads::spawn_named("mpsup-spawner", Some(256 * 1024), move || run(&shared)) {
-                Ok(handle) => threads.push(handle),
+    }
+
+    /// Starts the first spawner thread, which gives itself a private table when it can (and the
+    /// receiver for it first).
+    fn start(&self, host: &mut HostSide) -> std::io::Result<()> {
+        let link = if self.private_table {
+            self.open_link().ok()
+        } else {
+            None
+        };
+        let ends = link.as_ref().map(|(_, inbox, outbox)| {
+            let keep = self
+                .shared
+                .lifeline
+                .as_ref()
+                .map_or_else(Vec::new, |l| l.spawner_descriptors());
+            (inbox.as_raw_fd(), outbox.as_raw_fd(), keep)
+        });
+        let (answer, answered) = mpsc::sync_channel::<()>(1);
+        let shared = Arc::clone(&self.shared);
+        let started = {
+            let mut threads = lock(&self.shared.threads);
+            threads::spawn_named("mpsup-spawner", Some(STACK), move || {
+                let private = ends.and_then(|(inbox, outbox, keep)| enter(inbox, outbox, &keep));
+                let _ = shared.private.set(private);
+                drop(answer);
+                run(&shared);
+            })
+            .map(|handle| threads.push(handle))
+        };
+        if let Err(e) = started {
+            if let Some((link, _, _)) = link {
+                link.close();
+            }
+            return Err(e);
+        }
+        // Disconnected once the thread has decided.
+        let _ = answered.recv();
+        if let Some((link, inbox, _outbox)) = link {
+            // The host's copies of the spawner threads' ends go (the receiver's copy of the
+            // sending end stays in `link`).
+            drop(inbox);
+            if self.shared.private().is_some() {
+                host.link = Some(link);
+            } else {
+                link.close();
+            }
+        }
+        Ok(())
+    }
+
+    /// The two socket pairs and the receiver: the link, and the spawner threads' two ends (the
+    /// inbox's receiving end, the outbox's sending end), still in the host's table.
+    fn open_link(&self) -> std::io::Result<(Link, OwnedFd, OwnedFd)> {
+        let (to_private, inbox) = passing::message_pair()?;
+        let (outbox, from_private) = passing::message_pair()?;
+        let to_receiver = outbox.try_clone()?;
+        let shared = Arc::clone(&self.shared);
+        let receiver = threads::spawn_named("mpsup-spawned", Some(64 * 1024), move || {
+            receive_outcomes(&shared, from_private)
+        })?;
+        let link = Link {
+            to_private,
+            to_receiver,
+            receiver,
+        };
+        Ok((link, inbox, outbox))
+    }
+
+    /// Sends the host's 0, 1, 2 (those open now) and the carried descriptors to the private
+    /// table, as one message.
+    fn ship(&self, link: &Link, carried: &Carried) -> std::io::Result<Given> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let carried_fds: Vec<RawFd> = carried
+            .iter()
+            .flat_map(|(_, fds)| fds.iter().map(AsRawFd::as_raw_fd))
+            .collect();
+        let mut attempt = 0;
+        loop {
+            let open: Vec<RawFd> = (0..3).filter(|&fd| passing::is_open(fd)).collect();
+            let stdio = open.iter().fold(0u8, |bits, &fd| bits | 1 << fd);
+            let fds: Vec<RawFd> = open
+                .into_iter()
+                .chain(carried_fds.iter().copied())
+                .collect();
+            if fds.len() > passing::MAX_FDS {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("more than {} descriptors for one spawn", passing::MAX_FDS),
+                ));
+            }
+            match passing::send(link.to_private.as_raw_fd(), &id.to_ne_bytes(), &fds, false) {
+                Ok(()) => {
+                    return Ok(Given::Shipped {
+                        id,
+                        stdio,
+                        groups: carried
+                            .iter()
+                            .map(|(g, fds)| (g.clone(), fds.len()))
+                            .collect(),
+                        arrived: OnceLock::new(),
+                    })
+                }
+                // One of 0, 1, 2 was closed meanwhile.
+                Err(e) if e.raw_os_error() == Some(libc::EBADF) && attempt < 2 => attempt += 1,
                 Err(e) => {
-                    if threads.is_empty() {
-                        // Nobody would ever run them: fail what is queued.
-                        let jobs: Vec<_> = lock(&self.shared.queue).jobs.drain(..).collect();
-                        for (job, batch) in jobs {
-                            let reply = &batch.reply;
-                            let error = std::io::Error::new(
-                                e.kind(),
-                                format!("starting a spawner thread: {e}"),
-                            );
-                            deliver(&self.shared, reply, job.key, Err(error));
-                        }
-                    }
-                    break;
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("passing the host's descriptors to the spawner: {e}"),
+                    ))
                 }
             }
         }
     }
 
     /// Stops the threads once they have finished the jobs they hold; jobs still queued are
-    /// failed.
+    /// failed. The receiver ends after handing over every outcome.
     pub fn shutdown(&self) {
         let left: Vec<_> = {
             let mut q = lock(&self.shared.queue);
@@ -190,8 +595,18 @@ impl Spawner {
         for (job, batch) in left {
             deliver(&self.shared, &batch.reply, job.key, Err(shutting_down()));
         }
-        for handle in lock(&self.threads).drain(..) {
-            let _ = handle.join();
+        // A thread may start another until it sees the shutdown.
+        loop {
+            let handles: Vec<_> = lock(&self.shared.threads).drain(..).collect();
+            if handles.is_empty() {
+                break;
+            }
+            for handle in handles {
+                let _ = handle.join();
+            }
+        }
+        if let Some(link) = lock(&self.host).link.take() {
+            link.close();
         }
     }
 }
@@ -206,7 +621,51 @@ impl Drop for Spawner {
     }
 }
 
-fn run(shared: &Shared) {
+/// On the first spawner thread: gives it a table of its own that holds only `inbox`, `outbox`,
+/// `keep` and `/dev/null` on 0, 1 and 2. None (and the table stays the host's) where that
+/// cannot be had.
+fn enter(inbox: RawFd, outbox: RawFd, keep: &[RawFd]) -> Option<Private> {
+    // Checked first: without a listing the copy could not be emptied.
+    passing::thread_descriptors().ok()?;
+    passing::unshare_descriptor_table().ok()?;
+    // From here on the table is private, whatever fails.
+    let private = Private {
+        inbox,
+        outbox,
+        early: Mutex::new(HashMap::new()),
+    };
+    if let Ok(open) = passing::thread_descriptors() {
+        for fd in open {
+            if fd > 2 && fd != inbox && fd != outbox && !keep.contains(&fd) {
+                passing::close_number(fd);
+            }
+        }
+    }
+    if !passing::null_stdio() {
+        // Without /dev/null the copies of the host's 0, 1 and 2 stay (every spawn replaces or
+        // closes them in the child all the same).
+    }
+    Some(private)
+}
+
+/// Starts one more spawner thread, from a spawner thread (so that it shares its table), while
+/// jobs wait that no idle thread will take.
+fn grow(shared: &Arc<Shared>) {
+    let mut threads = lock(&shared.threads);
+    {
+        let q = lock(&shared.queue);
+        if q.shutdown || q.jobs.is_empty() || q.idle > 0 || threads.len() >= shared.max_threads {
+            return;
+        }
+    }
+    let for_thread = Arc::clone(shared);
+    if let Ok(handle) = threads::spawn_named("mpsup-spawner", Some(STACK), move || run(&for_thread))
+    {
+        threads.push(handle);
+    }
+}
+
+fn run(shared: &Arc<Shared>) {
     loop {
         let burst: Vec<(SpawnJob, Arc<Batch>)> = {
             let mut q = lock(&shared.queue);
@@ -221,18 +680,154 @@ fn run(shared: &Shared) {
             let n = q.jobs.len().min(BURST);
             q.jobs.drain(..n).collect()
         };
+        grow(shared);
+        let private = shared.private();
         for (job, batch) in burst {
             let key = job.key;
-            let result = match batch.attrs() {
-                Ok(attrs) => catch_unwind(AssertUnwindSafe(|| spawn_one(shared, &job, attrs)))
-                    .unwrap_or_else(|_| Err(std::io::Error::other("a panic in the spawner"))),
-                Err(e) => Err(e),
-            };
-            deliver(shared, &batch.reply, key, result);
+            let result = batch.attrs(private.is_some()).and_then(|attrs| {
+                let given = batch.view(private, &job.plan.spec.name)?;
+                catch_unwind(AssertUnwindSafe(|| spawn_one(shared, &job, attrs, &given)))
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a panic in the spawner")))
+            });
+            batch.finished();
+            hand_over(shared, &batch.reply, key, result);
         }
     }
 }
 
+/// On a spawner thread: passes an outcome on, through the receiver when the spawner threads have
+/// a table of their own (its descriptors must reach the host's table, and the monitor's wake flag
+/// is a number of that table).
+fn hand_over(shared: &Shared, reply: &Reply, key: Key, result: Result<Child, std::io::Error>) {
+    let Some(private) = shared.private() else {
+        return deliver(shared, reply, key, result);
+    };
+    // Numbers of this table, closed here once sent.
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let mut sent = Sent::default();
+    let result = result.map(|mut child| {
+        if let Some(fd) = child.pidfd.take() {
+            fds.push(fd);
+            sent.pidfd = true;
+        }
+        if let Some(fd) = child.control.take() {
+            fds.push(fd);
+            sent.control = true;
+        }
+        if let Some(mut captured) = child.output.take() {
+            let mut streams = Vec::new();
+            for (stream, fd, sink) in captured.pipes.drain(..) {
+                fds.push(fd);
+                streams.push((stream, sink));
+            }
+            sent.output = Some((captured, streams));
+        }
+        child
+    });
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let pending = Pending {
+        key,
+        reply: reply.clone(),
+        result,
+        sent,
+    };
+    lock(&shared.pending).insert(id, pending);
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let Err(e) = passing::send(private.outbox, &id.to_ne_bytes(), &raw, true) else {
+        return;
+    };
+    // It cannot travel with its descriptors: the child is killed (dropped here), the failure
+    // travels alone.
+    let Some(p) = lock(&shared.pending).remove(&id) else {
+        return;
+    };
+    drop(p.result);
+    let e = std::io::Error::new(e.kind(), format!("passing a child's descriptors: {e}"));
+    let failed = Pending {
+        key,
+        reply: p.reply,
+        result: Err(e),
+        sent: Sent::default(),
+    };
+    lock(&shared.pending).insert(id, failed);
+    if passing::send(private.outbox, &id.to_ne_bytes(), &[], true).is_err() {
+        // Not even that: handed over without waking the monitor (its flag is not in this
+        // table); it finds the outcome on its next round.
+        if let Some(p) = lock(&shared.pending).remove(&id) {
+            let outcome = SpawnOutcome {
+                key,
+                result: p.result,
+            };
+            match &p.reply {
+                Reply::Monitor => lock(&shared.monitor.outcomes).push(outcome),
+                Reply::Batch(tx) => drop(tx.send(outcome)),
+            }
+        }
+    }
+}
+
+/// The receiver, on a thread of the host's table: puts each outcome's descriptors back in its
+/// child and passes it on, until told to end.
+fn receive_outcomes(shared: &Shared, sock: OwnedFd) {
+    let mut buf = [0u8; 8];
+    loop {
+        let (n, fds) = match passing::receive(sock.as_raw_fd(), &mut buf) {
+            Ok(got) => got,
+            Err(_) => {
+                // Out of memory for the moment: try again shortly.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                continue;
+            }
+        };
+        if n == 0 {
+            return;
+        }
+        let id = u64::from_ne_bytes(buf);
+        if id == QUIT {
+            return;
+        }
+        let Some(p) = lock(&shared.pending).remove(&id) else {
+            continue;
+        };
+        let result = p.result.and_then(|child| restore(child, p.sent, fds));
+        deliver(shared, &p.reply, p.key, result);
+    }
+}
+
+/// Gives a child back the descriptors that arrived for it, in the order `hand_over` sent them.
+fn restore(mut child: Child, sent: Sent, fds: Vec<OwnedFd>) -> std::io::Result<Child> {
+    let mut fds = fds.into_iter();
+    let emfile = || std::io::Error::from_raw_os_error(libc::EMFILE);
+    if sent.pidfd {
+        // Missing: its exit is polled for.
+        child.pidfd = fds.next();
+    }
+    if sent.control {
+        child.control = fds.next();
+        if child.control.is_none() {
+            child.channel_error = Some(emfile().to_string());
+        }
+    }
+    if let Some((mut captured, streams)) = sent.output {
+        for (stream, sink) in streams {
+            let fd = fds.next().ok_or_else(|| {
+                let e = emfile();
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "receiving the pipe of the captured {}: {e}",
+                        stream.as_str()
+                    ),
+                )
+            })?;
+            captured.pipes.push((stream, fd, sink));
+        }
+        child.output = Some(captured);
+    }
+    Ok(child)
+}
+
+/// Passes an outcome on, from a thread of the host's table.
 fn deliver(shared: &Shared, reply: &Reply, key: Key, result: Result<Child, std::io::Error>) {
     let outcome = SpawnOutcome { key, result };
     match reply {
@@ -246,7 +841,12 @@ fn deliver(shared: &Shared, reply: &Reply, key: Key, result: Result<Child, std::
 }
 
 /// Spawns one worker process: its control socket, its own environment variables, the spawn.
-fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::io::Result<Child> {
+fn spawn_one(
+    shared: &Shared,
+    job: &SpawnJob,
+    attrs: &SpawnAttributes,
+    given: &View<'_>,
+) -> std::io::Result<Child> {
     let spec = &job.plan.spec;
     // The exec shim's report descriptor comes after the control socket, so that numbers above.
     let extra = shared.lifeline.as_ref().map_or(0, |l| l.extra_inherited()) as i32;
@@ -262,9 +862,8 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
     envp.push(config::cstring(&format!("MPSUP_GROUP={}", spec.name)));
     envp.push(config::cstring(&format!("MPSUP_WORKER_ID={}", job.id)));
     if theirs.is_some() {
-        envp.push(config::cstring(&format!(
-            "MPSUP_CONTROL_FD={FIRST_INHERITED}"
-        )));
+        let control_fd = FIRST_INHERITED + given.carried.len() as i32;
+        envp.push(config::cstring(&format!("MPSUP_CONTROL_FD={control_fd}")));
         if spec.bootstrap.is_some() {
             envp.push(config::cstring("MPSUP_BOOTSTRAP=1"));
         }
@@ -273,7 +872,7 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
         }
     }
     let (captured, writes) = crate::runtime::output::pipes(spec, &job.id)?;
-    let mut inherit: Vec<&std::os::fd::OwnedFd> = theirs.iter().collect();
+    let mut inherit: Vec<&OwnedFd> = given.carried.iter().chain(theirs.iter()).collect();
     let placement = match &shared.lifeline {
         Some(l) => l.prepare(&spec.name, &job.plan.program, &job.plan.argv, inherit.len())?,
         None => None,
@@ -294,6 +893,7 @@ fn spawn_one(shared: &Shared, job: &SpawnJob, attrs: &SpawnAttributes) -> std::i
         stderr: &spec.stderr,
         stdout_pipe: writes[0].as_ref(),
         stderr_pipe: writes[1].as_ref(),
+        stdio: given.stdio,
         inherit: &inherit,
     };
     let pid = spawn::spawn(&cmd, attrs)?;
