@@ -39,6 +39,8 @@ struct Channel {
     token: u64,
     reader: LineReader,
     outbox: Vec<u8>,
+    /// Whether the epoll set watches it for room to write (while `outbox` holds bytes).
+    watching_room: bool,
 }
 
 struct Proc {
@@ -147,6 +149,7 @@ impl Io {
                     token,
                     reader: LineReader::default(),
                     outbox: Vec::new(),
+                    watching_room: false,
                 }),
                 Err(_) => {
                     self.tokens.remove(&token);
@@ -238,7 +241,6 @@ impl Io {
         let Some(ch) = self.procs.get_mut(&key).and_then(|p| p.channel.as_mut()) else {
             return false;
         };
-        let was_waiting = !ch.outbox.is_empty();
         while !ch.outbox.is_empty() {
             match os::send_some(&ch.fd, &ch.outbox) {
                 Ok(0) => break,
@@ -251,10 +253,11 @@ impl Io {
                 }
             }
         }
-        if was_waiting || !ch.outbox.is_empty() {
-            let _ = self
-                .poller
-                .modify(ch.fd.as_fd(), ch.token, !ch.outbox.is_empty());
+        // Only when that changes: a line that goes at once (nearly all) costs no epoll_ctl.
+        let wanted = !ch.outbox.is_empty();
+        if wanted != ch.watching_room && self.poller.modify(ch.fd.as_fd(), ch.token, wanted).is_ok()
+        {
+            ch.watching_room = wanted;
         }
         true
     }
@@ -297,13 +300,14 @@ impl Io {
     /// process group is killed (the zombie still holds the group id, so it cannot name another
     /// group). `None` while it runs.
     pub fn check_exit(&mut self, key: Key) -> Option<ExitStatus> {
-        let pid = self.procs.get(&key)?.pid;
+        let p = self.procs.get(&key)?;
+        let (pid, has_pidfd) = (p.pid, p.pidfd.is_some());
         let status = match os::peek_exit(pid) {
             ChildState::Running => return None,
             ChildState::Exited(status) => {
                 let _ = os::kill_group(pid, libc::SIGKILL);
                 if let Some(lifeline) = &self.lifeline {
-                    lifeline.reaping(pid);
+                    lifeline.reaping(pid, has_pidfd);
                 }
                 os::try_reap(pid);
                 status
@@ -311,7 +315,7 @@ impl Io {
             // The kernel reaped it (the host ignores SIGCHLD): the status is lost.
             ChildState::Gone => {
                 if let Some(lifeline) = &self.lifeline {
-                    lifeline.reaping(pid);
+                    lifeline.reaping(pid, has_pidfd);
                 }
                 ExitStatus::default()
             }
