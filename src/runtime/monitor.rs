@@ -29,20 +29,23 @@ const PER_LOCK: usize = 64;
 
 pub fn run(shared: Arc<Shared>) {
     let mut ready = Vec::with_capacity(BATCH);
+    let mut timeout = sleep_until(&mut shared.lock());
     loop {
         if shared.shutdown.load(Ordering::Acquire) {
             return;
         }
-        let timeout = {
-            let mut engine = shared.lock();
-            let at = wake_at(&engine);
-            engine.monitor_sleeps_until = at;
-            at.map(|at| at.saturating_duration_since(Instant::now()))
-        };
         shared.poller.wait(&mut ready, BATCH, timeout);
         // A bug in one round must not stop the monitor: workers would never be reaped.
-        let _ = catch_unwind(AssertUnwindSafe(|| round(&shared, &mut ready)));
+        timeout = catch_unwind(AssertUnwindSafe(|| round(&shared, &mut ready)))
+            .unwrap_or_else(|_| sleep_until(&mut shared.lock()));
     }
+}
+
+/// How long the monitor may sleep, noted in the engine so that an earlier deadline wakes it.
+fn sleep_until(engine: &mut Engine) -> Option<Duration> {
+    let at = wake_at(engine);
+    engine.monitor_sleeps_until = at;
+    at.map(|at| at.saturating_duration_since(Instant::now()))
 }
 
 /// When the monitor must look again even if no descriptor becomes ready: the next deadline,
@@ -56,22 +59,29 @@ pub fn wake_at(engine: &Engine) -> Option<Instant> {
     deadline
 }
 
-/// Handles everything that is ready, then the deadlines that are due.
-fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) {
+/// Handles everything that is ready, then the deadlines that are due; returns how long the
+/// monitor may sleep then. The last chunk's hold of the lock goes on to the rest of the round:
+/// each hold ends in a notification that wakes every waiting host call.
+fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) -> Option<Duration> {
+    let mut held = None;
     loop {
         for chunk in ready.chunks(PER_LOCK) {
+            // Let go between chunks, so host calls get the lock in between.
+            drop(held.take());
             let mut engine = shared.lock();
             for &(token, readable, writable) in chunk {
                 handle(shared, &mut engine, token, readable, writable);
             }
+            held = Some(engine);
         }
         if ready.len() < BATCH {
             break;
         }
+        drop(held.take());
         shared.poller.wait(ready, BATCH, Some(Duration::ZERO));
     }
+    let mut engine = held.unwrap_or_else(|| shared.lock());
     let outcomes = std::mem::take(&mut *lock(&shared.to_monitor.outcomes));
-    let mut engine = shared.lock();
     let now = Instant::now();
     for outcome in outcomes {
         engine.take_outcome(outcome, now);
@@ -89,6 +99,7 @@ fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) {
         }
         engine.core.timer(key, timer, now);
     }
+    sleep_until(&mut engine)
 }
 
 fn handle(shared: &Shared, engine: &mut Engine, token: u64, readable: bool, writable: bool) {
