@@ -127,6 +127,7 @@ impl Supervisor {
             options.spawn_hook,
             options.spawn_threads,
             options.private_fd_table,
+            Arc::clone(&poller),
         );
         spawner.set_lifeline(Arc::clone(&lifeline));
         let spawner = Arc::new(spawner);

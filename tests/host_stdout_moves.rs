@@ -1,7 +1,7 @@
 //! A host that points its descriptor 1 at another file between calls (as pytest does around
 //! each test): a worker with `"stdout": "inherit"` writes to the host's stdout as it was when its
-//! start, scale-up or respawn was asked for, with the spawner threads in a table of their own
-//! and in the fallback that shares the host's. One binary of its own: it takes over descriptor 1
+//! start, scale-up or respawn was asked for (and finds it closed where the host had closed it),
+//! with the spawner threads in a table of their own and in the fallback that shares the host's. One binary of its own: it takes over descriptor 1
 //! of the process.
 
 mod common;
@@ -47,6 +47,11 @@ while read -r line <&"$MPSUP_CONTROL_FD"; do
 done
 "#;
 
+/// Says on stderr whether its descriptor 1 is open, then exits.
+const LOOKS_AT_STDOUT: &str = r#"
+if [ -e /proc/self/fd/1 ]; then echo "stdout open" >&2; else echo "stdout closed" >&2; fi
+"#;
+
 fn lines(path: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> = read(path).lines().map(str::to_string).collect();
     v.sort();
@@ -67,7 +72,11 @@ fn check(private: bool) {
         json!({"readiness": "notify", "stdout": "inherit",
                "restart": "always", "restart_delay_ms": 0}),
     );
-    sup.configure_process_groups(&Value::Array(vec![group]).to_string())
+    let looker = with(
+        sh_group("c", 1, LOOKS_AT_STDOUT),
+        json!({"stdout": "inherit", "stderr": {"file": dir.join("looked"), "append": true}}),
+    );
+    sup.configure_process_groups(&Value::Array(vec![group, looker]).to_string())
         .unwrap();
     let mut log = Vec::new();
     {
@@ -91,6 +100,14 @@ fn check(private: bool) {
         // SAFETY: a signal to our own worker, which has not been reaped.
         assert_eq!(unsafe { libc::kill(one as i32, libc::SIGKILL) }, 0);
         wait_events(&sup, &mut log, |l| count(l, "worker_ready") == 3);
+        // Closed in the host: closed in the worker too, which gets nothing else there.
+        // SAFETY: closing our descriptor 1; the guard puts it back.
+        assert_eq!(unsafe { libc::close(1) }, 0);
+        sup.start_groups(&["c"]).unwrap();
+        wait_events(&sup, &mut log, |l| {
+            l.iter()
+                .any(|e| e["worker_id"] == "c#1" && e["kind"] == "worker_failed")
+        });
     }
     sup.stop_groups(30.0, true).unwrap();
     drop(sup);
@@ -98,6 +115,11 @@ fn check(private: bool) {
     assert_eq!(
         lines(&dir.join("second")),
         ["out g#1", "out g#2"],
+        "private: {private}"
+    );
+    assert_eq!(
+        lines(&dir.join("looked")),
+        ["stdout closed"],
         "private: {private}"
     );
 }

@@ -46,13 +46,15 @@ pub fn send(sock: RawFd, bytes: &[u8], fds: &[RawFd], wait: bool) -> io::Result<
     }
 }
 
-/// Receives one message into `buf`, blocking: its length and the descriptors it carried, now
-/// close-on-exec numbers of the calling thread's table. Descriptors that did not fit in this table
-/// (EMFILE) are missing from the end of the list: the kernel closed them.
+/// Receives one message into `buf` (`wait`: blocking, else `WouldBlock` when none is queued):
+/// its length and the descriptors it carried, now close-on-exec numbers of the calling thread's
+/// table. Descriptors that did not fit in this table (EMFILE) are missing from the end of the
+/// list: the kernel closed them.
 ///
 /// Raw `recvmsg`: nix's answers only `ENOBUFS` when part of the descriptors could not be
 /// installed (`MSG_CTRUNC`), and the ones that were installed would leak.
-pub fn receive(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+pub fn receive(sock: RawFd, buf: &mut [u8], wait: bool) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let flags = libc::MSG_CMSG_CLOEXEC | if wait { 0 } else { libc::MSG_DONTWAIT };
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE((MAX_FDS * std::mem::size_of::<RawFd>()) as u32) };
     // u64 elements: the control buffer must be aligned for cmsghdr.
@@ -69,7 +71,7 @@ pub fn receive(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)>
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = control.len() * 8;
         // SAFETY: `msg` describes valid buffers of the given sizes.
-        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        let n = unsafe { libc::recvmsg(sock, &mut msg, flags) };
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {

@@ -16,7 +16,7 @@ use crate::clock;
 use crate::core::timers::Timer;
 use crate::core::Line;
 use crate::runtime::child;
-use crate::runtime::io::{Source, WAKE_TOKEN};
+use crate::runtime::io::{Source, SPAWNED_TOKEN, WAKE_TOKEN};
 use crate::runtime::{Engine, Shared};
 use crate::sync::lock;
 
@@ -65,6 +65,12 @@ pub fn wake_at(engine: &Engine) -> Option<Instant> {
 fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) -> Option<Duration> {
     let mut held = None;
     loop {
+        if ready.iter().any(|&(token, _, _)| token == SPAWNED_TOKEN) {
+            // Outside the lock: receiving descriptors is not free. Into `to_monitor.outcomes`,
+            // adopted below.
+            drop(held.take());
+            shared.spawner.collect(false);
+        }
         for chunk in ready.chunks(PER_LOCK) {
             // Let go between chunks, so host calls get the lock in between.
             drop(held.take());
@@ -105,6 +111,10 @@ fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) -> Option<Duration
 fn handle(shared: &Shared, engine: &mut Engine, token: u64, readable: bool, writable: bool) {
     if token == WAKE_TOKEN {
         shared.to_monitor.wake.clear();
+        return;
+    }
+    if token == SPAWNED_TOKEN {
+        // Collected by `round`.
         return;
     }
     let Some((key, source)) = engine.io.source(token) else {

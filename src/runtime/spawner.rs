@@ -23,13 +23,16 @@
 //!   `dup2`s another file onto it between calls) and the descriptors it carries for its groups
 //!   (`Carried`). The first job of the submission to run receives them (a message of another
 //!   submission met on the way is kept for it); the last to finish closes them.
-//! - out: each outcome goes to the receiver thread, which lives in the host's table, with the
+//! - out: each outcome (its `Child` waits in `pending`, by message id) is sent with the
 //!   descriptors the supervisor keeps of the child (pidfd, control socket, captured output's read
-//!   ends); it hands the outcome on (to the monitor, or to the waiting host call). A descriptor
-//!   that does not fit in the host's table (EMFILE) arrives missing: the pidfd falls back to
-//!   polling, the control socket to signals (as when they cannot be made), a captured stream
-//!   fails the spawn. Everything the spawner threads touch is in their table: nothing of the
-//!   host's table (the monitor's wake flag, a worker's socket) is ever used from there by number.
+//!   ends) to a socket in the monitor's epoll set; the monitor receives them outside the engine's
+//!   lock (`collect`), puts them back in their children and hands the outcomes on (to itself, or
+//!   to the waiting host call). A descriptor that does not fit in the host's table (EMFILE)
+//!   arrives missing: the pidfd falls back to polling, the control socket to signals (as when
+//!   they cannot be made), a captured stream fails the spawn. Everything the spawner threads
+//!   touch is in their table: nothing of the host's table (the monitor's wake flag, a worker's
+//!   socket) is ever used from there by number, and nothing of theirs is ever closed by a drop on
+//!   a thread of the host's table (`Arrived`, `Private` hold plain numbers there).
 //!
 //! Nothing the host opens reaches a worker: descriptors the host leaks without close-on-exec
 //! after the first spawn are not in the spawner's table at all, and those it held before were
@@ -40,11 +43,12 @@
 //!
 //! A child the host forks has only the forking thread, and a copy of the host's table: it holds
 //! no spawner thread, no private table, and only close-on-exec copies of the two host-side
-//! socket ends.
+//! socket ends. valgrind (3.19) runs `unshare(CLONE_FILES)` in a thread as the kernel does, and
+//! refuses to let its own descriptors be closed, so `make test-valgrind` takes this path too.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -58,8 +62,9 @@ use crate::core::effects::SpawnJob;
 use crate::core::worker::Key;
 use crate::os::passing;
 use crate::os::spawn::{self, Command, SpawnAttributes, FIRST_INHERITED};
-use crate::os::{self, Flag};
+use crate::os::{self, Flag, Poller};
 use crate::runtime::child::Child;
+use crate::runtime::io::SPAWNED_TOKEN;
 use crate::runtime::lifeline::Lifeline;
 use crate::runtime::output::{Captured, Sink, Stream};
 use crate::sync::lock;
@@ -69,8 +74,6 @@ use crate::threads;
 const BURST: usize = 32;
 /// The stack of a spawner thread.
 const STACK: usize = 256 * 1024;
-/// The message id that ends the receiver.
-const QUIT: u64 = u64::MAX;
 
 /// What became of one job.
 #[derive(Debug)]
@@ -246,7 +249,7 @@ impl Private {
                     break fds;
                 }
                 let mut buf = [0u8; 8];
-                match passing::receive(self.inbox, &mut buf) {
+                match passing::receive(self.inbox, &mut buf, true) {
                     Ok((8, fds)) => {
                         let got = u64::from_ne_bytes(buf);
                         early.insert(got, fds.into_iter().map(IntoRawFd::into_raw_fd).collect());
@@ -298,20 +301,11 @@ impl Private {
     }
 }
 
-/// The host-table side of the private table: where submissions send, and the receiver.
+/// The host-table side of the private table: where submissions send, and where outcomes
+/// arrive (watched by the monitor's epoll set under `SPAWNED_TOKEN`).
 struct Link {
     to_private: OwnedFd,
-    /// A copy of the spawner threads' sending end, to tell the receiver to end.
-    to_receiver: OwnedFd,
-    receiver: JoinHandle<()>,
-}
-
-impl Link {
-    /// Ends the receiver once it has handed over every outcome sent before.
-    fn close(self) {
-        let _ = passing::send(self.to_receiver.as_raw_fd(), &QUIT.to_ne_bytes(), &[], true);
-        let _ = self.receiver.join();
-    }
+    from_private: Arc<OwnedFd>,
 }
 
 /// What travelled in an outcome's message, in this order.
@@ -368,17 +362,24 @@ pub struct Spawner {
     shared: Arc<Shared>,
     host: Mutex<HostSide>,
     private_table: bool,
+    /// The monitor's epoll set, which watches `from_private`.
+    poller: Arc<Poller>,
+    /// Where outcomes arrive from the private table (a copy of the link's), for `collect`.
+    arrivals: Mutex<Option<Arc<OwnedFd>>>,
 }
 
 impl Spawner {
     /// `threads`: at most this many spawner threads (None: one per core, up to 8).
-    /// `private_table`: run them in a descriptor table of their own where the system allows.
+    /// `private_table`: run them in a descriptor table of their own where the system allows; their
+    /// outcomes then arrive on a socket in `poller` (the monitor's), under `SPAWNED_TOKEN`, and
+    /// the monitor calls `collect`.
     pub fn new(
         monitor: Arc<ToMonitor>,
         use_pidfd: bool,
         hook: Option<SpawnHook>,
         threads: Option<usize>,
         private_table: bool,
+        poller: Arc<Poller>,
     ) -> Spawner {
         let cores =
             threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -405,6 +406,8 @@ impl Spawner {
                 link: None,
             }),
             private_table,
+            poller,
+            arrivals: Mutex::new(None),
         }
     }
 
@@ -500,41 +503,86 @@ impl Spawner {
         };
         if let Err(e) = started {
             if let Some((link, _, _)) = link {
-                link.close();
+                self.close_link(link);
             }
             return Err(e);
         }
         // Disconnected once the thread has decided.
         let _ = answered.recv();
-        if let Some((link, inbox, _outbox)) = link {
-            // The host's copies of the spawner threads' ends go (the receiver's copy of the
-            // sending end stays in `link`).
+        if let Some((link, inbox, outbox)) = link {
+            // The host's copies of the spawner threads' ends go.
             drop(inbox);
+            drop(outbox);
             if self.shared.private().is_some() {
+                *lock(&self.arrivals) = Some(Arc::clone(&link.from_private));
                 host.link = Some(link);
             } else {
-                link.close();
+                self.close_link(link);
             }
         }
         Ok(())
     }
 
-    /// The two socket pairs and the receiver: the link, and the spawner threads' two ends (the
-    /// inbox's receiving end, the outbox's sending end), still in the host's table.
+    fn close_link(&self, link: Link) {
+        self.poller.remove(link.from_private.as_fd());
+    }
+
+    /// The two socket pairs, the arrivals watched by the monitor: the link, and the spawner
+    /// threads' two ends (the inbox's receiving end, the outbox's sending end), still in the
+    /// host's table.
     fn open_link(&self) -> std::io::Result<(Link, OwnedFd, OwnedFd)> {
         let (to_private, inbox) = passing::message_pair()?;
         let (outbox, from_private) = passing::message_pair()?;
-        let to_receiver = outbox.try_clone()?;
-        let shared = Arc::clone(&self.shared);
-        let receiver = threads::spawn_named("mpsup-spawned", Some(64 * 1024), move || {
-            receive_outcomes(&shared, from_private)
-        })?;
+        os::set_nonblocking(&from_private)?;
+        self.poller.add(from_private.as_fd(), SPAWNED_TOKEN)?;
         let link = Link {
             to_private,
-            to_receiver,
-            receiver,
+            from_private: Arc::new(from_private),
         };
         Ok((link, inbox, outbox))
+    }
+
+    /// On a thread of the host's table (the monitor, when the arrivals are readable): hands over
+    /// every outcome that has arrived from the private table, with its descriptors put back.
+    /// `wake`: wake the monitor for those it gets (false: the monitor itself calls).
+    pub fn collect(&self, wake: bool) {
+        let arrivals = lock(&self.arrivals);
+        let Some(sock) = arrivals.as_ref() else {
+            return;
+        };
+        let mut buf = [0u8; 8];
+        let mut any = false;
+        loop {
+            let (n, fds) = match passing::receive(sock.as_raw_fd(), &mut buf, false) {
+                Ok(got) => got,
+                // WouldBlock: all taken; anything else: the next readiness tries again.
+                Err(_) => break,
+            };
+            if n == 0 {
+                // The end: every spawner thread has exited, and with them their table. Not
+                // readable any more for the monitor.
+                self.poller.remove(sock.as_fd());
+                break;
+            }
+            if n != 8 {
+                continue;
+            }
+            let id = u64::from_ne_bytes(buf);
+            let Some(p) = lock(&self.shared.pending).remove(&id) else {
+                continue;
+            };
+            let result = p.result.and_then(|child| restore(child, p.sent, fds));
+            match &p.reply {
+                Reply::Monitor => {
+                    lock(&self.shared.monitor.outcomes).push(SpawnOutcome { key: p.key, result });
+                    any = true;
+                }
+                Reply::Batch(tx) => drop(tx.send(SpawnOutcome { key: p.key, result })),
+            }
+        }
+        if any && wake {
+            self.shared.monitor.wake.set();
+        }
     }
 
     /// Sends the host's 0, 1, 2 (those open now) and the carried descriptors to the private
@@ -547,7 +595,10 @@ impl Spawner {
             .collect();
         let mut attempt = 0;
         loop {
-            let open: Vec<RawFd> = (0..3).filter(|&fd| passing::is_open(fd)).collect();
+            // Usually all three are open: they are looked at only when the send says one is not.
+            let open: Vec<RawFd> = (0..3)
+                .filter(|&fd| attempt == 0 || passing::is_open(fd))
+                .collect();
             let stdio = open.iter().fold(0u8, |bits, &fd| bits | 1 << fd);
             let fds: Vec<RawFd> = open
                 .into_iter()
@@ -571,8 +622,8 @@ impl Spawner {
                         arrived: OnceLock::new(),
                     })
                 }
-                // One of 0, 1, 2 was closed meanwhile.
-                Err(e) if e.raw_os_error() == Some(libc::EBADF) && attempt < 2 => attempt += 1,
+                // One of 0, 1, 2 is closed (or was closed meanwhile).
+                Err(e) if e.raw_os_error() == Some(libc::EBADF) && attempt < 3 => attempt += 1,
                 Err(e) => {
                     return Err(std::io::Error::new(
                         e.kind(),
@@ -605,9 +656,12 @@ impl Spawner {
                 let _ = handle.join();
             }
         }
+        // Every outcome has been sent: hand over what the monitor has not collected yet.
+        self.collect(true);
         if let Some(link) = lock(&self.host).link.take() {
-            link.close();
+            self.close_link(link);
         }
+        lock(&self.arrivals).take();
     }
 }
 
@@ -695,9 +749,9 @@ fn run(shared: &Arc<Shared>) {
     }
 }
 
-/// On a spawner thread: passes an outcome on, through the receiver when the spawner threads have
-/// a table of their own (its descriptors must reach the host's table, and the monitor's wake flag
-/// is a number of that table).
+/// On a spawner thread: passes an outcome on, through the arrivals socket when the spawner
+/// threads have a table of their own (its descriptors must reach the host's table, and the
+/// monitor's wake flag is a number of that table; the monitor's epoll set sees the socket).
 fn hand_over(shared: &Shared, reply: &Reply, key: Key, result: Result<Child, std::io::Error>) {
     let Some(private) = shared.private() else {
         return deliver(shared, reply, key, result);
@@ -763,34 +817,6 @@ fn hand_over(shared: &Shared, reply: &Reply, key: Key, result: Result<Child, std
                 Reply::Batch(tx) => drop(tx.send(outcome)),
             }
         }
-    }
-}
-
-/// The receiver, on a thread of the host's table: puts each outcome's descriptors back in its
-/// child and passes it on, until told to end.
-fn receive_outcomes(shared: &Shared, sock: OwnedFd) {
-    let mut buf = [0u8; 8];
-    loop {
-        let (n, fds) = match passing::receive(sock.as_raw_fd(), &mut buf) {
-            Ok(got) => got,
-            Err(_) => {
-                // Out of memory for the moment: try again shortly.
-                std::thread::sleep(std::time::Duration::from_millis(1));
-                continue;
-            }
-        };
-        if n == 0 {
-            return;
-        }
-        let id = u64::from_ne_bytes(buf);
-        if id == QUIT {
-            return;
-        }
-        let Some(p) = lock(&shared.pending).remove(&id) else {
-            continue;
-        };
-        let result = p.result.and_then(|child| restore(child, p.sent, fds));
-        deliver(shared, &p.reply, p.key, result);
     }
 }
 
