@@ -342,7 +342,7 @@ struct Shared {
     /// Set by the first spawner thread before it runs a job: Some when the spawner threads have a
     /// table of their own.
     private: OnceLock<Option<Private>>,
-    /// Outcomes whose message is on its way to the receiver, by message id.
+    /// Outcomes whose message is on its way to the monitor (`collect`), by message id.
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
 }
@@ -474,7 +474,7 @@ impl Spawner {
     }
 
     /// Starts the first spawner thread, which gives itself a private table when it can (and the
-    /// receiver for it first).
+    /// socket for its outcomes first).
     fn start(&self, host: &mut HostSide) -> std::io::Result<()> {
         let link = if self.private_table {
             self.open_link().ok()
@@ -635,7 +635,7 @@ impl Spawner {
     }
 
     /// Stops the threads once they have finished the jobs they hold; jobs still queued are
-    /// failed. The receiver ends after handing over every outcome.
+    /// failed; the outcomes still on their way are handed over.
     pub fn shutdown(&self) {
         let left: Vec<_> = {
             let mut q = lock(&self.shared.queue);
