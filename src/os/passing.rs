@@ -10,7 +10,7 @@ use nix::sched::CloneFlags;
 use nix::sys::socket::{self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 
 /// The most descriptors one message carries.
-pub const MAX_FDS: usize = 64;
+pub(crate) const MAX_FDS: usize = 64;
 
 /// A connected pair of close-on-exec `SOCK_SEQPACKET` sockets: reliable, ordered, and one message
 /// per send.
