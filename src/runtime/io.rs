@@ -21,8 +21,9 @@ use crate::runtime::spawner::{Reply, Spawner};
 /// The token of the descriptor that wakes the monitor; workers' tokens count from 1.
 pub(crate) const WAKE_TOKEN: u64 = 0;
 /// The token of the socket on which spawn outcomes arrive from the spawner's own descriptor
-/// table (`spawner.rs`); never a worker's.
-pub(crate) const SPAWNED_TOKEN: u64 = u64::MAX;
+/// table (`spawner.rs`); never a worker's (they count up from 1), and without the high bit
+/// (kept free for other kinds of tokens).
+pub(crate) const SPAWNED_TOKEN: u64 = (1 << 63) - 1;
 
 /// What a token's descriptor is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
