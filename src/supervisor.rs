@@ -56,6 +56,9 @@ pub struct Options {
     /// (`MPSUP_CGROUP=1` turns it on): moving a process into a cgroup waits for an RCU grace
     /// period on current kernels, which costs milliseconds per spawn.
     pub cgroup: bool,
+    /// Run the spawner threads in a descriptor table of their own, where the system allows
+    /// (`src/runtime/spawner.rs`); `MPSUP_SHARED_FD_TABLE=1` turns it off.
+    pub private_fd_table: bool,
 }
 
 fn env_is(name: &str, value: &str) -> bool {
@@ -77,6 +80,7 @@ impl Default for Options {
                 .filter(|v| !v.is_empty())
                 .map(std::path::PathBuf::from),
             cgroup: env_is("MPSUP_CGROUP", "1"),
+            private_fd_table: !env_is("MPSUP_SHARED_FD_TABLE", "1"),
         }
     }
 }
@@ -125,6 +129,8 @@ impl Supervisor {
             options.use_pidfd,
             options.spawn_hook,
             options.spawn_threads,
+            options.private_fd_table,
+            Arc::clone(&poller),
         );
         spawner.set_lifeline(Arc::clone(&lifeline));
         let listeners = Arc::new(Listeners::default());
@@ -138,6 +144,7 @@ impl Supervisor {
         let mut io = Io::new(Arc::clone(&poller), Arc::clone(&spawner))
             .map_err(|e| closing(Error::os("eventfd", e)))?;
         io.lifeline = Some(Arc::clone(&lifeline));
+        io.listeners = Some(Arc::clone(&listeners));
         let engine = Engine {
             core: State::new(options.event_capacity),
             io,
@@ -245,7 +252,8 @@ impl Supervisor {
         let jobs = self.shared.lock().core.begin_start(plans);
         let order: Vec<Key> = jobs.iter().map(|j| j.key).collect();
         let (tx, rx) = mpsc::channel();
-        self.shared.spawner.submit(jobs, Reply::Batch(tx));
+        let carried = self.listeners.carried(names.iter().map(String::as_str));
+        self.shared.spawner.submit(jobs, Reply::Batch(tx), carried);
         // Every job answers (a panic in the spawner too); a lost one ends the loop early.
         let mut outcomes: HashMap<Key, SpawnOutcome> = rx.iter().map(|o| (o.key, o)).collect();
         // All are adopted under one lock together with the `supervisor_start_groups` event, so

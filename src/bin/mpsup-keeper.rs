@@ -12,7 +12,8 @@
 //!   reaped meanwhile and the kernel reused is never mistaken for it. Without one, the keeper
 //!   opens its own; the host sends `D` before it reaps, so while the keeper has not read the `D`
 //!   the pid is still the worker's (a zombie at worst).
-//! - `D PID`: the host is about to reap it.
+//! - `D PID [PID ...]`: the host is about to reap them, or has reaped them (only those whose
+//!   pidfd it attached to their `A`: the pidfd then tells a reused pid from the worker).
 //! - `Q`: the supervisor is being freed: kill whatever is left, remove the cgroups, exit.
 //!
 //! To the host, once: `K pidfd` or `K ppid` (how it watches), or `E reason` before exiting.
@@ -127,10 +128,38 @@ fn handle(text: &str, fd: Option<OwnedFd>, workers: &mut HashMap<i32, Worker>) -
         }
         ("D", Some(pid)) => {
             workers.remove(&pid);
+            for pid in words.filter_map(|p| p.parse::<i32>().ok()) {
+                workers.remove(&pid);
+            }
             Step::Go
         }
         ("Q", _) => Step::End,
         _ => Step::Go,
+    }
+}
+
+/// Handles the message that is there and every one queued behind it: one wake-up for a burst
+/// of spawns. End: `Q`, or the socket ended.
+fn receive_queued(buf: &mut [u8; 512], workers: &mut HashMap<i32, Worker>) -> Step {
+    loop {
+        match receive(buf) {
+            Some((len, fd)) => {
+                let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+                if let Step::End = handle(&text, fd, workers) {
+                    return Step::End;
+                }
+            }
+            None => return Step::End,
+        }
+        let mut p = libc::pollfd {
+            fd: SOCKET_FD,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 0) } <= 0 || p.revents & libc::POLLIN == 0 {
+            return Step::Go;
+        }
     }
 }
 
@@ -277,14 +306,8 @@ fn main() {
             break;
         }
         if fds[0].revents & libc::POLLIN != 0 {
-            match receive(&mut buf) {
-                Some((len, fd)) => {
-                    let text = String::from_utf8_lossy(&buf[..len]).into_owned();
-                    if let Step::End = handle(&text, fd, &mut workers) {
-                        break;
-                    }
-                }
-                None => break,
+            if let Step::End = receive_queued(&mut buf, &mut workers) {
+                break;
             }
         } else if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
             break;

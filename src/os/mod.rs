@@ -5,6 +5,7 @@
 pub(crate) mod cgroup;
 pub(crate) mod listen;
 pub(crate) mod notify;
+pub(crate) mod passing;
 pub(crate) mod spawn;
 
 use std::io;

@@ -74,7 +74,20 @@ pub struct SpawnAttributes {
 }
 
 impl SpawnAttributes {
+    /// For spawns from a thread of the process's own descriptor table: the host's leaked
+    /// descriptors are listed now, to be closed in each child.
     pub fn new() -> io::Result<Self> {
+        Self::make(true)
+    }
+
+    /// For spawns from a thread with a private descriptor table that holds only close-on-exec
+    /// descriptors (and placeholders on 0, 1 and 2, which every spawn replaces or closes):
+    /// nothing to list, nothing to close.
+    pub fn for_private_table() -> io::Result<Self> {
+        Self::make(false)
+    }
+
+    fn make(scan: bool) -> io::Result<Self> {
         let mut attr = PosixSpawnAttr::init().map_err(context("posix_spawnattr_init"))?;
         attr.set_flags(
             PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
@@ -97,15 +110,17 @@ impl SpawnAttributes {
         };
         attr.set_sigdefault(&every)
             .map_err(context("posix_spawnattr_setsigdefault"))?;
-        let leaked =
-            super::inheritable_descriptors().filter(|fds| fds.len() <= MAX_EXPLICIT_CLOSES);
+        let leaked = if scan {
+            super::inheritable_descriptors().filter(|fds| fds.len() <= MAX_EXPLICIT_CLOSES)
+        } else {
+            Some(Vec::new())
+        };
         Ok(SpawnAttributes { attr, leaked })
     }
 }
 
 /// What one process is spawned with. The descriptors of `inherit` become the child's 3, 4, ...
-/// in order; each must be numbered above the last of those targets, so that no `dup2` of the
-/// plan overwrites a source still to be copied.
+/// in order.
 pub struct Command<'a> {
     pub program: &'a CStr,
     pub argv: &'a [CString],
@@ -117,6 +132,11 @@ pub struct Command<'a> {
     /// `stderr`); each numbered above 2.
     pub stdout_pipe: Option<&'a OwnedFd>,
     pub stderr_pipe: Option<&'a OwnedFd>,
+    /// The host's descriptors 0, 1 and 2, for a spawn from a thread whose own 0, 1 and 2 are not
+    /// the host's (a private table): they become the child's 0, and its 1 and 2 where `stdout`
+    /// and `stderr` inherit; a None among them was closed in the host, and is closed in the child.
+    /// None: the child inherits the spawning thread's 0, 1 and 2.
+    pub stdio: Option<[Option<&'a OwnedFd>; 3]>,
     pub inherit: &'a [&'a OwnedFd],
 }
 
@@ -158,14 +178,55 @@ pub fn spawn(cmd: &Command<'_>, attrs: &SpawnAttributes) -> io::Result<i32> {
     // the spawner. Non-blocking, such an open fails at once with ENXIO instead.
     let stdout = open_output(cmd.stdout)?;
     let stderr = open_output(cmd.stderr)?;
-    let stdout_fd = cmd.stdout_pipe.or(stdout.as_ref());
-    let stderr_fd = cmd.stderr_pipe.or(stderr.as_ref());
+    let host = cmd.stdio.map(|[stdin, stdout, stderr]| {
+        let inherits = |o: &Output| matches!(o, Output::Inherit);
+        [
+            stdin,
+            stdout.filter(|_| inherits(cmd.stdout)),
+            stderr.filter(|_| inherits(cmd.stderr)),
+        ]
+    });
+    let stdin_fd = host.and_then(|h| h[0]);
+    let stdout_fd = cmd
+        .stdout_pipe
+        .or(stdout.as_ref())
+        .or(host.and_then(|h| h[1]));
+    let stderr_fd = cmd
+        .stderr_pipe
+        .or(stderr.as_ref())
+        .or(host.and_then(|h| h[2]));
     let last_target = FIRST_INHERITED + cmd.inherit.len() as RawFd - 1;
-    let keep: Vec<RawFd> = [stdout_fd, stderr_fd]
+    // A source numbered at or below a target could be overwritten by an earlier dup2 of the
+    // plan before it is copied: such sources are copied above every target first.
+    let low = |fd: &OwnedFd| fd.as_raw_fd() <= last_target.max(2);
+    let mut lifted: Vec<OwnedFd> = Vec::new();
+    for fd in [stdin_fd, stdout_fd, stderr_fd]
         .into_iter()
         .flatten()
         .chain(cmd.inherit.iter().copied())
-        .map(|fd| fd.as_raw_fd())
+    {
+        if low(fd) {
+            lifted.push(super::dup_at_least(fd, last_target.max(2) + 1)?);
+        }
+    }
+    let mut next_lifted = lifted.iter();
+    let mut source = |fd: &OwnedFd| -> RawFd {
+        if low(fd) {
+            next_lifted.next().map_or(fd.as_raw_fd(), |l| l.as_raw_fd())
+        } else {
+            fd.as_raw_fd()
+        }
+    };
+    let stdio_sources: Vec<(RawFd, Option<RawFd>)> = [stdin_fd, stdout_fd, stderr_fd]
+        .into_iter()
+        .zip(0..)
+        .map(|(fd, target)| (target, fd.map(&mut source)))
+        .collect();
+    let inherit_sources: Vec<RawFd> = cmd.inherit.iter().map(|fd| source(fd)).collect();
+    let keep: Vec<RawFd> = stdio_sources
+        .iter()
+        .filter_map(|&(_, fd)| fd)
+        .chain(inherit_sources.iter().copied())
         .collect();
     // Whatever the host leaked without O_CLOEXEC must not reach the worker. Closing just those
     // descriptors lets exec close the rest after the parent is released, instead of a
@@ -178,17 +239,22 @@ pub fn spawn(cmd: &Command<'_>, attrs: &SpawnAttributes) -> io::Result<i32> {
                 .map_err(context("file_actions_addclose"))?;
         }
     }
-    for (target, fd) in [(1, stdout_fd), (2, stderr_fd)] {
-        if let Some(fd) = fd {
-            actions
-                .add_dup2(fd.as_raw_fd(), target)
-                .map_err(context("file_actions_adddup2"))?;
+    for (target, fd) in stdio_sources {
+        match fd {
+            Some(fd) => actions
+                .add_dup2(fd, target)
+                .map_err(context("file_actions_adddup2"))?,
+            // Closed in the host: closed in the child too (only with `stdio`: else the child
+            // keeps this thread's own descriptor, the host's).
+            None if host.is_some() => actions
+                .add_close(target)
+                .map_err(context("file_actions_addclose"))?,
+            None => {}
         }
     }
-    for (i, fd) in cmd.inherit.iter().enumerate() {
-        debug_assert!(fd.as_raw_fd() > last_target);
+    for (i, fd) in inherit_sources.into_iter().enumerate() {
         actions
-            .add_dup2(fd.as_raw_fd(), FIRST_INHERITED + i as RawFd)
+            .add_dup2(fd, FIRST_INHERITED + i as RawFd)
             .map_err(context("file_actions_adddup2"))?;
     }
     let ext = &*EXTENSIONS;

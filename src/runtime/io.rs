@@ -14,6 +14,7 @@ use crate::logging::Logger;
 use crate::os::{self, ChildState, Flag, Poller, ReadResult};
 use crate::runtime::child::Child;
 use crate::runtime::lifeline::Lifeline;
+use crate::runtime::listen::Listeners;
 use crate::runtime::notify::Notify;
 use crate::runtime::output::Captures;
 use crate::runtime::spawner::{Reply, Spawner};
@@ -21,6 +22,10 @@ use crate::sync::lock;
 
 /// The token of the descriptor that wakes the monitor; workers' tokens count from 1.
 pub(crate) const WAKE_TOKEN: u64 = 0;
+/// The token of the socket on which spawn outcomes arrive from the spawner's own descriptor
+/// table (`spawner.rs`); never a worker's (they count up from 1), and without the high bit
+/// (kept free for other kinds of tokens).
+pub(crate) const SPAWNED_TOKEN: u64 = (1 << 63) - 1;
 
 /// What a token's descriptor is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +43,8 @@ struct Channel {
     token: u64,
     reader: LineReader,
     outbox: Vec<u8>,
+    /// Whether the epoll set watches it for room to write (while `outbox` holds bytes).
+    watching_room: bool,
 }
 
 struct Proc {
@@ -70,6 +77,8 @@ pub struct Io {
     pub kill_errors: HashMap<Key, String>,
     /// The workers' cgroups and the keeper: told of kills and reaps.
     pub lifeline: Option<Arc<Lifeline>>,
+    /// The groups' listen sockets: respawns carry the shared ones to the spawner.
+    pub listeners: Option<Arc<Listeners>>,
     /// Captured output, behind its own lock (shared with the monitor).
     pub(crate) captures: Arc<Mutex<Captures>>,
     pub(crate) notify: Notify,
@@ -89,6 +98,7 @@ impl Io {
             logger: None,
             kill_errors: HashMap::new(),
             lifeline: None,
+            listeners: None,
             captures: Arc::new(Mutex::new(Captures::new(Arc::clone(&poller)))),
             notify: Notify::default(),
         })
@@ -147,6 +157,7 @@ impl Io {
                     token,
                     reader: LineReader::default(),
                     outbox: Vec::new(),
+                    watching_room: false,
                 }),
                 Err(_) => {
                     self.tokens.remove(&token);
@@ -193,7 +204,11 @@ impl Io {
                 }
             }
         }
-        self.spawner.submit(jobs, Reply::Monitor);
+        let carried = match &self.listeners {
+            Some(l) => l.carried(jobs.iter().map(|j| j.plan.spec.name.as_str())),
+            None => Vec::new(),
+        };
+        self.spawner.submit(jobs, Reply::Monitor, carried);
     }
 
     /// Signals the worker's whole process group (`group`), and the worker itself in case it
@@ -246,7 +261,6 @@ impl Io {
         let Some(ch) = self.procs.get_mut(&key).and_then(|p| p.channel.as_mut()) else {
             return false;
         };
-        let was_waiting = !ch.outbox.is_empty();
         while !ch.outbox.is_empty() {
             match os::send_some(&ch.fd, &ch.outbox) {
                 Ok(0) => break,
@@ -259,10 +273,11 @@ impl Io {
                 }
             }
         }
-        if was_waiting || !ch.outbox.is_empty() {
-            let _ = self
-                .poller
-                .modify(ch.fd.as_fd(), ch.token, !ch.outbox.is_empty());
+        // Only when that changes: a line that goes at once (nearly all) costs no epoll_ctl.
+        let wanted = !ch.outbox.is_empty();
+        if wanted != ch.watching_room && self.poller.modify(ch.fd.as_fd(), ch.token, wanted).is_ok()
+        {
+            ch.watching_room = wanted;
         }
         true
     }
@@ -305,13 +320,14 @@ impl Io {
     /// process group is killed (the zombie still holds the group id, so it cannot name another
     /// group). `None` while it runs.
     pub fn check_exit(&mut self, key: Key) -> Option<ExitStatus> {
-        let pid = self.procs.get(&key)?.pid;
+        let p = self.procs.get(&key)?;
+        let (pid, has_pidfd) = (p.pid, p.pidfd.is_some());
         let status = match os::peek_exit(pid) {
             ChildState::Running => return None,
             ChildState::Exited(status) => {
                 let _ = os::kill_group(pid, libc::SIGKILL);
                 if let Some(lifeline) = &self.lifeline {
-                    lifeline.reaping(pid);
+                    lifeline.reaping(pid, has_pidfd);
                 }
                 os::try_reap(pid);
                 status
@@ -319,7 +335,7 @@ impl Io {
             // The kernel reaped it (the host ignores SIGCHLD): the status is lost.
             ChildState::Gone => {
                 if let Some(lifeline) = &self.lifeline {
-                    lifeline.reaping(pid);
+                    lifeline.reaping(pid, has_pidfd);
                 }
                 ExitStatus::default()
             }

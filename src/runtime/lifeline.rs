@@ -10,7 +10,9 @@
 //! used), and no descriptor that a child forked from the host could hold keeps it from seeing
 //! the death. Each worker is announced with `A pid` and the host's pidfd of it (so the keeper
 //! can never mistake a reused pid for the worker), right after the spawn and before the child is
-//! handed over, so before it can be reaped; `D pid` goes before the reap. Sends never block for
+//! handed over, so before it can be reaped; `D pid` goes before the reap (for a worker whose pidfd
+//! the keeper got, it may wait to go with others in one message, but always goes before an `A`
+//! that reuses its pid). Sends never block for
 //! long: a keeper that takes no message for a second is killed and reported gone.
 //!
 //! Cgroups: where this process's own cgroup v2 is writable (root, or a delegated subtree), the
@@ -48,6 +50,8 @@ pub const SHIM_NAME: &str = "mpsup-exec";
 const SHIM_BOUND: Duration = Duration::from_secs(1);
 /// How long a send to the keeper may wait for room before the keeper is given up.
 const SEND_BOUND: Duration = Duration::from_secs(1);
+/// The most pids in one `D` message: the keeper reads datagrams of up to 512 bytes.
+const REAPED_PER_MESSAGE: usize = 50;
 /// How long the keeper has to say hello, and to exit when told.
 const KEEPER_BOUND: Duration = Duration::from_secs(3);
 
@@ -98,6 +102,8 @@ pub struct Lifeline {
     shim: Option<CString>,
     /// The cgroup of each worker process, by pid (unique among the unreaped).
     placed: Mutex<HashMap<i32, PathBuf>>,
+    /// Reaped workers whose `D` has not gone to the keeper yet.
+    reaped: Mutex<Vec<i32>>,
     closed: AtomicBool,
 }
 
@@ -144,6 +150,7 @@ impl Lifeline {
             cgroups,
             shim,
             placed: Mutex::new(HashMap::new()),
+            reaped: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         }
     }
@@ -175,6 +182,12 @@ impl Lifeline {
     /// Whether the exec shim was found (listen sockets need it for `LISTEN_PID`).
     pub fn has_shim(&self) -> bool {
         self.shim.is_some()
+    }
+
+    /// The descriptors that `spawned` uses (the keeper's socket): a spawner thread with a
+    /// descriptor table of its own keeps them.
+    pub fn spawner_descriptors(&self) -> Vec<std::os::fd::RawFd> {
+        self.keeper.iter().map(|k| k.sock.as_raw_fd()).collect()
     }
 
     /// How many more descriptors a spawn inherits (the shim's report pipe): 0 or 1.
@@ -300,6 +313,13 @@ impl Lifeline {
             }
         }
         if let Some(k) = &self.keeper {
+            {
+                let mut reaped = lock(&self.reaped);
+                if reaped.contains(&pid) {
+                    // A reaped worker's pid, reused already: its D goes first.
+                    self.send_reaped(k, &mut reaped);
+                }
+            }
             self.tell(k, &format!("A {pid}"), pidfd);
         }
         Ok(())
@@ -313,10 +333,27 @@ impl Lifeline {
     }
 
     /// Worker `pid` has exited and is about to be reaped: the keeper forgets it, its cgroup is
-    /// killed (what it left behind) and removed.
-    pub fn reaping(&self, pid: i32) {
+    /// killed (what it left behind) and removed. `keeper_has_pidfd`: the keeper got the host's
+    /// pidfd of it with its `A`; it can then never mistake a reused pid for it (a reaped worker's
+    /// pidfd signals nothing), so its `D` waits to go with others in one message, which spares the
+    /// keeper a wake-up per reap: when `REAPED_PER_MESSAGE` wait, before an `A` that reuses one of
+    /// their pids, and at `close`. Meanwhile the keeper holds a few pidfds of reaped workers.
+    /// Without a pidfd the keeper opened its own from the pid, which is the worker's only until
+    /// the reap: the `D` goes now.
+    pub fn reaping(&self, pid: i32, keeper_has_pidfd: bool) {
         if let Some(k) = &self.keeper {
-            self.tell(k, &format!("D {pid}"), None);
+            if keeper_has_pidfd && k.alive.load(Ordering::Acquire) {
+                let full = {
+                    let mut reaped = lock(&self.reaped);
+                    reaped.push(pid);
+                    reaped.len() >= REAPED_PER_MESSAGE
+                };
+                if full {
+                    self.flush_reaped();
+                }
+            } else {
+                self.tell(k, &format!("D {pid}"), None);
+            }
         }
         let Some(c) = &self.cgroups else {
             return;
@@ -337,6 +374,26 @@ impl Lifeline {
         }
     }
 
+    /// Tells the keeper of the reaped workers whose `D` waits.
+    fn flush_reaped(&self) {
+        if let Some(k) = &self.keeper {
+            self.send_reaped(k, &mut lock(&self.reaped));
+        }
+    }
+
+    /// Sends the waiting `D`s, under the lock of their list: a spawn that reuses one of their
+    /// pids (`spawned`) sends its `A` only after them, or the keeper would forget the new worker.
+    fn send_reaped(&self, k: &Keeper, reaped: &mut Vec<i32>) {
+        if reaped.is_empty() {
+            return;
+        }
+        let mut text = String::from("D");
+        for pid in reaped.drain(..) {
+            text.push_str(&format!(" {pid}"));
+        }
+        self.tell(k, &text, None);
+    }
+
     fn tell(&self, k: &Keeper, text: &str, fd: Option<&OwnedFd>) {
         if !k.alive.load(Ordering::Acquire) {
             return;
@@ -355,6 +412,7 @@ impl Lifeline {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.flush_reaped();
         if let Some(k) = &self.keeper {
             if k.alive.load(Ordering::Acquire) {
                 let _ = send_bounded(&k.sock, b"Q", None);
@@ -524,6 +582,7 @@ fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper
         stderr: &Output::Inherit,
         stdout_pipe: None,
         stderr_pipe: None,
+        stdio: None,
         inherit: &[&theirs],
     };
     let pid = spawn::spawn(&cmd, &attrs)?;

@@ -6,11 +6,15 @@
 //! but not listening: it holds the port (the one chosen for port 0 too) and never takes a
 //! connection, since the kernel spreads connections over listening sockets only. Each worker
 //! gets a listening socket of its own bound to that address, closed with it.
+//!
+//! The spawner threads may run in a descriptor table of their own, where the numbers of the
+//! host's table mean nothing: shared sockets reach them as duplicates carried by each
+//! submission (`carried`), and they see only `ListenInfo`, plain data, of a group's sockets.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
@@ -18,6 +22,7 @@ use serde_json::{json, Value};
 use crate::config::{GroupSpec, ListenAddress};
 use crate::os;
 use crate::os::listen::SocketFile;
+use crate::runtime::spawner::Carried;
 use crate::sync::lock;
 
 struct Socket {
@@ -32,12 +37,39 @@ struct Socket {
     file: Option<(String, SocketFile)>,
 }
 
+/// What a spawner thread knows of a group's sockets: no descriptor of the host's table.
+#[derive(Debug)]
+pub struct ListenInfo {
+    /// How many sockets each worker gets.
+    pub count: usize,
+    /// `LISTEN_FDNAMES`: the names joined by `:`.
+    pub names: String,
+    /// With `reuse_port`: the bound address and backlog of each socket, for the worker's own.
+    pub reuse_port: Option<Vec<(SocketAddr, u32)>>,
+}
+
+impl ListenInfo {
+    /// With `reuse_port`, new listening sockets for one worker (on the spawner's thread).
+    pub fn own_sockets(&self) -> io::Result<Vec<OwnedFd>> {
+        let Some(addresses) = &self.reuse_port else {
+            return Ok(Vec::new());
+        };
+        addresses
+            .iter()
+            .map(|&(addr, backlog)| {
+                let fd = os::listen::bind_tcp(addr, true)?;
+                os::listen::listen(&fd, backlog)?;
+                Ok(fd)
+            })
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| io::Error::new(e.kind(), format!("listen sockets: {e}")))
+    }
+}
+
 /// One group's sockets.
 pub struct GroupSockets {
     sockets: Vec<Socket>,
-    reuse_port: bool,
-    /// `LISTEN_FDNAMES`: the names joined by `:`.
-    names: String,
+    info: Arc<ListenInfo>,
     /// The process that opened them: a child the host forked must not remove the socket files.
     owner: u32,
 }
@@ -93,36 +125,32 @@ impl GroupSockets {
             .map(|l| l.name.as_str())
             .collect::<Vec<_>>()
             .join(":");
+        let reuse_port = spec.reuse_port.then(|| {
+            sockets
+                .iter()
+                .filter_map(|s| s.tcp.map(|a| (a, s.backlog)))
+                .collect()
+        });
         Ok(GroupSockets {
+            info: Arc::new(ListenInfo {
+                count: sockets.len(),
+                names,
+                reuse_port,
+            }),
             sockets,
-            reuse_port: spec.reuse_port,
-            names,
             owner: std::process::id(),
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.sockets.len()
-    }
-
-    pub fn names(&self) -> &str {
-        &self.names
-    }
-
-    /// The descriptors one worker gets, in order, each numbered at least `min` (above the
-    /// spawn's targets): duplicates of the shared sockets, or with `reuse_port` new listening
-    /// sockets of its own.
-    pub fn for_worker(&self, min: RawFd) -> io::Result<Vec<OwnedFd>> {
+    /// What a submission carries for the group's workers: a duplicate of each shared socket
+    /// (none with `reuse_port`: each worker gets sockets of its own).
+    fn carried(&self) -> io::Result<Vec<OwnedFd>> {
+        if self.info.reuse_port.is_some() {
+            return Ok(Vec::new());
+        }
         self.sockets
             .iter()
-            .map(|s| match (self.reuse_port, s.tcp) {
-                (true, Some(addr)) => {
-                    let fd = os::listen::bind_tcp(addr, true)?;
-                    os::listen::listen(&fd, s.backlog)?;
-                    os::dup_at_least(&fd, min)
-                }
-                _ => os::dup_at_least(&s.fd, min),
-            })
+            .map(|s| s.fd.try_clone())
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| io::Error::new(e.kind(), format!("listen sockets: {e}")))
     }
@@ -154,8 +182,31 @@ impl Drop for GroupSockets {
 pub struct Listeners(Mutex<HashMap<String, Arc<GroupSockets>>>);
 
 impl Listeners {
-    pub fn get(&self, group: &str) -> Option<Arc<GroupSockets>> {
+    fn get(&self, group: &str) -> Option<Arc<GroupSockets>> {
         lock(&self.0).get(group).cloned()
+    }
+
+    /// What a spawner thread may know of a group's open sockets.
+    pub fn info(&self, group: &str) -> Option<Arc<ListenInfo>> {
+        lock(&self.0).get(group).map(|s| Arc::clone(&s.info))
+    }
+
+    /// The descriptors a submission of spawns for `groups` carries (on a thread of the host's
+    /// table): the shared sockets of each that has some open. What cannot be duplicated is
+    /// left out, and the spawns of that group fail.
+    pub fn carried<'a>(&self, groups: impl IntoIterator<Item = &'a str>) -> Carried {
+        let mut carried: Carried = Vec::new();
+        for group in groups {
+            if carried.iter().any(|(g, _)| g == group) {
+                continue;
+            }
+            if let Some(fds) = self.get(group).and_then(|s| s.carried().ok()) {
+                if !fds.is_empty() {
+                    carried.push((group.to_string(), fds));
+                }
+            }
+        }
+        carried
     }
 
     /// Opens the sockets of each of `specs` that has some and none open yet. Returns the names

@@ -16,7 +16,7 @@ use crate::clock;
 use crate::core::timers::Timer;
 use crate::core::Line;
 use crate::runtime::child;
-use crate::runtime::io::{Source, WAKE_TOKEN};
+use crate::runtime::io::{Source, SPAWNED_TOKEN, WAKE_TOKEN};
 use crate::runtime::output::OUTPUT_TOKEN;
 use crate::runtime::{Engine, Shared};
 use crate::sync::lock;
@@ -30,20 +30,23 @@ const PER_LOCK: usize = 64;
 
 pub fn run(shared: Arc<Shared>) {
     let mut ready = Vec::with_capacity(BATCH);
+    let mut timeout = sleep_until(&mut shared.lock());
     loop {
         if shared.shutdown.load(Ordering::Acquire) {
             return;
         }
-        let timeout = {
-            let mut engine = shared.lock();
-            let at = wake_at(&engine);
-            engine.monitor_sleeps_until = at;
-            at.map(|at| at.saturating_duration_since(Instant::now()))
-        };
         shared.poller.wait(&mut ready, BATCH, timeout);
         // A bug in one round must not stop the monitor: workers would never be reaped.
-        let _ = catch_unwind(AssertUnwindSafe(|| round(&shared, &mut ready)));
+        timeout = catch_unwind(AssertUnwindSafe(|| round(&shared, &mut ready)))
+            .unwrap_or_else(|_| sleep_until(&mut shared.lock()));
     }
+}
+
+/// How long the monitor may sleep, noted in the engine so that an earlier deadline wakes it.
+fn sleep_until(engine: &mut Engine) -> Option<Duration> {
+    let at = wake_at(engine);
+    engine.monitor_sleeps_until = at;
+    at.map(|at| at.saturating_duration_since(Instant::now()))
 }
 
 /// When the monitor must look again even if no descriptor becomes ready: the next deadline,
@@ -57,11 +60,20 @@ pub fn wake_at(engine: &Engine) -> Option<Instant> {
     deadline
 }
 
-/// Handles everything that is ready, then the deadlines that are due. Captured output is read
-/// under its own lock, never the engine's, so a worker that floods it delays no host call.
-fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) {
+/// Handles everything that is ready, then the deadlines that are due; returns how long the
+/// monitor may sleep then. Captured output is read under its own lock, never the engine's, so a
+/// worker that floods it delays no host call. The last hold of the engine's lock goes on to the
+/// rest of the round: each hold ends in a notification that wakes every waiting host call.
+fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) -> Option<Duration> {
     let is_output = |&&(token, _, _): &&(u64, bool, bool)| token & OUTPUT_TOKEN != 0;
+    let mut held = None;
     loop {
+        if ready.iter().any(|&(token, _, _)| token == SPAWNED_TOKEN) {
+            // Outside the lock: receiving descriptors is not free. Into `to_monitor.outcomes`,
+            // adopted below.
+            drop(held.take());
+            shared.spawner.collect(false);
+        }
         let mut output = ready.iter().filter(is_output).peekable();
         while output.peek().is_some() {
             let mut captures = lock(&shared.captures);
@@ -71,18 +83,22 @@ fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) {
         }
         let mut others = ready.iter().filter(|e| !is_output(e)).peekable();
         while others.peek().is_some() {
+            // Let go between chunks, so host calls get the lock in between.
+            drop(held.take());
             let mut engine = shared.lock();
             for &(token, readable, writable) in others.by_ref().take(PER_LOCK) {
                 handle(shared, &mut engine, token, readable, writable);
             }
+            held = Some(engine);
         }
         if ready.len() < BATCH {
             break;
         }
+        drop(held.take());
         shared.poller.wait(ready, BATCH, Some(Duration::ZERO));
     }
+    let mut engine = held.unwrap_or_else(|| shared.lock());
     let outcomes = std::mem::take(&mut *lock(&shared.to_monitor.outcomes));
-    let mut engine = shared.lock();
     let now = Instant::now();
     for outcome in outcomes {
         engine.take_outcome(outcome, now);
@@ -100,11 +116,16 @@ fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) {
         }
         engine.core.timer(key, timer, now);
     }
+    sleep_until(&mut engine)
 }
 
 fn handle(shared: &Shared, engine: &mut Engine, token: u64, readable: bool, writable: bool) {
     if token == WAKE_TOKEN {
         shared.to_monitor.wake.clear();
+        return;
+    }
+    if token == SPAWNED_TOKEN {
+        // Collected by `round`.
         return;
     }
     let Some((key, source)) = engine.io.source(token) else {
