@@ -1,0 +1,404 @@
+//! The spawner: threads the library owns that run every spawn and respawn, never under the state
+//! lock. Threads start as work arrives, up to one per core, so a big start spawns on every core.
+//! The jobs of one submission share their spawn attributes, made once by whichever thread needs
+//! them first.
+//!
+//! The descriptors a spawn needs cross into the spawner threads' own descriptor table and back
+//! as described in `table.rs`; `worker.rs` builds one worker's spawn.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::clock;
+use crate::config::{self, ControlChannelMode};
+use crate::core::effects::SpawnJob;
+use crate::core::worker::Key;
+use crate::os::passing;
+use crate::os::spawn::{self, Command, SpawnAttributes, FIRST_INHERITED};
+use crate::os::{self, Flag, Poller};
+use crate::runtime::child::Child;
+use crate::runtime::io::SPAWNED_TOKEN;
+use crate::runtime::lifeline::Lifeline;
+use crate::runtime::listen::{ListenInfo, Listeners};
+use crate::runtime::output::{Captured, Sink, Stream};
+use crate::sync::lock;
+use crate::threads;
+
+mod table;
+mod worker;
+
+use table::{enter, hand_over, Given, Link, Pending, Private};
+use worker::spawn_one;
+
+/// The most jobs one spawner thread takes at once.
+const BURST: usize = 32;
+/// The stack of a spawner thread.
+const STACK: usize = 256 * 1024;
+
+/// What became of one job.
+#[derive(Debug)]
+pub struct SpawnOutcome {
+    pub key: Key,
+    pub result: Result<Child, std::io::Error>,
+}
+
+/// Where a job's outcome goes.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// To the monitor, which adopts it (respawns, scale-ups, rollouts).
+    Monitor,
+    /// To a host call that waits for its whole batch (`start_groups`).
+    Batch(Sender<SpawnOutcome>),
+}
+
+/// Outcomes for the monitor, and the flag that wakes it.
+#[derive(Debug)]
+pub struct ToMonitor {
+    pub outcomes: Mutex<Vec<SpawnOutcome>>,
+    pub wake: Flag,
+}
+
+/// Called with the pid of every process just spawned, before it is handed over: lets a test
+/// inject a panic between a spawn and its adoption.
+pub type SpawnHook = fn(i32);
+
+/// Descriptors of the host's table that a submission carries to its spawns, by group name: every
+/// spawn of that group inherits them, in order, as its descriptors 3, 4, ... (the control socket
+/// comes after them). The submission owns them; in a private table they travel in one message
+/// and the host's copies are closed at once.
+pub type Carried = Vec<(String, Vec<OwnedFd>)>;
+
+type Failure = (std::io::ErrorKind, String);
+
+fn failure(e: &std::io::Error) -> Failure {
+    (e.kind(), e.to_string())
+}
+
+fn error(f: &Failure) -> std::io::Error {
+    std::io::Error::new(f.0, f.1.clone())
+}
+
+/// What the jobs of one submission share.
+struct Batch {
+    reply: Reply,
+    attrs: OnceLock<Result<SpawnAttributes, Failure>>,
+    given: Given,
+    /// Jobs not finished: the last one to finish closes what arrived for them.
+    left: AtomicUsize,
+}
+
+struct Queue {
+    jobs: VecDeque<(SpawnJob, Arc<Batch>)>,
+    idle: usize,
+    shutdown: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    work: Condvar,
+    monitor: Arc<ToMonitor>,
+    use_pidfd: bool,
+    hook: Option<SpawnHook>,
+    lifeline: Option<Arc<Lifeline>>,
+    listeners: Option<Arc<Listeners>>,
+    max_threads: usize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Set by the first spawner thread before it runs a job: Some when the spawner threads have a
+    /// table of their own.
+    private: OnceLock<Option<Private>>,
+    /// Outcomes whose message is on its way to the monitor (`collect`), by message id.
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn private(&self) -> Option<&Private> {
+        self.private.get().and_then(Option::as_ref)
+    }
+}
+
+struct HostSide {
+    started: bool,
+    link: Option<Link>,
+}
+
+pub struct Spawner {
+    shared: Arc<Shared>,
+    host: Mutex<HostSide>,
+    private_table: bool,
+    /// The monitor's epoll set, which watches `from_private`.
+    poller: Arc<Poller>,
+    /// Where outcomes arrive from the private table (a copy of the link's), for `collect`.
+    arrivals: Mutex<Option<Arc<OwnedFd>>>,
+}
+
+impl Spawner {
+    /// `threads`: at most this many spawner threads (None: one per core, up to 8).
+    /// `private_table`: run them in a descriptor table of their own where the system allows; their
+    /// outcomes then arrive on a socket in `poller` (the monitor's), under `SPAWNED_TOKEN`, and
+    /// the monitor calls `collect`.
+    pub fn new(
+        monitor: Arc<ToMonitor>,
+        use_pidfd: bool,
+        hook: Option<SpawnHook>,
+        threads: Option<usize>,
+        private_table: bool,
+        poller: Arc<Poller>,
+    ) -> Spawner {
+        let cores =
+            threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Spawner {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue {
+                    jobs: VecDeque::new(),
+                    idle: 0,
+                    shutdown: false,
+                }),
+                work: Condvar::new(),
+                monitor,
+                use_pidfd,
+                hook,
+                lifeline: None,
+                listeners: None,
+                max_threads: cores.clamp(1, 8),
+                threads: Mutex::new(Vec::new()),
+                private: OnceLock::new(),
+                pending: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
+            }),
+            host: Mutex::new(HostSide {
+                started: false,
+                link: None,
+            }),
+            private_table,
+            poller,
+            arrivals: Mutex::new(None),
+        }
+    }
+
+    /// Every spawned process goes to `lifeline` (its cgroup, the keeper) before it is handed
+    /// over. Only before the first submission.
+    pub fn set_lifeline(&mut self, lifeline: Arc<Lifeline>) {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.lifeline = Some(lifeline);
+        }
+    }
+
+    /// The groups' listen sockets, passed to their workers. Only before the first submission.
+    pub fn set_listeners(&mut self, listeners: Arc<Listeners>) {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.listeners = Some(listeners);
+        }
+    }
+
+    /// How many spawner threads may run at once.
+    pub fn parallelism(&self) -> usize {
+        self.shared.max_threads
+    }
+
+    /// Queues jobs, with the descriptors they carry; their outcomes go to `reply`. Called on a
+    /// thread of the host's descriptor table. A job that cannot be queued (after shutdown, when
+    /// no thread can be started, when its descriptors cannot be passed) gets a failed outcome at
+    /// once.
+    pub fn submit(&self, jobs: Vec<SpawnJob>, reply: Reply, carried: Carried) {
+        if jobs.is_empty() {
+            return;
+        }
+        let fail = |jobs: Vec<SpawnJob>, e: &std::io::Error| {
+            for job in jobs {
+                deliver(&self.shared, &reply, job.key, Err(error(&failure(e))));
+            }
+        };
+        let mut host = lock(&self.host);
+        if lock(&self.shared.queue).shutdown {
+            return fail(jobs, &shutting_down());
+        }
+        if !host.started {
+            if let Err(e) = self.start(&mut host) {
+                let e = std::io::Error::new(e.kind(), format!("starting a spawner thread: {e}"));
+                return fail(jobs, &e);
+            }
+            host.started = true;
+        }
+        let given = match &host.link {
+            None => Given::Here(carried),
+            Some(link) => match self.ship(link, &carried) {
+                Ok(given) => given,
+                Err(e) => return fail(jobs, &e),
+            },
+        };
+        let batch = Arc::new(Batch {
+            reply: reply.clone(),
+            attrs: OnceLock::new(),
+            given,
+            left: AtomicUsize::new(jobs.len()),
+        });
+        {
+            let mut q = lock(&self.shared.queue);
+            if q.shutdown {
+                drop(q);
+                return fail(jobs, &shutting_down());
+            }
+            q.jobs
+                .extend(jobs.into_iter().map(|j| (j, Arc::clone(&batch))));
+        }
+        self.shared.work.notify_all();
+    }
+
+    /// Starts the first spawner thread, which gives itself a private table when it can (and the
+    /// socket for its outcomes first).
+    fn start(&self, host: &mut HostSide) -> std::io::Result<()> {
+        let link = if self.private_table {
+            self.open_link().ok()
+        } else {
+            None
+        };
+        let ends = link.as_ref().map(|(_, inbox, outbox)| {
+            let keep = self
+                .shared
+                .lifeline
+                .as_ref()
+                .map_or_else(Vec::new, |l| l.spawner_descriptors());
+            (inbox.as_raw_fd(), outbox.as_raw_fd(), keep)
+        });
+        let (answer, answered) = mpsc::sync_channel::<()>(1);
+        let shared = Arc::clone(&self.shared);
+        let started = {
+            let mut threads = lock(&self.shared.threads);
+            threads::spawn_named("mpsup-spawner", Some(STACK), move || {
+                let private = ends.and_then(|(inbox, outbox, keep)| enter(inbox, outbox, &keep));
+                let _ = shared.private.set(private);
+                drop(answer);
+                run(&shared);
+            })
+            .map(|handle| threads.push(handle))
+        };
+        if let Err(e) = started {
+            if let Some((link, _, _)) = link {
+                self.close_link(link);
+            }
+            return Err(e);
+        }
+        // Disconnected once the thread has decided.
+        let _ = answered.recv();
+        if let Some((link, inbox, outbox)) = link {
+            // The host's copies of the spawner threads' ends go.
+            drop(inbox);
+            drop(outbox);
+            if self.shared.private().is_some() {
+                *lock(&self.arrivals) = Some(Arc::clone(&link.from_private));
+                host.link = Some(link);
+            } else {
+                self.close_link(link);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the threads once they have finished the jobs they hold; jobs still queued are
+    /// failed; the outcomes still on their way are handed over.
+    pub fn shutdown(&self) {
+        let left: Vec<_> = {
+            let mut q = lock(&self.shared.queue);
+            q.shutdown = true;
+            q.jobs.drain(..).collect()
+        };
+        self.shared.work.notify_all();
+        for (job, batch) in left {
+            deliver(&self.shared, &batch.reply, job.key, Err(shutting_down()));
+        }
+        // A thread may start another until it sees the shutdown.
+        loop {
+            let handles: Vec<_> = lock(&self.shared.threads).drain(..).collect();
+            if handles.is_empty() {
+                break;
+            }
+            for handle in handles {
+                let _ = handle.join();
+            }
+        }
+        // Every outcome has been sent: hand over what the monitor has not collected yet.
+        self.collect(true);
+        if let Some(link) = lock(&self.host).link.take() {
+            self.close_link(link);
+        }
+        lock(&self.arrivals).take();
+    }
+}
+
+fn shutting_down() -> std::io::Error {
+    std::io::Error::other("the supervisor is shutting down")
+}
+
+impl Drop for Spawner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts one more spawner thread, from a spawner thread (so that it shares its table), while
+/// jobs wait that no idle thread will take.
+fn grow(shared: &Arc<Shared>) {
+    let mut threads = lock(&shared.threads);
+    {
+        let q = lock(&shared.queue);
+        if q.shutdown || q.jobs.is_empty() || q.idle > 0 || threads.len() >= shared.max_threads {
+            return;
+        }
+    }
+    let for_thread = Arc::clone(shared);
+    if let Ok(handle) = threads::spawn_named("mpsup-spawner", Some(STACK), move || run(&for_thread))
+    {
+        threads.push(handle);
+    }
+}
+
+fn run(shared: &Arc<Shared>) {
+    loop {
+        let burst: Vec<(SpawnJob, Arc<Batch>)> = {
+            let mut q = lock(&shared.queue);
+            while q.jobs.is_empty() && !q.shutdown {
+                q.idle += 1;
+                q = shared.work.wait(q).unwrap_or_else(|p| p.into_inner());
+                q.idle -= 1;
+            }
+            if q.jobs.is_empty() {
+                return;
+            }
+            let n = q.jobs.len().min(BURST);
+            q.jobs.drain(..n).collect()
+        };
+        grow(shared);
+        let private = shared.private();
+        for (job, batch) in burst {
+            let key = job.key;
+            let result = batch.attrs(private.is_some()).and_then(|attrs| {
+                let given = batch.view(private, &job.plan.spec.name)?;
+                catch_unwind(AssertUnwindSafe(|| spawn_one(shared, &job, attrs, &given)))
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a panic in the spawner")))
+            });
+            batch.finished();
+            hand_over(shared, &batch.reply, key, result);
+        }
+    }
+}
+
+/// Passes an outcome on, from a thread of the host's table.
+fn deliver(shared: &Shared, reply: &Reply, key: Key, result: Result<Child, std::io::Error>) {
+    let outcome = SpawnOutcome { key, result };
+    match reply {
+        Reply::Monitor => {
+            lock(&shared.monitor.outcomes).push(outcome);
+            shared.monitor.wake.set();
+        }
+        // A caller that stopped waiting drops the outcome, and with it the child (killed).
+        Reply::Batch(tx) => drop(tx.send(outcome)),
+    }
+}
