@@ -2,30 +2,17 @@
 //! dies and then kills every worker's process group and cgroup, and the cgroups themselves,
 //! which reach descendants that left their process group.
 //!
-//! The keeper (`src/bin/mpsup-keeper.rs`) is spawned once per supervisor, on the thread that
-//! makes the supervisor, into a process group of its own, with one end of a `SOCK_SEQPACKET`
-//! pair as its descriptor 3 (our end is close-on-exec). It watches the host through a pidfd of
-//! its parent: the parent of a process is the host *process* whichever thread spawned it, so a
-//! host thread that exits changes nothing (`PR_SET_PDEATHSIG` would fire then, so it is not
-//! used), and no descriptor that a child forked from the host could hold keeps it from seeing
-//! the death. Each worker is announced with `A pid` and the host's pidfd of it (so the keeper
-//! can never mistake a reused pid for the worker), right after the spawn and before the child is
-//! handed over, so before it can be reaped; `D pid` goes before the reap (for a worker whose pidfd
-//! the keeper got, it may wait to go with others in one message, but always goes before an `A`
-//! that reuses its pid). Sends never block for
-//! long: a keeper that takes no message for a second is killed and reported gone.
+//! The keeper process itself is started and spoken to in `keeper.rs`.
 //!
 //! Cgroups: where this process's own cgroup v2 is writable (root, or a delegated subtree), the
 //! supervisor makes `mpsup-<pid>-<n>` beneath it, one cgroup per group beneath that and one per
-//! worker process beneath its group's. The spawner moves each worker into its cgroup right after
-//! `posix_spawn` returns, before the child is handed over (the window: until then, a process the
-//! worker forks stays in the host's cgroup, still in the worker's process group; the worker is
-//! then still in the dynamic loader, in practice). A SIGKILL to a worker also goes to its
-//! cgroup's `cgroup.kill`; at its reap the cgroup is killed and removed.
+//! worker process beneath its group's. Each worker is spawned through the exec shim
+//! (`mpsup-exec`), which joins its cgroup before the worker's program runs, so even its first
+//! fork is inside. A SIGKILL to a worker also goes to its cgroup's `cgroup.kill`; at its reap the
+//! cgroup is killed and removed.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
-use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,11 +20,11 @@ use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 
-use crate::config::Output;
-use crate::os::spawn::{self, Command, SpawnAttributes};
+use crate::os::spawn::{self};
 use crate::os::{self, cgroup, ChildState};
+use crate::runtime::helpers::find_helper;
+use crate::runtime::keeper::{send_bounded, start_keeper, wait_exit, Keeper, KEEPER_BOUND};
 use crate::sync::lock;
 use crate::threads;
 
@@ -48,12 +35,8 @@ pub const SHIM_NAME: &str = "mpsup-exec";
 /// How long the spawner waits for the shim to exec the worker (only a child the host forked
 /// meanwhile, holding the pipe's write end, can make it wait that long).
 const SHIM_BOUND: Duration = Duration::from_secs(1);
-/// How long a send to the keeper may wait for room before the keeper is given up.
-const SEND_BOUND: Duration = Duration::from_secs(1);
 /// The most pids in one `D` message: the keeper reads datagrams of up to 512 bytes.
 const REAPED_PER_MESSAGE: usize = 50;
-/// How long the keeper has to say hello, and to exit when told.
-const KEEPER_BOUND: Duration = Duration::from_secs(3);
 
 /// What the host asked for (from `Options`).
 #[derive(Debug, Clone)]
@@ -62,15 +45,6 @@ pub struct Wanted {
     /// The keeper program to run; None: looked up next to the library.
     pub keeper_path: Option<PathBuf>,
     pub cgroup: bool,
-}
-
-/// The host holds one descriptor for it, the socket (no pidfd: its end of the socket closing says
-/// it has exited).
-struct Keeper {
-    pid: i32,
-    sock: OwnedFd,
-    /// False once it failed to take a message or exited.
-    alive: AtomicBool,
 }
 
 struct Cgroups {
@@ -486,190 +460,6 @@ fn group_dir_name(group: &str) -> String {
         .take(200)
         .collect();
     format!("g-{safe}")
-}
-
-/// Sends one datagram (and a descriptor), waiting at most `SEND_BOUND` for room.
-fn send_bounded(sock: &OwnedFd, bytes: &[u8], fd: Option<&OwnedFd>) -> std::io::Result<()> {
-    let until = Instant::now() + SEND_BOUND;
-    let raw = fd.map(|f| [f.as_raw_fd()]);
-    loop {
-        let iov = [IoSlice::new(bytes)];
-        let cmsgs: Vec<ControlMessage<'_>> = raw
-            .as_ref()
-            .map(|r| ControlMessage::ScmRights(r))
-            .into_iter()
-            .collect();
-        match socket::sendmsg::<()>(
-            sock.as_raw_fd(),
-            &iov,
-            &cmsgs,
-            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
-            Ok(_) => return Ok(()),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::EAGAIN) => {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(std::io::Error::from(nix::errno::Errno::EAGAIN));
-                }
-                let ms = left.as_millis().clamp(1, 1000) as u16;
-                let mut fds = [PollFd::new(
-                    std::os::fd::AsFd::as_fd(sock),
-                    PollFlags::POLLOUT,
-                )];
-                let _ = poll(&mut fds, PollTimeout::from(ms));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Waits (bounded) for the keeper to exit and reaps it; kills it when it does not.
-fn wait_exit(k: &Keeper, until: Instant) {
-    loop {
-        match os::peek_exit(k.pid) {
-            ChildState::Running => {}
-            ChildState::Exited(_) => {
-                os::try_reap(k.pid);
-                return;
-            }
-            ChildState::Gone => return,
-        }
-        if Instant::now() >= until {
-            let _ = os::kill_pid(k.pid, libc::SIGKILL);
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(k.pid), None);
-            return;
-        }
-        // Its end of the socket closes when it exits (POLLHUP); anything it may have sent makes
-        // the poll return at once, hence the short sleep while it still runs.
-        let mut fds = [PollFd::new(
-            std::os::fd::AsFd::as_fd(&k.sock),
-            PollFlags::POLLIN,
-        )];
-        let _ = poll(&mut fds, PollTimeout::from(100u16));
-        if matches!(os::peek_exit(k.pid), ChildState::Running) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-/// Spawns the keeper and waits for its hello.
-fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper> {
-    let (ours, theirs) = socket::socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(std::io::Error::from)?;
-    let theirs = os::dup_at_least(&theirs, spawn::FIRST_INHERITED + 1)?;
-    let path = CString::new(program.as_os_str().as_encoded_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    let cg = cgroup.map_or_else(|| "-".into(), |p| p.to_string_lossy().into_owned());
-    let argv = [
-        path.clone(),
-        crate::config::cstring(&std::process::id().to_string()),
-        crate::config::cstring(&cg),
-    ];
-    let attrs = SpawnAttributes::new()?;
-    let cmd = Command {
-        program: &path,
-        argv: &argv,
-        envp: &[],
-        cwd: Some(c"/"),
-        stdout: &Output::Null,
-        stderr: &Output::Inherit,
-        stdout_pipe: None,
-        stderr_pipe: None,
-        stdio: None,
-        inherit: &[&theirs],
-    };
-    let pid = spawn::spawn(&cmd, &attrs)?;
-    drop(theirs);
-    let keeper = Keeper {
-        pid,
-        sock: ours,
-        alive: AtomicBool::new(true),
-    };
-    let mut hello = [0u8; 128];
-    let mut fds = [PollFd::new(
-        std::os::fd::AsFd::as_fd(&keeper.sock),
-        PollFlags::POLLIN,
-    )];
-    let ready = poll(&mut fds, PollTimeout::from(KEEPER_BOUND.as_millis() as u16));
-    let n = match ready {
-        Ok(1..) => {
-            socket::recv(keeper.sock.as_raw_fd(), &mut hello, MsgFlags::MSG_DONTWAIT).unwrap_or(0)
-        }
-        _ => 0,
-    };
-    if !hello[..n].starts_with(b"K ") {
-        let said = String::from_utf8_lossy(&hello[..n]).into_owned();
-        keeper.alive.store(false, Ordering::Release);
-        wait_exit(&keeper, Instant::now());
-        return Err(std::io::Error::other(if said.is_empty() {
-            "the keeper did not start".to_string()
-        } else {
-            format!("the keeper said: {said}")
-        }));
-    }
-    let _ = socket::setsockopt(&keeper.sock, socket::sockopt::SndBuf, &(1 << 20));
-    Ok(keeper)
-}
-
-/// A helper program next to the object that holds this code (libmpsupervisor.so, or a program
-/// linked with the rlib or the staticlib): `DIR/NAME` (the Python package, cargo's target
-/// directory), `DIR/mpsupervisor/NAME` (`make install`), `DIR/../NAME` (cargo's `deps/`), or
-/// in the directory `make install` builds in (`MPSUP_HELPER_DIR` at build time).
-fn find_helper(name: &str) -> Option<PathBuf> {
-    // Looked up once per process image: `dladdr` takes the dynamic loader's lock, which a child
-    // forked from a busy multi-threaded host must not wait for (the fork copies the answer).
-    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    let dir = DIR
-        .get_or_init(|| own_object().and_then(|p| p.parent().map(Path::to_path_buf)))
-        .clone();
-    let built_in = option_env!("MPSUP_HELPER_DIR").map(|d| Path::new(d).join(name));
-    dir.into_iter()
-        .flat_map(|dir| {
-            [
-                dir.join(name),
-                dir.join("mpsupervisor").join(name),
-                dir.join("..").join(name),
-            ]
-        })
-        .chain(built_in)
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: a NUL-terminated path.
-    p.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
-}
-
-/// The file of the loaded object that holds this function.
-fn own_object() -> Option<PathBuf> {
-    // SAFETY: dladdr fills `info` for an address of this object; dli_fname is a C string that
-    // lives as long as the object stays loaded.
-    let name = unsafe {
-        let mut info: libc::Dl_info = std::mem::zeroed();
-        let here = find_helper as *const libc::c_void;
-        if libc::dladdr(here, &mut info) == 0 || info.dli_fname.is_null() {
-            return std::env::current_exe().ok();
-        }
-        std::ffi::CStr::from_ptr(info.dli_fname)
-            .to_string_lossy()
-            .into_owned()
-    };
-    // The main program's name may be relative or empty; its real path is /proc/self/exe.
-    let path = PathBuf::from(&name);
-    if name.is_empty() || !path.is_absolute() {
-        return std::env::current_exe().ok();
-    }
-    Some(std::fs::canonicalize(&path).unwrap_or(path))
 }
 
 #[cfg(test)]
