@@ -16,74 +16,26 @@ use crate::core::plan::Plan;
 use crate::core::state::{Readiness, State};
 use crate::core::worker::Key;
 use crate::error::{Error, Result};
-use crate::events::{Event, DEFAULT_CAPACITY};
+use crate::events::Event;
+use crate::options::Options;
 use crate::os::{self, Flag, Poller};
 use crate::report;
 use crate::runtime::io::{Io, WAKE_TOKEN};
 use crate::runtime::lifeline::{Lifeline, Wanted};
 use crate::runtime::listen::Listeners;
-use crate::runtime::spawner::{Reply, SpawnHook, SpawnOutcome, Spawner, ToMonitor};
+use crate::runtime::spawner::{Reply, SpawnOutcome, Spawner, ToMonitor};
 use crate::runtime::{child, monitor, plan, Engine, Shared};
 use crate::sync::lock;
 use crate::threads;
 
+mod start;
+mod stop;
+
+use start::prepare_all;
+
 /// How long a forced stop (and `free`) waits for workers to die after SIGKILL before it reports
 /// them as unkillable and returns.
 pub const KILL_BOUND: Duration = Duration::from_secs(5);
-
-/// Options for a new supervisor.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Bound of the event queue.
-    pub event_capacity: usize,
-    /// Use pidfds to see exits when the kernel allows. `false` forces the polling fallback
-    /// (also forced by the environment variable `MPSUP_DISABLE_PIDFD=1`).
-    pub use_pidfd: bool,
-    /// Tests only: called with each new pid on the spawner thread before the child is handed
-    /// over (a panic there must not leave the child running).
-    #[doc(hidden)]
-    pub spawn_hook: Option<SpawnHook>,
-    /// At most this many spawner threads; None: one per core, up to 8 (also set by the
-    /// environment variable `MPSUP_SPAWN_THREADS`, read when the supervisor is made).
-    pub spawn_threads: Option<usize>,
-    /// Start the keeper process that kills the workers when the host dies (`MPSUP_DISABLE_KEEPER=1`
-    /// turns it off).
-    pub keeper: bool,
-    /// The keeper program; None: `MPSUP_KEEPER`, else `mpsup-keeper` next to the library.
-    pub keeper_path: Option<std::path::PathBuf>,
-    /// Put each worker process in a cgroup of its own where cgroup v2 is writable, so that a
-    /// forced stop kills descendants that left the worker's process group too. Off by default
-    /// (`MPSUP_CGROUP=1` turns it on): moving a process into a cgroup waits for an RCU grace
-    /// period on current kernels, which costs milliseconds per spawn.
-    pub cgroup: bool,
-    /// Run the spawner threads in a descriptor table of their own, where the system allows
-    /// (`src/runtime/spawner.rs`); `MPSUP_SHARED_FD_TABLE=1` turns it off.
-    pub private_fd_table: bool,
-}
-
-fn env_is(name: &str, value: &str) -> bool {
-    std::env::var_os(name).is_some_and(|v| v == value)
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            event_capacity: DEFAULT_CAPACITY,
-            use_pidfd: std::env::var_os("MPSUP_DISABLE_PIDFD").is_none_or(|v| v != "1"),
-            spawn_hook: None,
-            spawn_threads: std::env::var("MPSUP_SPAWN_THREADS")
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .filter(|&n| n > 0),
-            keeper: !env_is("MPSUP_DISABLE_KEEPER", "1"),
-            keeper_path: std::env::var_os("MPSUP_KEEPER")
-                .filter(|v| !v.is_empty())
-                .map(std::path::PathBuf::from),
-            cgroup: env_is("MPSUP_CGROUP", "1"),
-            private_fd_table: !env_is("MPSUP_SHARED_FD_TABLE", "1"),
-        }
-    }
-}
 
 /// A supervisor of process groups. Dropping it force-terminates and reaps every worker.
 pub struct Supervisor {
@@ -215,116 +167,6 @@ impl Supervisor {
             .map_or(0, |l| l.dropped_total())
     }
 
-    /// Starts the named groups in order, force-terminating any of their running workers first.
-    /// Returns once every worker is spawned (on the spawner's threads, in parallel).
-    pub fn start_groups(&self, names: &[&str]) -> Result<()> {
-        let _op = lock(&self.ops);
-        let specs = {
-            let engine = self.shared.lock();
-            engine.core.check_open()?;
-            engine.core.specs_of(names)?
-        };
-        let notify = self.notify_socket(&specs)?;
-        let plans = prepare_all(&specs, notify.as_deref())?;
-        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-        if specs.iter().any(|s| !s.listen.is_empty()) && !self.lifeline.has_shim() {
-            return Err(Error::Spawn {
-                context: "listen sockets".into(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!(
-                        "setting LISTEN_PID needs the {} helper next to the library",
-                        crate::runtime::lifeline::SHIM_NAME
-                    ),
-                ),
-            });
-        }
-        // A group started again keeps the sockets it has; the others get theirs now.
-        let opened = self
-            .listeners
-            .open(&specs)
-            .map_err(|e| Error::os("opening listen sockets", e))?;
-        // The running workers of every named group go first (the original's restart).
-        if let Err(e) = self.force_kill(Some(&names)) {
-            self.listeners.close(&opened);
-            return Err(e);
-        }
-        let jobs = self.shared.lock().core.begin_start(plans);
-        let order: Vec<Key> = jobs.iter().map(|j| j.key).collect();
-        let (tx, rx) = mpsc::channel();
-        let carried = self.listeners.carried(names.iter().map(String::as_str));
-        self.shared.spawner.submit(jobs, Reply::Batch(tx), carried);
-        // Every job answers (a panic in the spawner too); a lost one ends the loop early.
-        let mut outcomes: HashMap<Key, SpawnOutcome> = rx.iter().map(|o| (o.key, o)).collect();
-        // All are adopted under one lock together with the `supervisor_start_groups` event, so
-        // no event of the new workers comes before it.
-        let mut adopted = Vec::with_capacity(order.len());
-        let mut failure = None;
-        {
-            let mut engine = self.shared.lock();
-            if engine.core.closed {
-                // Freed meanwhile: dropping the outcomes kills their children.
-                for &key in &order {
-                    engine.core.remove(key);
-                }
-                return Err(Error::InvalidHandle("the supervisor has been freed".into()));
-            }
-            let now = Instant::now();
-            for &key in &order {
-                match outcomes.remove(&key) {
-                    Some(SpawnOutcome {
-                        result: Err(source),
-                        ..
-                    }) => {
-                        if let Some(w) = engine.core.remove(key) {
-                            failure.get_or_insert(Error::Spawn {
-                                context: format!("group '{}' worker '{}'", w.group, w.id),
-                                source,
-                            });
-                        }
-                    }
-                    Some(outcome) => {
-                        engine.take_outcome(outcome, now);
-                        adopted.push(key);
-                    }
-                    None => {
-                        engine.core.remove(key);
-                        failure.get_or_insert(Error::Spawn {
-                            context: "starting workers".into(),
-                            source: std::io::Error::other("the spawner gave no answer"),
-                        });
-                    }
-                }
-            }
-            engine
-                .core
-                .finish_start(&names, adopted.len(), failure.is_none());
-        }
-        if let Some(e) = failure {
-            let keys = self.shared.lock().core.begin_force_keys(&adopted);
-            let _ = self.wait_killed(&keys);
-            self.listeners.close(&opened);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// The sd_notify socket's address when one of `specs` needs it (made the first time).
-    fn notify_socket(&self, specs: &[GroupSpec]) -> Result<Option<String>> {
-        if !specs
-            .iter()
-            .any(|s| s.readiness == config::Readiness::SdNotify)
-        {
-            return Ok(None);
-        }
-        let mut engine = self.shared.lock();
-        engine
-            .io
-            .notify_address()
-            .map(Some)
-            .map_err(|e| Error::os("making the sd_notify socket", e))
-    }
-
     /// Sends `START` to every worker of the named groups, or to none when any is not ready.
     pub fn start_work(&self, names: &[&str]) -> Result<()> {
         let mut engine = self.shared.lock();
@@ -416,143 +258,6 @@ impl Supervisor {
         }
     }
 
-    /// Stops every running worker gracefully; `Error::Timeout` when some did not stop in time.
-    pub fn stop_groups(&self, graceful_timeout_seconds: f64, drain_inflight: bool) -> Result<()> {
-        if graceful_timeout_seconds.is_nan() || graceful_timeout_seconds < 0.0 {
-            return Err(Error::InvalidArgument(format!(
-                "graceful_timeout_seconds must be zero or more, got {graceful_timeout_seconds}"
-            )));
-        }
-        // The deadline counts from the call, even when it waits for another call first.
-        let deadline = deadline_after(graceful_timeout_seconds);
-        let keys = {
-            let _op = lock(&self.ops);
-            let mut engine = self.shared.lock();
-            engine.core.check_open()?;
-            engine.core.begin_stop(drain_inflight)
-        };
-        let left = self.wait_gone(&keys, deadline);
-        self.close_stopped_listeners();
-        match left {
-            None => Ok(()),
-            Some((id, _)) => Err(Error::Timeout(format!(
-                "worker '{id}' did not stop within graceful timeout"
-            ))),
-        }
-    }
-
-    /// Kills the workers of the named groups with SIGKILL to their process groups and reaps
-    /// them, waiting at most `KILL_BOUND`.
-    pub fn force_terminate_groups(&self, names: &[&str]) -> Result<()> {
-        let _op = lock(&self.ops);
-        {
-            let engine = self.shared.lock();
-            engine.core.check_open()?;
-            engine.core.check_known(names)?;
-        }
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let result = self.force_kill(Some(&names));
-        self.close_stopped_listeners();
-        result
-    }
-
-    /// Closes the listen sockets of every group that is not started (any more).
-    fn close_stopped_listeners(&self) {
-        let started: Vec<String> = {
-            let engine = self.shared.lock();
-            let groups = &engine.core.groups;
-            groups
-                .iter()
-                .filter(|(_, g)| g.started)
-                .map(|(n, _)| n.clone())
-                .collect()
-        };
-        self.listeners.retain(|g| started.iter().any(|s| s == g));
-    }
-
-    /// Force-terminates every worker and makes later calls fail with an invalid-handle error.
-    /// Bounded: a worker still there `KILL_BOUND` after SIGKILL is reported and left to the
-    /// orphanage.
-    pub fn shutdown(&self) -> Result<()> {
-        {
-            let mut engine = self.shared.lock();
-            if engine.core.closed {
-                return Ok(());
-            }
-            // Waits in other calls end now (they see the supervisor closed).
-            engine.core.closed = true;
-        }
-        let _op = lock(&self.ops);
-        let result = self.force_kill(None);
-        let mut engine = self.shared.lock();
-        let left: Vec<Key> = engine.io.pids().into_iter().map(|(k, _)| k).collect();
-        for key in left {
-            engine.io.abandon(key);
-            engine.core.remove(key);
-        }
-        drop(engine);
-        self.listeners.retain(|_| false);
-        result
-    }
-
-    /// Kills the workers of `groups` (every worker when `None`) and waits until they are
-    /// reaped, at most `KILL_BOUND`. The workers are chosen and marked under one lock, so that
-    /// none can be respawned unseen in between.
-    fn force_kill(&self, groups: Option<&[String]>) -> Result<()> {
-        let keys = self.shared.lock().core.begin_force(groups);
-        self.wait_killed(&keys)
-    }
-
-    fn wait_killed(&self, keys: &[Key]) -> Result<()> {
-        let Some((id, pid)) = self.wait_gone(keys, Instant::now() + KILL_BOUND) else {
-            return Ok(());
-        };
-        let mut engine = self.shared.lock();
-        let left: Vec<Key> = keys
-            .iter()
-            .copied()
-            .filter(|k| engine.core.workers.get(k).is_some_and(|w| w.alive()))
-            .collect();
-        let mut first_error = None;
-        for key in left {
-            let error = engine.io.kill_errors.get(&key).cloned().unwrap_or_else(|| {
-                format!("still running {} s after SIGKILL", KILL_BOUND.as_secs())
-            });
-            first_error.get_or_insert(error.clone());
-            engine.core.unkillable(key, error);
-        }
-        Err(Error::Timeout(format!(
-            "worker '{id}' (pid {pid}) could not be killed: {}",
-            first_error.unwrap_or_default()
-        )))
-    }
-
-    /// Waits until none of `keys` is tracked any more (the monitor reaped them), or the
-    /// deadline, or the supervisor is freed. Returns the id and pid of the first worker left.
-    fn wait_gone(&self, keys: &[Key], deadline: Instant) -> Option<(String, i32)> {
-        let mut engine = self.shared.lock();
-        // Keys are never reused, so one that is gone stays gone: each key is looked at until it
-        // goes, and the whole wait is O(keys), however often it wakes.
-        let mut gone = 0;
-        loop {
-            while keys
-                .get(gone)
-                .is_some_and(|k| !engine.core.workers.contains_key(k))
-            {
-                gone += 1;
-            }
-            let first = engine
-                .core
-                .first_left(&keys[gone..])
-                .map(|w| (w.id.clone(), w.pid))?;
-            let now = Instant::now();
-            if now >= deadline {
-                return Some(first);
-            }
-            engine = engine.wait(deadline - now);
-        }
-    }
-
     /// The snapshot: group name → worker entries in index order.
     pub fn snapshot(&self) -> Result<Value> {
         let json = self.snapshot_json()?;
@@ -629,21 +334,6 @@ impl Supervisor {
     pub fn owned_by_this_process(&self) -> bool {
         self.owner == std::process::id()
     }
-}
-
-fn prepare_all(specs: &[GroupSpec], notify: Option<&str>) -> Result<Vec<Arc<Plan>>> {
-    specs
-        .iter()
-        .map(|spec| {
-            // Named after the first worker, which is the one that could not be spawned.
-            plan::prepare(spec, notify)
-                .map(Arc::new)
-                .map_err(|source| Error::Spawn {
-                    context: format!("group '{}' worker '{}#1'", spec.name, spec.name),
-                    source,
-                })
-        })
-        .collect()
 }
 
 impl Drop for Supervisor {

@@ -1,0 +1,59 @@
+//! The options of a new supervisor, with their defaults from the host's environment (read when
+//! the supervisor is made, on the calling thread).
+
+use crate::events::DEFAULT_CAPACITY;
+use crate::runtime::spawner::SpawnHook;
+
+/// Options for a new supervisor.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Bound of the event queue.
+    pub event_capacity: usize,
+    /// Use pidfds to see exits when the kernel allows. `false` forces the polling fallback
+    /// (also forced by the environment variable `MPSUP_DISABLE_PIDFD=1`).
+    pub use_pidfd: bool,
+    /// Tests only: called with each new pid on the spawner thread before the child is handed
+    /// over (a panic there must not leave the child running).
+    #[doc(hidden)]
+    pub spawn_hook: Option<SpawnHook>,
+    /// At most this many spawner threads; None: one per core, up to 8 (also set by the
+    /// environment variable `MPSUP_SPAWN_THREADS`, read when the supervisor is made).
+    pub spawn_threads: Option<usize>,
+    /// Start the keeper process that kills the workers when the host dies (`MPSUP_DISABLE_KEEPER=1`
+    /// turns it off).
+    pub keeper: bool,
+    /// The keeper program; None: `MPSUP_KEEPER`, else `mpsup-keeper` next to the library.
+    pub keeper_path: Option<std::path::PathBuf>,
+    /// Put each worker process in a cgroup of its own where cgroup v2 is writable, so that a
+    /// forced stop kills descendants that left the worker's process group too. Off by default
+    /// (`MPSUP_CGROUP=1` turns it on): moving a process into a cgroup waits for an RCU grace
+    /// period on current kernels, which costs milliseconds per spawn.
+    pub cgroup: bool,
+    /// Run the spawner threads in a descriptor table of their own, where the system allows
+    /// (`src/runtime/spawner.rs`); `MPSUP_SHARED_FD_TABLE=1` turns it off.
+    pub private_fd_table: bool,
+}
+
+fn env_is(name: &str, value: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v == value)
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            event_capacity: DEFAULT_CAPACITY,
+            use_pidfd: std::env::var_os("MPSUP_DISABLE_PIDFD").is_none_or(|v| v != "1"),
+            spawn_hook: None,
+            spawn_threads: std::env::var("MPSUP_SPAWN_THREADS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|&n| n > 0),
+            keeper: !env_is("MPSUP_DISABLE_KEEPER", "1"),
+            keeper_path: std::env::var_os("MPSUP_KEEPER")
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from),
+            cgroup: env_is("MPSUP_CGROUP", "1"),
+            private_fd_table: !env_is("MPSUP_SHARED_FD_TABLE", "1"),
+        }
+    }
+}

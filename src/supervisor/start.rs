@@ -1,0 +1,130 @@
+//! Starting groups: the plans, the listen sockets, one batch of spawns adopted together.
+
+use super::*;
+
+impl Supervisor {
+    /// Starts the named groups in order, force-terminating any of their running workers first.
+    /// Returns once every worker is spawned (on the spawner's threads, in parallel).
+    pub fn start_groups(&self, names: &[&str]) -> Result<()> {
+        let _op = lock(&self.ops);
+        let specs = {
+            let engine = self.shared.lock();
+            engine.core.check_open()?;
+            engine.core.specs_of(names)?
+        };
+        let notify = self.notify_socket(&specs)?;
+        let plans = prepare_all(&specs, notify.as_deref())?;
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        if specs.iter().any(|s| !s.listen.is_empty()) && !self.lifeline.has_shim() {
+            return Err(Error::Spawn {
+                context: "listen sockets".into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "setting LISTEN_PID needs the {} helper next to the library",
+                        crate::runtime::lifeline::SHIM_NAME
+                    ),
+                ),
+            });
+        }
+        // A group started again keeps the sockets it has; the others get theirs now.
+        let opened = self
+            .listeners
+            .open(&specs)
+            .map_err(|e| Error::os("opening listen sockets", e))?;
+        // The running workers of every named group go first (the original's restart).
+        if let Err(e) = self.force_kill(Some(&names)) {
+            self.listeners.close(&opened);
+            return Err(e);
+        }
+        let jobs = self.shared.lock().core.begin_start(plans);
+        let order: Vec<Key> = jobs.iter().map(|j| j.key).collect();
+        let (tx, rx) = mpsc::channel();
+        let carried = self.listeners.carried(names.iter().map(String::as_str));
+        self.shared.spawner.submit(jobs, Reply::Batch(tx), carried);
+        // Every job answers (a panic in the spawner too); a lost one ends the loop early.
+        let mut outcomes: HashMap<Key, SpawnOutcome> = rx.iter().map(|o| (o.key, o)).collect();
+        // All are adopted under one lock together with the `supervisor_start_groups` event, so
+        // no event of the new workers comes before it.
+        let mut adopted = Vec::with_capacity(order.len());
+        let mut failure = None;
+        {
+            let mut engine = self.shared.lock();
+            if engine.core.closed {
+                // Freed meanwhile: dropping the outcomes kills their children.
+                for &key in &order {
+                    engine.core.remove(key);
+                }
+                return Err(Error::InvalidHandle("the supervisor has been freed".into()));
+            }
+            let now = Instant::now();
+            for &key in &order {
+                match outcomes.remove(&key) {
+                    Some(SpawnOutcome {
+                        result: Err(source),
+                        ..
+                    }) => {
+                        if let Some(w) = engine.core.remove(key) {
+                            failure.get_or_insert(Error::Spawn {
+                                context: format!("group '{}' worker '{}'", w.group, w.id),
+                                source,
+                            });
+                        }
+                    }
+                    Some(outcome) => {
+                        engine.take_outcome(outcome, now);
+                        adopted.push(key);
+                    }
+                    None => {
+                        engine.core.remove(key);
+                        failure.get_or_insert(Error::Spawn {
+                            context: "starting workers".into(),
+                            source: std::io::Error::other("the spawner gave no answer"),
+                        });
+                    }
+                }
+            }
+            engine
+                .core
+                .finish_start(&names, adopted.len(), failure.is_none());
+        }
+        if let Some(e) = failure {
+            let keys = self.shared.lock().core.begin_force_keys(&adopted);
+            let _ = self.wait_killed(&keys);
+            self.listeners.close(&opened);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The sd_notify socket's address when one of `specs` needs it (made the first time).
+    pub(super) fn notify_socket(&self, specs: &[GroupSpec]) -> Result<Option<String>> {
+        if !specs
+            .iter()
+            .any(|s| s.readiness == config::Readiness::SdNotify)
+        {
+            return Ok(None);
+        }
+        let mut engine = self.shared.lock();
+        engine
+            .io
+            .notify_address()
+            .map(Some)
+            .map_err(|e| Error::os("making the sd_notify socket", e))
+    }
+}
+
+pub(super) fn prepare_all(specs: &[GroupSpec], notify: Option<&str>) -> Result<Vec<Arc<Plan>>> {
+    specs
+        .iter()
+        .map(|spec| {
+            // Named after the first worker, which is the one that could not be spawned.
+            plan::prepare(spec, notify)
+                .map(Arc::new)
+                .map_err(|source| Error::Spawn {
+                    context: format!("group '{}' worker '{}#1'", spec.name, spec.name),
+                    source,
+                })
+        })
+        .collect()
+}

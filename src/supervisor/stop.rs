@@ -1,0 +1,142 @@
+//! Stopping workers: graceful stops, forced kills, shutdown, and the bounded waits for exits.
+
+use super::*;
+
+impl Supervisor {
+    /// Stops every running worker gracefully; `Error::Timeout` when some did not stop in time.
+    pub fn stop_groups(&self, graceful_timeout_seconds: f64, drain_inflight: bool) -> Result<()> {
+        if graceful_timeout_seconds.is_nan() || graceful_timeout_seconds < 0.0 {
+            return Err(Error::InvalidArgument(format!(
+                "graceful_timeout_seconds must be zero or more, got {graceful_timeout_seconds}"
+            )));
+        }
+        // The deadline counts from the call, even when it waits for another call first.
+        let deadline = deadline_after(graceful_timeout_seconds);
+        let keys = {
+            let _op = lock(&self.ops);
+            let mut engine = self.shared.lock();
+            engine.core.check_open()?;
+            engine.core.begin_stop(drain_inflight)
+        };
+        let left = self.wait_gone(&keys, deadline);
+        self.close_stopped_listeners();
+        match left {
+            None => Ok(()),
+            Some((id, _)) => Err(Error::Timeout(format!(
+                "worker '{id}' did not stop within graceful timeout"
+            ))),
+        }
+    }
+
+    /// Kills the workers of the named groups with SIGKILL to their process groups and reaps
+    /// them, waiting at most `KILL_BOUND`.
+    pub fn force_terminate_groups(&self, names: &[&str]) -> Result<()> {
+        let _op = lock(&self.ops);
+        {
+            let engine = self.shared.lock();
+            engine.core.check_open()?;
+            engine.core.check_known(names)?;
+        }
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let result = self.force_kill(Some(&names));
+        self.close_stopped_listeners();
+        result
+    }
+
+    /// Closes the listen sockets of every group that is not started (any more).
+    fn close_stopped_listeners(&self) {
+        let started: Vec<String> = {
+            let engine = self.shared.lock();
+            let groups = &engine.core.groups;
+            groups
+                .iter()
+                .filter(|(_, g)| g.started)
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        self.listeners.retain(|g| started.iter().any(|s| s == g));
+    }
+
+    /// Force-terminates every worker and makes later calls fail with an invalid-handle error.
+    /// Bounded: a worker still there `KILL_BOUND` after SIGKILL is reported and left to the
+    /// orphanage.
+    pub fn shutdown(&self) -> Result<()> {
+        {
+            let mut engine = self.shared.lock();
+            if engine.core.closed {
+                return Ok(());
+            }
+            // Waits in other calls end now (they see the supervisor closed).
+            engine.core.closed = true;
+        }
+        let _op = lock(&self.ops);
+        let result = self.force_kill(None);
+        let mut engine = self.shared.lock();
+        let left: Vec<Key> = engine.io.pids().into_iter().map(|(k, _)| k).collect();
+        for key in left {
+            engine.io.abandon(key);
+            engine.core.remove(key);
+        }
+        drop(engine);
+        self.listeners.retain(|_| false);
+        result
+    }
+
+    /// Kills the workers of `groups` (every worker when `None`) and waits until they are
+    /// reaped, at most `KILL_BOUND`. The workers are chosen and marked under one lock, so that
+    /// none can be respawned unseen in between.
+    pub(super) fn force_kill(&self, groups: Option<&[String]>) -> Result<()> {
+        let keys = self.shared.lock().core.begin_force(groups);
+        self.wait_killed(&keys)
+    }
+
+    pub(super) fn wait_killed(&self, keys: &[Key]) -> Result<()> {
+        let Some((id, pid)) = self.wait_gone(keys, Instant::now() + KILL_BOUND) else {
+            return Ok(());
+        };
+        let mut engine = self.shared.lock();
+        let left: Vec<Key> = keys
+            .iter()
+            .copied()
+            .filter(|k| engine.core.workers.get(k).is_some_and(|w| w.alive()))
+            .collect();
+        let mut first_error = None;
+        for key in left {
+            let error = engine.io.kill_errors.get(&key).cloned().unwrap_or_else(|| {
+                format!("still running {} s after SIGKILL", KILL_BOUND.as_secs())
+            });
+            first_error.get_or_insert(error.clone());
+            engine.core.unkillable(key, error);
+        }
+        Err(Error::Timeout(format!(
+            "worker '{id}' (pid {pid}) could not be killed: {}",
+            first_error.unwrap_or_default()
+        )))
+    }
+
+    /// Waits until none of `keys` is tracked any more (the monitor reaped them), or the
+    /// deadline, or the supervisor is freed. Returns the id and pid of the first worker left.
+    fn wait_gone(&self, keys: &[Key], deadline: Instant) -> Option<(String, i32)> {
+        let mut engine = self.shared.lock();
+        // Keys are never reused, so one that is gone stays gone: each key is looked at until it
+        // goes, and the whole wait is O(keys), however often it wakes.
+        let mut gone = 0;
+        loop {
+            while keys
+                .get(gone)
+                .is_some_and(|k| !engine.core.workers.contains_key(k))
+            {
+                gone += 1;
+            }
+            let first = engine
+                .core
+                .first_left(&keys[gone..])
+                .map(|w| (w.id.clone(), w.pid))?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Some(first);
+            }
+            engine = engine.wait(deadline - now);
+        }
+    }
+}
