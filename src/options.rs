@@ -30,7 +30,7 @@ pub struct Options {
     /// period on current kernels, which costs milliseconds per spawn.
     pub cgroup: bool,
     /// Run the spawner threads in a descriptor table of their own, where the system allows
-    /// (`src/runtime/spawner.rs`); `MPSUP_SHARED_FD_TABLE=1` turns it off.
+    /// (`src/runtime/spawner/table.rs`); `MPSUP_SHARED_FD_TABLE=1` turns it off.
     pub private_fd_table: bool,
 }
 
