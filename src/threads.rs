@@ -10,7 +10,9 @@
 use std::io;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use nix::sys::signal::{SigSet, SigmaskHow};
 
@@ -26,6 +28,49 @@ where
         builder = builder.stack_size(bytes);
     }
     with_all_signals_blocked(|| builder.spawn(f))?
+}
+
+/// A library thread that drains a queue and ends once its senders are gone, joined at most for a
+/// while: one stuck on an exporter that never drains (a full pipe nobody reads) is left detached
+/// after that, so that freeing or reconfiguring a supervisor never hangs.
+pub(crate) struct Drainer {
+    thread: Option<JoinHandle<()>>,
+    /// Set by the thread when `f` has returned.
+    finished: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Drainer {
+    /// Spawns `f` as `spawn_named` does.
+    pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<Drainer> {
+        let finished = Arc::new((Mutex::new(false), Condvar::new()));
+        let done = Arc::clone(&finished);
+        let thread = spawn_named(name, None, move || {
+            f();
+            let (flag, cv) = &*done;
+            *crate::sync::lock(flag) = true;
+            cv.notify_all();
+        })?;
+        Ok(Drainer {
+            thread: Some(thread),
+            finished,
+        })
+    }
+
+    /// Waits up to `bound` for the thread to finish and joins it; else leaves it detached.
+    pub(crate) fn join_within(&mut self, bound: Duration) {
+        let (flag, cv) = &*self.finished;
+        let guard = crate::sync::lock(flag);
+        let (guard, _) = cv
+            .wait_timeout_while(guard, bound, |done| !*done)
+            .unwrap_or_else(|p| p.into_inner());
+        let done = *guard;
+        drop(guard);
+        if let Some(thread) = self.thread.take() {
+            if done {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 /// Runs `f` (a thread spawn: the new thread inherits the mask) with every signal blocked in the

@@ -8,11 +8,11 @@ use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::threads::Drainer;
 
 mod record;
 mod settings;
@@ -84,14 +84,13 @@ struct Counters {
 /// Writes lifecycle records to the exporters from one background thread.
 ///
 /// Dropping the logger closes the queue and joins the writer, so every record queued before is
-/// written first. If an exporter blocks (say stdout is a pipe nobody reads), drop blocks with it.
+/// written first; a writer stuck on an exporter (say stdout is a pipe nobody reads) is left
+/// behind after `DRAIN_TIMEOUT`.
 pub struct Logger {
     settings: LifecycleEvents,
     tx: Option<SyncSender<Item>>,
-    writer: Option<JoinHandle<()>>,
+    writer: Drainer,
     counters: Arc<Counters>,
-    /// Set by the writer when it has written everything and is about to end.
-    finished: Arc<(Mutex<bool>, Condvar)>,
 }
 
 /// How long dropping a logger waits for its writer to write out what is queued. A writer stuck
@@ -167,26 +166,20 @@ impl Logger {
         let counters = Arc::new(Counters::default());
         // The notice is a `warn` record, so it obeys the level like every other record.
         let report = Level::Warn >= settings.level;
-        let finished = Arc::new((Mutex::new(false), Condvar::new()));
         let writer = {
             let counters = Arc::clone(&counters);
-            let finished = Arc::clone(&finished);
             // Every signal blocked there: a reader-less pipe gives EPIPE, never SIGPIPE to the host.
             let level = settings.level;
-            crate::threads::spawn_named("mpsup-log", None, move || {
-                write_loop(rx, sinks, &counters, report, level);
-                let (done, cv) = &*finished;
-                *crate::sync::lock(done) = true;
-                cv.notify_all();
+            Drainer::spawn("mpsup-log", move || {
+                write_loop(rx, sinks, &counters, report, level)
             })
             .map_err(|e| Error::os("starting the log writer thread", e))?
         };
         Ok(Logger {
             settings,
             tx: Some(tx),
-            writer: Some(writer),
+            writer,
             counters,
-            finished,
         })
     }
 
@@ -245,19 +238,8 @@ impl Logger {
 impl Drop for Logger {
     fn drop(&mut self) {
         drop(self.tx.take());
-        let (done, cv) = &*self.finished;
-        let guard = crate::sync::lock(done);
-        let (guard, _) = cv
-            .wait_timeout_while(guard, DRAIN_TIMEOUT, |finished| !*finished)
-            .unwrap_or_else(|p| p.into_inner());
-        let finished = *guard;
-        drop(guard);
-        if let Some(writer) = self.writer.take() {
-            if finished {
-                let _ = writer.join();
-            }
-            // Otherwise the writer is detached: it ends once its exporter lets it.
-        }
+        // A writer still stuck then ends once its exporter lets it.
+        self.writer.join_within(DRAIN_TIMEOUT);
     }
 }
 

@@ -3,14 +3,14 @@
 //! so a worker that writes faster than the disk never slows the monitor. Disk use stays within
 //! `(K + 1) × N`: the file is rotated before a write would pass `max_bytes`.
 
+use crate::threads::Drainer;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 /// The most bytes that may wait for the file writer; past that, output is dropped and counted.
 const FILE_QUEUE_BYTES: u64 = 16 * 1024 * 1024;
@@ -28,31 +28,21 @@ pub(crate) struct FileWriter {
     pub(crate) dropped: Arc<AtomicU64>,
     /// Bytes sent and not yet written.
     queued: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
-    finished: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<Drainer>,
 }
 
 impl FileWriter {
     pub(crate) fn start() -> FileWriter {
         let (tx, rx) = mpsc::channel();
-        let finished = Arc::new((Mutex::new(false), Condvar::new()));
-        let done = Arc::clone(&finished);
         let queued = Arc::new(AtomicU64::new(0));
         let written = Arc::clone(&queued);
-        let thread = crate::threads::spawn_named("mpsup-output", None, move || {
-            write_files(rx, &written);
-            let (flag, cv) = &*done;
-            *crate::sync::lock(flag) = true;
-            cv.notify_all();
-        })
-        .ok();
+        let thread = Drainer::spawn("mpsup-output", move || write_files(rx, &written)).ok();
         FileWriter {
             // Without a thread nothing is queued: every chunk counts as dropped.
             tx: thread.as_ref().map(|_| tx),
             dropped: Arc::new(AtomicU64::new(0)),
             queued,
             thread,
-            finished,
         }
     }
 
@@ -76,17 +66,8 @@ const FILE_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2
 impl Drop for FileWriter {
     fn drop(&mut self) {
         drop(self.tx.take());
-        let (flag, cv) = &*self.finished;
-        let guard = crate::sync::lock(flag);
-        let (guard, _) = cv
-            .wait_timeout_while(guard, FILE_DRAIN_TIMEOUT, |done| !*done)
-            .unwrap_or_else(|p| p.into_inner());
-        let done = *guard;
-        drop(guard);
-        if let Some(thread) = self.thread.take() {
-            if done {
-                let _ = thread.join();
-            }
+        if let Some(thread) = &mut self.thread {
+            thread.join_within(FILE_DRAIN_TIMEOUT);
         }
     }
 }
