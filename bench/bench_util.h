@@ -37,6 +37,15 @@ static inline double tree_cpu_ms(void)
                     children.ru_stime.tv_usec) / 1e3;
 }
 
+/* CPU time (user + system) of this process alone, every thread, in milliseconds. */
+static inline double self_cpu_ms(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
 /* Parse a worker count in 1..100000, or exit with a usage error. */
 static inline int parse_count(const char *s, const char *usage)
 {

@@ -4,8 +4,9 @@
  * (STOP NOW), supervisor_free, each phase timed.
  *
  * usage: lib_bench [--idle SECONDS] WORKER N
- * prints one JSON line with start/ready/stop/total ms and the CPU ms of the whole
- * tree (this process and the reaped workers). With --idle it also sits
+ * prints one JSON line with start/ready/stop/total ms, the CPU ms of the whole
+ * tree (this process and the reaped workers), and stop_self_cpu_ms, the CPU time
+ * of this process (every thread) during the stop. With --idle it also sits
  * SECONDS with the N workers ready and reports the process's CPU time over
  * that span (all threads), its memory and descriptors per worker.
  *
@@ -107,14 +108,6 @@ static struct usage measure(void)
     };
 }
 
-static double self_cpu_ms(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
-}
-
 /* Sit idle with every worker ready and print what the supervisor costs meanwhile. */
 static void idle_report(mpsup_supervisor sup, int n, double seconds, struct usage before)
 {
@@ -196,17 +189,18 @@ int main(int argc, char **argv)
     if (idle_seconds > 0)
         idle_report(sup, n, idle_seconds, before);
 
-    double t_stop = now_ms();
+    double t_stop = now_ms(), cpu_stop = self_cpu_ms();
     check(mpsup_stop_groups(sup, 60.0, false), "mpsup_stop_groups");
-    double t_stopped = now_ms();
+    double t_stopped = now_ms(), cpu_stopped = self_cpu_ms();
     check(mpsup_supervisor_free(sup), "mpsup_supervisor_free");
     double t_end = now_ms();
 
     printf("{\"impl\":\"library\",\"n\":%d,\"groups\":%d,\"setup_ms\":%.3f,\"start_ms\":%.3f,"
-           "\"ready_ms\":%.3f,\"stop_ms\":%.3f,\"free_ms\":%.3f,\"total_ms\":%.3f,\"cpu_ms\":%.3f}\n",
+           "\"ready_ms\":%.3f,\"stop_ms\":%.3f,\"free_ms\":%.3f,\"total_ms\":%.3f,\"cpu_ms\":%.3f,"
+           "\"stop_self_cpu_ms\":%.3f}\n",
            n, groups, t_start - t0, t_started - t_start, t_ready - t_started, t_stopped - t_stop,
            t_end - t_stopped, (t_end - t0) - (t_stop - t_ready) /* minus any idle span */,
-           tree_cpu_ms());
+           tree_cpu_ms(), cpu_stopped - cpu_stop);
     free(json);
     return 0;
 }

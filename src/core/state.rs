@@ -38,6 +38,9 @@ pub struct State {
     next_key: Key,
     /// Set by `shutdown`; later calls fail as if the handle were invalid.
     pub closed: bool,
+    /// How many worker records were ever removed: a call waiting for workers to go needs to
+    /// look again only once this has grown by as many as it still waits for.
+    pub removed: u64,
     effects: Vec<Effect>,
 }
 
@@ -52,6 +55,7 @@ impl State {
             generations: HashMap::new(),
             next_key: 1,
             closed: false,
+            removed: 0,
             effects: Vec::new(),
         }
     }
@@ -147,6 +151,7 @@ impl State {
     /// Removes a worker record (its process, if any, is gone or is dealt with by the caller).
     pub(crate) fn remove(&mut self, key: Key) -> Option<Worker> {
         let w = self.workers.remove(&key)?;
+        self.removed += 1;
         if let Some(g) = self.groups.get_mut(&w.group) {
             g.keys.remove(&(w.index, key));
         }

@@ -125,6 +125,14 @@ impl Io {
         self.procs.get(&key).is_some_and(|p| p.pidfd.is_some())
     }
 
+    /// Watches the worker's pidfd for one more report: it reported, but the worker was not
+    /// found exited.
+    pub fn rearm_pidfd(&self, key: Key) {
+        if let Some((fd, token)) = self.procs.get(&key).and_then(|p| p.pidfd.as_ref()) {
+            let _ = self.poller.rearm(fd.as_fd(), *token);
+        }
+    }
+
     pub(crate) fn token(&mut self, key: Key, source: Source) -> u64 {
         let token = self.next_token;
         self.next_token += 1;
@@ -141,7 +149,8 @@ impl Io {
         let (pidfd, control) = child.adopt();
         let pidfd = pidfd.and_then(|fd| {
             let token = self.token(key, Source::Pidfd);
-            match self.poller.add(fd.as_fd(), token) {
+            // Once: it becomes readable at the exit, which is reaped then (`rearm` otherwise).
+            match self.poller.add_once(fd.as_fd(), token) {
                 Ok(()) => Some((fd, token)),
                 Err(_) => {
                     self.tokens.remove(&token);
@@ -297,6 +306,11 @@ impl Io {
                         out.error = Some(format!("line longer than {MAX_LINE} bytes"));
                         break;
                     }
+                    // A short read took all there was: no read just to hear EAGAIN (if more
+                    // came meanwhile, the level-triggered epoll set says so).
+                    if n < buf.len() {
+                        break;
+                    }
                 }
                 ReadResult::WouldBlock => break,
                 ReadResult::Closed => {
@@ -364,8 +378,8 @@ impl Io {
         lock(&self.captures).release(key);
         if let Some(p) = self.procs.remove(&key) {
             self.untrack_notify(key, p.pid);
-            if let Some((fd, token)) = p.pidfd {
-                self.poller.remove(fd.as_fd());
+            // A pidfd is watched once (`register`), so closing it is enough.
+            if let Some((_, token)) = p.pidfd {
                 self.tokens.remove(&token);
             }
             if let Some(ch) = p.channel {

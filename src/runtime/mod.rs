@@ -40,6 +40,32 @@ pub struct Engine {
     /// before that must wake it.
     pub monitor_sleeps_until: Option<Instant>,
     pub to_monitor: Arc<ToMonitor>,
+    /// What the host calls waiting for a change wait for.
+    pub waiting: Waiting,
+}
+
+/// What the waiting host calls wait for, so that letting go of the lock wakes them only when
+/// one of them may be done: a stop of 1,000 workers then wakes its caller a few times rather
+/// than at every exit.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    /// Calls that look again at any change (`wait_ready`).
+    any: usize,
+    /// Calls waiting for workers to go: each looks again once `core.removed` reaches its entry.
+    removed_at: Vec<u64>,
+}
+
+impl Waiting {
+    fn due(&self, core: &State) -> bool {
+        self.any > 0 || self.removed_at.iter().any(|&at| core.removed >= at)
+    }
+}
+
+/// What one waiting call waits for.
+#[derive(Debug, Clone, Copy)]
+enum Interest {
+    Any,
+    RemovedAt(u64),
 }
 
 impl Engine {
@@ -155,15 +181,41 @@ pub struct Locked<'a> {
 }
 
 impl Locked<'_> {
-    /// Settles, then waits up to `timeout` for a change, without holding the lock.
-    pub fn wait(mut self, timeout: Duration) -> Self {
+    /// Settles, then waits up to `timeout` for any change, without holding the lock.
+    pub fn wait(self, timeout: Duration) -> Self {
+        self.wait_for(Interest::Any, timeout)
+    }
+
+    /// Settles, then waits up to `timeout`, without holding the lock, until `core.removed`
+    /// has reached `at` (or for less: wakeups may come early).
+    pub fn wait_removed(self, at: u64, timeout: Duration) -> Self {
+        self.wait_for(Interest::RemovedAt(at), timeout)
+    }
+
+    fn wait_for(mut self, interest: Interest, timeout: Duration) -> Self {
         let mut guard = self.guard.take().expect("held");
         guard.settle();
-        let guard = self
+        if guard.waiting.due(&guard.core) {
+            self.changed.notify_all();
+        }
+        match interest {
+            Interest::Any => guard.waiting.any += 1,
+            Interest::RemovedAt(at) => guard.waiting.removed_at.push(at),
+        }
+        let mut guard = self
             .changed
             .wait_timeout(guard, timeout)
             .unwrap_or_else(|p| p.into_inner())
             .0;
+        let waiting = &mut guard.waiting;
+        match interest {
+            Interest::Any => waiting.any -= 1,
+            Interest::RemovedAt(at) => {
+                if let Some(i) = waiting.removed_at.iter().position(|&a| a == at) {
+                    waiting.removed_at.swap_remove(i);
+                }
+            }
+        }
         Locked {
             guard: Some(guard),
             changed: self.changed,
@@ -187,12 +239,16 @@ impl DerefMut for Locked<'_> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         if let Some(mut guard) = self.guard.take() {
-            // While unwinding, only let go: a second panic here would abort the host.
-            if !std::thread::panicking() {
+            // While unwinding, only let go (a second panic here would abort the host), and wake
+            // every waiting call.
+            let wake = std::thread::panicking() || {
                 guard.settle();
-            }
+                guard.waiting.due(&guard.core)
+            };
             drop(guard);
-            self.changed.notify_all();
+            if wake {
+                self.changed.notify_all();
+            }
         }
     }
 }

@@ -133,7 +133,9 @@ fn handle(shared: &Shared, engine: &mut Engine, token: u64, readable: bool, writ
     };
     match source {
         Source::Pidfd => {
-            engine.check_exit(key);
+            if !engine.check_exit(key) {
+                engine.io.rearm_pidfd(key);
+            }
         }
         Source::Control => {
             if writable {

@@ -102,6 +102,7 @@ impl Supervisor {
             io,
             monitor_sleeps_until: None,
             to_monitor: Arc::clone(&to_monitor),
+            waiting: Default::default(),
         };
         let shared = Arc::new(Shared::new(engine, poller, to_monitor, spawner));
         let for_monitor = Arc::clone(&shared);

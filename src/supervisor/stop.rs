@@ -115,28 +115,29 @@ impl Supervisor {
     }
 
     /// Waits until none of `keys` is tracked any more (the monitor reaped them), or the
-    /// deadline, or the supervisor is freed. Returns the id and pid of the first worker left.
+    /// deadline. Returns the id and pid of the first worker left.
     fn wait_gone(&self, keys: &[Key], deadline: Instant) -> Option<(String, i32)> {
         let mut engine = self.shared.lock();
-        // Keys are never reused, so one that is gone stays gone: each key is looked at until it
-        // goes, and the whole wait is O(keys), however often it wakes.
-        let mut gone = 0;
+        // Keys are never reused, so one that is gone stays gone. With `left` of them still
+        // there, none can be done before `left` more workers went: the wait sleeps until then,
+        // so it counts its keys a few times in all rather than once per exit.
+        let mut look_at = 0;
         loop {
-            while keys
-                .get(gone)
-                .is_some_and(|k| !engine.core.workers.contains_key(k))
-            {
-                gone += 1;
+            if engine.core.removed >= look_at {
+                let left = keys
+                    .iter()
+                    .filter(|k| engine.core.workers.contains_key(k))
+                    .count();
+                if left == 0 {
+                    return None;
+                }
+                look_at = engine.core.removed + left as u64;
             }
-            let first = engine
-                .core
-                .first_left(&keys[gone..])
-                .map(|w| (w.id.clone(), w.pid))?;
             let now = Instant::now();
             if now >= deadline {
-                return Some(first);
+                return engine.core.first_left(keys).map(|w| (w.id.clone(), w.pid));
             }
-            engine = engine.wait(deadline - now);
+            engine = engine.wait_removed(look_at, deadline - now);
         }
     }
 }
