@@ -433,8 +433,15 @@ fn guarantees_report_what_is_in_force() {
         let status = sup.status().unwrap();
         (status["guarantees"].clone(), supervisor_cgroup(pid), pid)
     };
-    // By default: the keeper, and process groups (cgroups are opt-in).
-    let (default, cgroup, pid) = run(Options::default());
+    // Options spelled out, since `Options::default()` follows MPSUP_* variables a run may set.
+    let keeper_only = Options {
+        keeper: true,
+        cgroup: false,
+        ..Options::default()
+    };
+    // The defaults without those variables: the keeper, and process groups (cgroups are
+    // opt-in).
+    let (default, cgroup, pid) = run(keeper_only.clone());
     reaper.0.insert(pid);
     assert_eq!(default["host_death"], "keeper", "{default}");
     assert_eq!(default["tree_kill"], "process_group", "{default}");
@@ -442,7 +449,7 @@ fn guarantees_report_what_is_in_force() {
 
     let (full, cgroup, pid) = run(Options {
         cgroup: true,
-        ..Options::default()
+        ..keeper_only.clone()
     });
     reaper.0.insert(pid);
     assert_eq!(full["host_death"], "keeper", "{full}");
@@ -469,7 +476,7 @@ fn guarantees_report_what_is_in_force() {
 
     let (missing, _, pid) = run(Options {
         keeper_path: Some(Path::new("/nonexistent/mpsup-keeper").into()),
-        ..Options::default()
+        ..keeper_only
     });
     reaper.0.insert(pid);
     assert_eq!(missing["host_death"], "none", "{missing}");
