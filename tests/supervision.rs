@@ -431,3 +431,27 @@ fn kill_mode_mixed_sends_the_stop_signal_to_the_worker_alone() {
         assert_eq!(read(&log), child_got, "kill_mode {kill_mode}");
     }
 }
+
+#[test]
+fn an_exit_is_told_only_once_its_worker_is_reaped() {
+    // Crash-looping workers: the event of each exit comes from the reaper after the reap, so
+    // the pid it names is never a zombie of ours when the host sees it.
+    let sup = supervisor(&[with(
+        sh_group("g", 4, "exit 1"),
+        json!({"restart": "always", "restart_delay_ms": 1, "max_restarts": 1000}),
+    )]);
+    sup.start_groups(&["g"]).unwrap();
+    let checked = std::cell::Cell::new(0);
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| {
+        let failed = of_kind(l, "worker_failed");
+        for e in &failed[checked.get()..] {
+            let pid = e["pid"].as_i64().unwrap();
+            assert_ne!(proc_state(pid), Some('Z'), "pid {pid} told before its reap");
+        }
+        checked.set(failed.len());
+        failed.len() >= 40
+    });
+    sup.force_terminate_groups(&["g"]).unwrap();
+    assert_eq!(sup.snapshot().unwrap(), json!({}));
+}

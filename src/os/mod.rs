@@ -306,21 +306,13 @@ impl Poller {
             .map_err(io_err)
     }
 
-    /// Watches `fd` for input, reporting `token` once: then it stays silent until `rearm`.
+    /// Watches `fd` for input, reporting `token` once: then it stays silent.
     /// Closing it needs no `remove`: even where a child the host forked keeps a copy (and so
     /// the registration), a disabled entry never reports again, and tokens are never reused.
     pub fn add_once(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT;
         self.0
             .add(fd, EpollEvent::new(flags, token))
-            .map_err(io_err)
-    }
-
-    /// Lets a descriptor added with `add_once` report once more.
-    pub fn rearm(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT;
-        self.0
-            .modify(fd, &mut EpollEvent::new(flags, token))
             .map_err(io_err)
     }
 

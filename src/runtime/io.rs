@@ -2,7 +2,7 @@
 //! maps each descriptor in the epoll set to its worker and what it is, so new kinds of
 //! descriptors plug in beside the pidfd and the control socket.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +17,8 @@ use crate::runtime::lifeline::Lifeline;
 use crate::runtime::listen::Listeners;
 use crate::runtime::notify::Notify;
 use crate::runtime::output::Captures;
+use crate::runtime::reaper::{Exit, Reaper};
+use crate::runtime::sending::{self, Unlocked};
 use crate::runtime::spawner::{Reply, Spawner};
 use crate::sync::lock;
 
@@ -39,12 +41,14 @@ pub enum Source {
 /// The supervisor's end of a worker's control socket: the reader of incoming lines, and
 /// outgoing bytes the worker has not taken yet.
 struct Channel {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     token: u64,
     reader: LineReader,
     outbox: Vec<u8>,
     /// Whether the epoll set watches it for room to write (while `outbox` holds bytes).
     watching_room: bool,
+    /// Whether a line is on its way outside the lock (`sending.rs`): `outbox` waits for it.
+    sending: bool,
 }
 
 struct Proc {
@@ -82,6 +86,12 @@ pub struct Io {
     /// Captured output, behind its own lock (shared with the monitor).
     pub(crate) captures: Arc<Mutex<Captures>>,
     pub(crate) notify: Notify,
+    /// Lines to send once the lock is let go (`sending.rs`).
+    unlocked: Vec<Unlocked>,
+    /// Finishes exits off the lock (`reaper.rs`).
+    pub(crate) reaper: Arc<Reaper>,
+    /// Workers whose exit was handed to the reaper and not yet told to the core.
+    exiting: HashSet<Key>,
 }
 
 impl Io {
@@ -101,6 +111,9 @@ impl Io {
             listeners: None,
             captures: Arc::new(Mutex::new(Captures::new(Arc::clone(&poller)))),
             notify: Notify::default(),
+            unlocked: Vec::new(),
+            reaper: Arc::new(Reaper::default()),
+            exiting: HashSet::new(),
         })
     }
 
@@ -125,12 +138,14 @@ impl Io {
         self.procs.get(&key).is_some_and(|p| p.pidfd.is_some())
     }
 
-    /// Watches the worker's pidfd for one more report: it reported, but the worker was not
-    /// found exited.
-    pub fn rearm_pidfd(&self, key: Key) {
-        if let Some((fd, token)) = self.procs.get(&key).and_then(|p| p.pidfd.as_ref()) {
-            let _ = self.poller.rearm(fd.as_fd(), *token);
-        }
+    /// Whether the worker's exit was seen and is being finished by the reaper.
+    pub fn is_exiting(&self, key: Key) -> bool {
+        self.exiting.contains(&key)
+    }
+
+    /// The reaper has told the core of the worker's exit.
+    pub fn exit_told(&mut self, key: Key) {
+        self.exiting.remove(&key);
     }
 
     pub(crate) fn token(&mut self, key: Key, source: Source) -> u64 {
@@ -149,7 +164,7 @@ impl Io {
         let (pidfd, control) = child.adopt();
         let pidfd = pidfd.and_then(|fd| {
             let token = self.token(key, Source::Pidfd);
-            // Once: it becomes readable at the exit, which is reaped then (`rearm` otherwise).
+            // Once: it becomes readable when the worker exited, and stays so.
             match self.poller.add_once(fd.as_fd(), token) {
                 Ok(()) => Some((fd, token)),
                 Err(_) => {
@@ -162,11 +177,12 @@ impl Io {
             let token = self.token(key, Source::Control);
             match self.poller.add(fd.as_fd(), token) {
                 Ok(()) => Some(Channel {
-                    fd,
+                    fd: Arc::new(fd),
                     token,
                     reader: LineReader::default(),
                     outbox: Vec::new(),
                     watching_room: false,
+                    sending: false,
                 }),
                 Err(_) => {
                     self.tokens.remove(&token);
@@ -198,7 +214,7 @@ impl Io {
                 Effect::Spawn(job) => jobs.push(job),
                 Effect::Signal { key, signal } => self.signal(key, signal, true),
                 Effect::Send { key, line } => {
-                    self.send(key, &line);
+                    self.send(key, &line, None);
                 }
                 Effect::Stop {
                     key,
@@ -207,7 +223,7 @@ impl Io {
                     group,
                 } => {
                     let line: &[u8] = if drain { b"STOP DRAIN" } else { b"STOP NOW" };
-                    if !self.send(key, line) {
+                    if !self.send(key, line, Some((signal, group))) {
                         self.signal(key, signal, group);
                     }
                 }
@@ -253,15 +269,61 @@ impl Io {
         }
     }
 
-    /// Queues `line` (plus `\n`) for the worker and sends what its socket takes now; the rest
-    /// goes when the monitor sees room. False when there is no usable channel.
-    fn send(&mut self, key: Key, line: &[u8]) -> bool {
+    /// Sends `line` (plus `\n`) to the worker: once the lock is let go when nothing is queued
+    /// for it (`sending.rs`), else behind what is. The rest of a line its socket does not take
+    /// at once goes when the monitor sees room. False when there is no usable channel; a line
+    /// with a `fallback` that turns out unable to go has that signal sent instead.
+    fn send(&mut self, key: Key, line: &[u8], fallback: Option<(i32, bool)>) -> bool {
         let Some(ch) = self.procs.get_mut(&key).and_then(|p| p.channel.as_mut()) else {
             return false;
         };
+        if ch.outbox.is_empty() && !ch.sending {
+            ch.sending = true;
+            let mut bytes = Vec::with_capacity(line.len() + 1);
+            bytes.extend_from_slice(line);
+            bytes.push(b'\n');
+            self.unlocked.push(Unlocked {
+                key,
+                fd: Arc::clone(&ch.fd),
+                bytes,
+                fallback,
+            });
+            return true;
+        }
         ch.outbox.extend_from_slice(line);
         ch.outbox.push(b'\n');
         self.flush(key)
+    }
+
+    /// The lines to send once the lock is let go.
+    pub fn take_unlocked(&mut self) -> Vec<Unlocked> {
+        std::mem::take(&mut self.unlocked)
+    }
+
+    /// Takes note of how the lines sent without the lock went: what a socket did not take
+    /// goes back to the front of its queue, and a stop request that could not go becomes its
+    /// signal.
+    pub fn after_unlocked(&mut self, outcomes: Vec<sending::Outcome>) {
+        for (line, result) in outcomes {
+            let key = line.key;
+            let ch = self.procs.get_mut(&key).and_then(|p| p.channel.as_mut());
+            let delivered = match (ch, result) {
+                (Some(ch), Ok(n)) => {
+                    ch.sending = false;
+                    ch.outbox.splice(0..0, line.bytes[n..].iter().copied());
+                    self.flush(key)
+                }
+                (Some(_), Err(_)) => {
+                    self.close_channel(key);
+                    false
+                }
+                // Closed meanwhile (its worker exited, or a protocol error).
+                (None, result) => result.is_ok_and(|n| n == line.bytes.len()),
+            };
+            if let (false, Some((signal, group))) = (delivered, line.fallback) {
+                self.signal(key, signal, group);
+            }
+        }
     }
 
     /// Sends queued bytes; watches for room to write while some remain. False when the peer
@@ -270,6 +332,10 @@ impl Io {
         let Some(ch) = self.procs.get_mut(&key).and_then(|p| p.channel.as_mut()) else {
             return false;
         };
+        if ch.sending {
+            // `after_unlocked` flushes, behind the line that is out.
+            return true;
+        }
         while !ch.outbox.is_empty() {
             match os::send_some(&ch.fd, &ch.outbox) {
                 Ok(0) => break,
@@ -322,40 +388,54 @@ impl Io {
         out
     }
 
-    /// Closes the supervisor's end of a worker's control socket.
+    /// Closes the supervisor's end of a worker's control socket (on the reaper's thread).
     pub fn close_channel(&mut self, key: Key) {
         if let Some(ch) = self.procs.get_mut(&key).and_then(|p| p.channel.take()) {
             self.poller.remove(ch.fd.as_fd());
             self.tokens.remove(&ch.token);
+            self.reaper.close_later(ch.fd);
         }
     }
 
-    /// Reaps the worker if it has exited, and lets go of its descriptors. First its whole
-    /// process group is killed (the zombie still holds the group id, so it cannot name another
-    /// group). `None` while it runs.
+    /// Hands the worker to the reaper if it has exited (`reaper.rs`), and lets go of its
+    /// descriptors. First its whole process group is killed (the zombie still holds the group
+    /// id, so it cannot name another group). `None` while it runs.
     pub fn check_exit(&mut self, key: Key) -> Option<ExitStatus> {
-        let p = self.procs.get(&key)?;
-        let (pid, has_pidfd) = (p.pid, p.pidfd.is_some());
-        let status = match os::peek_exit(pid) {
+        let pid = self.procs.get(&key)?.pid;
+        let state = os::peek_exit(pid);
+        let status = match state {
             ChildState::Running => return None,
             ChildState::Exited(status) => {
                 let _ = os::kill_group(pid, libc::SIGKILL);
-                if let Some(lifeline) = &self.lifeline {
-                    lifeline.reaping(pid, has_pidfd);
-                }
-                os::try_reap(pid);
                 status
             }
-            // The kernel reaped it (the host ignores SIGCHLD): the status is lost.
-            ChildState::Gone => {
-                if let Some(lifeline) = &self.lifeline {
-                    lifeline.reaping(pid, has_pidfd);
-                }
-                ExitStatus::default()
-            }
+            ChildState::Gone => ExitStatus::default(),
         };
-        self.release(key);
+        self.hand_over(key, Some(state));
         Some(status)
+    }
+
+    /// The worker's pidfd said it exited: the reaper looks at it and finishes the exit.
+    pub fn exited_by_pidfd(&mut self, key: Key) {
+        if self.procs.contains_key(&key) {
+            self.hand_over(key, None);
+        }
+    }
+
+    fn hand_over(&mut self, key: Key, seen: Option<ChildState>) {
+        let Some(p) = self.procs.get(&key) else {
+            return;
+        };
+        let (pid, keeper_has_pidfd) = (p.pid, p.pidfd.is_some());
+        let descriptors = self.forget(key);
+        self.exiting.insert(key);
+        self.reaper.hand(Exit {
+            key,
+            pid,
+            seen,
+            keeper_has_pidfd,
+            descriptors,
+        });
     }
 
     /// The pids of every process still tracked.
@@ -369,24 +449,29 @@ impl Io {
         if let Some(p) = self.procs.get(&key) {
             crate::runtime::child::orphan(p.pid);
         }
-        self.release(key);
+        lock(&self.captures).release(key);
+        drop(self.forget(key));
     }
 
-    fn release(&mut self, key: Key) {
+    /// Stops tracking the worker's process; returns its descriptors, out of the epoll set.
+    fn forget(&mut self, key: Key) -> Vec<Arc<OwnedFd>> {
         self.polled.remove(&key);
         self.kill_errors.remove(&key);
-        lock(&self.captures).release(key);
+        let mut descriptors = Vec::new();
         if let Some(p) = self.procs.remove(&key) {
             self.untrack_notify(key, p.pid);
             // A pidfd is watched once (`register`), so closing it is enough.
-            if let Some((_, token)) = p.pidfd {
+            if let Some((fd, token)) = p.pidfd {
                 self.tokens.remove(&token);
+                descriptors.push(Arc::new(fd));
             }
             if let Some(ch) = p.channel {
                 self.poller.remove(ch.fd.as_fd());
                 self.tokens.remove(&ch.token);
+                descriptors.push(ch.fd);
             }
         }
+        descriptors
     }
 
     /// Passes new events to the log writer, and makes the event fd readable exactly while the

@@ -3,7 +3,9 @@
 //!
 //! One lock guards the core and the descriptors together (`Engine`); it is held only for
 //! transitions and non-blocking system calls, never across a spawn or a wait. Every spawn runs
-//! on the spawner's threads; the monitor thread watches every descriptor in one epoll set.
+//! on the spawner's threads; the monitor thread watches every descriptor in one epoll set; the
+//! reaper thread finishes the exits the monitor sees; lines to workers are sent with the lock
+//! let go (`sending.rs`).
 
 pub(crate) mod child;
 pub(crate) mod figures;
@@ -16,7 +18,9 @@ pub(crate) mod monitor;
 pub(crate) mod notify;
 pub(crate) mod output;
 pub(crate) mod plan;
+pub(crate) mod reaper;
 pub(crate) mod rotate;
+pub(crate) mod sending;
 pub(crate) mod spawner;
 
 use std::ops::{Deref, DerefMut};
@@ -118,18 +122,23 @@ impl Engine {
         }
     }
 
-    /// Reaps worker `key` if it has exited, and tells the core.
+    /// Whether worker `key` has exited: if so, it goes to the reaper, which tells the core
+    /// once it has reaped it (`exit_reaped`).
     pub fn check_exit(&mut self, key: u64) -> bool {
-        match self.io.check_exit(key) {
-            Some(status) => {
-                let tail = crate::sync::lock(&self.io.captures).take_ended(key);
-                self.core.output_ended(key, tail);
-                self.core
-                    .exited(key, status, Instant::now(), clock::now_ms());
-                true
-            }
-            None => false,
-        }
+        self.io.is_exiting(key) || self.io.check_exit(key).is_some()
+    }
+
+    /// The reaper reaped worker `key`, and drained its captured output.
+    pub fn exit_reaped(
+        &mut self,
+        key: u64,
+        status: crate::core::worker::ExitStatus,
+        tail: Option<Vec<String>>,
+        now: Instant,
+    ) {
+        self.io.exit_told(key);
+        self.core.output_ended(key, tail);
+        self.core.exited(key, status, now, clock::now_ms());
     }
 }
 
@@ -168,15 +177,18 @@ impl Shared {
     pub fn lock(&self) -> Locked<'_> {
         Locked {
             guard: Some(crate::sync::lock(&self.engine)),
+            engine: &self.engine,
             changed: &self.changed,
         }
     }
 }
 
 /// The locked engine. Letting go of it settles the engine first (effects carried out, events
-/// passed on) and then wakes the waiting calls, so no path can forget either.
+/// passed on), sends the lines that go without the lock (`sending.rs`), and wakes the waiting
+/// calls that may be done, so no path can forget any of these.
 pub struct Locked<'a> {
     guard: Option<MutexGuard<'a, Engine>>,
+    engine: &'a Mutex<Engine>,
     changed: &'a Condvar,
 }
 
@@ -193,8 +205,12 @@ impl Locked<'_> {
     }
 
     fn wait_for(mut self, interest: Interest, timeout: Duration) -> Self {
+        if self.settle_and_send() {
+            // The lock was let go to send: what the caller waits for may have happened
+            // meanwhile, unseen, so it looks again before waiting.
+            return self;
+        }
         let mut guard = self.guard.take().expect("held");
-        guard.settle();
         if guard.waiting.due(&guard.core) {
             self.changed.notify_all();
         }
@@ -216,9 +232,32 @@ impl Locked<'_> {
                 }
             }
         }
-        Locked {
-            guard: Some(guard),
-            changed: self.changed,
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Settles and sends the lines that go without the lock: lets go of it for them, wakes
+    /// the calls that may be done, and takes it again to see how they went, until no line
+    /// is left. True when the lock was let go.
+    fn settle_and_send(&mut self) -> bool {
+        let mut let_go = false;
+        loop {
+            let engine = self.guard.as_mut().expect("held");
+            engine.settle();
+            let lines = engine.io.take_unlocked();
+            if lines.is_empty() {
+                return let_go;
+            }
+            let wake = engine.waiting.due(&engine.core);
+            self.guard = None;
+            if wake {
+                self.changed.notify_all();
+            }
+            let outcomes = sending::send_all(lines);
+            let mut engine = crate::sync::lock(self.engine);
+            engine.io.after_unlocked(outcomes);
+            self.guard = Some(engine);
+            let_go = true;
         }
     }
 }
@@ -238,17 +277,20 @@ impl DerefMut for Locked<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        if let Some(mut guard) = self.guard.take() {
-            // While unwinding, only let go (a second panic here would abort the host), and wake
-            // every waiting call.
-            let wake = std::thread::panicking() || {
-                guard.settle();
-                guard.waiting.due(&guard.core)
-            };
-            drop(guard);
-            if wake {
-                self.changed.notify_all();
-            }
+        if self.guard.is_none() {
+            return;
+        }
+        // While unwinding, only let go (a second panic here would abort the host), and wake
+        // every waiting call.
+        let panicking = std::thread::panicking();
+        if !panicking {
+            self.settle_and_send();
+        }
+        let guard = self.guard.take().expect("held");
+        let wake = panicking || guard.waiting.due(&guard.core);
+        drop(guard);
+        if wake {
+            self.changed.notify_all();
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The monitor thread: sees worker exits, control-channel lines, spawned children and deadlines
-//! as they happen, and is the only code that reaps workers.
+//! as they happen. The exits it sees go to the reaper thread (`reaper.rs`), which reaps them.
 //!
 //! Exits are seen through pidfds in one epoll set. Where `pidfd_open` is denied or missing, a
 //! worker's exit is noticed when its control channel closes, and otherwise by polling
@@ -132,11 +132,8 @@ fn handle(shared: &Shared, engine: &mut Engine, token: u64, readable: bool, writ
         return;
     };
     match source {
-        Source::Pidfd => {
-            if !engine.check_exit(key) {
-                engine.io.rearm_pidfd(key);
-            }
-        }
+        // Readable only once the worker exited: the reaper looks at it (`reaper.rs`).
+        Source::Pidfd => engine.io.exited_by_pidfd(key),
         Source::Control => {
             if writable {
                 engine.io.flush(key);
@@ -161,7 +158,8 @@ fn read_channel(engine: &mut Engine, key: u64) {
         engine.core.protocol_error(key, error);
     } else if read.closed {
         engine.io.close_channel(key);
-        // Often the channel closes because the worker exited: look now rather than wait.
+        // Often the channel closes because the worker exited: without a pidfd to say so, look
+        // now rather than at the next poll.
         if !engine.io.has_pidfd(key) {
             engine.check_exit(key);
         }

@@ -54,6 +54,8 @@ pub struct Supervisor {
     lifeline: Arc<Lifeline>,
     /// The groups' listen sockets (the spawner shares them).
     listeners: Arc<Listeners>,
+    /// Finishes the workers' exits (held here too: a forked child's drop must not lock).
+    reaper: Arc<crate::runtime::reaper::Reaper>,
 }
 
 impl Supervisor {
@@ -96,6 +98,7 @@ impl Supervisor {
         let mut io = Io::new(Arc::clone(&poller), Arc::clone(&spawner))
             .map_err(|e| closing(Error::os("eventfd", e)))?;
         io.lifeline = Some(Arc::clone(&lifeline));
+        io.reaper = Arc::new(crate::runtime::reaper::Reaper::new(Arc::clone(&lifeline)));
         io.listeners = Some(Arc::clone(&listeners));
         let engine = Engine {
             core: State::new(options.event_capacity),
@@ -105,11 +108,18 @@ impl Supervisor {
             waiting: Default::default(),
         };
         let shared = Arc::new(Shared::new(engine, poller, to_monitor, spawner));
+        let reaper = Arc::clone(&shared.lock().io.reaper);
+        reaper
+            .start(Arc::downgrade(&shared))
+            .map_err(|e| closing(Error::os("spawning the reaper thread", e)))?;
         let for_monitor = Arc::clone(&shared);
         let monitor = threads::spawn_named("mpsup-monitor", Some(256 * 1024), move || {
             monitor::run(for_monitor)
         })
-        .map_err(|e| closing(Error::os("spawning the monitor thread", e)))?;
+        .map_err(|e| {
+            reaper.shutdown();
+            closing(Error::os("spawning the monitor thread", e))
+        })?;
         let exit_watch = if options.use_pidfd && os::pidfd_open(std::process::id() as i32).is_ok() {
             "pidfd"
         } else {
@@ -124,6 +134,7 @@ impl Supervisor {
             owner: std::process::id(),
             lifeline,
             listeners,
+            reaper,
         })
     }
 
@@ -346,6 +357,7 @@ impl Drop for Supervisor {
             if let Some(handle) = lock(&self.monitor).take() {
                 std::mem::forget(handle);
             }
+            self.reaper.forget();
             return;
         }
         let _ = self.shutdown();
@@ -358,6 +370,8 @@ impl Drop for Supervisor {
         if let Some(handle) = lock(&self.monitor).take() {
             let _ = handle.join();
         }
+        // After the monitor: the exits it handed over are finished first.
+        self.reaper.shutdown();
         drop(std::mem::take(&mut *lock(&self.shared.to_monitor.outcomes)));
         // Killed children die within milliseconds; reap them before the host goes on.
         let until = Instant::now() + Duration::from_secs(1);

@@ -1,0 +1,191 @@
+//! The reaper thread: the costliest end of a worker's exit runs here, beside the monitor and off
+//! the engine's lock.
+//!
+//! The monitor sees an exit (through the pidfd, the control socket's end of file or a poll),
+//! stops tracking the worker, and hands the exit over. The reaper kills the worker's process
+//! group while the zombie still holds its id, tells the keeper, frees the zombie (`waitid`),
+//! closes the worker's descriptors, drains what its captured output still holds (under the
+//! captures' lock only), and only then tells the core, under the engine's lock: so a worker the
+//! core no longer tracks has been reaped. At a stop of many workers the monitor is left with
+//! a fraction of the work per exit, and another core does the rest.
+
+use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::core::worker::{ExitStatus, Key};
+use crate::os::{self, ChildState};
+use crate::runtime::lifeline::Lifeline;
+use crate::runtime::Shared;
+use crate::sync::lock;
+
+/// An exit the monitor has seen, for the reaper to finish.
+#[derive(Debug)]
+pub struct Exit {
+    pub key: Key,
+    pub pid: i32,
+    /// What the monitor found when it looked (`peek_exit`), its process group already killed;
+    /// None when the worker's pidfd said it exited, and the reaper looks.
+    pub seen: Option<ChildState>,
+    /// Whether the keeper holds a pidfd of the worker (`Lifeline::reaping`).
+    pub keeper_has_pidfd: bool,
+    /// The worker's pidfd and control socket.
+    pub descriptors: Vec<Arc<OwnedFd>>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    exits: Vec<Exit>,
+    /// Descriptors to close (control sockets closed before their worker's exit).
+    close: Vec<Arc<OwnedFd>>,
+    ending: bool,
+}
+
+/// The queue of exits and the reaper thread that works it off.
+#[derive(Default)]
+pub struct Reaper {
+    queue: Mutex<Queue>,
+    work: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    lifeline: Option<Arc<Lifeline>>,
+}
+
+impl Reaper {
+    pub fn new(lifeline: Arc<Lifeline>) -> Reaper {
+        Reaper {
+            lifeline: Some(lifeline),
+            ..Reaper::default()
+        }
+    }
+
+    /// Starts the thread; it holds the engine only weakly, so a supervisor that is dropped
+    /// ends it.
+    pub fn start(self: &Arc<Self>, shared: Weak<Shared>) -> std::io::Result<()> {
+        let reaper = Arc::clone(self);
+        let handle = crate::threads::spawn_named("mpsup-reaper", Some(128 * 1024), move || {
+            reaper.run(shared)
+        })?;
+        *lock(&self.thread) = Some(handle);
+        Ok(())
+    }
+
+    pub fn hand(&self, exit: Exit) {
+        lock(&self.queue).exits.push(exit);
+        self.work.notify_one();
+    }
+
+    pub fn close_later(&self, fd: Arc<OwnedFd>) {
+        lock(&self.queue).close.push(fd);
+        self.work.notify_one();
+    }
+
+    /// Finishes what is queued, then ends the thread and waits for it.
+    pub fn shutdown(&self) {
+        lock(&self.queue).ending = true;
+        self.work.notify_one();
+        if let Some(handle) = lock(&self.thread).take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Leaves the thread to itself (a forked child's copy, which has no such thread).
+    pub fn forget(&self) {
+        if let Some(handle) = lock(&self.thread).take() {
+            std::mem::forget(handle);
+        }
+    }
+
+    fn run(&self, shared: Weak<Shared>) {
+        loop {
+            let (exits, close, ending) = {
+                let mut q = lock(&self.queue);
+                while q.exits.is_empty() && q.close.is_empty() && !q.ending {
+                    q = self.work.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+                (
+                    std::mem::take(&mut q.exits),
+                    std::mem::take(&mut q.close),
+                    q.ending,
+                )
+            };
+            drop(close);
+            if !exits.is_empty() {
+                match shared.upgrade() {
+                    // A bug in one batch must not stop the reaper: exits would never be told.
+                    Some(shared) => {
+                        let _ = catch_unwind(AssertUnwindSafe(|| self.finish(&shared, exits)));
+                    }
+                    None => drop(self.reap(exits)),
+                }
+            }
+            if ending && lock(&self.queue).exits.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Reaps the exits, lets go of their descriptors, drains their captured output, and tells
+    /// the core, all of them under one hold of each lock.
+    fn finish(&self, shared: &Shared, exits: Vec<Exit>) {
+        let exits = self.reap(exits);
+        let tails: Vec<_> = {
+            let mut captures = lock(&shared.captures);
+            exits
+                .iter()
+                .map(|&(key, _)| {
+                    captures.release(key);
+                    captures.take_ended(key)
+                })
+                .collect()
+        };
+        let mut engine = shared.lock();
+        let now = Instant::now();
+        for ((key, status), tail) in exits.into_iter().zip(tails) {
+            engine.exit_reaped(key, status, tail, now);
+        }
+    }
+
+    /// Frees the zombies and closes their descriptors; returns what the core is to be told.
+    fn reap(&self, exits: Vec<Exit>) -> Vec<(Key, ExitStatus)> {
+        exits
+            .into_iter()
+            .map(|exit| {
+                let status = self.reap_one(&exit);
+                drop(exit.descriptors);
+                (exit.key, status)
+            })
+            .collect()
+    }
+
+    fn reap_one(&self, exit: &Exit) -> ExitStatus {
+        let pid = exit.pid;
+        let state = exit.seen.unwrap_or_else(|| {
+            let state = os::peek_exit(pid);
+            if let ChildState::Exited(_) = state {
+                let _ = os::kill_group(pid, libc::SIGKILL);
+            }
+            state
+        });
+        // Before the reap: until then the pid is the worker's, for the keeper too.
+        if let Some(lifeline) = &self.lifeline {
+            lifeline.reaping(pid, exit.keeper_has_pidfd);
+        }
+        match state {
+            ChildState::Exited(status) => {
+                os::try_reap(pid);
+                status
+            }
+            // The kernel reaped it (the host ignores SIGCHLD): the status is lost.
+            ChildState::Gone => ExitStatus::default(),
+            // A pidfd is readable only once its process exited, so this cannot be; were it so,
+            // the child is still ours (unreaped): killed and left to the orphanage.
+            ChildState::Running => {
+                let _ = os::kill_pid(pid, libc::SIGKILL);
+                crate::runtime::child::orphan(pid);
+                ExitStatus::default()
+            }
+        }
+    }
+}
