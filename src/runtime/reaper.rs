@@ -72,13 +72,23 @@ impl Reaper {
     }
 
     pub fn hand(&self, exit: Exit) {
-        lock(&self.queue).exits.push(exit);
-        self.work.notify_one();
+        self.push(|q| q.exits.push(exit));
     }
 
     pub fn close_later(&self, fd: Arc<OwnedFd>) {
-        lock(&self.queue).close.push(fd);
-        self.work.notify_one();
+        self.push(|q| q.close.push(fd));
+    }
+
+    /// Queues work; wakes the thread only for the first of a batch (it takes the whole queue
+    /// each time it looks, and looks again before it sleeps).
+    fn push(&self, add: impl FnOnce(&mut Queue)) {
+        let mut q = lock(&self.queue);
+        let was_empty = q.exits.is_empty() && q.close.is_empty();
+        add(&mut q);
+        drop(q);
+        if was_empty {
+            self.work.notify_one();
+        }
     }
 
     /// Finishes what is queued, then ends the thread and waits for it.
