@@ -95,7 +95,11 @@ pub struct Io {
 }
 
 impl Io {
-    pub fn new(poller: Arc<Poller>, spawner: Arc<Spawner>) -> std::io::Result<Io> {
+    pub fn new(
+        poller: Arc<Poller>,
+        spawner: Arc<Spawner>,
+        reaper: Arc<Reaper>,
+    ) -> std::io::Result<Io> {
         Ok(Io {
             poller: Arc::clone(&poller),
             procs: HashMap::new(),
@@ -112,7 +116,7 @@ impl Io {
             captures: Arc::new(Mutex::new(Captures::new(Arc::clone(&poller)))),
             notify: Notify::default(),
             unlocked: Vec::new(),
-            reaper: Arc::new(Reaper::default()),
+            reaper,
             exiting: HashSet::new(),
         })
     }

@@ -44,19 +44,20 @@ struct Queue {
 }
 
 /// The queue of exits and the reaper thread that works it off.
-#[derive(Default)]
 pub struct Reaper {
     queue: Mutex<Queue>,
     work: Condvar,
     thread: Mutex<Option<JoinHandle<()>>>,
-    lifeline: Option<Arc<Lifeline>>,
+    lifeline: Arc<Lifeline>,
 }
 
 impl Reaper {
     pub fn new(lifeline: Arc<Lifeline>) -> Reaper {
         Reaper {
-            lifeline: Some(lifeline),
-            ..Reaper::default()
+            queue: Mutex::default(),
+            work: Condvar::new(),
+            thread: Mutex::new(None),
+            lifeline,
         }
     }
 
@@ -179,9 +180,7 @@ impl Reaper {
             state
         });
         // Before the reap: until then the pid is the worker's, for the keeper too.
-        if let Some(lifeline) = &self.lifeline {
-            lifeline.reaping(pid, exit.keeper_has_pidfd);
-        }
+        self.lifeline.reaping(pid, exit.keeper_has_pidfd);
         match state {
             ChildState::Exited(status) => {
                 os::try_reap(pid);

@@ -23,6 +23,7 @@ use crate::report;
 use crate::runtime::io::{Io, WAKE_TOKEN};
 use crate::runtime::lifeline::{Lifeline, Wanted};
 use crate::runtime::listen::Listeners;
+use crate::runtime::reaper::Reaper;
 use crate::runtime::spawner::{Reply, SpawnOutcome, Spawner, ToMonitor};
 use crate::runtime::{child, monitor, plan, Engine, Shared};
 use crate::sync::lock;
@@ -55,7 +56,7 @@ pub struct Supervisor {
     /// The groups' listen sockets (the spawner shares them).
     listeners: Arc<Listeners>,
     /// Finishes the workers' exits (held here too: a forked child's drop must not lock).
-    reaper: Arc<crate::runtime::reaper::Reaper>,
+    reaper: Arc<Reaper>,
 }
 
 impl Supervisor {
@@ -95,10 +96,14 @@ impl Supervisor {
             lifeline.close();
             e
         };
-        let mut io = Io::new(Arc::clone(&poller), Arc::clone(&spawner))
-            .map_err(|e| closing(Error::os("eventfd", e)))?;
+        let reaper = Arc::new(Reaper::new(Arc::clone(&lifeline)));
+        let mut io = Io::new(
+            Arc::clone(&poller),
+            Arc::clone(&spawner),
+            Arc::clone(&reaper),
+        )
+        .map_err(|e| closing(Error::os("eventfd", e)))?;
         io.lifeline = Some(Arc::clone(&lifeline));
-        io.reaper = Arc::new(crate::runtime::reaper::Reaper::new(Arc::clone(&lifeline)));
         io.listeners = Some(Arc::clone(&listeners));
         let engine = Engine {
             core: State::new(options.event_capacity),
@@ -108,7 +113,6 @@ impl Supervisor {
             waiting: Default::default(),
         };
         let shared = Arc::new(Shared::new(engine, poller, to_monitor, spawner));
-        let reaper = Arc::clone(&shared.lock().io.reaper);
         reaper
             .start(Arc::downgrade(&shared))
             .map_err(|e| closing(Error::os("spawning the reaper thread", e)))?;
