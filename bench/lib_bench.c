@@ -3,12 +3,16 @@
  * tiny workers: supervisor_new, configure, start_groups, wait_ready, stop_groups
  * (STOP NOW), supervisor_free, each phase timed.
  *
- * usage: lib_bench [--idle SECONDS] WORKER N
+ * usage: lib_bench [--block-sigchld] [--idle SECONDS] WORKER N
  * prints one JSON line with start/ready/stop/total ms, the CPU ms of the whole
  * tree (this process and the reaped workers), and stop_self_cpu_ms, the CPU time
  * of this process (every thread) during the stop. With --idle it also sits
  * SECONDS with the N workers ready and reports the process's CPU time over
  * that span (all threads), its memory and descriptors per worker.
+ *
+ * --block-sigchld blocks SIGCHLD in this (the only host) thread before anything else, as a host
+ * reading signals through signalfd does: the SIGCHLD each worker exit queues then wakes no
+ * host thread (docs/guarantees.md, Limits).
  *
  * A group holds at most 4,096 workers (API.md), so N is split evenly over
  * ceil(N / 4096) groups "bench1", "bench2", ...
@@ -16,6 +20,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +31,7 @@
 #include "mpsupervisor.h"
 #include "bench_util.h"
 
-#define USAGE "usage: lib_bench [--idle SECONDS] WORKER N\n"
+#define USAGE "usage: lib_bench [--block-sigchld] [--idle SECONDS] WORKER N\n"
 #define MAX_GROUP 4096
 #define MAX_GROUPS 32
 
@@ -139,6 +144,14 @@ static void idle_report(mpsup_supervisor sup, int n, double seconds, struct usag
 int main(int argc, char **argv)
 {
     double idle_seconds = 0;
+    if (argc >= 2 && strcmp(argv[1], "--block-sigchld") == 0) {
+        sigset_t chld;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        sigprocmask(SIG_BLOCK, &chld, NULL);
+        argv += 1;
+        argc -= 1;
+    }
     if (argc == 5 && strcmp(argv[1], "--idle") == 0) {
         idle_seconds = strtod(argv[2], NULL);
         if (!(idle_seconds > 0 && idle_seconds < 3600)) {
