@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::core::effects::Effect;
 use crate::core::worker::{ExitStatus, Key};
-use crate::events::EventQueue;
 use crate::lines::{LineReader, MAX_LINE};
-use crate::logging::Logger;
-use crate::os::{self, ChildState, Flag, Poller, ReadResult};
+use crate::os::{self, ChildState, Poller, ReadResult};
 use crate::runtime::child::Child;
+use crate::runtime::events_out::EventsOut;
 use crate::runtime::lifeline::Lifeline;
 use crate::runtime::listen::Listeners;
 use crate::runtime::notify::Notify;
@@ -73,10 +72,8 @@ pub struct Io {
     /// Workers without a pidfd, whose exits the monitor polls for.
     polled: BTreeSet<Key>,
     spawner: Arc<Spawner>,
-    /// Readable while the host's event queue holds events.
-    events_ready: Flag,
-    events_flagged: bool,
-    pub logger: Option<Arc<Logger>>,
+    /// The host's events: to the log writer and the event fd.
+    pub out: EventsOut,
     /// Why a SIGKILL could not be sent to a worker, for the report when it outlives the bound.
     pub kill_errors: HashMap<Key, String>,
     /// The workers' cgroups and the keeper: told of kills and reaps.
@@ -107,9 +104,7 @@ impl Io {
             next_token: WAKE_TOKEN + 1,
             polled: BTreeSet::new(),
             spawner,
-            events_ready: Flag::new()?,
-            events_flagged: false,
-            logger: None,
+            out: EventsOut::new()?,
             kill_errors: HashMap::new(),
             lifeline: None,
             listeners: None,
@@ -119,11 +114,6 @@ impl Io {
             reaper,
             exiting: HashSet::new(),
         })
-    }
-
-    pub fn events_fd(&self) -> i32 {
-        use std::os::fd::AsRawFd;
-        self.events_ready.fd().as_raw_fd()
     }
 
     pub fn source(&self, token: u64) -> Option<(Key, Source)> {
@@ -308,8 +298,12 @@ impl Io {
     /// goes back to the front of its queue, and a stop request that could not go becomes its
     /// signal.
     pub fn after_unlocked(&mut self, outcomes: Vec<sending::Outcome>) {
+        let mut sockets = Vec::with_capacity(outcomes.len());
         for (line, result) in outcomes {
             let key = line.key;
+            // Often the last hold of a socket whose worker exited meanwhile: closing it is the
+            // reaper's work, off the lock.
+            sockets.push(Arc::clone(&line.fd));
             let ch = self.procs.get_mut(&key).and_then(|p| p.channel.as_mut());
             let delivered = match (ch, result) {
                 (Some(ch), Ok(n)) => {
@@ -328,6 +322,7 @@ impl Io {
                 self.signal(key, signal, group);
             }
         }
+        self.reaper.close_later(sockets);
     }
 
     /// Sends queued bytes; watches for room to write while some remain. False when the peer
@@ -397,7 +392,7 @@ impl Io {
         if let Some(ch) = self.procs.get_mut(&key).and_then(|p| p.channel.take()) {
             self.poller.remove(ch.fd.as_fd());
             self.tokens.remove(&ch.token);
-            self.reaper.close_later(ch.fd);
+            self.reaper.close_later(vec![ch.fd]);
         }
     }
 
@@ -476,25 +471,5 @@ impl Io {
             }
         }
         descriptors
-    }
-
-    /// Passes new events to the log writer, and makes the event fd readable exactly while the
-    /// queue holds events.
-    pub fn sync_events(&mut self, queue: &mut EventQueue) {
-        let tapped = queue.take_tapped();
-        if let Some(logger) = &self.logger {
-            for event in &tapped {
-                logger.log(event);
-            }
-        }
-        let waiting = !queue.is_empty();
-        if waiting != self.events_flagged {
-            if waiting {
-                self.events_ready.set();
-            } else {
-                self.events_ready.clear();
-            }
-            self.events_flagged = waiting;
-        }
     }
 }

@@ -8,6 +8,7 @@
 //! let go (`sending.rs`).
 
 pub(crate) mod child;
+pub(crate) mod events_out;
 pub(crate) mod figures;
 pub(crate) mod helpers;
 pub(crate) mod io;
@@ -83,7 +84,7 @@ impl Engine {
             }
             self.io.apply(effects);
         }
-        self.io.sync_events(&mut self.core.events);
+        self.io.out.sync(&mut self.core.events);
         let wanted = monitor::wake_at(self);
         if wanted.is_some_and(|at| self.monitor_sleeps_until.is_none_or(|until| at < until)) {
             self.monitor_sleeps_until = wanted;

@@ -38,7 +38,8 @@ pub struct Exit {
 #[derive(Debug, Default)]
 struct Queue {
     exits: Vec<Exit>,
-    /// Descriptors to close (control sockets closed before their worker's exit).
+    /// Descriptors to let go of (control sockets closed before their worker's exit, or last
+    /// held by a line sent without the lock).
     close: Vec<Arc<OwnedFd>>,
     ending: bool,
 }
@@ -76,8 +77,11 @@ impl Reaper {
         self.push(|q| q.exits.push(exit));
     }
 
-    pub fn close_later(&self, fd: Arc<OwnedFd>) {
-        self.push(|q| q.close.push(fd));
+    /// Lets go of descriptors on the reaper's thread (closing a socket is not free).
+    pub fn close_later(&self, fds: Vec<Arc<OwnedFd>>) {
+        if !fds.is_empty() {
+            self.push(|q| q.close.extend(fds));
+        }
     }
 
     /// Queues work; wakes the thread only for the first of a batch (it takes the whole queue

@@ -165,7 +165,7 @@ impl Supervisor {
             engine.core.check_open()?;
             engine.core.events.set_tap(true);
             lock(&engine.io.captures).logger = Some(Arc::clone(&logger));
-            engine.io.logger.replace(logger)
+            engine.io.out.logger.replace(logger)
         };
         // Dropping waits for the old writer to finish: never under a lock. The output reader
         // let go of its copy above, so this is the last one.
@@ -178,6 +178,7 @@ impl Supervisor {
         self.shared
             .lock()
             .io
+            .out
             .logger
             .as_ref()
             .map_or(0, |l| l.dropped_total())
@@ -343,7 +344,7 @@ impl Supervisor {
     pub fn event_fd(&self) -> Result<i32> {
         let engine = self.shared.lock();
         engine.core.check_open()?;
-        Ok(engine.io.events_fd())
+        Ok(engine.io.out.fd())
     }
 
     /// False in a child the host forked: there the supervisor must not be used or dropped.
