@@ -296,13 +296,12 @@ impl Io {
 
     /// Takes note of how the lines sent without the lock went: what a socket did not take
     /// goes back to the front of its queue, and a stop request that could not go becomes its
-    /// signal.
-    pub fn after_unlocked(&mut self, outcomes: Vec<sending::Outcome>) {
+    /// signal. Returns the lines' sockets, to be let go of once the lock is: often the last
+    /// hold of one whose worker exited meanwhile, and closing a socket is not free.
+    pub fn after_unlocked(&mut self, outcomes: Vec<sending::Outcome>) -> Vec<Arc<OwnedFd>> {
         let mut sockets = Vec::with_capacity(outcomes.len());
         for (line, result) in outcomes {
             let key = line.key;
-            // Often the last hold of a socket whose worker exited meanwhile: closing it is the
-            // reaper's work, off the lock.
             sockets.push(Arc::clone(&line.fd));
             let ch = self.procs.get_mut(&key).and_then(|p| p.channel.as_mut());
             let delivered = match (ch, result) {
@@ -322,7 +321,7 @@ impl Io {
                 self.signal(key, signal, group);
             }
         }
-        self.reaper.close_later(sockets);
+        sockets
     }
 
     /// Sends queued bytes; watches for room to write while some remain. False when the peer

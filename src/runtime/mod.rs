@@ -180,6 +180,7 @@ impl Shared {
             guard: Some(crate::sync::lock(&self.engine)),
             engine: &self.engine,
             changed: &self.changed,
+            sent_on: Vec::new(),
         }
     }
 }
@@ -191,6 +192,8 @@ pub struct Locked<'a> {
     guard: Option<MutexGuard<'a, Engine>>,
     engine: &'a Mutex<Engine>,
     changed: &'a Condvar,
+    /// The sockets of lines sent without the lock, let go of after it.
+    sent_on: Vec<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Locked<'_> {
@@ -211,6 +214,8 @@ impl Locked<'_> {
             // meanwhile, unseen, so it looks again before waiting.
             return self;
         }
+        // Sockets of lines an earlier round of this wait sent: not kept for the whole wait.
+        self.sent_on.clear();
         let mut guard = self.guard.take().expect("held");
         if guard.waiting.due(&guard.core) {
             self.changed.notify_all();
@@ -256,7 +261,8 @@ impl Locked<'_> {
             }
             let outcomes = sending::send_all(lines);
             let mut engine = crate::sync::lock(self.engine);
-            engine.io.after_unlocked(outcomes);
+            let sockets = engine.io.after_unlocked(outcomes);
+            self.sent_on.extend(sockets);
             self.guard = Some(engine);
             let_go = true;
         }
@@ -293,5 +299,6 @@ impl Drop for Locked<'_> {
         if wake {
             self.changed.notify_all();
         }
+        self.sent_on.clear();
     }
 }
