@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use crate::core::effects::Effect;
-use crate::core::worker::{ExitStatus, Key};
+use crate::core::worker::Key;
 use crate::lines::{LineReader, MAX_LINE};
 use crate::os::{self, ChildState, Poller, ReadResult};
 use crate::runtime::child::Child;
@@ -16,7 +16,7 @@ use crate::runtime::lifeline::Lifeline;
 use crate::runtime::listen::Listeners;
 use crate::runtime::notify::Notify;
 use crate::runtime::output::Captures;
-use crate::runtime::reaper::{Exit, Reaper};
+use crate::runtime::reaper::{self, Exit, Reaper};
 use crate::runtime::sending::{self, Unlocked};
 use crate::runtime::spawner::{Reply, Spawner};
 use crate::sync::lock;
@@ -301,13 +301,18 @@ impl Io {
     pub fn after_unlocked(&mut self, outcomes: Vec<sending::Outcome>) -> Vec<Arc<OwnedFd>> {
         let mut sockets = Vec::with_capacity(outcomes.len());
         for (line, result) in outcomes {
-            let key = line.key;
-            sockets.push(Arc::clone(&line.fd));
+            let Unlocked {
+                key,
+                fd,
+                bytes,
+                fallback,
+            } = line;
+            sockets.push(fd);
             let ch = self.procs.get_mut(&key).and_then(|p| p.channel.as_mut());
             let delivered = match (ch, result) {
                 (Some(ch), Ok(n)) => {
                     ch.sending = false;
-                    ch.outbox.splice(0..0, line.bytes[n..].iter().copied());
+                    ch.outbox.splice(0..0, bytes[n..].iter().copied());
                     self.flush(key)
                 }
                 (Some(_), Err(_)) => {
@@ -315,9 +320,9 @@ impl Io {
                     false
                 }
                 // Closed meanwhile (its worker exited, or a protocol error).
-                (None, result) => result.is_ok_and(|n| n == line.bytes.len()),
+                (None, result) => result.is_ok_and(|n| n == bytes.len()),
             };
-            if let (false, Some((signal, group))) = (delivered, line.fallback) {
+            if let (false, Some((signal, group))) = (delivered, fallback) {
                 self.signal(key, signal, group);
             }
         }
@@ -395,29 +400,23 @@ impl Io {
         }
     }
 
-    /// Hands the worker to the reaper if it has exited (`reaper.rs`), and lets go of its
-    /// descriptors. First its whole process group is killed (the zombie still holds the group
-    /// id, so it cannot name another group). `None` while it runs.
-    pub fn check_exit(&mut self, key: Key) -> Option<ExitStatus> {
-        let pid = self.procs.get(&key)?.pid;
-        let state = os::peek_exit(pid);
-        let status = match state {
-            ChildState::Running => return None,
-            ChildState::Exited(status) => {
-                let _ = os::kill_group(pid, libc::SIGKILL);
-                status
-            }
-            ChildState::Gone => ExitStatus::default(),
+    /// Hands the worker to the reaper if it has exited (`reaper.rs`), its whole process group
+    /// killed first (`look_at_exit`), and lets go of its descriptors. False while it runs.
+    pub fn check_exit(&mut self, key: Key) -> bool {
+        let Some(p) = self.procs.get(&key) else {
+            return false;
         };
+        let state = reaper::look_at_exit(p.pid);
+        if state == ChildState::Running {
+            return false;
+        }
         self.hand_over(key, Some(state));
-        Some(status)
+        true
     }
 
     /// The worker's pidfd said it exited: the reaper looks at it and finishes the exit.
     pub fn exited_by_pidfd(&mut self, key: Key) {
-        if self.procs.contains_key(&key) {
-            self.hand_over(key, None);
-        }
+        self.hand_over(key, None);
     }
 
     fn hand_over(&mut self, key: Key, seen: Option<ChildState>) {

@@ -126,7 +126,7 @@ impl Engine {
     /// Whether worker `key` has exited: if so, it goes to the reaper, which tells the core
     /// once it has reaped it (`exit_reaped`).
     pub fn check_exit(&mut self, key: u64) -> bool {
-        self.io.is_exiting(key) || self.io.check_exit(key).is_some()
+        self.io.is_exiting(key) || self.io.check_exit(key)
     }
 
     /// The reaper reaped worker `key`, and drained its captured output.

@@ -135,7 +135,10 @@ impl Reaper {
                     None => drop(self.reap(exits)),
                 }
             }
-            if ending && lock(&self.queue).exits.is_empty() {
+            if ending && {
+                let q = lock(&self.queue);
+                q.exits.is_empty() && q.close.is_empty()
+            } {
                 return;
             }
         }
@@ -176,13 +179,7 @@ impl Reaper {
 
     fn reap_one(&self, exit: &Exit) -> ExitStatus {
         let pid = exit.pid;
-        let state = exit.seen.unwrap_or_else(|| {
-            let state = os::peek_exit(pid);
-            if let ChildState::Exited(_) = state {
-                let _ = os::kill_group(pid, libc::SIGKILL);
-            }
-            state
-        });
+        let state = exit.seen.unwrap_or_else(|| look_at_exit(pid));
         // Before the reap: until then the pid is the worker's, for the keeper too.
         self.lifeline.reaping(pid, exit.keeper_has_pidfd);
         match state {
@@ -201,4 +198,14 @@ impl Reaper {
             }
         }
     }
+}
+
+/// Looks at a child without reaping it and, if it has exited, kills its process group while the
+/// zombie still holds the group's id (so the id cannot name another group yet).
+pub fn look_at_exit(pid: i32) -> ChildState {
+    let state = os::peek_exit(pid);
+    if let ChildState::Exited(_) = state {
+        let _ = os::kill_group(pid, libc::SIGKILL);
+    }
+    state
 }
