@@ -268,10 +268,11 @@ impl EventQueue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn ready(i: i32) -> EventKind {
+    /// A `worker_ready` of worker `g#i` (pid `i`); the logging tests use it too.
+    pub(crate) fn ready(i: i32) -> EventKind {
         EventKind::WorkerReady {
             group_name: "g".into(),
             worker_id: format!("g#{i}"),

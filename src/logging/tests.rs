@@ -1,4 +1,5 @@
 use super::*;
+use crate::events::tests::ready;
 use crate::events::{EventKind, StopMode};
 use serde::Serialize;
 use std::io::Read;
@@ -16,15 +17,6 @@ fn event(seq: u64, kind: EventKind) -> Event {
         seq,
         ts_ms: 1_700_000_000_000 + seq,
         kind,
-    }
-}
-
-fn ready(i: i32) -> EventKind {
-    EventKind::WorkerReady {
-        group_name: "g".into(),
-        worker_id: format!("g#{i}"),
-        pid: i,
-        generation: 1,
     }
 }
 
