@@ -39,11 +39,7 @@ pub(crate) fn group_status(core: &State, name: &str) -> Value {
                "remaining": r.pending.len() + r.replacing.len(),
                "worker_id": worker_id, "reason": reason})
     });
-    let generation = g
-        .rollout
-        .as_ref()
-        .filter(|r| r.state == RolloutState::Running)
-        .map_or(g.generation, |r| r.generation);
+    let generation = g.running_rollout().map_or(g.generation, |r| r.generation);
     json!({"started": g.started, "failed": g.failed, "generation": generation,
            "target": if g.started { g.target } else { 0 }, "running": running, "ready": ready,
            "rollout": rollout, "listen": []})

@@ -48,6 +48,13 @@ impl Group {
             rollout: None,
         }
     }
+
+    /// The rolling restart in progress, if one is (not one that ended, failed or done).
+    pub fn running_rollout(&self) -> Option<&Rollout> {
+        self.rollout
+            .as_ref()
+            .filter(|r| r.state == RolloutState::Running)
+    }
 }
 
 /// The options of `restart_groups`.

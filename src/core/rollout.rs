@@ -39,10 +39,7 @@ impl State {
                 "group '{name}' has failed; start it again"
             )));
         }
-        if g.rollout
-            .as_ref()
-            .is_some_and(|r| r.state == RolloutState::Running)
-        {
+        if g.running_rollout().is_some() {
             return Err(Error::InvalidArgument(format!(
                 "group '{name}' is already being rolled out"
             )));
@@ -81,11 +78,7 @@ impl State {
             let Some(g) = self.groups.get(name) else {
                 return;
             };
-            let Some(r) = g
-                .rollout
-                .as_ref()
-                .filter(|r| r.state == RolloutState::Running)
-            else {
+            let Some(r) = g.running_rollout() else {
                 return;
             };
             if r.pending.is_empty() && r.replacing.is_empty() {

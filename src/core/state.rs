@@ -393,10 +393,7 @@ impl State {
                 "group '{name}' has failed; start it again"
             )));
         }
-        if g.rollout
-            .as_ref()
-            .is_some_and(|r| r.state == crate::core::group::RolloutState::Running)
-        {
+        if g.running_rollout().is_some() {
             return Err(Error::InvalidArgument(format!(
                 "group '{name}' is being rolled out; scale it when the rollout is over"
             )));

@@ -223,10 +223,7 @@ impl Supervisor {
                         "group '{name}' is not started"
                     )));
                 };
-                if g.rollout
-                    .as_ref()
-                    .is_some_and(|r| r.state == crate::core::group::RolloutState::Running)
-                {
+                if g.running_rollout().is_some() {
                     return Err(Error::InvalidArgument(format!(
                         "group '{name}' is already being rolled out"
                     )));
