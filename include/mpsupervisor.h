@@ -74,6 +74,16 @@ typedef enum mpsup_result {
 } mpsup_result;
 
 /**
+ * A signal, written by its name (`"SIGTERM"`, `"SIGINT"`, ...).
+ *
+ * ```
+ * use mpsupervisor::config::StopSignal;
+ * assert_eq!(StopSignal::named("SIGINT").unwrap().number(), libc::SIGINT);
+ * ```
+ */
+typedef struct StopSignal StopSignal;
+
+/**
  * A supervisor handle, passed by value: a generation-checked id into a process-wide table,
  * never a pointer. Id 0 is never valid. A freed, stale, zeroed or made-up handle gives
  * `MPSUP_ERR_INVALID_HANDLE`, never a crash. Handles do not survive `fork()`: in the child,
@@ -82,6 +92,8 @@ typedef enum mpsup_result {
 typedef struct mpsup_supervisor {
   uint64_t id;
 } mpsup_supervisor;
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -318,6 +330,17 @@ enum mpsup_result mpsup_restart_groups(struct mpsup_supervisor sup,
                                        const char *const *names_ptr,
                                        size_t n,
                                        const char *options_json);
+
+/**
+ * Writes to `*out_json` the JSON Schema (draft 2020-12) named by `which`: `"groups"` (what
+ * `mpsup_configure_process_groups` takes), `"restart-options"` (the `options_json` of
+ * `mpsup_restart_groups`), `"logging"` (what `mpsup_configure_lifecycle_logging` takes),
+ * `"snapshot"`, `"status"` and `"events"` (what `mpsup_snapshot_json`, `mpsup_status_json`
+ * and `mpsup_drain_events_json` write). Each is the file `schema/<which>.schema.json` of the
+ * library's repository, byte for byte. Another name gives `MPSUP_ERR_INVALID_ARGUMENT` naming
+ * the known ones. Needs no supervisor; any thread. Free it with `mpsup_string_free`.
+ */
+enum mpsup_result mpsup_schema_json(const char *which, char **out_json);
 
 #ifdef __cplusplus
 }  // extern "C"

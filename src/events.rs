@@ -5,7 +5,10 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Readiness;
 
 use crate::clock;
 
@@ -13,16 +16,70 @@ use crate::clock;
 pub(crate) const DEFAULT_CAPACITY: usize = 65_536;
 
 /// How a stop was asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StopMode {
+    /// `STOP` over the control channel, or the group's `stop_signal`.
     Graceful,
+    /// `SIGKILL` to the worker's process group (and cgroup).
     Forced,
+}
+
+/// How a graceful stop reaches a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StopStrategy {
+    /// A `STOP` line on its control channel.
+    Event,
+    /// The group's `stop_signal`.
+    TerminateFallback,
+}
+
+/// Whether a worker has a control channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlChannel {
+    /// A socket pair, on the descriptor `MPSUP_CONTROL_FD` names.
+    Socketpair,
+    /// None: the signal fallback.
+    Unavailable,
+}
+
+/// Why a worker's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    /// It exited (or was killed by a signal) unasked.
+    Exited,
+    /// It was not ready within `ready_timeout_ms` and was killed.
+    ReadyTimeout,
+    /// It sent no `HEARTBEAT` within `heartbeat_timeout_ms` and was killed.
+    HeartbeatTimeout,
+    /// It was asked to stop (only in a snapshot's `last_exit`).
+    Stopped,
+}
+
+impl ExitReason {
+    /// Its name in JSON, such as `"ready_timeout"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::Exited => "exited",
+            ExitReason::ReadyTimeout => "ready_timeout",
+            ExitReason::HeartbeatTimeout => "heartbeat_timeout",
+            ExitReason::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What an event says; serialized as `"kind": "<snake_case name>"` plus the fields. Every event
 /// of one worker process carries the `generation` of the configuration it runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
     WorkerSpawned {
@@ -30,9 +87,9 @@ pub enum EventKind {
         worker_id: String,
         pid: i32,
         generation: u32,
-        stop_strategy: &'static str,
-        control_channel: &'static str,
-        readiness: &'static str,
+        stop_strategy: StopStrategy,
+        control_channel: ControlChannel,
+        readiness: Readiness,
     },
     SupervisorStartGroups {
         group_count: usize,
@@ -61,7 +118,7 @@ pub enum EventKind {
         signal: Option<i32>,
         /// Present (true) when someone else reaped the worker first (a host that ignores
         /// SIGCHLD or calls `waitpid(-1)`): the exit status is lost.
-        #[serde(skip_serializing_if = "is_false")]
+        #[serde(default, skip_serializing_if = "is_false")]
         status_unavailable: bool,
     },
     WorkerFailed {
@@ -69,11 +126,11 @@ pub enum EventKind {
         worker_id: String,
         pid: i32,
         generation: u32,
-        reason: &'static str,
+        reason: ExitReason,
         exit_code: Option<i32>,
         signal: Option<i32>,
         /// As in `WorkerStopped`.
-        #[serde(skip_serializing_if = "is_false")]
+        #[serde(default, skip_serializing_if = "is_false")]
         status_unavailable: bool,
         /// The last lines the worker wrote to a captured stderr (empty when not captured).
         stderr_tail: Vec<String>,
@@ -97,7 +154,7 @@ pub enum EventKind {
         group_name: String,
         worker_id: String,
         generation: u32,
-        fallback: &'static str,
+        fallback: StopStrategy,
         error: String,
     },
     WorkerProtocolError {
@@ -169,8 +226,9 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// One queued event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One lifecycle event: its place in the stream, its time, and what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "Event")]
 pub struct Event {
     pub seq: u64,
     pub ts_ms: u64,

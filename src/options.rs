@@ -12,8 +12,10 @@ pub struct Options {
     /// Use pidfds to see exits when the kernel allows. `false` forces the polling fallback
     /// (also forced by the environment variable `MPSUP_DISABLE_PIDFD=1`).
     pub use_pidfd: bool,
-    /// Tests only: called with each new pid on the spawner thread before the child is handed
-    /// over (a panic there must not leave the child running).
+    /// The library's own tests only (the `test-hooks` feature, which only its tests turn on):
+    /// called with each new pid on the spawner thread before the child is handed over (a panic
+    /// there must not leave the child running).
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub spawn_hook: Option<SpawnHook>,
     /// At most this many spawner threads; None: one per core, up to 8 (also set by the
@@ -34,6 +36,16 @@ pub struct Options {
     pub private_fd_table: bool,
 }
 
+impl Options {
+    /// The spawn hook of the tests, if any.
+    pub(crate) fn spawn_hook(&self) -> Option<SpawnHook> {
+        #[cfg(feature = "test-hooks")]
+        return self.spawn_hook;
+        #[cfg(not(feature = "test-hooks"))]
+        None
+    }
+}
+
 fn env_is(name: &str, value: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| v == value)
 }
@@ -43,6 +55,7 @@ impl Default for Options {
         Options {
             event_capacity: DEFAULT_CAPACITY,
             use_pidfd: std::env::var_os("MPSUP_DISABLE_PIDFD").is_none_or(|v| v != "1"),
+            #[cfg(feature = "test-hooks")]
             spawn_hook: None,
             spawn_threads: std::env::var("MPSUP_SPAWN_THREADS")
                 .ok()

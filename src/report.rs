@@ -3,20 +3,20 @@
 
 use std::time::Instant;
 
+use crate::core::group::RolloutState as CoreRolloutState;
+use crate::core::state::State;
+use crate::core::worker::{Phase, Worker};
+use crate::runtime::figures::Readings as Figures;
+use crate::snapshot::{Snapshot as SnapshotData, WorkerSnapshot};
+use crate::status::{GroupStatus, RolloutState, RolloutStatus};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
-use serde_json::{json, Value};
 
-use crate::core::group::RolloutState;
-use crate::core::state::State;
-use crate::core::worker::Phase;
-use crate::runtime::figures::Readings as Figures;
-
-/// One group's entry of the status: target, running, ready, generation, rollout.
-pub(crate) fn group_status(core: &State, name: &str) -> Value {
+/// One group's entry of the status: target, running, ready, generation, rollout (its listen
+/// sockets are the runtime's to add).
+pub(crate) fn group_status(core: &State, name: &str) -> GroupStatus {
     let Some(g) = core.groups.get(name) else {
-        return json!({"started": false, "failed": false, "generation": 0, "target": 0,
-                      "running": 0, "ready": 0, "rollout": null, "listen": []});
+        return GroupStatus::default();
     };
     let workers: Vec<_> = g
         .keys
@@ -30,19 +30,33 @@ pub(crate) fn group_status(core: &State, name: &str) -> Value {
     let ready = workers.iter().filter(|w| w.ready()).count();
     let rollout = g.rollout.as_ref().map(|r| {
         let (state, worker_id, reason) = match &r.state {
-            RolloutState::Running => ("running", None, None),
-            RolloutState::Failed { worker_id, reason } => {
-                ("failed", Some(worker_id.clone()), Some(reason.clone()))
-            }
+            CoreRolloutState::Running => (RolloutState::Running, None, None),
+            CoreRolloutState::Failed { worker_id, reason } => (
+                RolloutState::Failed,
+                Some(worker_id.clone()),
+                Some(reason.clone()),
+            ),
         };
-        json!({"generation": r.generation, "state": state, "replaced": r.replaced,
-               "remaining": r.pending.len() + r.replacing.len(),
-               "worker_id": worker_id, "reason": reason})
+        RolloutStatus {
+            generation: r.generation,
+            state,
+            replaced: r.replaced,
+            remaining: (r.pending.len() + r.replacing.len()) as u32,
+            worker_id,
+            reason,
+        }
     });
     let generation = g.running_rollout().map_or(g.generation, |r| r.generation);
-    json!({"started": g.started, "failed": g.failed, "generation": generation,
-           "target": if g.started { g.target } else { 0 }, "running": running, "ready": ready,
-           "rollout": rollout, "listen": []})
+    GroupStatus {
+        started: g.started,
+        failed: g.failed,
+        generation,
+        target: if g.started { g.target } else { 0 },
+        running: running as u32,
+        ready: ready as u32,
+        rollout,
+        listen: Vec::new(),
+    }
 }
 
 /// The groups a snapshot shows: started ones, and any that still has workers.
@@ -99,17 +113,38 @@ impl Serialize for GroupEntries<'_> {
             .iter()
             .filter_map(|(_, k)| core.workers.get(k))
         {
-            let mut entry = w.snapshot(*now);
-            if w.alive() {
-                if let Some(&(cpu, rss)) = figures.get(&(w.pid, w.started_at_ms)) {
-                    entry.cpu_ms = Some(cpu);
-                    entry.rss_bytes = Some(rss);
-                }
-            }
-            seq.serialize_element(&entry)?;
+            seq.serialize_element(&entry(w, *now, figures))?;
         }
         seq.end()
     }
+}
+
+/// A worker's snapshot entry with its /proc figures.
+fn entry(w: &Worker, now: Instant, figures: &Figures) -> WorkerSnapshot {
+    let mut entry = w.snapshot(now);
+    if w.alive() {
+        if let Some(&(cpu, rss)) = figures.get(&(w.pid, w.started_at_ms)) {
+            entry.cpu_ms = Some(cpu);
+            entry.rss_bytes = Some(rss);
+        }
+    }
+    entry
+}
+
+/// The snapshot as typed data, for the Rust face.
+pub(crate) fn snapshot(core: &State, now: Instant, figures: &Figures) -> SnapshotData {
+    let groups = shown(core)
+        .map(|(name, g)| {
+            let workers = g
+                .keys
+                .iter()
+                .filter_map(|(_, k)| core.workers.get(k))
+                .map(|w| entry(w, now, figures))
+                .collect();
+            (name.clone(), workers)
+        })
+        .collect();
+    SnapshotData { groups }
 }
 
 /// The snapshot JSON: group name → worker entries in index order.

@@ -10,14 +10,14 @@ use mpsupervisor::{Error, Supervisor};
 use serde_json::{json, Value};
 
 fn config_error(sup: &Supervisor, json: &str) -> String {
-    match sup.configure_process_groups(json) {
+    match sup.configure_json(json) {
         Err(Error::InvalidConfig(m)) => m,
         other => panic!("{json}: expected InvalidConfig, got {other:?}"),
     }
 }
 
 fn logging_error(sup: &Supervisor, json: &str) -> String {
-    match sup.configure_lifecycle_logging(json) {
+    match sup.configure_logging_json(json) {
         Err(Error::InvalidConfig(m)) => m,
         other => panic!("{json}: expected InvalidConfig, got {other:?}"),
     }
@@ -41,8 +41,7 @@ fn text_after_the_groups_array_is_rejected_naming_its_position() {
         );
     }
     // Whitespace after the value is fine, and a rejected call changed nothing.
-    sup.configure_process_groups(&format!(" {group} \n\t"))
-        .unwrap();
+    sup.configure_json(&format!(" {group} \n\t")).unwrap();
     assert!(config_error(&sup, "[] x").contains("trailing"));
     sup.start_groups(&["g"]).unwrap();
 }
@@ -62,7 +61,7 @@ fn text_after_the_logging_settings_is_rejected_naming_its_position() {
             "{json}: {m}"
         );
     }
-    sup.configure_lifecycle_logging(" {} \n").unwrap();
+    sup.configure_logging_json(" {} \n").unwrap();
 }
 
 /// `levels` nested arrays and objects around a number.
@@ -98,8 +97,8 @@ fn the_deepest_accepted_bootstrap_fits_a_96_kib_host_thread_and_deeper_is_reject
     const { assert!(MAX_VALUE_DEPTH + 4 < 128) };
     let (accepted, rejected) = on_small_stack(move || {
         let sup = Supervisor::new().unwrap();
-        let accepted = sup.configure_process_groups(&deepest.to_string());
-        let rejected = sup.configure_process_groups(&deeper.to_string());
+        let accepted = sup.configure_json(&deepest.to_string());
+        let rejected = sup.configure_json(&deeper.to_string());
         // Starting sends the BOOTSTRAP line, printed on this thread too.
         let started = sup.start_groups(&["g"]);
         (accepted.and(started), rejected)
@@ -122,7 +121,7 @@ fn a_deep_exporter_settings_value_is_rejected_on_a_96_kib_host_thread() {
     let rejected = on_small_stack(move || {
         Supervisor::new()
             .unwrap()
-            .configure_lifecycle_logging(&deeper.to_string())
+            .configure_logging_json(&deeper.to_string())
     });
     match rejected {
         Err(Error::InvalidConfig(m)) => assert!(

@@ -28,28 +28,28 @@ fn run_daemon(group: Value, check: impl Fn(&Value, &[Value])) {
     let name = group["name"].as_str().unwrap().to_string();
     let sup = supervisor(&[group]);
     sup.start_groups(&[name.as_str()]).unwrap();
-    let ready = sup.wait_ready(60.0).unwrap();
+    let ready = sup.wait_ready(secs(60.0)).unwrap();
     let mut log = drain_all(&sup);
     assert!(
         ready,
         "{name} not ready: {log:#?}\n{:#}",
-        sup.snapshot().unwrap()
+        sup.snapshot_value()
     );
     let ready = of_kind(&log, "worker_ready");
     assert_eq!(ready.len(), 1, "{log:#?}");
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     let entry = &snap[name.as_str()][0];
     assert_eq!(entry["ready"], true);
     assert!(entry["rss_bytes"].as_u64().unwrap() > 0, "{entry}");
     check(entry, &log);
-    sup.stop_groups(30.0, false).unwrap();
+    sup.stop_groups(secs(30.0), false).unwrap();
     log.extend(drain_all(&sup));
     let stopped = of_kind(&log, "worker_stopped");
     assert_eq!(stopped.len(), 1, "{log:#?}");
     assert_eq!(stopped[0]["mode"], "graceful");
     assert_eq!(stopped[0]["exit_code"], 0, "{log:#?}");
     assert_eq!(count(&log, "worker_failed"), 0, "{log:#?}");
-    assert_eq!(sup.status().unwrap()["notify_dropped"], 0);
+    assert_eq!(sup.status_value()["notify_dropped"], 0);
 }
 
 #[test]

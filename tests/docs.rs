@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::{secs, Views};
+
 use std::collections::BTreeSet;
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
@@ -95,7 +97,7 @@ fn expected_names(message: &str) -> Vec<String> {
 
 fn config_error(groups_json: &str) -> String {
     let sup = Supervisor::new().unwrap();
-    match sup.configure_process_groups(groups_json) {
+    match sup.configure_json(groups_json) {
         Err(e) => e.to_string(),
         Ok(()) => panic!("accepted: {groups_json}"),
     }
@@ -103,7 +105,7 @@ fn config_error(groups_json: &str) -> String {
 
 fn logging_error(settings_json: &str) -> String {
     let sup = Supervisor::new().unwrap();
-    match sup.configure_lifecycle_logging(settings_json) {
+    match sup.configure_logging_json(settings_json) {
         Err(e) => e.to_string(),
         Ok(()) => panic!("accepted: {settings_json}"),
     }
@@ -301,103 +303,120 @@ fn every_logging_key_kind_and_level_is_documented() {
     }
 }
 
-/// `EventKind`'s variants in snake_case, each with its field names, read from src/events.rs.
+/// The schema `which` that the library generates (and `schema/` holds).
+fn schema(which: &str) -> serde_json::Value {
+    serde_json::from_str(&mpsupervisor::schema::schema_json(which).unwrap()).unwrap()
+}
+
+/// The property names of the definition `def` of `schema`.
+fn properties(schema: &serde_json::Value, def: &str) -> BTreeSet<String> {
+    schema["$defs"][def]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no definition {def} with properties"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Every event kind of the events schema, each with its field names (the envelope left out).
 fn event_kinds() -> Vec<(String, Vec<String>)> {
-    let source = read("src/events.rs");
-    let start = source
-        .find("pub enum EventKind {")
-        .expect("src/events.rs declares `pub enum EventKind`");
-    // Tokens: identifiers and single punctuation characters, without comments.
-    let mut tokens: Vec<String> = Vec::new();
-    for line in source[start + "pub enum EventKind ".len()..].lines() {
-        let code = line.split("//").next().unwrap();
-        let mut word = String::new();
-        for c in code.chars() {
-            if c.is_alphanumeric() || c == '_' {
-                word.push(c);
-                continue;
-            }
-            if !word.is_empty() {
-                tokens.push(std::mem::take(&mut word));
-            }
-            if !c.is_whitespace() {
-                tokens.push(c.to_string());
-            }
-        }
-        if !word.is_empty() {
-            tokens.push(word);
-        }
-    }
-    let mut kinds: Vec<(String, Vec<String>)> = Vec::new();
-    let mut depth = 0;
-    for (i, t) in tokens.iter().enumerate() {
-        let next = tokens.get(i + 1).map(String::as_str).unwrap_or("");
-        let after = tokens.get(i + 2).map(String::as_str).unwrap_or("");
-        match t.as_str() {
-            "{" | "(" | "[" | "<" => depth += 1,
-            "}" | ")" | "]" | ">" => {
-                depth -= 1;
-                if depth == 0 {
-                    break;
-                }
-            }
-            word if word.chars().next().is_some_and(|c| c.is_alphabetic()) => {
-                if depth == 1 && ["{", ",", "(", "}"].contains(&next) {
-                    kinds.push((snake(word), Vec::new()));
-                } else if depth == 2 && next == ":" && after != ":" && word != "pub" {
-                    kinds
-                        .last_mut()
-                        .expect("a variant")
-                        .1
-                        .push(word.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    assert!(kinds.len() >= 10, "too few event kinds parsed: {kinds:?}");
+    let events = schema("events");
+    let variants = events["$defs"]["Event"]["oneOf"].as_array().unwrap();
+    let kinds: Vec<(String, Vec<String>)> = variants
+        .iter()
+        .map(|v| {
+            let props = v["properties"].as_object().unwrap();
+            let kind = props["kind"]["const"].as_str().unwrap().to_string();
+            let fields = props.keys().filter(|k| *k != "kind").cloned().collect();
+            (kind, fields)
+        })
+        .collect();
+    assert!(kinds.len() >= 10, "too few event kinds: {kinds:?}");
     kinds
 }
 
-fn snake(camel: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// Both ways: what `table` names and what `schema` has are the same keys.
+fn same_keys(what: &str, table: &BTreeSet<String>, schema: &BTreeSet<String>) {
+    let missing: Vec<_> = schema.difference(table).collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: keys of the schema missing from the docs: {missing:?}"
+    );
+    let stale: Vec<_> = table.difference(schema).collect();
+    assert!(
+        stale.is_empty(),
+        "{what}: rows the schema does not have: {stale:?}"
+    );
 }
 
 #[test]
-fn the_event_kind_parser_reads_the_known_shape() {
-    let kinds = event_kinds();
-    let (name, fields) = kinds
-        .iter()
-        .find(|(k, _)| k == "worker_stopped")
-        .expect("worker_stopped is a kind");
-    assert_eq!(name, "worker_stopped");
-    assert_eq!(
-        fields,
-        &[
-            "group_name",
-            "worker_id",
-            "pid",
-            "generation",
-            "mode",
-            "exit_code",
-            "signal",
-            "status_unavailable"
-        ]
+fn the_reference_tables_and_the_schemas_name_the_same_keys() {
+    let doc = reference();
+    let groups = schema("groups");
+    same_keys(
+        "groups",
+        &table_keys(section(&doc, "## Group configuration")),
+        &properties(&groups, "GroupSpec"),
     );
-    assert!(kinds
-        .iter()
-        .any(|(k, f)| k == "events_dropped" && f == &["count"]));
+    let logging = schema("logging");
+    let mut logging_keys: BTreeSet<String> = logging["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    for key in properties(&logging, "LifecycleEvents") {
+        logging_keys.insert(format!("lifecycle_events.{key}"));
+    }
+    for exporter in logging["$defs"]["ExporterJson"]["oneOf"]
+        .as_array()
+        .unwrap()
+    {
+        for key in exporter["properties"].as_object().unwrap().keys() {
+            logging_keys.insert(format!("exporters[].{key}"));
+        }
+    }
+    for def in ["ConsoleSettings", "JsonlSettings"] {
+        for key in properties(&logging, def) {
+            logging_keys.insert(format!("exporters[].settings.{key}"));
+        }
+    }
+    same_keys(
+        "logging",
+        &table_keys(section(&doc, "## Lifecycle logging settings")),
+        &logging_keys,
+    );
+    same_keys(
+        "snapshot",
+        &table_keys(section(&doc, "## Snapshot")),
+        &properties(&schema("snapshot"), "WorkerSnapshot"),
+    );
+    let status = schema("status");
+    let mut status_keys = properties(&status, "GroupStatus");
+    for key in properties(&status, "Guarantees") {
+        status_keys.insert(format!("guarantees.{key}"));
+    }
+    for key in status["properties"].as_object().unwrap().keys() {
+        if key != "groups" && key != "guarantees" {
+            status_keys.insert(key.clone());
+        }
+    }
+    same_keys(
+        "status",
+        &table_keys(section(&doc, "## Status")),
+        &status_keys,
+    );
+    let restart = section(&doc, "### `mpsup_restart_groups`");
+    for key in schema("restart-options")["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+    {
+        assert!(
+            restart.contains(&format!("`{key}`")),
+            "restart option {key} undocumented"
+        );
+    }
 }
 
 #[test]
@@ -431,8 +450,8 @@ fn every_event_kind_has_a_section_naming_each_of_its_fields() {
 fn every_field_of_a_real_snapshot_is_a_row_and_events_seen_are_documented() {
     let sup = common::supervisor(&[common::sh_group("g", 1, common::POLITE)]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(30.0).unwrap());
-    let snapshot = sup.snapshot().unwrap();
+    assert!(sup.wait_ready(secs(30.0)).unwrap());
+    let snapshot = sup.snapshot_value();
     let doc = reference();
     let table = table_keys(section(&doc, "## Snapshot"));
     let entry = snapshot["g"][0].as_object().expect("one worker entry");
@@ -445,7 +464,7 @@ fn every_field_of_a_real_snapshot_is_a_row_and_events_seen_are_documented() {
             "row `{key}` is not a snapshot field"
         );
     }
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     // Every event of a real run has the documented envelope and a documented kind and fields.
     let events = section(&doc, "## Events");
     for event in common::drain_all(&sup) {
@@ -485,13 +504,21 @@ fn the_json_examples_of_the_reference_are_what_the_library_accepts_and_gives() {
     assert_eq!(groups.len(), 1);
     Supervisor::new()
         .unwrap()
-        .configure_process_groups(&groups[0])
+        .configure_json(&groups[0])
         .unwrap_or_else(|e| panic!("the group example is rejected: {e}"));
     let settings = json_blocks(section(&doc, "## Lifecycle logging settings"));
     assert_eq!(settings.len(), 1);
-    // Parsed only: configuring it would open /var/log/sup.jsonl.
-    mpsupervisor::logging::parse_settings(&settings[0])
-        .unwrap_or_else(|e| panic!("the logging example is rejected: {e}"));
+    // Checked against the schema only: configuring it would open /var/log/sup.jsonl.
+    let example: serde_json::Value = serde_json::from_str(&settings[0]).unwrap();
+    let errors: Vec<String> = jsonschema::validator_for(&schema("logging"))
+        .unwrap()
+        .iter_errors(&example)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the logging example is rejected: {errors:?}"
+    );
     let snapshot = json_blocks(section(&doc, "## Snapshot"));
     assert_eq!(snapshot.len(), 1);
     let example: serde_json::Value = serde_json::from_str(&snapshot[0]).unwrap();

@@ -32,10 +32,10 @@ fn environ(pid: i64) -> String {
 fn scaling_up_adds_ready_workers_with_the_next_ids() {
     let sup = supervisor(&[notify(sh_group("g", 2, POLITE))]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     sup.scale_group("g", 4).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let snap = sup.snapshot().unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let snap = sup.snapshot_value();
     assert_eq!(ids(&snap, "g"), ["g#1", "g#2", "g#3", "g#4"]);
     assert!(snap["g"]
         .as_array()
@@ -49,11 +49,11 @@ fn scaling_up_adds_ready_workers_with_the_next_ids() {
         (scaled[0]["from"].as_u64(), scaled[0]["to"].as_u64()),
         (Some(2), Some(4))
     );
-    let status = sup.status().unwrap();
+    let status = sup.status_value();
     assert_eq!(status["groups"]["g"]["target"], 4);
     assert_eq!(status["groups"]["g"]["ready"], 4);
     assert_eq!(status["groups"]["g"]["running"], 4);
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
 }
 
 #[test]
@@ -63,8 +63,8 @@ fn scaling_down_stops_the_highest_ids_gracefully_and_none_is_respawned() {
         json!({"restart": "always"}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let before = pids(&sup.snapshot().unwrap(), "g");
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let before = pids(&sup.snapshot_value(), "g");
     drain_all(&sup);
     sup.scale_group("g", 1).unwrap();
     let mut log = Vec::new();
@@ -76,12 +76,12 @@ fn scaling_down_stops_the_highest_ids_gracefully_and_none_is_respawned() {
     }
     assert_eq!(count(&log, "worker_restarting"), 0);
     assert_eq!(count(&log, "worker_spawned"), 0);
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     assert_eq!(ids(&snap, "g"), ["g#1"]);
     assert_eq!(pids(&snap, "g"), [before[0]]);
     assert_gone(before[1]);
     assert_gone(before[2]);
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn a_worker_scaled_away_that_ignores_stop_is_killed_after_stop_timeout() {
         json!({"stop_timeout_ms": 200}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     drain_all(&sup);
     sup.scale_group("g", 1).unwrap();
     let mut log = Vec::new();
@@ -137,8 +137,8 @@ fn scaling_is_refused_for_unknown_and_unstarted_groups() {
     sup.scale_group("g", 0).unwrap();
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| count(l, "worker_stopped") == 1);
-    assert!(!sup.wait_ready(1.0).unwrap(), "no workers: false");
-    assert_eq!(sup.snapshot().unwrap(), json!({"g": []}));
+    assert!(!sup.wait_ready(secs(1.0)).unwrap(), "no workers: false");
+    assert_eq!(sup.snapshot_value(), json!({"g": []}));
 }
 
 /// Replays the events of a rollout and checks its bounds at every step: never more than
@@ -195,15 +195,15 @@ fn a_rolling_restart_replaces_every_worker_within_its_bounds_with_the_new_enviro
     );
     let sup = supervisor(std::slice::from_ref(&group));
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let old = pids(&sup.snapshot().unwrap(), "g");
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let old = pids(&sup.snapshot_value(), "g");
     let v2 = with(group, json!({"env": {"VERSION": "2"}}));
-    sup.configure_process_groups(&Value::Array(vec![v2]).to_string())
+    sup.configure_json(&Value::Array(vec![v2]).to_string())
         .unwrap();
     let mut log = drain_all(&sup);
-    sup.restart_groups(&["g"], None).unwrap();
+    sup.restart_groups(&["g"], &Default::default()).unwrap();
     assert!(
-        sup.wait_ready(60.0).unwrap(),
+        sup.wait_ready(secs(60.0)).unwrap(),
         "wait_ready waits for the rollout"
     );
     wait_events(&sup, &mut log, |l| {
@@ -212,7 +212,7 @@ fn a_rolling_restart_replaces_every_worker_within_its_bounds_with_the_new_enviro
     check_rollout(&log, 3, 1, 0);
     let replaced = of_kind(&log, "worker_replaced");
     assert_eq!(replaced.len(), 3);
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     assert_eq!(ids(&snap, "g"), ["g#1", "g#2", "g#3"]);
     for w in snap["g"].as_array().unwrap() {
         assert_eq!(w["generation"], 2);
@@ -223,24 +223,27 @@ fn a_rolling_restart_replaces_every_worker_within_its_bounds_with_the_new_enviro
     for pid in old {
         assert_gone(pid);
     }
-    let status = sup.status().unwrap();
+    let status = sup.status_value();
     assert_eq!(status["groups"]["g"]["generation"], 2);
     assert_eq!(status["groups"]["g"]["rollout"], Value::Null);
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
 }
 
 #[test]
 fn a_rollout_with_no_surge_stays_within_max_unavailable() {
     let sup = supervisor(&[notify(sh_group("g", 4, POLITE))]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     let mut log = drain_all(&sup);
-    sup.restart_groups(&["g"], Some(r#"{"max_surge": 0, "max_unavailable": 2}"#))
-        .unwrap();
+    sup.restart_groups(
+        &["g"],
+        &options(r#"{"max_surge": 0, "max_unavailable": 2}"#),
+    )
+    .unwrap();
     wait_events(&sup, &mut log, |l| count(l, "rollout_finished") == 1);
     check_rollout(&log, 4, 0, 2);
     assert_eq!(count(&log, "worker_replaced"), 4);
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
 }
 
 #[test]
@@ -248,13 +251,13 @@ fn a_new_version_that_crashes_halts_the_rollout_and_the_old_workers_stay() {
     let good = notify(sh_group("g", 3, POLITE));
     let sup = supervisor(std::slice::from_ref(&good));
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let old = pids(&sup.snapshot().unwrap(), "g");
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let old = pids(&sup.snapshot_value(), "g");
     let bad = with(good, json!({"argv": ["/bin/sh", "-c", "exit 3"]}));
-    sup.configure_process_groups(&Value::Array(vec![bad]).to_string())
+    sup.configure_json(&Value::Array(vec![bad]).to_string())
         .unwrap();
     let mut log = drain_all(&sup);
-    sup.restart_groups(&["g"], None).unwrap();
+    sup.restart_groups(&["g"], &Default::default()).unwrap();
     wait_events(&sup, &mut log, |l| count(l, "rollout_failed") == 1);
     let failed = of_kind(&log, "rollout_failed")[0].clone();
     assert_eq!(failed["worker_id"], "g#1");
@@ -265,19 +268,19 @@ fn a_new_version_that_crashes_halts_the_rollout_and_the_old_workers_stay() {
         "no old worker was stopped"
     );
     assert!(
-        !sup.wait_ready(5.0).unwrap(),
+        !sup.wait_ready(secs(5.0)).unwrap(),
         "a failed rollout: false at once"
     );
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     assert_eq!(pids(&snap, "g"), old);
     assert!(snap["g"]
         .as_array()
         .unwrap()
         .iter()
         .all(|w| w["ready"] == true && w["generation"] == 1));
-    let status = sup.status().unwrap();
+    let status = sup.status_value();
     assert_eq!(status["groups"]["g"]["rollout"]["state"], "failed");
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
 }
 
 #[test]
@@ -285,16 +288,16 @@ fn a_new_version_that_never_gets_ready_is_killed_after_the_rollout_timeout() {
     let good = notify(sh_group("g", 2, POLITE));
     let sup = supervisor(std::slice::from_ref(&good));
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let old = pids(&sup.snapshot().unwrap(), "g");
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let old = pids(&sup.snapshot_value(), "g");
     let silent = with(
         good,
         json!({"argv": ["/bin/sh", "-c", "exec sleep 1000000"]}),
     );
-    sup.configure_process_groups(&Value::Array(vec![silent]).to_string())
+    sup.configure_json(&Value::Array(vec![silent]).to_string())
         .unwrap();
     let mut log = drain_all(&sup);
-    sup.restart_groups(&["g"], Some(r#"{"ready_timeout_ms": 300}"#))
+    sup.restart_groups(&["g"], &options(r#"{"ready_timeout_ms": 300}"#))
         .unwrap();
     wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
     assert_eq!(
@@ -307,8 +310,8 @@ fn a_new_version_that_never_gets_ready_is_killed_after_the_rollout_timeout() {
         .unwrap();
     assert!(!old.contains(&new_pid));
     assert_gone(new_pid);
-    assert_eq!(pids(&sup.snapshot().unwrap(), "g"), old);
-    sup.stop_groups(30.0, true).unwrap();
+    assert_eq!(pids(&sup.snapshot_value(), "g"), old);
+    sup.stop_groups(secs(30.0), true).unwrap();
 }
 
 #[test]
@@ -319,23 +322,23 @@ fn restart_groups_is_all_or_nothing() {
     ]);
     sup.start_groups(&["a"]).unwrap();
     assert!(matches!(
-        sup.restart_groups(&["a", "b"], None),
+        sup.restart_groups(&["a", "b"], &Default::default()),
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        sup.restart_groups(&["a", "nope"], None),
+        sup.restart_groups(&["a", "nope"], &Default::default()),
         Err(Error::UnknownGroup(_))
     ));
     assert!(matches!(
-        sup.restart_groups(&["a"], Some(r#"{"max_surge": 0}"#)),
+        sup.restart_groups(&["a"], &options(r#"{"max_surge": 0}"#)),
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        sup.restart_groups(&["a"], Some(r#"{"surge": 1}"#)),
+        sup.restart_groups(&["a"], &options(r#"{"ready_timeout_ms": 31536000001}"#)),
         Err(Error::InvalidArgument(_))
     ));
     assert_eq!(count(&drain_all(&sup), "rollout_started"), 0);
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
 }
 
 #[test]
@@ -350,8 +353,8 @@ fn a_bare_program_name_is_searched_in_the_path_of_the_groups_env() {
         "name": "g", "argv": ["only-here-tool"], "env": {"PATH": path}
     }))]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    sup.stop_groups(30.0, true).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    sup.stop_groups(secs(30.0), true).unwrap();
     let elsewhere = supervisor(&[json!({"name": "g", "argv": ["only-here-tool"]})]);
     assert!(matches!(
         elsewhere.start_groups(&["g"]),
@@ -366,8 +369,8 @@ fn status_reports_the_groups_and_what_holds_on_this_host() {
         sh_group("idle", 1, POLITE),
     ]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let status = sup.status().unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let status = sup.status_value();
     let g = &status["groups"]["g"];
     assert_eq!(g["started"], true);
     assert_eq!(g["generation"], 1);
@@ -384,6 +387,6 @@ fn status_reports_the_groups_and_what_holds_on_this_host() {
     assert_eq!(guarantees["spawn"], "posix_spawn");
     assert!(["pidfd", "poll"].contains(&guarantees["exit_watch"].as_str().unwrap()));
     assert!(guarantees["parallel_spawn"].as_u64().unwrap() >= 1);
-    sup.stop_groups(30.0, true).unwrap();
-    assert_eq!(sup.status().unwrap()["groups"]["g"]["started"], false);
+    sup.stop_groups(secs(30.0), true).unwrap();
+    assert_eq!(sup.status_value()["groups"]["g"]["started"], false);
 }

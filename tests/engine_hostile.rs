@@ -39,7 +39,7 @@ fn heartbeating_workers_next_to_a_crash_loop_are_never_failed_and_host_calls_sta
     let until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < until {
         let t0 = Instant::now();
-        let snap = sup.snapshot().unwrap();
+        let snap = sup.snapshot_value();
         let events = drain_all(&sup);
         slowest = slowest.max(t0.elapsed());
         assert!(snap["beat"].is_array());
@@ -78,7 +78,7 @@ fn a_panic_between_spawn_and_adoption_leaves_no_live_child() {
         ..Options::default()
     })
     .unwrap();
-    sup.configure_process_groups(&json!([sh_group("g", 1, STUBBORN)]).to_string())
+    sup.configure_json(&json!([sh_group("g", 1, STUBBORN)]).to_string())
         .unwrap();
     match sup.start_groups(&["g"]) {
         Err(Error::Spawn { source, .. }) => assert!(source.to_string().contains("panic")),
@@ -87,18 +87,18 @@ fn a_panic_between_spawn_and_adoption_leaves_no_live_child() {
     let pid = PANICKED_PID.load(Ordering::SeqCst);
     assert!(pid > 0, "the hook ran");
     wait_reaped(pid as i64);
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
 }
 
 #[test]
 fn free_is_not_held_up_by_a_stop_that_would_wait_forever() {
     let sup = std::sync::Arc::new(supervisor(&[sh_group("g", 2, STUBBORN)]));
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let pids = pids(&sup.snapshot().unwrap(), "g");
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let pids = pids(&sup.snapshot_value(), "g");
     let stopper = {
         let sup = std::sync::Arc::clone(&sup);
-        std::thread::spawn(move || sup.stop_groups(1e9, true))
+        std::thread::spawn(move || sup.stop_groups(secs(1e9), true))
     };
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| count(l, "worker_stopping") == 2);
@@ -193,10 +193,10 @@ fn a_respawn_that_cannot_be_spawned_says_so_once_per_try_without_a_stale_pid() {
                "restart_delay_max_ms": 1, "max_restarts": 3}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     // Its working directory goes, so no respawn can chdir there.
     std::fs::remove_dir(&cwd).unwrap();
-    let pid = pids(&sup.snapshot().unwrap(), "g")[0];
+    let pid = pids(&sup.snapshot_value(), "g")[0];
     // SAFETY: killing our own worker.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let mut log = Vec::new();

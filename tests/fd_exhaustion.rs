@@ -61,14 +61,14 @@ fn emfile_falls_back_to_signals_and_polling() {
             "{e}"
         );
     }
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     for w in snap["g"].as_array().unwrap() {
         assert_eq!(w["control_channel"], "unavailable");
         assert_eq!(w["stop_strategy"], "terminate_fallback");
     }
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     let pids = pids(&snap, "g");
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     let log = drain_all(&sup);
     let stopped = of_kind(&log, "worker_stopped");
     assert_eq!(stopped.len(), 2);
@@ -76,7 +76,7 @@ fn emfile_falls_back_to_signals_and_polling() {
         assert_eq!(e["mode"], "graceful");
         assert_eq!(e["signal"], libc::SIGTERM);
     }
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
     for pid in pids {
         assert_gone(pid);
     }

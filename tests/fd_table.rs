@@ -36,7 +36,7 @@ fn supervisor_with(private: bool, groups: &[Value]) -> Supervisor {
         ..Options::default()
     })
     .unwrap();
-    sup.configure_process_groups(&Value::Array(groups.to_vec()).to_string())
+    sup.configure_json(&Value::Array(groups.to_vec()).to_string())
         .unwrap();
     sup
 }
@@ -63,13 +63,13 @@ fn check(private: bool, unshare_allowed: bool) {
         ],
     );
     sup.start_groups(&["many"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     // Leaked after the spawner threads started.
     let mut leak = [0; 2];
     // SAFETY: plain pipe(2) into a valid array; closed below.
     assert_eq!(unsafe { libc::pipe(leak.as_mut_ptr()) }, 0);
     sup.start_groups(&["late"]).unwrap();
-    let ready = sup.wait_ready(60.0);
+    let ready = sup.wait_ready(secs(60.0));
     let host = count_fds(Path::new("/proc/self/fd"));
     let tables = spawner_tables();
     // SAFETY: closing our own pipe.
@@ -78,7 +78,7 @@ fn check(private: bool, unshare_allowed: bool) {
         libc::close(leak[1]);
     }
     assert!(ready.unwrap());
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     drop(sup);
     assert_eq!(reported_fds(&dir.join("late")), [0, 1, 2, 3]);
     assert!(host > 200, "the host holds {host} descriptors");

@@ -219,6 +219,29 @@ fn bad_config_is_rejected_whole_and_the_old_one_stays() {
 }
 
 #[test]
+fn wait_ready_zero_negative_or_nan_is_false_at_once() {
+    // A worker that cannot be ready yet; a wait that did not return at once would take 600 s.
+    let sup = new();
+    let groups = serde_json::json!([{"name": "g", "warmup_ms": 600_000,
+        "argv": ["/bin/sh", "-c", "exec sleep 600"]}]);
+    assert_eq!(configure(sup, &groups.to_string()), MPSUP_OK);
+    let g = CString::new("g").unwrap();
+    assert_eq!(mpsup_start_groups(sup, [g.as_ptr()].as_ptr(), 1), MPSUP_OK);
+    for t in [0.0, -1.0, f64::NAN, -f64::INFINITY] {
+        let start = std::time::Instant::now();
+        let mut ready = true;
+        assert_eq!(mpsup_wait_ready(sup, t, &mut ready), MPSUP_OK);
+        assert!(!ready, "wait_ready({t})");
+        let took = start.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "wait_ready({t}) took {took:?}"
+        );
+    }
+    assert_eq!(mpsup_supervisor_free(sup), MPSUP_OK);
+}
+
+#[test]
 fn negative_or_nan_graceful_timeout_is_an_invalid_argument() {
     let sup = new();
     assert_eq!(

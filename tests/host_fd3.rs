@@ -23,8 +23,12 @@ fn a_leaked_descriptor_3_does_not_replace_the_control_socket() {
         json!({"readiness": "notify"}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap(), "{}", sup.snapshot().unwrap());
-    sup.stop_groups(30.0, true).unwrap();
+    assert!(
+        sup.wait_ready(secs(60.0)).unwrap(),
+        "{}",
+        sup.snapshot_value()
+    );
+    sup.stop_groups(secs(30.0), true).unwrap();
     let log = drain_all(&sup);
     assert!(
         of_kind(&log, "worker_stopped")

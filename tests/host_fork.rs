@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::secs;
+
 use std::ffi::CString;
 use std::ptr;
 
@@ -123,9 +125,9 @@ fn process_cpu() -> std::time::Duration {
 fn descriptors_a_forked_child_still_holds_never_make_the_monitor_spin() {
     let sup = common::supervisor(&[common::sh_group("g", 3, common::POLITE)]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     let holder = Holder::fork();
-    sup.stop_groups(30.0, false).unwrap();
+    sup.stop_groups(secs(30.0), false).unwrap();
 
     // A measuring window, not a wait for anything: an idle monitor uses next to no CPU in it,
     // a spinning one all of it.

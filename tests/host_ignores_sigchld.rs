@@ -18,7 +18,7 @@ fn run(use_pidfd: bool) {
         sh_group("quits", 1, "exit 3"),
         with(sh_group("g", 2, POLITE), json!({"readiness": "notify"})),
     ]);
-    sup.configure_process_groups(&groups.to_string()).unwrap();
+    sup.configure_json(&groups.to_string()).unwrap();
     sup.start_groups(&["quits", "g"]).unwrap();
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| {
@@ -30,14 +30,14 @@ fn run(use_pidfd: bool) {
         "{failed}"
     );
     assert_eq!(failed["status_unavailable"], true, "{failed}");
-    let pids = pids(&sup.snapshot().unwrap(), "g");
-    sup.stop_groups(30.0, true).unwrap();
+    let pids = pids(&sup.snapshot_value(), "g");
+    sup.stop_groups(secs(30.0), true).unwrap();
     let log = drain_all(&sup);
     assert_eq!(count(&log, "worker_stopped"), 2);
     for e in of_kind(&log, "worker_stopped") {
         assert_eq!(e["status_unavailable"], true, "{e}");
     }
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
     for pid in pids {
         assert_gone(pid);
     }

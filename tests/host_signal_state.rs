@@ -47,8 +47,7 @@ fn signal_state() -> SignalState {
 fn lifecycle(sup: Supervisor, dir: &Scratch) {
     let settings =
         json!({"exporters": [{"kind": "jsonl", "settings": {"path": dir.join("log.jsonl")}}]});
-    sup.configure_lifecycle_logging(&settings.to_string())
-        .unwrap();
+    sup.configure_logging_json(&settings.to_string()).unwrap();
     let groups = json!([
         with(
             sh_group("g", 3, POLITE),
@@ -61,20 +60,23 @@ fn lifecycle(sup: Supervisor, dir: &Scratch) {
         ),
         with(sh_group("quits", 1, "exit 3"), json!({"warmup_ms": 1}))
     ]);
-    sup.configure_process_groups(&groups.to_string()).unwrap();
+    sup.configure_json(&groups.to_string()).unwrap();
     sup.start_groups(&["g", "plain", "quits"]).unwrap();
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
-    let pid = pids(&sup.snapshot().unwrap(), "g")[0];
+    let pid = pids(&sup.snapshot_value(), "g")[0];
     // SAFETY: signalling our own worker; it is restarted.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     wait_events(&sup, &mut log, |l| count(l, "worker_restarting") == 1);
     sup.start_groups(&["g"]).unwrap();
-    assert!(!sup.wait_ready(60.0).unwrap(), "a worker of 'quits' failed");
-    sup.stop_groups(30.0, true).unwrap();
+    assert!(
+        !sup.wait_ready(secs(60.0)).unwrap(),
+        "a worker of 'quits' failed"
+    );
+    sup.stop_groups(secs(30.0), true).unwrap();
     sup.start_groups(&["plain"]).unwrap();
     sup.force_terminate_groups(&["plain"]).unwrap();
-    sup.configure_process_groups("[]").unwrap();
+    sup.configure_json("[]").unwrap();
     drop(sup);
 }
 

@@ -28,11 +28,11 @@ fn log_exporters_on_broken_or_stuck_pipes_harm_nothing() {
         sh_group("g", 5, POLITE),
         json!({"readiness": "notify"}),
     )]);
-    sup.configure_lifecycle_logging(&json!({"exporters": [{"kind": "stdout"}]}).to_string())
+    sup.configure_logging_json(&json!({"exporters": [{"kind": "stdout"}]}).to_string())
         .unwrap();
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    sup.stop_groups(30.0, true).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    sup.stop_groups(secs(30.0), true).unwrap();
     drop(sup);
     // SAFETY: restoring descriptor 1.
     unsafe {

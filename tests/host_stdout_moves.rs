@@ -76,19 +76,19 @@ fn check(private: bool) {
         sh_group("c", 1, LOOKS_AT_STDOUT),
         json!({"stdout": "inherit", "stderr": {"file": dir.join("looked"), "append": true}}),
     );
-    sup.configure_process_groups(&Value::Array(vec![group, looker]).to_string())
+    sup.configure_json(&Value::Array(vec![group, looker]).to_string())
         .unwrap();
     let mut log = Vec::new();
     {
         let stdout = SavedStdout::take();
         stdout.point_at(&first);
         sup.start_groups(&["g"]).unwrap();
-        assert!(sup.wait_ready(60.0).unwrap());
+        assert!(sup.wait_ready(secs(60.0)).unwrap());
         stdout.point_at(&second);
         sup.scale_group("g", 2).unwrap();
         wait_events(&sup, &mut log, |l| count(l, "worker_ready") == 2);
         // g#1 dies and is respawned: the respawn writes to the stdout of now.
-        let snap = sup.snapshot().unwrap();
+        let snap = sup.snapshot_value();
         let one = snap["g"]
             .as_array()
             .unwrap()
@@ -109,7 +109,7 @@ fn check(private: bool) {
                 .any(|e| e["worker_id"] == "c#1" && e["kind"] == "worker_failed")
         });
     }
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     drop(sup);
     assert_eq!(lines(&dir.join("first")), ["out g#1"], "private: {private}");
     assert_eq!(

@@ -19,8 +19,8 @@ fn a_worker_that_closes_its_control_fd_at_once_is_stopped_by_signal() {
     sup.start_groups(&["g"]).unwrap();
     // Blocks until the worker has closed its end: synchronisation, not a sleep.
     assert_eq!(read(&fifo), "closed\n");
-    assert!(sup.wait_ready(60.0).unwrap());
-    sup.stop_groups(30.0, true).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    sup.stop_groups(secs(30.0), true).unwrap();
     let log = drain_all(&sup);
     let stopped = of_kind(&log, "worker_stopped");
     assert_eq!(stopped.len(), 1);
@@ -36,10 +36,13 @@ fn a_worker_that_never_reads_its_channel_blocks_nothing() {
         json!({"readiness": "notify", "bootstrap": payload}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    assert!(matches!(sup.stop_groups(0.1, true), Err(Error::Timeout(_))));
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    assert!(matches!(
+        sup.stop_groups(secs(0.1), true),
+        Err(Error::Timeout(_))
+    ));
     sup.force_terminate_groups(&["g"]).unwrap();
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
 }
 
 #[test]
@@ -67,7 +70,7 @@ fi"#;
         of_kind(&log, "worker_protocol_error")[0]["worker_id"],
         "g#2"
     );
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     log.extend(drain_all(&sup));
     let stopped = of_kind(&log, "worker_stopped");
     assert_eq!(stopped.len(), 2);
@@ -78,7 +81,7 @@ fi"#;
         libc::SIGTERM,
         "g#2 stopped by signal"
     );
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
 }
 
 #[test]
@@ -88,7 +91,7 @@ fn a_worker_that_exits_0_before_ready_has_failed() {
         json!({"readiness": "notify"}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(!sup.wait_ready(60.0).unwrap());
+    assert!(!sup.wait_ready(secs(60.0)).unwrap());
     let log = drain_all(&sup);
     let failed = of_kind(&log, "worker_failed");
     assert_eq!(failed.len(), 1);
@@ -106,7 +109,7 @@ fn a_missing_executable_is_a_spawn_error_naming_the_worker() {
         }
         other => panic!("expected a spawn error, got {other:?}"),
     }
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
 }
 
 /// What escapes, documented by a test: a worker cannot leave its process group (it leads it, so
@@ -128,7 +131,7 @@ fn a_child_that_calls_setsid_escapes_the_group_kill() {
         json!({"readiness": "notify"}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     let escaped: i64 = read(&dir.join("child")).trim().parse().unwrap();
     // Whatever happens below, the process this test lets escape is killed at the end.
     struct Reap(i64);
@@ -140,7 +143,7 @@ fn a_child_that_calls_setsid_escapes_the_group_kill() {
     }
     let _reap = Reap(escaped);
     let inside: i64 = read(&dir.join("inside")).trim().parse().unwrap();
-    let worker = pids(&sup.snapshot().unwrap(), "g")[0];
+    let worker = pids(&sup.snapshot_value(), "g")[0];
     sup.force_terminate_groups(&["g"]).unwrap();
     assert_gone(worker);
     assert_dead(inside);
@@ -157,7 +160,7 @@ fn a_child_that_calls_setsid_escapes_the_group_kill() {
     );
     // Where the worker has a cgroup of its own, the forced stop kills it too (tests/lifeline.rs);
     // elsewhere it escapes the group kill.
-    if sup.status().unwrap()["guarantees"]["tree_kill"] == "cgroup" {
+    if sup.status_value()["guarantees"]["tree_kill"] == "cgroup" {
         assert_dead(escaped);
     } else {
         assert!(

@@ -15,19 +15,15 @@ fn wait_ready_zero_is_false_after_start() {
         json!({"warmup_ms": 600_000}),
     )]));
     sup.start_groups(&["g"]).unwrap();
-    let waits = within(Duration::from_secs(10), "wait_ready(0, -1, NaN)", {
+    let waits = within(Duration::from_secs(10), "wait_ready(0)", {
         let sup = sup.clone();
         move || {
-            [0.0, -1.0, f64::NAN, -f64::INFINITY].map(|t| {
-                let start = Instant::now();
-                (sup.wait_ready(t).unwrap(), start.elapsed())
-            })
+            let start = Instant::now();
+            (sup.wait_ready(Duration::ZERO).unwrap(), start.elapsed())
         }
     });
-    for (ready, elapsed) in waits {
-        assert!(!ready);
-        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
-    }
+    assert!(!waits.0);
+    assert!(waits.1 < Duration::from_secs(1), "{:?}", waits.1);
 }
 
 #[test]
@@ -35,7 +31,7 @@ fn wait_ready_without_workers_is_false_at_once() {
     let sup = supervisor(&[sh_group("g", 1, POLITE)]);
     // A wait that sat out its timeout would take 20 s.
     let start = Instant::now();
-    assert!(!sup.wait_ready(20.0).unwrap());
+    assert!(!sup.wait_ready(secs(20.0)).unwrap());
     assert!(
         start.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -47,7 +43,7 @@ fn wait_ready_without_workers_is_false_at_once() {
 fn two_workers_appear_in_the_snapshot_right_after_start() {
     let sup = supervisor(&[sh_group("execution.cpu", 2, POLITE)]);
     sup.start_groups(&["execution.cpu"]).unwrap();
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     let workers = snap["execution.cpu"].as_array().unwrap();
     assert_eq!(workers.len(), 2);
     for (i, w) in workers.iter().enumerate() {
@@ -99,9 +95,9 @@ fn graceful_stop_over_the_channel_emits_worker_stopped_graceful() {
         json!({"readiness": "notify"}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let pids = pids(&sup.snapshot().unwrap(), "g");
-    sup.stop_groups(30.0, true).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let pids = pids(&sup.snapshot_value(), "g");
+    sup.stop_groups(secs(30.0), true).unwrap();
     let log = drain_all(&sup);
     let stopped = of_kind(&log, "worker_stopped");
     assert_eq!(stopped.len(), 2);
@@ -112,7 +108,7 @@ fn graceful_stop_over_the_channel_emits_worker_stopped_graceful() {
     }
     assert_eq!(count(&log, "worker_stopping"), 2);
     assert_eq!(count(&log, "worker_ready"), 2);
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
     for pid in pids {
         assert_gone(pid);
     }
@@ -131,8 +127,8 @@ fn stop_now_and_stop_drain_reach_the_worker() {
     )]);
     for (drain, expected) in [(true, "STOP DRAIN"), (false, "STOP NOW")] {
         sup.start_groups(&["g"]).unwrap();
-        assert!(sup.wait_ready(60.0).unwrap());
-        sup.stop_groups(30.0, drain).unwrap();
+        assert!(sup.wait_ready(secs(60.0)).unwrap());
+        sup.stop_groups(secs(30.0), drain).unwrap();
         assert_eq!(read(&dir.join("g#1")).trim(), expected);
     }
 }
@@ -141,7 +137,7 @@ fn stop_now_and_stop_drain_reach_the_worker() {
 fn forced_stop_emits_worker_stopped_forced_with_signal_9() {
     let sup = supervisor(&[sh_group("g", 2, POLITE)]);
     sup.start_groups(&["g"]).unwrap();
-    let pids = pids(&sup.snapshot().unwrap(), "g");
+    let pids = pids(&sup.snapshot_value(), "g");
     sup.force_terminate_groups(&["g"]).unwrap();
     let log = drain_all(&sup);
     let stopped = of_kind(&log, "worker_stopped");
@@ -167,7 +163,7 @@ fn fallback_path_stops_by_signal() {
         json!({"control_channel": "off", "readiness": "notify"}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     assert_eq!(snap["g"][0]["has_stop_event"], false);
     assert_eq!(snap["g"][0]["stop_strategy"], "terminate_fallback");
     assert_eq!(snap["g"][0]["control_channel"], "unavailable");
@@ -175,8 +171,8 @@ fn fallback_path_stops_by_signal() {
     let log = drain_all(&sup);
     assert_eq!(log[0]["readiness"], "warmup");
     assert_eq!(log[0]["stop_strategy"], "terminate_fallback");
-    assert!(sup.wait_ready(60.0).unwrap());
-    sup.stop_groups(30.0, true).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    sup.stop_groups(secs(30.0), true).unwrap();
     let log = drain_all(&sup);
     let stopped = of_kind(&log, "worker_stopped");
     assert_eq!(stopped.len(), 1);
@@ -191,8 +187,8 @@ fn stop_signal_is_configurable() {
         json!({"control_channel": "off", "stop_signal": "SIGINT", "warmup_ms": 1}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    sup.stop_groups(30.0, false).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    sup.stop_groups(secs(30.0), false).unwrap();
     let log = drain_all(&sup);
     assert_eq!(of_kind(&log, "worker_stopped")[0]["signal"], libc::SIGINT);
 }
@@ -204,15 +200,15 @@ fn a_worker_that_ignores_stop_times_out_then_force_ends_it() {
         json!({"readiness": "notify"}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let pid = pids(&sup.snapshot().unwrap(), "g")[0];
-    match sup.stop_groups(0.2, true) {
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let pid = pids(&sup.snapshot_value(), "g")[0];
+    match sup.stop_groups(secs(0.2), true) {
         Err(Error::Timeout(m)) => {
             assert_eq!(m, "worker 'g#1' did not stop within graceful timeout")
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     assert_eq!(snap["g"][0]["state"], "stopping");
     assert_eq!(snap["g"][0]["alive"], true);
     sup.force_terminate_groups(&["g"]).unwrap();
@@ -221,7 +217,7 @@ fn a_worker_that_ignores_stop_times_out_then_force_ends_it() {
     assert_eq!(stopped.len(), 1, "exactly one worker_stopped: {log:#?}");
     assert_eq!(stopped[0]["mode"], "forced");
     assert_eq!(stopped[0]["signal"], 9);
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
     assert_gone(pid);
 }
 
@@ -232,13 +228,13 @@ fn a_stubborn_fallback_worker_ignoring_sigterm_times_out_too() {
         json!({"control_channel": "off", "warmup_ms": 1}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     assert!(matches!(
-        sup.stop_groups(0.1, false),
+        sup.stop_groups(secs(0.1), false),
         Err(Error::Timeout(_))
     ));
     sup.force_terminate_groups(&["g"]).unwrap();
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
 }
 
 /// A ready worker that started a child in its process group, then runs `rest` (shell); returns
@@ -254,9 +250,9 @@ fn worker_with_a_child(tag: &str, rest: &str) -> (mpsupervisor::Supervisor, i64,
         json!({"readiness": "notify"}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     let child: i64 = read(&dir.join("child")).trim().parse().unwrap();
-    let pid = pids(&sup.snapshot().unwrap(), "g")[0];
+    let pid = pids(&sup.snapshot_value(), "g")[0];
     assert!(matches!(proc_state(child), Some(s) if s != 'Z'));
     (sup, pid, child)
 }
@@ -273,7 +269,7 @@ fn force_kills_the_workers_own_children_too() {
 fn a_graceful_stop_kills_what_the_worker_left_in_its_group() {
     // The worker exits on STOP but leaves its child running in its process group.
     let (sup, pid, child) = worker_with_a_child("leftover", "read -r x <&3; exit 0");
-    sup.stop_groups(30.0, false).unwrap();
+    sup.stop_groups(secs(30.0), false).unwrap();
     assert_gone(pid);
     assert_dead(child);
 }
@@ -289,15 +285,15 @@ fn a_worker_that_exits_at_once_fails_once_and_stays_until_stopped() {
     assert_eq!(failed["exit_code"], 3);
     assert!(failed["signal"].is_null());
     assert!(
-        !sup.wait_ready(60.0).unwrap(),
+        !sup.wait_ready(secs(60.0)).unwrap(),
         "a failed worker makes wait_ready false at once"
     );
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     assert_eq!(snap["g"][0]["alive"], false);
     assert_eq!(snap["g"][0]["state"], "failed");
     assert_eq!(snap["g"][0]["exit_code"], 3);
     assert_gone(snap["g"][0]["pid"].as_i64().unwrap());
-    sup.stop_groups(1.0, true).unwrap();
+    sup.stop_groups(secs(1.0), true).unwrap();
     let log = drain_all(&sup);
     assert_eq!(
         count(&log, "worker_stopped"),
@@ -305,7 +301,7 @@ fn a_worker_that_exits_at_once_fails_once_and_stays_until_stopped() {
         "a failed worker gets no worker_stopped"
     );
     assert_eq!(count(&log, "worker_failed"), 0, "worker_failed comes once");
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
 }
 
 #[test]
@@ -315,8 +311,8 @@ fn a_killed_worker_reports_its_signal() {
         json!({"readiness": "notify"}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let pid = pids(&sup.snapshot().unwrap(), "g")[0];
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let pid = pids(&sup.snapshot_value(), "g")[0];
     // SAFETY: plain kill of our own child.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let mut log = Vec::new();
@@ -332,10 +328,10 @@ fn restarting_a_running_group_force_stops_the_old_workers_first() {
         json!({"warmup_ms": 600_000}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    let old = pids(&sup.snapshot().unwrap(), "g");
+    let old = pids(&sup.snapshot_value(), "g");
     drain_all(&sup);
     sup.start_groups(&["g"]).unwrap();
-    let new = pids(&sup.snapshot().unwrap(), "g");
+    let new = pids(&sup.snapshot_value(), "g");
     assert_eq!(new.len(), 2);
     assert!(old.iter().all(|p| !new.contains(p)));
     for pid in old {
@@ -365,14 +361,14 @@ fn notify_readiness_waits_for_ready_and_emits_it_once() {
         json!({"readiness": "notify"}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let snap = sup.snapshot().unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let snap = sup.snapshot_value();
     assert!(snap["g"]
         .as_array()
         .unwrap()
         .iter()
         .all(|w| w["ready"] == true && w["state"] == "ready"));
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     let log = drain_all(&sup);
     assert_eq!(count(&log, "worker_ready"), 3);
 }
@@ -384,15 +380,15 @@ fn a_notify_worker_that_never_says_ready_is_not_ready() {
         json!({"readiness": "notify"}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(!sup.wait_ready(0.2).unwrap());
-    assert_eq!(sup.snapshot().unwrap()["g"][0]["state"], "starting");
+    assert!(!sup.wait_ready(secs(0.2)).unwrap());
+    assert_eq!(sup.snapshot_value()["g"][0]["state"], "starting");
 }
 
 #[test]
 fn unknown_group_spawns_nothing() {
     let sup = supervisor(&[sh_group("g", 1, POLITE)]);
     assert!(matches!(sup.start_groups(&["g", "nope"]), Err(Error::UnknownGroup(n)) if n == "nope"));
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
     assert!(drain_all(&sup).is_empty());
     assert!(matches!(
         sup.force_terminate_groups(&["nope"]),
@@ -413,7 +409,7 @@ fn a_spawn_failure_kills_and_reaps_what_the_call_spawned() {
         }
         other => panic!("expected a spawn error, got {other:?}"),
     }
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
     let log = drain_all(&sup);
     for e in of_kind(&log, "worker_spawned") {
         assert_gone(e["pid"].as_i64().unwrap());
@@ -436,8 +432,8 @@ fn argv0_without_a_slash_is_searched_in_path() {
         json!({"name": "g", "argv": ["sleep", "1000000"], "warmup_ms": 1, "control_channel": "off"}),
     ]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    sup.stop_groups(30.0, true).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    sup.stop_groups(secs(30.0), true).unwrap();
 }
 
 #[test]
@@ -452,8 +448,8 @@ fn environment_cwd_and_output_are_honoured() {
                "cwd": dir, "stdout": {"file": out, "append": true}, "stderr": "null"}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    sup.stop_groups(30.0, true).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    sup.stop_groups(secs(30.0), true).unwrap();
     let text = read(&out);
     assert_eq!(
         text,
@@ -483,7 +479,7 @@ fn workers_inherit_only_0_1_2_and_their_control_socket() {
                 .iter()
                 .any(|e| e["worker_id"] == "with#1")
     });
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     // SAFETY: closing our own pipe.
     unsafe {
         libc::close(leak[0]);
@@ -527,9 +523,9 @@ fn the_worker_starts_with_an_empty_mask_default_signals_and_its_own_group() {
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
         libc::signal(libc::SIGUSR2, old);
     }
-    assert!(sup.wait_ready(60.0).unwrap());
-    let pid = pids(&sup.snapshot().unwrap(), "g")[0];
-    sup.stop_groups(30.0, true).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let pid = pids(&sup.snapshot_value(), "g")[0];
+    sup.stop_groups(secs(30.0), true).unwrap();
     let text = read(&report);
     assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
     assert!(text.contains("SigIgn:\t0000000000000000"), "{text}");
@@ -551,17 +547,17 @@ fn exits_are_seen_without_pidfd() {
             json!({"control_channel": "off", "warmup_ms": 1})
         )
     ]);
-    sup.configure_process_groups(&groups.to_string()).unwrap();
+    sup.configure_json(&groups.to_string()).unwrap();
     sup.start_groups(&["quits", "g", "nochan"]).unwrap();
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| {
         count(l, "worker_failed") == 1 && count(l, "worker_ready") == 2
     });
     assert_eq!(of_kind(&log, "worker_failed")[0]["exit_code"], 4);
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     let log = drain_all(&sup);
     assert_eq!(count(&log, "worker_stopped"), 2);
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
 }
 
 #[test]
@@ -577,7 +573,7 @@ fn a_line_over_4096_bytes_is_a_protocol_error_and_stop_falls_back_to_the_signal(
         of_kind(&log, "worker_protocol_error")[0]["worker_id"],
         "g#1"
     );
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     let log = drain_all(&sup);
     assert_eq!(of_kind(&log, "worker_stopped")[0]["signal"], libc::SIGTERM);
 }
@@ -590,7 +586,7 @@ fn events_are_bounded_and_report_what_was_dropped() {
     })
     .unwrap();
     // Workers that cannot become ready meanwhile: worker_ready events would change the count.
-    sup.configure_process_groups(
+    sup.configure_json(
         &json!([with(
             sh_group("g", 5, POLITE),
             json!({"warmup_ms": 600_000})
@@ -620,12 +616,12 @@ fn wait_ready_does_not_block_snapshot_or_drain_and_stop_wakes_it() {
     sup.start_groups(&["g"]).unwrap();
     let waiter = {
         let sup = sup.clone();
-        std::thread::spawn(move || sup.wait_ready(1e9).unwrap())
+        std::thread::spawn(move || sup.wait_ready(secs(1e9)).unwrap())
     };
     // If these blocked behind wait_ready, the test would never finish.
-    while sup.snapshot().unwrap()["g"][0]["state"] != "starting" {}
+    while sup.snapshot_value()["g"][0]["state"] != "starting" {}
     drain_all(&sup);
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     // The stop must wake the waiter (its own timeout is 1e9 s).
     assert!(!within(HANG, "the woken wait_ready", move || waiter
         .join()
@@ -636,7 +632,7 @@ fn wait_ready_does_not_block_snapshot_or_drain_and_stop_wakes_it() {
 fn dropping_the_supervisor_kills_and_reaps_every_worker() {
     let sup = supervisor(&[sh_group("g", 3, STUBBORN)]);
     sup.start_groups(&["g"]).unwrap();
-    let pids = pids(&sup.snapshot().unwrap(), "g");
+    let pids = pids(&sup.snapshot_value(), "g");
     drop(sup);
     for pid in pids {
         assert_gone(pid);
@@ -656,19 +652,19 @@ fn reconfiguring_does_not_touch_running_workers() {
         }
         snapshot
     };
-    let before = fixed(sup.snapshot().unwrap());
-    sup.configure_process_groups(&json!([sh_group("h", 1, POLITE)]).to_string())
+    let before = fixed(sup.snapshot_value());
+    sup.configure_json(&json!([sh_group("h", 1, POLITE)]).to_string())
         .unwrap();
-    assert_eq!(fixed(sup.snapshot().unwrap()), before);
+    assert_eq!(fixed(sup.snapshot_value()), before);
     assert!(matches!(
         sup.start_groups(&["g"]),
         Err(Error::UnknownGroup(_))
     ));
     // Its workers can still be ended by name.
     sup.force_terminate_groups(&["g"]).unwrap();
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
     assert!(matches!(
-        sup.configure_process_groups("[{\"name\": 1}]"),
+        sup.configure_json("[{\"name\": 1}]"),
         Err(Error::InvalidConfig(_))
     ));
 }
@@ -692,5 +688,5 @@ fn output_to_a_fifo_without_a_reader_is_a_spawn_error_not_a_hang() {
         }
         other => panic!("expected a spawn error, got {other:?}"),
     }
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
 }

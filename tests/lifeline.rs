@@ -322,12 +322,12 @@ fn a_host_thread_that_exits_kills_no_worker() {
             json!({"readiness": "notify"}),
         )]);
         sup.start_groups(&["g"]).unwrap();
-        assert!(sup.wait_ready(60.0).unwrap());
+        assert!(sup.wait_ready(secs(60.0)).unwrap());
         Arc::new(sup)
     })
     .join()
     .unwrap();
-    let before: Vec<i32> = pids(&sup.snapshot().unwrap(), "g")
+    let before: Vec<i32> = pids(&sup.snapshot_value(), "g")
         .into_iter()
         .map(|p| p as i32)
         .collect();
@@ -335,11 +335,11 @@ fn a_host_thread_that_exits_kills_no_worker() {
     // More workers: a round trip through the spawner, the monitor and the keeper after the
     // thread's exit, time enough for a death signal tied to that thread to have struck.
     sup.scale_group("g", 3).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let status = sup.status().unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let status = sup.status_value();
     assert_eq!(status["guarantees"]["host_death"], "keeper", "{status}");
     assert!(before.iter().all(|&p| alive(p)), "{before:?}");
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     let log = drain_all(&sup);
     let graceful = of_kind(&log, "worker_stopped")
         .iter()
@@ -368,8 +368,8 @@ fn a_setsid_child_dies_at_force_terminate_groups_with_cgroup_tree_kill() {
             json!({"readiness": "notify"}),
         ),
     ]);
-    sup.configure_process_groups(&groups.to_string()).unwrap();
-    let status = sup.status().unwrap();
+    sup.configure_json(&groups.to_string()).unwrap();
+    let status = sup.status_value();
     if !machine_has_writable_cgroup() {
         assert_eq!(status["guarantees"]["tree_kill"], "process_group");
         eprintln!("no writable cgroup v2 here: tree kill by cgroup is not in force");
@@ -377,8 +377,8 @@ fn a_setsid_child_dies_at_force_terminate_groups_with_cgroup_tree_kill() {
     }
     assert_eq!(status["guarantees"]["tree_kill"], "cgroup", "{status}");
     sup.start_groups(&["esc", "other"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let snap = sup.snapshot().unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let snap = sup.snapshot_value();
     let child_of = |w: i64| -> i32 {
         let procs = processes();
         procs
@@ -419,7 +419,7 @@ fn guarantees_report_what_is_in_force() {
     let mut reaper = Reaper::default();
     let run = |options: Options| -> (Value, Option<PathBuf>, i32) {
         let sup = Supervisor::with_options(options).unwrap();
-        sup.configure_process_groups(
+        sup.configure_json(
             &json!([with(
                 sh_group("g", 1, POLITE),
                 json!({"readiness": "notify"})
@@ -428,9 +428,9 @@ fn guarantees_report_what_is_in_force() {
         )
         .unwrap();
         sup.start_groups(&["g"]).unwrap();
-        assert!(sup.wait_ready(60.0).unwrap());
-        let pid = pids(&sup.snapshot().unwrap(), "g")[0] as i32;
-        let status = sup.status().unwrap();
+        assert!(sup.wait_ready(secs(60.0)).unwrap());
+        let pid = pids(&sup.snapshot_value(), "g")[0] as i32;
+        let status = sup.status_value();
         (status["guarantees"].clone(), supervisor_cgroup(pid), pid)
     };
     // Options spelled out, since `Options::default()` follows MPSUP_* variables a run may set.

@@ -48,7 +48,7 @@ fn get_tcp(address: SocketAddr, path: &str) -> std::io::Result<String> {
 }
 
 fn listen_addresses(sup: &Supervisor) -> Vec<(String, String)> {
-    sup.status().unwrap()["groups"]["web"]["listen"]
+    sup.status_value()["groups"]["web"]["listen"]
         .as_array()
         .unwrap()
         .iter()
@@ -77,7 +77,7 @@ fn we_hold(socket: &str) -> bool {
 }
 
 fn ready_pids(sup: &Supervisor) -> Vec<i64> {
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     let mut pids: Vec<i64> = snap["web"]
         .as_array()
         .unwrap()
@@ -100,7 +100,11 @@ fn workers_get_the_groups_sockets_with_socket_activation_variables() {
         json!({}),
     )]);
     sup.start_groups(&["web"]).unwrap();
-    assert!(sup.wait_ready(30.0).unwrap(), "{:#?}", drain_all(&sup));
+    assert!(
+        sup.wait_ready(secs(30.0)).unwrap(),
+        "{:#?}",
+        drain_all(&sup)
+    );
     let addresses = listen_addresses(&sup);
     assert_eq!(addresses[0].0, "http");
     let http: SocketAddr = addresses[0].1.parse().unwrap();
@@ -135,7 +139,7 @@ fn workers_get_the_groups_sockets_with_socket_activation_variables() {
         );
         assert_eq!(env["sockets"][1]["address"], unix.to_str().unwrap());
     }
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     let log = drain_all(&sup);
     assert!(
         of_kind(&log, "worker_stopped")
@@ -157,7 +161,7 @@ fn sockets_are_kept_across_respawns_scaling_and_rollouts() {
         json!({"restart": "always", "restart_delay_ms": 10}),
     )]);
     sup.start_groups(&["web"]).unwrap();
-    assert!(sup.wait_ready(30.0).unwrap());
+    assert!(sup.wait_ready(secs(30.0)).unwrap());
     let http: SocketAddr = listen_addresses(&sup)[0].1.parse().unwrap();
     let pids = ready_pids(&sup);
     let shared = socket_of(pids[0], 3);
@@ -174,7 +178,7 @@ fn sockets_are_kept_across_respawns_scaling_and_rollouts() {
     sup.scale_group("web", 3).unwrap();
     wait_events(&sup, &mut log, |l| count(l, "worker_ready") >= 4);
     // A rolling restart to a new version.
-    sup.configure_process_groups(
+    sup.configure_json(
         &json!([http_group(
             3,
             json!([{"name": "http", "tcp": "127.0.0.1:0"}]),
@@ -183,9 +187,9 @@ fn sockets_are_kept_across_respawns_scaling_and_rollouts() {
         .to_string(),
     )
     .unwrap();
-    sup.restart_groups(&["web"], None).unwrap();
+    sup.restart_groups(&["web"], &Default::default()).unwrap();
     wait_events(&sup, &mut log, |l| count(l, "rollout_finished") == 1);
-    assert!(sup.wait_ready(30.0).unwrap());
+    assert!(sup.wait_ready(secs(30.0)).unwrap());
 
     assert_eq!(
         listen_addresses(&sup)[0].1,
@@ -200,7 +204,7 @@ fn sockets_are_kept_across_respawns_scaling_and_rollouts() {
     }
     let answer = get_tcp(http, "/").unwrap();
     assert!(answer.starts_with("2 "), "{answer}");
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     assert!(!we_hold(&shared));
 }
 
@@ -212,7 +216,7 @@ fn reuse_port_gives_each_worker_its_own_socket_on_one_port() {
         json!({"reuse_port": true}),
     )]);
     sup.start_groups(&["web"]).unwrap();
-    assert!(sup.wait_ready(30.0).unwrap());
+    assert!(sup.wait_ready(secs(30.0)).unwrap());
     let http: SocketAddr = listen_addresses(&sup)[0].1.parse().unwrap();
     assert_ne!(http.port(), 0);
     let pids = ready_pids(&sup);
@@ -236,7 +240,7 @@ fn reuse_port_gives_each_worker_its_own_socket_on_one_port() {
         }
     }
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), pids);
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     assert!(
         TcpStream::connect(http).is_err(),
         "the port is free after stop"
@@ -247,7 +251,7 @@ fn reuse_port_gives_each_worker_its_own_socket_on_one_port() {
 fn a_bad_address_or_a_taken_port_is_refused() {
     let err = Supervisor::new()
         .unwrap()
-        .configure_process_groups(
+        .configure_json(
             &json!([http_group(
                 1,
                 json!([{"name": "http", "tcp": "localhost:80"}]),
@@ -278,7 +282,7 @@ fn a_bad_address_or_a_taken_port_is_refused() {
     ] {
         let err = Supervisor::new()
             .unwrap()
-            .configure_process_groups(
+            .configure_json(
                 &json!([http_group(1, listen, json!({"reuse_port": reuse}))]).to_string(),
             )
             .unwrap_err()
@@ -297,7 +301,7 @@ fn a_bad_address_or_a_taken_port_is_refused() {
         err.contains("listen 'http'") && err.contains("in use"),
         "{err}"
     );
-    assert!(sup.snapshot().unwrap().as_object().unwrap().is_empty());
+    assert!(sup.snapshot_value().as_object().unwrap().is_empty());
 }
 
 /// Client threads that send requests back to back and count what failed.
@@ -382,7 +386,7 @@ fn roll_out_under_load(reuse_port: bool) {
     let extra = json!({"reuse_port": reuse_port, "control_channel": "off"});
     let sup = supervisor(&[http_group(3, listen.clone(), extra.clone())]);
     sup.start_groups(&["web"]).unwrap();
-    assert!(sup.wait_ready(30.0).unwrap());
+    assert!(sup.wait_ready(secs(30.0)).unwrap());
     let http: SocketAddr = listen_addresses(&sup)[0].1.parse().unwrap();
     let old = ready_pids(&sup);
     let load = Load::start(http, 4);
@@ -393,10 +397,12 @@ fn roll_out_under_load(reuse_port: bool) {
         json!({"env": {"VERSION": "2"}}),
     );
     v2["restart"] = json!("never");
-    sup.configure_process_groups(&json!([v2]).to_string())
-        .unwrap();
-    sup.restart_groups(&["web"], Some(r#"{"max_surge": 1, "max_unavailable": 0}"#))
-        .unwrap();
+    sup.configure_json(&json!([v2]).to_string()).unwrap();
+    sup.restart_groups(
+        &["web"],
+        &options(r#"{"max_surge": 1, "max_unavailable": 0}"#),
+    )
+    .unwrap();
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| {
         count(l, "rollout_finished") == 1
@@ -407,7 +413,7 @@ fn roll_out_under_load(reuse_port: bool) {
     });
     load.wait_answers("2", 200);
     let tally = load.finish();
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     log.extend(drain_all(&sup));
     assert!(
         tally.failed.is_empty(),
@@ -527,7 +533,11 @@ fn the_hosts_own_systemd_variables_never_reach_workers() {
         ),
     ]);
     sup.start_groups(&["plain", "activated"]).unwrap();
-    assert!(sup.wait_ready(30.0).unwrap(), "{:#?}", drain_all(&sup));
+    assert!(
+        sup.wait_ready(secs(30.0)).unwrap(),
+        "{:#?}",
+        drain_all(&sup)
+    );
     let env_of = |id: &str| -> std::collections::BTreeMap<String, String> {
         read(&dir.path().join(id))
             .lines()
@@ -543,7 +553,7 @@ fn the_hosts_own_systemd_variables_never_reach_workers() {
         );
     }
     let activated = env_of("activated#1");
-    let pid = pids(&sup.snapshot().unwrap(), "activated")[0];
+    let pid = pids(&sup.snapshot_value(), "activated")[0];
     assert_eq!(activated["LISTEN_FDS"], "1");
     assert_eq!(activated["LISTEN_FDNAMES"], "a");
     // sh is the worker itself: its pid is the one the shim set.

@@ -3,6 +3,7 @@
 //! arrive as with a file.
 
 mod common;
+
 mod hosts;
 
 use std::ffi::CString;
@@ -29,7 +30,7 @@ fn a_fifo_without_a_reader_fails_at_once_instead_of_blocking() {
     let text = settings(&fifo);
     let caller = std::thread::spawn(move || {
         let sup = Supervisor::new().unwrap();
-        let _ = tx.send(sup.configure_lifecycle_logging(&text));
+        let _ = tx.send(sup.configure_logging_json(&text));
     });
     let got = match rx.recv_timeout(Duration::from_secs(10)) {
         Ok(got) => got,
@@ -60,7 +61,7 @@ fn a_fifo_with_a_reader_gets_the_records() {
     // SAFETY: the descriptor is ours, owned by the File from now on.
     let mut lines = BufReader::new(unsafe { std::fs::File::from_raw_fd(reader) });
     let sup = supervisor(&[sh_group("g", 1, POLITE)]);
-    sup.configure_lifecycle_logging(&settings(&fifo)).unwrap();
+    sup.configure_logging_json(&settings(&fifo)).unwrap();
     sup.start_groups(&["g"]).unwrap();
     // The reader was opened non-blocking: wait for the first record with poll.
     let mut p = libc::pollfd {

@@ -46,7 +46,7 @@ fn sd_group(name: &str, argv: Value, extra: Value) -> Value {
 }
 
 fn notify_address(sup: &mpsupervisor::Supervisor) -> Vec<u8> {
-    let status = sup.status().unwrap();
+    let status = sup.status_value();
     let address = status["notify_socket"].as_str().expect("a notify socket");
     let mut name = vec![0u8];
     name.extend_from_slice(address.strip_prefix('@').unwrap().as_bytes());
@@ -74,7 +74,7 @@ fn ready_status_and_a_graceful_stop_through_notify_socket() {
     );
     let sup = supervisor(&[sd_group("n", argv, json!({"ready_timeout_ms": 30000}))]);
     sup.start_groups(&["n"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| count(l, "worker_status") == 2);
     let statuses: Vec<&str> = of_kind(&log, "worker_status")
@@ -86,19 +86,19 @@ fn ready_status_and_a_graceful_stop_through_notify_socket() {
     assert_eq!(status["worker_id"], "n#1");
     assert_eq!(status["generation"], 1);
     assert_eq!(of_kind(&log, "worker_spawned")[0]["readiness"], "sd_notify");
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     let w = &snap["n"][0];
     assert_eq!(w["status"], "serving");
     assert_eq!(w["ready"], true);
     assert_eq!(w["notify"]["reloading"], false);
     assert!(w["rss_bytes"].as_u64().unwrap() > 0);
     assert!(w["cpu_ms"].as_u64().is_some());
-    assert_eq!(sup.status().unwrap()["notify_dropped"], 0);
-    sup.stop_groups(30.0, false).unwrap();
+    assert_eq!(sup.status_value()["notify_dropped"], 0);
+    sup.stop_groups(secs(30.0), false).unwrap();
     let log = drain_all(&sup);
     let stopped = of_kind(&log, "worker_stopped");
     assert_eq!(stopped[0]["exit_code"], 0, "{log:#?}");
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     assert!(snap.get("n").is_none_or(|ws| ws
         .as_array()
         .unwrap()
@@ -128,13 +128,13 @@ notify("STATUS=child has spoken")
             usize::from(ready),
             "{access}: {log:#?}"
         );
-        assert_eq!(sup.snapshot().unwrap()["a"][0]["ready"], ready, "{access}");
+        assert_eq!(sup.snapshot_value()["a"][0]["ready"], ready, "{access}");
         assert_eq!(
-            sup.status().unwrap()["notify_dropped"],
+            sup.status_value()["notify_dropped"],
             u64::from(!ready),
             "{access}"
         );
-        sup.stop_groups(30.0, false).unwrap();
+        sup.stop_groups(secs(30.0), false).unwrap();
     }
 }
 
@@ -205,25 +205,25 @@ notify("READY=1")
         sd_group("quiet", notifier(&[], WAIT_FOR_TERM), json!({})),
         sd_group("noisy", notifier(&[], &garbage), json!({})),
     ];
-    sup.configure_process_groups(&Value::Array(sup_groups.to_vec()).to_string())
+    sup.configure_json(&Value::Array(sup_groups.to_vec()).to_string())
         .unwrap();
     sup.start_groups(&["noisy"]).unwrap();
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| count(l, "worker_ready") == 1);
     let ready = of_kind(&log, "worker_ready");
     assert_eq!(ready[0]["worker_id"], "noisy#1");
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     assert_eq!(snap["quiet"][0]["ready"], false);
     assert_eq!(snap["quiet"][0]["status"], Value::Null);
     assert_eq!(snap["quiet"][0]["alive"], true);
     let refused = count(&log, "worker_status") as u64;
-    let status = sup.status().unwrap();
+    let status = sup.status_value();
     assert_eq!(
         status["notify_dropped"].as_u64().unwrap(),
         foreign + 200 - refused,
         "{status}"
     );
-    sup.stop_groups(30.0, false).unwrap();
+    sup.stop_groups(secs(30.0), false).unwrap();
 }
 
 #[test]
@@ -243,7 +243,7 @@ fn a_crashing_workers_failure_carries_its_last_stderr_lines() {
         failed["stderr_tail"],
         json!(["err 28", "err 29", "err 30", "no newline"])
     );
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     assert_eq!(snap["c"][0]["stderr_tail"], failed["stderr_tail"]);
     assert!(snap["c"][0]["rss_bytes"].is_null());
 }
@@ -256,7 +256,7 @@ fn output_lines_become_log_records_never_events() {
         sh_group("o", 1, "echo hello; echo world >&2; exit 0"),
         json!({"stdout": "capture", "stderr": "capture", "control_channel": "off"}),
     )]);
-    sup.configure_lifecycle_logging(
+    sup.configure_logging_json(
         &json!({"exporters": [{"kind": "jsonl", "settings": {"path": log_path}}]}).to_string(),
     )
     .unwrap();
@@ -362,9 +362,7 @@ for i in range(10000):
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
     assert_eq!(of_kind(&log, "worker_failed")[0]["exit_code"], 0);
-    let dropped = sup.status().unwrap()["output_bytes_dropped"]
-        .as_u64()
-        .unwrap();
+    let dropped = sup.status_value()["output_bytes_dropped"].as_u64().unwrap();
     // Freeing waits for the file writer.
     drop(sup);
     let mut files: Vec<(String, u64)> = std::fs::read_dir(&dir)
@@ -411,13 +409,13 @@ while True:
                "control_channel": "off"}),
         with(sh_group("calm", 4, POLITE), json!({"readiness": "notify"})),
     ]);
-    sup.configure_lifecycle_logging(
+    sup.configure_logging_json(
         &json!({"exporters": [{"kind": "jsonl", "settings": {"path": dir.join("log.jsonl")}}]})
             .to_string(),
     )
     .unwrap();
     sup.start_groups(&["flood", "calm"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     // Let the flood get going: wait until a megabyte of its lines was logged, or some dropped.
     let deadline = Instant::now() + HANG;
     let logged = || std::fs::metadata(dir.join("log.jsonl")).map_or(0, |m| m.len());
@@ -426,10 +424,10 @@ while True:
         std::thread::yield_now();
     }
     let t = Instant::now();
-    sup.snapshot().unwrap();
+    sup.snapshot_value();
     let snapshot_took = t.elapsed();
     let t = Instant::now();
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     let stop_took = t.elapsed();
     assert!(
         stop_took < Duration::from_secs(5),
@@ -515,7 +513,7 @@ notify("READY=1")
     let failed = of_kind(&log, "worker_failed")[0];
     assert_eq!(failed["worker_id"], "late#1");
     assert_eq!(failed["reason"], "ready_timeout");
-    sup.stop_groups(30.0, false).unwrap();
+    sup.stop_groups(secs(30.0), false).unwrap();
 }
 
 /// Where the early notifier of the next test says it has sent READY=1.
@@ -545,16 +543,16 @@ fn ready_1_sent_before_the_worker_is_adopted_still_counts() {
         ..Default::default()
     })
     .unwrap();
-    sup.configure_process_groups(&json!([sd_group("e", argv, json!({"workers": 2}))]).to_string())
+    sup.configure_json(&json!([sd_group("e", argv, json!({"workers": 2}))]).to_string())
         .unwrap();
     sup.start_groups(&["e"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    let snap = sup.snapshot().unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let snap = sup.snapshot_value();
     assert!(snap["e"]
         .as_array()
         .unwrap()
         .iter()
         .all(|w| w["status"] == "early"));
-    assert_eq!(sup.status().unwrap()["notify_dropped"], 0);
-    sup.stop_groups(30.0, false).unwrap();
+    assert_eq!(sup.status_value()["notify_dropped"], 0);
+    sup.stop_groups(secs(30.0), false).unwrap();
 }

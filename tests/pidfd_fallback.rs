@@ -35,7 +35,7 @@ fn kernel_has_pidfds() -> bool {
 /// Runs 3 workers; returns how many pidfds were open while they ran, after checking that the
 /// exit of one killed from outside is seen.
 fn pidfds_while_workers_run(sup: Supervisor) -> usize {
-    sup.configure_process_groups(
+    sup.configure_json(
         &json!([with(
             sh_group("g", 3, POLITE),
             json!({"readiness": "notify"})
@@ -44,15 +44,15 @@ fn pidfds_while_workers_run(sup: Supervisor) -> usize {
     )
     .unwrap();
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     let during = pidfds();
-    let pid = pids(&sup.snapshot().unwrap(), "g")[0];
+    let pid = pids(&sup.snapshot_value(), "g")[0];
     // SAFETY: signalling our own worker.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
     assert_eq!(of_kind(&log, "worker_failed")[0]["pid"], pid);
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     drop(sup);
     assert_gone(pid);
     during

@@ -326,7 +326,7 @@ fn run_readme(readme: &str, session: &Session) -> Vec<String> {
                 if groups {
                     mpsupervisor::Supervisor::new()
                         .unwrap()
-                        .configure_process_groups(&block.code)
+                        .configure_json(&block.code)
                         .unwrap_or_else(|e| {
                             panic!("{at}: the library refuses this configuration: {e}")
                         });

@@ -28,12 +28,12 @@ fn cycles(worker: &std::path::Path, count: usize) {
         {"name": "chan", "workers": 2, "readiness": "notify", "argv": [worker]},
         {"name": "sig", "workers": 1, "control_channel": "off", "warmup_ms": 1, "argv": ["/bin/sleep", "1000000"]},
     ]);
-    sup.configure_process_groups(&groups.to_string()).unwrap();
+    sup.configure_json(&groups.to_string()).unwrap();
     for i in 0..count {
         sup.start_groups(&["chan", "sig"]).unwrap();
-        assert!(sup.wait_ready(60.0).unwrap());
+        assert!(sup.wait_ready(secs(60.0)).unwrap());
         if i % 2 == 0 {
-            sup.stop_groups(60.0, i % 4 == 0).unwrap();
+            sup.stop_groups(secs(60.0), i % 4 == 0).unwrap();
         } else {
             sup.force_terminate_groups(&["chan", "sig"]).unwrap();
         }

@@ -21,9 +21,9 @@ fn stop_returns_with_the_stopped_workers_descriptors_closed() {
     // The first round also opens what stays for the supervisor's life (the spawner's link).
     for _ in 0..3 {
         sup.start_groups(&["g"]).unwrap();
-        assert!(sup.wait_ready(60.0).unwrap());
+        assert!(sup.wait_ready(secs(60.0)).unwrap());
         let running = open_descriptors();
-        sup.stop_groups(30.0, false).unwrap();
+        sup.stop_groups(secs(30.0), false).unwrap();
         counts.push((running, open_descriptors()));
     }
     let (running, stopped) = counts[2];

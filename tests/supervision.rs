@@ -42,12 +42,12 @@ fn a_respawned_worker_keeps_its_id_gets_a_new_pid_and_becomes_ready_again() {
     assert_eq!(restarting["attempt"], 1);
     assert_eq!(restarting["delay_ms"], 1);
     assert_eq!(of_kind(&log, "worker_ready")[0]["pid"], spawned[1]["pid"]);
-    assert!(sup.wait_ready(60.0).unwrap());
-    let snap = sup.snapshot().unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let snap = sup.snapshot_value();
     assert_eq!(snap["g"][0]["restarts"], 1);
     assert_eq!(snap["g"][0]["pid"], spawned[1]["pid"]);
     assert_gone(spawned[0]["pid"].as_i64().unwrap());
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn on_failure_does_not_restart_a_clean_exit_but_always_does() {
         .map(|e| e["group_name"].as_str().unwrap())
         .collect();
     assert_eq!(restarted, ["again"]);
-    assert_eq!(sup.snapshot().unwrap()["clean"][0]["state"], "failed");
+    assert_eq!(sup.snapshot_value()["clean"][0]["state"], "failed");
 }
 
 #[test]
@@ -93,16 +93,16 @@ fn too_many_respawns_in_the_window_fail_the_group_and_kill_its_workers() {
     assert_eq!(failed["window_ms"], 60000);
     assert_eq!(count(&log, "worker_restarting"), 2);
     assert_eq!(count(&log, "worker_failed"), 3);
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     assert_eq!(snap["g"][0]["state"], "failed");
     assert_eq!(snap["g"][0]["restarts"], 2);
     assert!(
-        !sup.wait_ready(60.0).unwrap(),
+        !sup.wait_ready(secs(60.0)).unwrap(),
         "a failed group makes wait_ready false"
     );
     // Starting the group again clears it.
     sup.force_terminate_groups(&["g"]).unwrap();
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
 }
 
 #[test]
@@ -130,8 +130,8 @@ fn group_failure_kills_the_other_workers_of_the_group() {
     let stopped = of_kind(&log, "worker_stopped");
     assert_eq!(stopped[0]["mode"], "forced");
     assert_gone(healthy);
-    sup.stop_groups(30.0, true).unwrap();
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    sup.stop_groups(secs(30.0), true).unwrap();
+    assert_eq!(sup.snapshot_value(), json!({}));
 }
 
 #[test]
@@ -141,16 +141,16 @@ fn no_respawn_after_a_requested_stop_or_force() {
         json!({"readiness": "notify", "restart": "always", "restart_delay_ms": 1}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    sup.stop_groups(30.0, true).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    sup.stop_groups(secs(30.0), true).unwrap();
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     sup.force_terminate_groups(&["g"]).unwrap();
     let log = drain_all(&sup);
     assert_eq!(count(&log, "worker_restarting"), 0);
     assert_eq!(count(&log, "worker_failed"), 0);
     assert_eq!(count(&log, "worker_stopped"), 4);
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn a_worker_that_stops_sending_heartbeats_fails_with_heartbeat_timeout() {
     assert_eq!(failed["reason"], "heartbeat_timeout");
     assert_eq!(failed["signal"], 9);
     assert_gone(failed["pid"].as_i64().unwrap());
-    let snap = sup.snapshot().unwrap();
+    let snap = sup.snapshot_value();
     assert!(
         snap["g"][0]["last_heartbeat_ms"].as_u64().is_some(),
         "{snap}"
@@ -203,8 +203,8 @@ fn bootstrap_is_the_first_line_byte_exact() {
         json!({"readiness": "notify", "bootstrap": payload}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
-    sup.stop_groups(30.0, true).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    sup.stop_groups(secs(30.0), true).unwrap();
     let expected = format!("BOOTSTRAP {}\n", serde_json::to_string(&payload).unwrap());
     assert_eq!(
         std::fs::read(dir.join("line")).unwrap(),
@@ -250,7 +250,7 @@ fn start_work_is_refused_until_every_named_worker_is_ready_then_delivered_once()
         ),
         (Some(1), Some(2))
     );
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     for id in ["a#1", "a#2"] {
         assert_eq!(
             read(&dir.join(id)),
@@ -272,16 +272,15 @@ fn lifecycle_events_become_jsonl_records_at_their_levels() {
         .to_string()
     };
     assert!(matches!(
-        sup.configure_lifecycle_logging(r#"{"exporters": [{"kind": "syslog"}]}"#),
+        sup.configure_logging_json(r#"{"exporters": [{"kind": "syslog"}]}"#),
         Err(Error::InvalidConfig(m)) if m.starts_with("settings.exporters[0].kind")
     ));
-    sup.configure_lifecycle_logging(&settings(&all, "info"))
-        .unwrap();
+    sup.configure_logging_json(&settings(&all, "info")).unwrap();
     sup.start_groups(&["quits"]).unwrap();
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
     // Switching settings drops the old logger, which writes out everything queued first.
-    sup.configure_lifecycle_logging(&settings(&warn, "warn"))
+    sup.configure_logging_json(&settings(&warn, "warn"))
         .unwrap();
     sup.start_groups(&["quits"]).unwrap();
     wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 2);
@@ -371,11 +370,11 @@ done"#,
         json!({"readiness": "notify", "start_gate": true, "restart": "on-failure", "restart_delay_ms": 1}),
     )]);
     sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(60.0).unwrap());
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
     sup.start_work(&["g"]).unwrap();
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| count(l, "worker_ready") == 2);
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
     assert_eq!(read(&dir.join("lines")), "START\nSTOP DRAIN\n");
 }
 
@@ -423,8 +422,12 @@ fn kill_mode_mixed_sends_the_stop_signal_to_the_worker_alone() {
             "readiness": "sd_notify", "control_channel": "off", "kill_mode": kill_mode,
         })]);
         sup.start_groups(&["m"]).unwrap();
-        assert!(sup.wait_ready(30.0).unwrap(), "{:#?}", drain_all(&sup));
-        sup.stop_groups(30.0, false).unwrap();
+        assert!(
+            sup.wait_ready(secs(30.0)).unwrap(),
+            "{:#?}",
+            drain_all(&sup)
+        );
+        sup.stop_groups(secs(30.0), false).unwrap();
         let events = drain_all(&sup);
         let stopped = of_kind(&events, "worker_stopped");
         assert_eq!(stopped[0]["exit_code"], 0, "{events:#?}");
@@ -453,5 +456,5 @@ fn an_exit_is_told_only_once_its_worker_is_reaped() {
         failed.len() >= 40
     });
     sup.force_terminate_groups(&["g"]).unwrap();
-    assert_eq!(sup.snapshot().unwrap(), json!({}));
+    assert_eq!(sup.snapshot_value(), json!({}));
 }

@@ -33,7 +33,7 @@ fn a_long_wait_ready_sleeps_until_the_worker_is_ready() {
         s.spawn(|| {
             let before = voluntary_switches();
             let start = Instant::now();
-            let ready = sup.wait_ready(60.0).unwrap();
+            let ready = sup.wait_ready(secs(60.0)).unwrap();
             let elapsed = start.elapsed();
             (ready, elapsed, voluntary_switches() - before)
         })
@@ -50,5 +50,5 @@ fn a_long_wait_ready_sleeps_until_the_worker_is_ready() {
         switches < 20,
         "the waiting thread woke {switches} times in {elapsed:?}"
     );
-    sup.stop_groups(30.0, true).unwrap();
+    sup.stop_groups(secs(30.0), true).unwrap();
 }

@@ -3,14 +3,17 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
 
 /// The most listen sockets one group may have.
 pub(crate) const MAX_LISTEN: usize = 64;
 /// The most a listen queue may hold (the kernel caps it at `net.core.somaxconn` too).
-const MAX_BACKLOG: u32 = 4096;
+pub(crate) const MAX_BACKLOG: u32 = 4096;
 /// systemd's bound on a descriptor name (`LISTEN_FDNAMES`).
-const MAX_NAME: usize = 255;
+pub(crate) const MAX_NAME: usize = 255;
 /// The room for a path in `sockaddr_un`, its NUL included.
 const SUN_PATH: usize = 108;
 
@@ -23,13 +26,87 @@ pub enum ListenAddress {
     Unix(String),
 }
 
-/// One element of `"listen"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "RawListen")]
+/// One listen socket of a group (an element of `"listen"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "RawListen", into = "ListenJson")]
 pub struct Listen {
+    /// Its name in `LISTEN_FDNAMES`: 1 to 255 printable ASCII characters without `:`.
     pub name: String,
+    /// Where it is bound.
     pub address: ListenAddress,
+    /// The length of its accept queue, 1 to 4096 (default 1024).
     pub backlog: u32,
+}
+
+impl Listen {
+    /// A TCP socket with the default backlog.
+    pub fn tcp(name: &str, address: SocketAddr) -> Listen {
+        Listen {
+            name: name.into(),
+            address: ListenAddress::Tcp(address),
+            backlog: default_backlog(),
+        }
+    }
+}
+
+/// A listen socket as written in JSON: the shape the schema describes.
+#[derive(Serialize, JsonSchema)]
+#[serde(untagged)]
+enum ListenJson {
+    Tcp(TcpListen),
+    Unix(UnixListen),
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct TcpListen {
+    #[schemars(length(min = 1, max = MAX_NAME), pattern(r"^[!-9;-~]+$"))]
+    name: String,
+    /// `"IP:PORT"` (`"[IPV6]:PORT"`); port 0 binds any free port.
+    tcp: String,
+    #[serde(default = "default_backlog")]
+    #[schemars(range(min = 1, max = MAX_BACKLOG))]
+    backlog: u32,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct UnixListen {
+    #[schemars(length(min = 1, max = MAX_NAME), pattern(r"^[!-9;-~]+$"))]
+    name: String,
+    /// A filesystem path, or an abstract socket's name after `@`.
+    #[schemars(length(min = 1, max = 107))]
+    unix: String,
+    #[serde(default = "default_backlog")]
+    #[schemars(range(min = 1, max = MAX_BACKLOG))]
+    backlog: u32,
+}
+
+impl From<Listen> for ListenJson {
+    fn from(l: Listen) -> Self {
+        match l.address {
+            ListenAddress::Tcp(addr) => ListenJson::Tcp(TcpListen {
+                name: l.name,
+                tcp: addr.to_string(),
+                backlog: l.backlog,
+            }),
+            ListenAddress::Unix(path) => ListenJson::Unix(UnixListen {
+                name: l.name,
+                unix: path,
+                backlog: l.backlog,
+            }),
+        }
+    }
+}
+
+impl JsonSchema for Listen {
+    fn schema_name() -> Cow<'static, str> {
+        "Listen".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        ListenJson::json_schema(generator)
+    }
 }
 
 #[derive(Deserialize)]

@@ -1,17 +1,21 @@
 //! Where a worker's stdout and stderr go: the `"stdout"` and `"stderr"` keys.
 
-use serde::Deserialize;
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
 
 /// Where a worker's stdout or stderr goes.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "serde_json::Value")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "serde_json::Value", into = "OutputJson")]
 pub enum Output {
+    /// The host's own descriptor (`"inherit"`).
     Inherit,
+    /// `/dev/null` (`"null"`).
     Null,
-    File {
-        path: String,
-        append: bool,
-    },
+    /// A file the worker writes itself (`{"file": PATH, "append": BOOL}`); `append: false`
+    /// truncates it at each spawn.
+    File { path: String, append: bool },
     /// A pipe read by the supervisor: lines become `worker.output` log records.
     Capture,
     /// A pipe read by the supervisor, written to a file that rotates at `max_bytes`, keeping
@@ -21,6 +25,89 @@ pub enum Output {
         max_bytes: u64,
         keep: u32,
     },
+}
+
+/// An output as it is written in JSON: the shape the schema describes.
+#[derive(Serialize, JsonSchema)]
+#[serde(untagged)]
+enum OutputJson {
+    Named(OutputName),
+    File(FileOutput),
+    Rotate(RotateOutput),
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum OutputName {
+    /// The host's own descriptor.
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// A pipe read by the supervisor: lines become `worker.output` log records and the
+    /// worker's `stderr_tail`.
+    Capture,
+}
+
+/// A file the worker writes itself.
+#[derive(Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct FileOutput {
+    #[schemars(length(min = 1))]
+    file: String,
+    /// `false` truncates the file at each spawn.
+    #[serde(default = "yes")]
+    append: bool,
+}
+
+/// A file written by the supervisor that rotates when it reaches `max_bytes`, keeping `keep`
+/// older files (`PATH.1` ... `PATH.keep`). Only a regular file is rotated.
+#[derive(Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RotateOutput {
+    #[schemars(length(min = 1))]
+    file: String,
+    #[schemars(range(min = 1))]
+    max_bytes: u64,
+    #[serde(default = "three")]
+    #[schemars(range(max = MAX_KEEP))]
+    keep: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn three() -> u32 {
+    3
+}
+
+impl From<Output> for OutputJson {
+    fn from(o: Output) -> Self {
+        match o {
+            Output::Inherit => OutputJson::Named(OutputName::Inherit),
+            Output::Null => OutputJson::Named(OutputName::Null),
+            Output::Capture => OutputJson::Named(OutputName::Capture),
+            Output::File { path, append } => OutputJson::File(FileOutput { file: path, append }),
+            Output::Rotate {
+                path,
+                max_bytes,
+                keep,
+            } => OutputJson::Rotate(RotateOutput {
+                file: path,
+                max_bytes,
+                keep,
+            }),
+        }
+    }
+}
+
+impl JsonSchema for Output {
+    fn schema_name() -> Cow<'static, str> {
+        "Output".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        OutputJson::json_schema(generator)
+    }
 }
 
 impl Output {

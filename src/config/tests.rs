@@ -15,7 +15,7 @@ fn defaults_match_the_contract() {
     assert_eq!(g.readiness, Readiness::Warmup);
     assert_eq!(g.warmup_ms, 20);
     assert_eq!(g.control_channel, ControlChannelMode::Auto);
-    assert_eq!(g.stop_signal, StopSignal(libc::SIGTERM));
+    assert_eq!(g.stop_signal, StopSignal::TERM);
     assert_eq!(g.stdout, Output::Inherit);
     assert_eq!(g.stderr, Output::Inherit);
     assert!(g.env.is_empty() && g.cwd.is_none());
@@ -69,7 +69,7 @@ fn full_group_parses() {
     assert_eq!(g.env["KEY"], "VALUE");
     assert_eq!(g.readiness, Readiness::Notify);
     assert_eq!(g.control_channel, ControlChannelMode::Off);
-    assert_eq!(g.stop_signal, StopSignal(libc::SIGINT));
+    assert_eq!(g.stop_signal, StopSignal::named("SIGINT").unwrap());
     assert_eq!(g.stdout, Output::Null);
     assert_eq!(
         g.stderr,

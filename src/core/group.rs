@@ -5,13 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
-use crate::config::MAX_MS;
+use crate::config::RestartOptions;
 use crate::core::plan::Plan;
 use crate::core::policy::Intensity;
 use crate::core::worker::Key;
-use crate::error::{Error, Result};
 
 #[derive(Debug)]
 pub struct Group {
@@ -75,44 +72,13 @@ impl Default for RolloutOptions {
     }
 }
 
-/// The options of `restart_groups`, as JSON.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RolloutJson {
-    #[serde(default = "one")]
-    max_surge: u32,
-    #[serde(default)]
-    max_unavailable: u32,
-    #[serde(default = "thirty_seconds")]
-    ready_timeout_ms: u64,
-}
-
-fn one() -> u32 {
-    1
-}
-fn thirty_seconds() -> u64 {
-    30_000
-}
-
-impl RolloutOptions {
-    /// Parses the `options_json` of `restart_groups` (None: the defaults).
-    pub fn from_json(json: Option<&str>) -> Result<RolloutOptions> {
-        let Some(json) = json else {
-            return Ok(RolloutOptions::default());
-        };
-        let parsed: RolloutJson = serde_json::from_str(json)
-            .map_err(|e| Error::InvalidArgument(format!("options_json: {e}")))?;
-        if parsed.ready_timeout_ms > MAX_MS {
-            return Err(Error::InvalidArgument(format!(
-                "options_json: ready_timeout_ms {} is more than {MAX_MS}",
-                parsed.ready_timeout_ms
-            )));
+impl From<RestartOptions> for RolloutOptions {
+    fn from(o: RestartOptions) -> Self {
+        RolloutOptions {
+            max_surge: o.max_surge,
+            max_unavailable: o.max_unavailable,
+            ready_timeout: Duration::from_millis(o.ready_timeout_ms),
         }
-        Ok(RolloutOptions {
-            max_surge: parsed.max_surge,
-            max_unavailable: parsed.max_unavailable,
-            ready_timeout: Duration::from_millis(parsed.ready_timeout_ms),
-        })
     }
 }
 

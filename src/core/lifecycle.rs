@@ -8,8 +8,9 @@ use crate::core::effects::Effect;
 use crate::core::policy::{self, Decision, Ending};
 use crate::core::state::State;
 use crate::core::timers::Timer;
-use crate::core::worker::{ExitStatus, Key, LastExit, Phase, Role};
-use crate::events::{EventKind, StopMode};
+use crate::core::worker::{ExitStatus, Key, Phase, Role};
+use crate::events::{EventKind, ExitReason, StopMode, StopStrategy};
+use crate::snapshot::LastExit;
 
 /// A process the spawner made for a worker.
 #[derive(Debug, Clone)]
@@ -85,7 +86,7 @@ impl State {
                 group_name: w.group.clone(),
                 worker_id: w.id.clone(),
                 generation: w.generation,
-                fallback: "terminate_fallback",
+                fallback: StopStrategy::TerminateFallback,
                 error,
             });
         }
@@ -145,13 +146,13 @@ impl State {
         w.exit = status;
         let reason = match w.phase {
             Phase::Stopping(mode) => {
-                w.last_exit = Some(last_exit(status, "stopped", now_ms));
+                w.last_exit = Some(last_exit(status, ExitReason::Stopped, now_ms));
                 let event = w.stopped_event(mode, status);
                 self.events.push(event);
                 self.remove(key);
                 return;
             }
-            Phase::Starting | Phase::Ready { .. } => "exited",
+            Phase::Starting | Phase::Ready { .. } => ExitReason::Exited,
             Phase::Killed(reason) => reason,
             Phase::Spawning | Phase::Restarting | Phase::Failed => return,
         };
@@ -165,7 +166,7 @@ impl State {
             self.fail_rollout(&group, &id, reason.to_string(), now);
             return;
         }
-        let ending = if reason == "exited" && status.code == Some(0) {
+        let ending = if reason == ExitReason::Exited && status.code == Some(0) {
             Ending::Clean
         } else {
             Ending::Failure
@@ -330,11 +331,11 @@ impl State {
         }
         match (timer, w.phase) {
             (Timer::Warmup, Phase::Starting) => self.mark_ready(key, now),
-            (Timer::ReadyTimeout, Phase::Starting) => self.fail_for(key, "ready_timeout"),
+            (Timer::ReadyTimeout, Phase::Starting) => self.fail_for(key, ExitReason::ReadyTimeout),
             (Timer::Heartbeat, Phase::Ready { last_heartbeat }) => {
                 let timeout = Duration::from_millis(w.plan.spec.heartbeat_timeout_ms);
                 if last_heartbeat + timeout <= now {
-                    self.fail_for(key, "heartbeat_timeout");
+                    self.fail_for(key, ExitReason::HeartbeatTimeout);
                 } else {
                     self.arm(last_heartbeat + timeout, key, Timer::Heartbeat);
                 }
@@ -350,7 +351,7 @@ impl State {
     }
 
     /// Kills a worker for a timeout; its `worker_failed` (with `reason`) comes when it is reaped.
-    pub(crate) fn fail_for(&mut self, key: Key, reason: &'static str) {
+    pub(crate) fn fail_for(&mut self, key: Key, reason: ExitReason) {
         if let Some(w) = self.workers.get_mut(&key) {
             if matches!(w.phase, Phase::Starting | Phase::Ready { .. }) {
                 w.phase = Phase::Killed(reason);
@@ -363,7 +364,7 @@ impl State {
     }
 }
 
-fn last_exit(status: ExitStatus, reason: &'static str, at_ms: u64) -> LastExit {
+fn last_exit(status: ExitStatus, reason: ExitReason, at_ms: u64) -> LastExit {
     LastExit {
         exit_code: status.code,
         signal: status.signal,

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Readiness;
 use crate::core::state::State;
@@ -83,14 +84,16 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// What a worker said of itself through sd_notify, for the snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// What an `sd_notify` worker said of itself, for the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NotifyFacts {
     /// It sent `STOPPING=1`: it is stopping on its own.
     pub stopping: bool,
     /// It sent `RELOADING=1` and no `READY=1` since.
     pub reloading: bool,
+    /// The last `ERRNO=` it sent.
     pub errno: Option<i32>,
+    /// The last `EXIT_STATUS=` it sent.
     pub exit_status: Option<String>,
 }
 

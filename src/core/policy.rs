@@ -5,21 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
-/// When a worker that ended unasked is respawned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-pub enum Restart {
-    #[default]
-    #[serde(rename = "never")]
-    Never,
-    /// After a non-zero exit, a signal, or a timeout.
-    #[serde(rename = "on-failure")]
-    OnFailure,
-    /// Also after exit 0.
-    #[serde(rename = "always")]
-    Always,
-}
+pub use crate::config::Restart;
 
 /// The restart settings of one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

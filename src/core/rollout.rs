@@ -13,7 +13,7 @@ use crate::core::plan::Plan;
 use crate::core::state::State;
 use crate::core::worker::{Key, Role};
 use crate::error::{Error, Result};
-use crate::events::EventKind;
+use crate::events::{EventKind, ExitReason};
 
 impl State {
     /// Starts replacing every worker of a started group by one that runs `plan`.
@@ -232,7 +232,7 @@ impl State {
                 continue;
             };
             if w.id == worker_id && reason == "ready_timeout" {
-                self.fail_for(key, "ready_timeout");
+                self.fail_for(key, ExitReason::ReadyTimeout);
             } else if w.alive() {
                 self.kill(key);
             } else {

@@ -299,7 +299,7 @@ impl State {
             return;
         }
         w.phase = Phase::Stopping(StopMode::Graceful);
-        let signal = w.plan.spec.stop_signal.0;
+        let signal = w.plan.spec.stop_signal.number();
         let group = w.plan.spec.kill_mode == crate::config::KillMode::ProcessGroup;
         let event = w.stopping_event(StopMode::Graceful);
         self.events.push(event);

@@ -4,13 +4,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use crate::config::Readiness;
 use crate::core::notify::NotifyFacts;
 use crate::core::plan::Plan;
 use crate::core::policy::Backoff;
-use crate::events::{EventKind, StopMode};
+use crate::events::{ControlChannel, EventKind, ExitReason, StopMode, StopStrategy};
+use crate::snapshot::{LastExit, WorkerSnapshot, WorkerState};
 
 /// Identifies one process of a worker: every spawn gets a new key, so a timer or a descriptor
 /// of an earlier process can never act on a later one.
@@ -29,15 +28,6 @@ impl ExitStatus {
     }
 }
 
-/// The last end of a worker's process, for the snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LastExit {
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub reason: &'static str,
-    pub at_ms: u64,
-}
-
 /// Where a worker is in its life; each state carries what only it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -50,7 +40,7 @@ pub enum Phase {
     /// Asked to stop; the mode of the latest request.
     Stopping(StopMode),
     /// Killed by the supervisor for `reason` (a timeout); it fails with that reason when reaped.
-    Killed(&'static str),
+    Killed(ExitReason),
     /// Ended unasked; its respawn is due at a timer.
     Restarting,
     /// Ended unasked and not to be respawned.
@@ -97,36 +87,6 @@ pub struct Worker {
     pub extend_until: Option<Instant>,
     /// The last lines of its captured stderr when its latest process ended.
     pub stderr_tail: Option<Vec<String>>,
-}
-
-/// One worker entry of the snapshot JSON.
-#[derive(Debug, Serialize)]
-pub struct WorkerSnapshot<'a> {
-    pub worker_id: &'a str,
-    pub pid: i32,
-    pub os_pid: i32,
-    pub alive: bool,
-    pub ready: bool,
-    pub state: &'static str,
-    pub pgid: i32,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub has_stop_event: bool,
-    pub stop_strategy: &'static str,
-    pub control_channel: &'static str,
-    pub started_at_ms: u64,
-    pub restarts: u32,
-    pub last_heartbeat_ms: Option<u64>,
-    pub generation: u32,
-    pub uptime_ms: Option<u64>,
-    pub last_exit: Option<&'a LastExit>,
-    pub status: Option<&'a str>,
-    /// Filled from /proc by the runtime, outside the lock; null when not alive.
-    pub rss_bytes: Option<u64>,
-    pub cpu_ms: Option<u64>,
-    /// A failed worker's last lines of captured stderr.
-    pub stderr_tail: Option<&'a [String]>,
-    pub notify: Option<&'a NotifyFacts>,
 }
 
 impl Worker {
@@ -178,45 +138,45 @@ impl Worker {
         )
     }
 
-    pub fn stop_strategy(&self) -> &'static str {
+    pub fn stop_strategy(&self) -> StopStrategy {
         if self.has_channel {
-            "event"
+            StopStrategy::Event
         } else {
-            "terminate_fallback"
+            StopStrategy::TerminateFallback
         }
     }
 
-    pub fn control_channel_name(&self) -> &'static str {
+    pub fn control_channel_name(&self) -> ControlChannel {
         if self.has_channel {
-            "socketpair"
+            ControlChannel::Socketpair
         } else {
-            "unavailable"
+            ControlChannel::Unavailable
         }
     }
 
-    pub fn state_name(&self) -> &'static str {
+    pub fn state(&self) -> WorkerState {
         match self.phase {
-            Phase::Spawning | Phase::Starting => "starting",
-            Phase::Ready { .. } => "ready",
-            Phase::Stopping(_) | Phase::Killed(_) => "stopping",
-            Phase::Restarting => "restarting",
-            Phase::Failed => "failed",
+            Phase::Spawning | Phase::Starting => WorkerState::Starting,
+            Phase::Ready { .. } => WorkerState::Ready,
+            Phase::Stopping(_) | Phase::Killed(_) => WorkerState::Stopping,
+            Phase::Restarting => WorkerState::Restarting,
+            Phase::Failed => WorkerState::Failed,
         }
     }
 
-    pub fn snapshot(&self, now: Instant) -> WorkerSnapshot<'_> {
+    pub fn snapshot(&self, now: Instant) -> WorkerSnapshot {
         let exit = if self.alive() {
             ExitStatus::default()
         } else {
             self.exit
         };
         WorkerSnapshot {
-            worker_id: &self.id,
+            worker_id: self.id.clone(),
             pid: self.pid,
             os_pid: self.pid,
             alive: self.alive(),
             ready: self.ready(),
-            state: self.state_name(),
+            state: self.state(),
             // Each worker leads its own process group.
             pgid: self.pid,
             exit_code: exit.code,
@@ -232,15 +192,16 @@ impl Worker {
                 .spawned_at
                 .filter(|_| self.alive())
                 .map(|at| now.saturating_duration_since(at).as_millis() as u64),
-            last_exit: self.last_exit.as_ref(),
-            status: self.status.as_deref(),
+            last_exit: self.last_exit.clone(),
+            status: self.status.clone(),
             rss_bytes: None,
             cpu_ms: None,
             stderr_tail: self
                 .stderr_tail
-                .as_deref()
-                .filter(|_| matches!(self.phase, Phase::Failed | Phase::Restarting)),
-            notify: self.notify.as_ref(),
+                .as_ref()
+                .filter(|_| matches!(self.phase, Phase::Failed | Phase::Restarting))
+                .cloned(),
+            notify: self.notify.clone(),
         }
     }
 
@@ -257,7 +218,7 @@ impl Worker {
             generation: self.generation,
             stop_strategy: self.stop_strategy(),
             control_channel: self.control_channel_name(),
-            readiness: self.readiness.as_str(),
+            readiness: self.readiness,
         }
     }
 
@@ -296,7 +257,7 @@ impl Worker {
         }
     }
 
-    pub fn failed_event(&self, reason: &'static str, status: ExitStatus) -> EventKind {
+    pub fn failed_event(&self, reason: ExitReason, status: ExitStatus) -> EventKind {
         let (group_name, worker_id) = self.who();
         EventKind::WorkerFailed {
             group_name,

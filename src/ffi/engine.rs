@@ -4,7 +4,8 @@
 use std::ffi::c_char;
 
 use super::boundary::{guard, names, text};
-use super::{json_out, mpsup_result, mpsup_supervisor, registry};
+use super::{json_out, mpsup_result, mpsup_supervisor, registry, to_json};
+use crate::config::RestartOptions;
 
 /// Writes to `*out_json` the status of every group and what holds on this host:
 /// `{"groups": {NAME: {"started", "failed", "generation", "target", "running", "ready",
@@ -21,7 +22,7 @@ pub extern "C" fn mpsup_status_json(
     sup: mpsup_supervisor,
     out_json: *mut *mut c_char,
 ) -> mpsup_result {
-    json_out(sup, out_json, |s| Ok(s.status()?.to_string()))
+    json_out(sup, out_json, |s| to_json(&s.status()?))
 }
 
 /// Sets the worker count of the started group `name` (0 to 4096) and returns at once. Up: new
@@ -68,11 +69,11 @@ pub extern "C" fn mpsup_restart_groups(
         // SAFETY: the caller passes `n` string pointers.
         let names = unsafe { names(names_ptr, n) }?;
         let options = if options_json.is_null() {
-            None
+            RestartOptions::default()
         } else {
             // SAFETY: a NUL-terminated string.
-            Some(unsafe { text(options_json, "options_json") }?)
+            RestartOptions::parse(unsafe { text(options_json, "options_json") }?)?
         };
-        supervisor.restart_groups(&names, options)
+        supervisor.restart_groups(&names, &options)
     })
 }

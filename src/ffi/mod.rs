@@ -12,12 +12,16 @@
 mod boundary;
 mod engine;
 mod registry;
+mod schema;
 
 use std::ffi::{c_char, c_int, CString};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 pub use boundary::mpsup_result;
 use boundary::{guard, guard_void, into_c_string, names, out, text, RESULT_NAMES};
 pub use engine::{mpsup_restart_groups, mpsup_scale_group, mpsup_status_json};
+pub use schema::mpsup_schema_json;
 
 use crate::error::Error;
 use crate::supervisor::Supervisor;
@@ -52,6 +56,21 @@ fn json_out(
         unsafe { out_json.write(into_c_string(json)) };
         Ok(())
     })
+}
+
+/// `value` as JSON text.
+fn to_json<T: serde::Serialize>(value: &T) -> crate::error::Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::InvalidArgument(e.to_string()))
+}
+
+/// The `Duration` a wait of `seconds` lasts: zero for NaN and anything not above zero, and at
+/// most a century (which stands for "forever").
+fn wait_for(seconds: f64) -> Duration {
+    if seconds > 0.0 {
+        Duration::from_secs_f64(seconds.min(3_153_600_000.0))
+    } else {
+        Duration::ZERO
+    }
 }
 
 /// A supervisor handle, passed by value: a generation-checked id into a process-wide table,
@@ -134,7 +153,7 @@ pub extern "C" fn mpsup_configure_process_groups(
         let supervisor = registry::get(sup.id)?;
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let json = unsafe { text(groups_json, "groups_json") }?;
-        supervisor.configure_process_groups(json)
+        supervisor.configure_json(json)
     })
 }
 
@@ -165,7 +184,7 @@ pub extern "C" fn mpsup_wait_ready(
     guard(|| {
         let supervisor = registry::get(sup.id)?;
         out(out_ready, "out_ready")?;
-        let ready = supervisor.wait_ready(timeout_seconds)?;
+        let ready = supervisor.wait_ready(wait_for(timeout_seconds))?;
         // SAFETY: checked non-NULL.
         unsafe { out_ready.write(ready) };
         Ok(())
@@ -183,7 +202,15 @@ pub extern "C" fn mpsup_stop_groups(
     graceful_timeout_seconds: f64,
     drain_inflight: bool,
 ) -> mpsup_result {
-    guard(|| registry::get(sup.id)?.stop_groups(graceful_timeout_seconds, drain_inflight))
+    guard(|| {
+        let supervisor = registry::get(sup.id)?;
+        if graceful_timeout_seconds.is_nan() || graceful_timeout_seconds < 0.0 {
+            return Err(Error::InvalidArgument(format!(
+                "graceful_timeout_seconds must be zero or more, got {graceful_timeout_seconds}"
+            )));
+        }
+        supervisor.stop_groups(wait_for(graceful_timeout_seconds), drain_inflight)
+    })
 }
 
 /// Kills every worker of the `n` named groups with `SIGKILL` to its whole process group and
@@ -222,7 +249,7 @@ pub extern "C" fn mpsup_drain_events_json(
 ) -> mpsup_result {
     json_out(sup, out_json, |s| {
         let events = s.drain_events(max_events)?;
-        serde_json::to_string(&events).map_err(|e| Error::InvalidArgument(e.to_string()))
+        to_json(&events)
     })
 }
 
@@ -234,7 +261,7 @@ pub extern "C" fn mpsup_event_fd(sup: mpsup_supervisor, out_fd: *mut c_int) -> m
     guard(|| {
         let supervisor = registry::get(sup.id)?;
         out(out_fd, "out_fd")?;
-        let fd = supervisor.event_fd()?;
+        let fd = supervisor.event_fd()?.as_raw_fd();
         // SAFETY: checked non-NULL.
         unsafe { out_fd.write(fd) };
         Ok(())
@@ -371,6 +398,6 @@ pub extern "C" fn mpsup_configure_lifecycle_logging(
         let supervisor = registry::get(sup.id)?;
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let json = unsafe { text(settings_json, "settings_json") }?;
-        supervisor.configure_lifecycle_logging(json)
+        supervisor.configure_logging_json(json)
     })
 }

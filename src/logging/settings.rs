@@ -4,6 +4,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -11,7 +12,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::error::{Error, Result};
 
 /// Severity of a record; the order of the variants is the order of the levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Debug,
@@ -20,12 +23,14 @@ pub enum Level {
     Error,
 }
 
-/// The `lifecycle_events` object of the settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// What is logged: the `lifecycle_events` object of the settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleEvents {
+    /// `false` writes nothing.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// The lowest level written.
     #[serde(default = "info")]
     pub level: Level,
 }
@@ -49,23 +54,93 @@ fn info() -> Level {
 /// Where records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exporter {
+    /// JSON lines on the host's stdout.
     Stdout,
+    /// JSON lines on the host's stderr.
     Stderr,
     /// Appends to the file at `path`.
-    Jsonl {
-        path: String,
-    },
+    Jsonl { path: String },
     /// Lines for people on stdout (or stderr), coloured on a terminal.
+    Console { stderr: bool },
+}
+
+/// The settings of `configure_lifecycle_logging`: what is logged, and where it goes.
+///
+/// ```
+/// use mpsupervisor::logging::{Exporter, LogSettings};
+/// let settings = LogSettings { exporters: vec![Exporter::Stderr], ..Default::default() };
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(into = "SettingsJson")]
+pub struct LogSettings {
+    /// What is logged.
+    pub lifecycle_events: LifecycleEvents,
+    /// Where records go, in order.
+    pub exporters: Vec<Exporter>,
+}
+
+/// The settings as written in JSON: the shape the schema describes.
+#[derive(Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "LoggingSettings")]
+struct SettingsJson {
+    #[serde(default)]
+    lifecycle_events: LifecycleEvents,
+    /// Where records go, in order.
+    #[serde(default)]
+    exporters: Vec<ExporterJson>,
+}
+
+/// One exporter as written in JSON.
+#[derive(Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+enum ExporterJson {
+    /// JSON lines on the host's stdout.
+    Stdout,
+    /// JSON lines on the host's stderr.
+    Stderr,
+    /// JSON lines appended to a file.
+    Jsonl { settings: JsonlSettings },
+    /// Lines for people, coloured on a terminal.
     Console {
-        stderr: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<ConsoleSettings>,
     },
 }
 
-/// The validated settings of `configure_lifecycle_logging`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogSettings {
-    pub lifecycle_events: LifecycleEvents,
-    pub exporters: Vec<Exporter>,
+impl From<LogSettings> for SettingsJson {
+    fn from(s: LogSettings) -> Self {
+        let exporters = s.exporters.into_iter().map(|e| match e {
+            Exporter::Stdout => ExporterJson::Stdout,
+            Exporter::Stderr => ExporterJson::Stderr,
+            Exporter::Jsonl { path } => ExporterJson::Jsonl {
+                settings: JsonlSettings { path },
+            },
+            Exporter::Console { stderr } => ExporterJson::Console {
+                settings: Some(ConsoleSettings {
+                    stream: if stderr {
+                        ConsoleStream::Stderr
+                    } else {
+                        ConsoleStream::Stdout
+                    },
+                }),
+            },
+        });
+        SettingsJson {
+            lifecycle_events: s.lifecycle_events,
+            exporters: exporters.collect(),
+        }
+    }
+}
+
+impl JsonSchema for LogSettings {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LoggingSettings".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        SettingsJson::json_schema(generator)
+    }
 }
 
 /// A `T` that must be written as a JSON object: serde's derive would also build a struct from an
@@ -128,14 +203,15 @@ enum ExporterKind {
     Console,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ConsoleSettings {
+    /// Which of the host's streams the lines go to.
     #[serde(default = "stdout_stream")]
     stream: ConsoleStream,
 }
 
-#[derive(Deserialize, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 enum ConsoleStream {
     Stdout,
@@ -146,9 +222,11 @@ fn stdout_stream() -> ConsoleStream {
     ConsoleStream::Stdout
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct JsonlSettings {
+    /// The file, opened for appending (created if missing).
+    #[schemars(length(min = 1))]
     path: String,
 }
 

@@ -26,7 +26,7 @@ fn failed() -> EventKind {
         worker_id: "g#0".into(),
         pid: 9,
         generation: 1,
-        reason: "exited",
+        reason: crate::events::ExitReason::Exited,
         exit_code: Some(3),
         signal: None,
         status_unavailable: false,

@@ -11,6 +11,7 @@
 //! fork is inside. A SIGKILL to a worker also goes to its cgroup's `cgroup.kill`; at its reap the
 //! cgroup is killed and removed.
 
+use crate::status::{HostDeath, TreeKill};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -130,26 +131,26 @@ impl Lifeline {
     }
 
     /// `"keeper"` while the keeper runs, else `"none"`.
-    pub fn host_death(&self) -> &'static str {
+    pub fn host_death(&self) -> HostDeath {
         match &self.keeper {
             Some(k) if k.alive.load(Ordering::Acquire) && !self.closed.load(Ordering::Acquire) => {
                 if matches!(os::peek_exit(k.pid), ChildState::Running) {
-                    "keeper"
+                    HostDeath::Keeper
                 } else {
                     k.alive.store(false, Ordering::Release);
-                    "none"
+                    HostDeath::None
                 }
             }
-            _ => "none",
+            _ => HostDeath::None,
         }
     }
 
     /// `"cgroup"` where workers get cgroups, else `"process_group"`.
-    pub fn tree_kill(&self) -> &'static str {
+    pub fn tree_kill(&self) -> TreeKill {
         if self.cgroups.is_some() {
-            "cgroup"
+            TreeKill::Cgroup
         } else {
-            "process_group"
+            TreeKill::ProcessGroup
         }
     }
 

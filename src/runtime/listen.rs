@@ -11,13 +11,12 @@
 //! host's table mean nothing: shared sockets reach them as duplicates carried by each
 //! submission (`carried`), and they see only `ListenInfo`, plain data, of a group's sockets.
 
+use crate::status::ListenStatus;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
-
-use serde_json::{json, Value};
 
 use crate::config::{GroupSpec, ListenAddress};
 use crate::os;
@@ -156,10 +155,13 @@ impl GroupSockets {
     }
 
     /// `[{"name", "address"}]` for `status_json`.
-    pub fn status(&self) -> Value {
+    pub fn status(&self) -> Vec<ListenStatus> {
         self.sockets
             .iter()
-            .map(|s| json!({"name": s.name, "address": s.address}))
+            .map(|s| ListenStatus {
+                name: s.name.clone(),
+                address: s.address.clone(),
+            })
             .collect()
     }
 }
@@ -251,7 +253,7 @@ impl Listeners {
     }
 
     /// The `listen` entry of a group's status.
-    pub fn status(&self, group: &str) -> Value {
-        self.get(group).map_or_else(|| json!([]), |s| s.status())
+    pub fn status(&self, group: &str) -> Vec<ListenStatus> {
+        self.get(group).map_or_else(Vec::new, |s| s.status())
     }
 }

@@ -1,22 +1,23 @@
-//! The Rust face of a supervisor: the calls of the C API in Rust form. Each call validates,
-//! works out on the calling thread what a spawn needs, changes the core's target under the lock,
-//! and returns or waits on a condition without holding the lock.
+//! The Rust face of a supervisor: typed groups in, typed snapshots, status and events out, and
+//! `Duration`s for time (JSON only where text crosses a boundary). Each call validates, works out
+//! on the calling thread what a spawn needs, changes the core's target under the lock, and
+//! returns or waits on a condition without holding the lock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::BorrowedFd;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-
-use crate::config::{self, GroupSpec};
+use crate::config::{self, GroupSpec, RestartOptions};
 use crate::core::group::RolloutOptions;
 use crate::core::plan::Plan;
 use crate::core::state::{Readiness, State};
 use crate::core::worker::Key;
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::logging::LogSettings;
 use crate::options::Options;
 use crate::os::{self, Flag, Poller};
 use crate::report;
@@ -26,6 +27,8 @@ use crate::runtime::listen::Listeners;
 use crate::runtime::reaper::Reaper;
 use crate::runtime::spawner::{Reply, SpawnOutcome, Spawner, ToMonitor};
 use crate::runtime::{child, monitor, plan, Engine, Shared};
+use crate::snapshot::Snapshot;
+use crate::status::{ExitWatch, Guarantees, ReusePortHandoff, SpawnMethod, Status};
 use crate::sync::lock;
 use crate::threads;
 
@@ -45,7 +48,7 @@ pub struct Supervisor {
     /// choose their workers; none of them holds it while it waits for exits.
     ops: Mutex<()>,
     monitor: Mutex<Option<JoinHandle<()>>>,
-    exit_watch: &'static str,
+    exit_watch: ExitWatch,
     /// The /proc figures of recent snapshots.
     figures: crate::runtime::figures::Figures,
     /// The process that made it. Its workers, descriptors and threads belong to that process:
@@ -82,7 +85,7 @@ impl Supervisor {
         let mut spawner = Spawner::new(
             Arc::clone(&to_monitor),
             options.use_pidfd,
-            options.spawn_hook,
+            options.spawn_hook(),
             options.spawn_threads,
             options.private_fd_table,
             Arc::clone(&poller),
@@ -125,9 +128,9 @@ impl Supervisor {
             closing(Error::os("spawning the monitor thread", e))
         })?;
         let exit_watch = if options.use_pidfd && os::pidfd_open(std::process::id() as i32).is_ok() {
-            "pidfd"
+            ExitWatch::Pidfd
         } else {
-            "poll"
+            ExitWatch::Poll
         };
         Ok(Supervisor {
             shared,
@@ -142,8 +145,20 @@ impl Supervisor {
         })
     }
 
-    /// Replaces the configuration (all or nothing). Running workers are not touched.
-    pub fn configure_process_groups(&self, groups_json: &str) -> Result<()> {
+    /// Replaces the configuration (all or nothing). Running workers are not touched; a started
+    /// group takes the new one at its next rolling restart or start.
+    ///
+    /// The groups are checked exactly as `configure_json` checks their JSON text: an invalid
+    /// one is `Error::InvalidConfig` naming its path, such as `groups[1].argv`.
+    pub fn configure(&self, groups: &[GroupSpec]) -> Result<()> {
+        let json = serde_json::to_string(groups)
+            .map_err(|e| Error::InvalidConfig(format!("groups: {e}")))?;
+        self.configure_json(&json)
+    }
+
+    /// `configure` with the groups as JSON text (an array; the schema is
+    /// `schema_json("groups")`).
+    pub fn configure_json(&self, groups_json: &str) -> Result<()> {
         // On a library thread with a large stack: a deeply nested value must not overflow the
         // host thread's stack, however small it is.
         let json = groups_json.to_owned();
@@ -155,7 +170,15 @@ impl Supervisor {
     }
 
     /// Replaces the lifecycle logging settings (all or nothing).
-    pub fn configure_lifecycle_logging(&self, settings_json: &str) -> Result<()> {
+    pub fn configure_logging(&self, settings: &LogSettings) -> Result<()> {
+        let json = serde_json::to_string(settings)
+            .map_err(|e| Error::InvalidConfig(format!("settings: {e}")))?;
+        self.configure_logging_json(&json)
+    }
+
+    /// `configure_logging` with the settings as JSON text (the schema is
+    /// `schema_json("logging")`).
+    pub fn configure_logging_json(&self, settings_json: &str) -> Result<()> {
         let json = settings_json.to_owned();
         let settings = threads::on_large_stack(move || crate::logging::parse_settings(&json))?;
         let logger = crate::logging::Logger::start(settings)?;
@@ -206,8 +229,8 @@ impl Supervisor {
 
     /// Starts a rolling restart of each named group to its current configuration and returns
     /// at once. All or nothing: every name is checked before any rollout begins.
-    pub fn restart_groups(&self, names: &[&str], options_json: Option<&str>) -> Result<()> {
-        let options = RolloutOptions::from_json(options_json)?;
+    pub fn restart_groups(&self, names: &[&str], options: &RestartOptions) -> Result<()> {
+        let options = RolloutOptions::from(options.validate()?);
         let specs: Vec<GroupSpec> = {
             let engine = self.shared.lock();
             let core = &engine.core;
@@ -249,15 +272,16 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Waits until every worker is ready and no rollout is in progress; false at once when
-    /// there are none, or a worker or a rollout failed.
-    pub fn wait_ready(&self, timeout_seconds: f64) -> Result<bool> {
+    /// Waits up to `timeout` until every worker is ready and no rollout is in progress; false
+    /// at once when the timeout is zero, when there are no workers, or a worker or a rollout
+    /// failed.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<bool> {
         let mut engine = self.shared.lock();
         engine.core.check_open()?;
-        if timeout_seconds.is_nan() || timeout_seconds <= 0.0 {
+        if timeout.is_zero() {
             return Ok(false);
         }
-        let deadline = deadline_after(timeout_seconds);
+        let deadline = deadline_after(timeout);
         loop {
             match engine.core.readiness() {
                 Readiness::AllReady => return Ok(true),
@@ -272,20 +296,26 @@ impl Supervisor {
         }
     }
 
-    /// The snapshot: group name → worker entries in index order.
-    pub fn snapshot(&self) -> Result<Value> {
-        let json = self.snapshot_json()?;
-        Ok(serde_json::from_str(&json).expect("the snapshot is JSON"))
+    /// Every shown group's workers, with their /proc figures.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let live = self.live_processes()?;
+        let figures = self.figures.read(&live);
+        let engine = self.shared.lock();
+        engine.core.check_open()?;
+        Ok(report::snapshot(&engine.core, Instant::now(), &figures))
+    }
+
+    /// (pid, started_at_ms) of the live workers a snapshot shows.
+    fn live_processes(&self) -> Result<Vec<(i32, u64)>> {
+        let engine = self.shared.lock();
+        engine.core.check_open()?;
+        Ok(report::live_processes(&engine.core))
     }
 
     /// The snapshot as JSON text. The workers' /proc figures are read between two short holds of
     /// the lock, and the entries are serialized straight from the state, without a value tree.
     pub fn snapshot_json(&self) -> Result<String> {
-        let live: Vec<(i32, u64)> = {
-            let engine = self.shared.lock();
-            engine.core.check_open()?;
-            report::live_processes(&engine.core)
-        };
+        let live = self.live_processes()?;
         let figures = self.figures.read(&live);
         let engine = self.shared.lock();
         engine.core.check_open()?;
@@ -297,37 +327,36 @@ impl Supervisor {
     }
 
     /// Per group: target, running, ready, generation, rollout; and what holds on this host.
-    pub fn status(&self) -> Result<Value> {
+    pub fn status(&self) -> Result<Status> {
         let engine = self.shared.lock();
         let core = &engine.core;
         core.check_open()?;
         let captures = lock(&engine.io.captures);
-        let mut groups = serde_json::Map::new();
-        let names = core.config.keys().chain(core.groups.keys());
-        for name in names {
+        let mut groups = BTreeMap::new();
+        for name in core.config.keys().chain(core.groups.keys()) {
             if groups.contains_key(name) {
                 continue;
             }
             let mut status = report::group_status(core, name);
-            status["listen"] = self.listeners.status(name);
+            status.listen = self.listeners.status(name);
             groups.insert(name.clone(), status);
         }
-        Ok(json!({
-            "groups": groups,
-            "guarantees": {
-                "exit_watch": self.exit_watch,
-                "spawn": "posix_spawn",
-                "host_death": self.lifeline.host_death(),
-                "tree_kill": self.lifeline.tree_kill(),
-                "parallel_spawn": self.shared.spawner.parallelism(),
-                "reuse_port_handoff": reuse_port_handoff(),
+        Ok(Status {
+            groups,
+            guarantees: Guarantees {
+                exit_watch: self.exit_watch,
+                spawn: SpawnMethod::PosixSpawn,
+                host_death: self.lifeline.host_death(),
+                tree_kill: self.lifeline.tree_kill(),
+                parallel_spawn: self.shared.spawner.parallelism() as u32,
+                reuse_port_handoff: reuse_port_handoff(),
             },
-            "notify_socket": engine.io.notify.address(),
-            "notify_received": engine.io.notify.received,
-            "notify_dropped": engine.io.notify.dropped,
-            "output_lines_dropped": captures.lines_dropped,
-            "output_bytes_dropped": captures.file_bytes_dropped(),
-        }))
+            notify_socket: engine.io.notify.address().map(str::to_owned),
+            notify_received: engine.io.notify.received,
+            notify_dropped: engine.io.notify.dropped,
+            output_lines_dropped: captures.lines_dropped,
+            output_bytes_dropped: captures.file_bytes_dropped(),
+        })
     }
 
     /// Removes and returns up to `max_events` events (0 = all), oldest first.
@@ -337,11 +366,15 @@ impl Supervisor {
         Ok(engine.core.events.drain(max_events))
     }
 
-    /// A descriptor that is readable while undrained events exist; owned by the supervisor.
-    pub fn event_fd(&self) -> Result<i32> {
+    /// A descriptor that is readable while undrained events exist, for the host's own poll
+    /// loop; it stays the supervisor's and lives as long as it does.
+    pub fn event_fd(&self) -> Result<BorrowedFd<'_>> {
         let engine = self.shared.lock();
         engine.core.check_open()?;
-        Ok(engine.io.out.fd())
+        let fd = engine.io.out.fd();
+        // SAFETY: the event fd is made with the supervisor and closed only when it is dropped,
+        // which the borrow of `self` rules out while the `BorrowedFd` lives.
+        Ok(unsafe { BorrowedFd::borrow_raw(fd) })
     }
 
     /// False in a child the host forked: there the supervisor must not be used or dropped.
@@ -390,16 +423,16 @@ impl Drop for Supervisor {
 /// `"migrate"` when the kernel moves the connections queued on a closing `SO_REUSEPORT` socket
 /// to the others of its group (`net.ipv4.tcp_migrate_req`), else `"reset"`: what a rolling
 /// restart with `reuse_port` does to them.
-fn reuse_port_handoff() -> &'static str {
+fn reuse_port_handoff() -> ReusePortHandoff {
     match std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req") {
-        Ok(v) if v.trim() == "1" => "migrate",
-        _ => "reset",
+        Ok(v) if v.trim() == "1" => ReusePortHandoff::Migrate,
+        _ => ReusePortHandoff::Reset,
     }
 }
 
-fn deadline_after(seconds: f64) -> Instant {
-    let now = Instant::now();
-    // A century stands for "forever" and keeps the arithmetic in range.
-    let seconds = seconds.min(3_153_600_000.0);
-    now + Duration::from_secs_f64(seconds)
+/// A century stands for "forever" and keeps the arithmetic in range.
+const FOREVER: Duration = Duration::from_secs(3_153_600_000);
+
+fn deadline_after(timeout: Duration) -> Instant {
+    Instant::now() + timeout.min(FOREVER)
 }

@@ -3,15 +3,12 @@
 use super::*;
 
 impl Supervisor {
-    /// Stops every running worker gracefully; `Error::Timeout` when some did not stop in time.
-    pub fn stop_groups(&self, graceful_timeout_seconds: f64, drain_inflight: bool) -> Result<()> {
-        if graceful_timeout_seconds.is_nan() || graceful_timeout_seconds < 0.0 {
-            return Err(Error::InvalidArgument(format!(
-                "graceful_timeout_seconds must be zero or more, got {graceful_timeout_seconds}"
-            )));
-        }
+    /// Stops every running worker gracefully (`STOP` with `drain_inflight` over its control
+    /// channel, else its `stop_signal`) and waits up to `graceful_timeout` for them to exit;
+    /// `Error::Timeout` when some did not stop in time (they are left running: force them).
+    pub fn stop_groups(&self, graceful_timeout: Duration, drain_inflight: bool) -> Result<()> {
         // The deadline counts from the call, even when it waits for another call first.
-        let deadline = deadline_after(graceful_timeout_seconds);
+        let deadline = deadline_after(graceful_timeout);
         let keys = {
             let _op = lock(&self.ops);
             let mut engine = self.shared.lock();

@@ -8,6 +8,31 @@ use std::time::{Duration, Instant};
 use mpsupervisor::Supervisor;
 use serde_json::{json, Value};
 
+/// `seconds` as a `Duration`, for the calls that wait.
+pub fn secs(seconds: f64) -> Duration {
+    Duration::from_secs_f64(seconds)
+}
+
+/// Rolling-restart options from their JSON text.
+pub fn options(json: &str) -> mpsupervisor::config::RestartOptions {
+    serde_json::from_str(json).expect("restart options")
+}
+
+/// The snapshot and the status as the JSON the C API writes, for tests that read them by key.
+pub trait Views {
+    fn snapshot_value(&self) -> Value;
+    fn status_value(&self) -> Value;
+}
+
+impl Views for Supervisor {
+    fn snapshot_value(&self) -> Value {
+        serde_json::from_str(&self.snapshot_json().expect("snapshot")).unwrap()
+    }
+    fn status_value(&self) -> Value {
+        serde_json::to_value(self.status().expect("status")).unwrap()
+    }
+}
+
 /// Upper bound for anything a test waits on; only reached when the library is broken.
 pub const HANG: Duration = Duration::from_secs(60);
 
@@ -43,7 +68,7 @@ pub fn with(mut group: Value, extra: Value) -> Value {
 
 pub fn supervisor(groups: &[Value]) -> Supervisor {
     let sup = Supervisor::new().expect("supervisor");
-    sup.configure_process_groups(&Value::Array(groups.to_vec()).to_string())
+    sup.configure_json(&Value::Array(groups.to_vec()).to_string())
         .expect("configure");
     sup
 }
@@ -51,7 +76,7 @@ pub fn supervisor(groups: &[Value]) -> Supervisor {
 /// Collects events into `log` until `done(log)` holds, waking on the event fd.
 pub fn wait_events(sup: &Supervisor, log: &mut Vec<Value>, done: impl Fn(&[Value]) -> bool) {
     let deadline = Instant::now() + HANG;
-    let fd = sup.event_fd().unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sup.event_fd().unwrap());
     loop {
         for e in sup.drain_events(0).unwrap() {
             log.push(serde_json::to_value(e).unwrap());
@@ -357,13 +382,12 @@ pub fn supervisor_with_stuck_log_exporter(tag: &str) -> (Supervisor, i32, TempDi
         json!({"readiness": "notify"}),
     )]);
     let settings = json!({"exporters": [{"kind": "jsonl", "settings": {"path": fifo}}]});
-    sup.configure_lifecycle_logging(&settings.to_string())
-        .unwrap();
+    sup.configure_logging_json(&settings.to_string()).unwrap();
     // A supervisor blocked by its exporter would hang here.
     for _ in 0..3 {
         sup.start_groups(&["g"]).unwrap();
-        assert!(sup.wait_ready(60.0).unwrap());
-        sup.stop_groups(30.0, true).unwrap();
+        assert!(sup.wait_ready(secs(60.0)).unwrap());
+        sup.stop_groups(secs(30.0), true).unwrap();
     }
     (sup, reader, dir)
 }

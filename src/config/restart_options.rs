@@ -1,0 +1,89 @@
+//! The restart policy of a group (`"restart"`) and the options of a rolling restart (the
+//! `options_json` of `restart_groups`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+use super::MAX_MS;
+
+/// When a worker that ended unasked is respawned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+pub enum Restart {
+    /// Never: the worker fails.
+    #[default]
+    #[serde(rename = "never")]
+    Never,
+    /// After a non-zero exit, a signal, or a timeout.
+    #[serde(rename = "on-failure")]
+    OnFailure,
+    /// Also after exit 0.
+    #[serde(rename = "always")]
+    Always,
+}
+
+/// How a rolling restart replaces a group's workers (Kubernetes' `maxSurge` and
+/// `maxUnavailable`).
+///
+/// ```
+/// use mpsupervisor::config::RestartOptions;
+/// let options = RestartOptions { max_surge: 2, ..Default::default() };
+/// assert_eq!(options.ready_timeout_ms, 30_000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "RestartOptions",
+    description = "How a rolling restart replaces a group's workers."
+)]
+pub struct RestartOptions {
+    /// How many new workers may run beyond the target while old ones are replaced.
+    #[serde(default = "one")]
+    pub max_surge: u32,
+    /// How many workers may be missing from the target (an old one stopped before its
+    /// replacement is ready).
+    #[serde(default)]
+    pub max_unavailable: u32,
+    /// A new worker not ready this long (ms) fails the rollout, which halts.
+    #[serde(default = "thirty_seconds")]
+    #[schemars(range(max = MAX_MS))]
+    pub ready_timeout_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+fn thirty_seconds() -> u64 {
+    30_000
+}
+
+impl Default for RestartOptions {
+    fn default() -> Self {
+        RestartOptions {
+            max_surge: one(),
+            max_unavailable: 0,
+            ready_timeout_ms: thirty_seconds(),
+        }
+    }
+}
+
+impl RestartOptions {
+    /// Checks the bounds serde cannot.
+    pub(crate) fn validate(self) -> Result<RestartOptions> {
+        if self.ready_timeout_ms > MAX_MS {
+            return Err(Error::InvalidArgument(format!(
+                "options_json: ready_timeout_ms {} is more than {MAX_MS}",
+                self.ready_timeout_ms
+            )));
+        }
+        Ok(self)
+    }
+
+    /// Parses the `options_json` of `restart_groups`.
+    pub(crate) fn parse(json: &str) -> Result<RestartOptions> {
+        let parsed: RestartOptions = serde_json::from_str(json)
+            .map_err(|e| Error::InvalidArgument(format!("options_json: {e}")))?;
+        parsed.validate()
+    }
+}
