@@ -106,7 +106,12 @@ fn write_files(rx: Receiver<(Arc<RotateSpec>, Vec<u8>)>, queued: &AtomicU64) {
 
 fn open_append(path: &std::path::Path) -> Option<File> {
     // std opens close-on-exec.
-    OpenOptions::new().append(true).create(true).open(path).ok()
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .ok()?;
+    crate::os::above_stdio(file.into()).ok().map(File::from)
 }
 
 /// Writes `data`, rotating whenever the file would grow past `max_bytes`; lines are kept whole
