@@ -40,8 +40,11 @@ pub(crate) fn group_status(core: &State, name: &str) -> Value {
                "worker_id": worker_id, "reason": reason})
     });
     let generation = g.running_rollout().map_or(g.generation, |r| r.generation);
-    json!({"started": g.started, "failed": g.failed, "generation": generation,
-           "target": if g.started { g.target } else { 0 }, "running": running, "ready": ready,
+    // A failed group keeps no worker count (nothing of it respawns until it is started again),
+    // so the status calls it not started; the core's flag stays set until a stop or a force.
+    let started = g.started && !g.failed;
+    json!({"started": started, "failed": g.failed, "generation": generation,
+           "target": if started { g.target } else { 0 }, "running": running, "ready": ready,
            "rollout": rollout, "listen": []})
 }
 
