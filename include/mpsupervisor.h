@@ -129,7 +129,8 @@ enum mpsup_result mpsup_supervisor_new(struct mpsup_supervisor *out_handle);
  * while another thread is inside a call on the same handle: a wait in progress
  * (`mpsup_wait_ready`, `mpsup_stop_groups`) ends at once, other calls finish (calls that would
  * start new work fail with `MPSUP_ERR_INVALID_HANDLE`), then the supervisor is dropped.
- * Bounded: it never waits more than 5 s after SIGKILL. A worker still alive then (see
+ * Bounded: it never waits more than 5 s after SIGKILL, and not at all for a worker the host may
+ * not signal (EPERM). A worker still alive then (see
  * `mpsup_force_terminate_groups`) is left to the library's orphan reaper and the call gives
  * `MPSUP_ERR_TIMEOUT` naming it; the handle is freed all the same.
  */
@@ -181,9 +182,10 @@ enum mpsup_result mpsup_stop_groups(struct mpsup_supervisor sup,
 
 /**
  * Kills every worker of the `n` named groups with `SIGKILL` to its whole process group and
- * returns once all are reaped. Bounded: a worker still alive 5 s after SIGKILL (the kernel
- * refused the signal, or it is stuck in the kernel) gets a `worker_unkillable` event, stays
- * tracked, and the call gives `MPSUP_ERR_TIMEOUT` naming it. The groups stop: nothing of them
+ * returns once all are reaped. Bounded: a worker still alive 5 s after SIGKILL (stuck in the
+ * kernel) gets a `worker_unkillable` event, stays tracked, and the call gives
+ * `MPSUP_ERR_TIMEOUT` naming it; so does, at once, a worker the kernel refused the signal for
+ * (EPERM: the host may not signal it), which is not waited for. The groups stop: nothing of them
  * is respawned until they are started again. A configured group with no workers is a no-op; a
  * name never configured gives `MPSUP_ERR_UNKNOWN_GROUP` and kills nothing. `names` may be NULL
  * only when `n` is 0.

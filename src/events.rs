@@ -164,8 +164,8 @@ pub enum EventKind {
         generation: u32,
         error: String,
     },
-    /// SIGKILL did not end the worker within the bound (the kernel refused the signal, or the
-    /// process is stuck in the kernel); it stays tracked.
+    /// SIGKILL did not end the worker within the bound (the process is stuck in the kernel), or
+    /// the kernel refused it (EPERM, reported at once); it stays tracked.
     WorkerUnkillable {
         group_name: String,
         worker_id: String,

@@ -47,11 +47,14 @@ pub(crate) fn group_status(core: &State, name: &str) -> GroupStatus {
         }
     });
     let generation = g.running_rollout().map_or(g.generation, |r| r.generation);
+    // A failed group keeps no worker count (nothing of it respawns until it is started again),
+    // so the status calls it not started; the core's flag stays set until a stop or a force.
+    let started = g.started && !g.failed;
     GroupStatus {
-        started: g.started,
+        started,
         failed: g.failed,
         generation,
-        target: if g.started { g.target } else { 0 },
+        target: if started { g.target } else { 0 },
         running: running as u32,
         ready: ready as u32,
         rollout,

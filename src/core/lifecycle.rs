@@ -132,6 +132,8 @@ impl State {
             self.remove(key);
             self.fail_rollout(&group, &id, format!("spawn_failed: {error}"), now);
         } else {
+            // No process: the snapshot must not show the dead one's pid as the worker's.
+            w.pid = 0;
             // Counted as a failure: the backoff grows, and so does the group's intensity.
             w.phase = Phase::Starting;
             self.apply_policy(key, Ending::Failure, now);

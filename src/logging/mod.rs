@@ -126,6 +126,9 @@ fn open_jsonl(path: &str) -> Result<std::fs::File> {
             };
             Error::os(what, e)
         })?;
+    let file = crate::os::above_stdio(file.into())
+        .map(std::fs::File::from)
+        .map_err(|e| Error::os(format!("opening log file '{path}'"), e))?;
     // SAFETY: plain fcntl calls on a descriptor we own.
     let cleared = unsafe {
         let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);

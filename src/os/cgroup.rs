@@ -54,9 +54,9 @@ fn own_path(proc_cgroup: &str) -> Option<String> {
 /// The directory of this process's own cgroup v2, when the hierarchy is mounted and has
 /// `cgroup.kill`.
 pub fn own_cgroup_dir() -> Option<PathBuf> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mountinfo = super::read_text("/proc/self/mountinfo").ok()?;
     let (point, root) = cgroup2_mount(&mountinfo)?;
-    let own = own_path(&std::fs::read_to_string("/proc/self/cgroup").ok()?)?;
+    let own = own_path(&super::read_text("/proc/self/cgroup").ok()?)?;
     // The mount shows the hierarchy from `root` down; our path must be below it.
     let rel = own.strip_prefix(root.trim_end_matches('/'))?;
     let dir = point.join(rel.trim_start_matches('/'));
@@ -73,7 +73,7 @@ pub fn make(dir: &Path) -> io::Result<()> {
 
 /// Kills every process in the cgroup and below it.
 pub fn kill(dir: &Path) -> io::Result<()> {
-    std::fs::write(dir.join("cgroup.kill"), "1")
+    super::write_text(dir.join("cgroup.kill"), "1")
 }
 
 /// Removes a cgroup and everything below it, once their processes are gone; kills them first.
@@ -85,10 +85,10 @@ pub fn remove_tree(dir: &Path, until: Instant) -> bool {
 
 fn remove_tree_inner(dir: &Path, until: Instant) -> bool {
     loop {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    remove_tree_inner(&e.path(), until);
+        if let Ok(entries) = super::list_dir(dir) {
+            for (name, is_dir) in entries {
+                if is_dir {
+                    remove_tree_inner(&dir.join(name), until);
                 }
             }
         }

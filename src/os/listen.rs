@@ -23,6 +23,7 @@ pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<OwnedFd> {
     };
     let fd =
         socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(io_err)?;
+    let fd = super::above_stdio(fd)?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(io_err)?;
     if reuse_port {
         socket::setsockopt(&fd, sockopt::ReusePort, &true).map_err(io_err)?;
@@ -52,6 +53,7 @@ pub fn bind_unix(path: &str) -> io::Result<(OwnedFd, Option<SocketFile>)> {
         None,
     )
     .map_err(io_err)?;
+    let fd = super::above_stdio(fd)?;
     if let Some(name) = path.strip_prefix('@') {
         let addr = UnixAddr::new_abstract(name.as_bytes()).map_err(io_err)?;
         socket::bind(fd.as_raw_fd(), &addr).map_err(io_err)?;

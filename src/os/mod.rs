@@ -8,8 +8,11 @@ pub(crate) mod notify;
 pub(crate) mod passing;
 pub(crate) mod spawn;
 
-use std::io;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -27,15 +30,74 @@ fn io_err(e: Errno) -> io::Error {
     io::Error::from(e)
 }
 
+/// `fd`, moved above 2 when it landed on 0, 1 or 2 (a host that closed its standard descriptors):
+/// the library never holds those numbers, which the host's next `open` expects to get and which
+/// a worker inheriting the host's would receive as its stdin, stdout or stderr. Every
+/// descriptor the library keeps passes through here.
+pub fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    dup_at_least(&fd, 3)
+}
+
+/// Whether `fd` is open in the calling thread's table without close-on-exec: a child would
+/// inherit it.
+pub fn inheritable(fd: RawFd) -> bool {
+    // SAFETY: only borrowed for F_GETFD.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    fcntl(borrowed, FcntlArg::F_GETFD)
+        .is_ok_and(|flags| !FdFlag::from_bits_retain(flags).contains(FdFlag::FD_CLOEXEC))
+}
+
+/// Opens `path` close-on-exec, above 2.
+fn open_above_stdio(path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+    let mode = nix::sys::stat::Mode::empty();
+    above_stdio(nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, mode).map_err(io_err)?)
+}
+
+/// The text of a small file (/proc, /sys), read through a descriptor above 2.
+pub fn read_text(path: impl AsRef<Path>) -> io::Result<String> {
+    let mut text = String::new();
+    let fd = open_above_stdio(path.as_ref(), OFlag::O_RDONLY)?;
+    std::fs::File::from(fd).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Writes `text` to an existing file (/proc, /sys), through a descriptor above 2.
+pub fn write_text(path: impl AsRef<Path>, text: &str) -> io::Result<()> {
+    let fd = open_above_stdio(path.as_ref(), OFlag::O_WRONLY)?;
+    std::fs::File::from(fd).write_all(text.as_bytes())
+}
+
+/// The names in directory `path`, each with whether it is a directory, read through a
+/// descriptor above 2.
+pub fn list_dir(path: impl AsRef<Path>) -> io::Result<Vec<(OsString, bool)>> {
+    let fd = open_above_stdio(path.as_ref(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+    let mut dir = nix::dir::Dir::from_fd(fd).map_err(io_err)?;
+    let mut out = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry.map_err(io_err)?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            let is_dir = entry.file_type() == Some(nix::dir::Type::Directory);
+            out.push((OsStr::from_bytes(name).to_owned(), is_dir));
+        }
+    }
+    Ok(out)
+}
+
 /// A non-blocking eventfd that is readable while set: wakes a thread blocked in epoll or poll.
 #[derive(Debug)]
 pub struct Flag(EventFd);
 
 impl Flag {
     pub fn new() -> io::Result<Flag> {
-        EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
-            .map(Flag)
-            .map_err(io_err)
+        let fd =
+            EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).map_err(io_err)?;
+        let fd = above_stdio(OwnedFd::from(fd))?;
+        // SAFETY: `fd` is the eventfd just made (or its duplicate).
+        Ok(Flag(unsafe { EventFd::from_owned_fd(fd) }))
     }
 
     pub fn set(&self) {
@@ -64,6 +126,7 @@ pub fn control_socketpair(min_theirs: RawFd) -> io::Result<(OwnedFd, OwnedFd)> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(io_err)?;
+    let ours = above_stdio(ours)?;
     set_nonblocking(&ours)?;
     let theirs = if theirs.as_raw_fd() <= min_theirs {
         dup_at_least(&theirs, min_theirs + 1)?
@@ -89,14 +152,10 @@ pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 /// The descriptors above 2 that this process holds without close-on-exec (they would reach any
 /// child it spawns), or None when /proc cannot be read.
 pub fn inheritable_descriptors() -> Option<Vec<RawFd>> {
-    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    let dir = list_dir("/proc/self/fd").ok()?;
     let mut out = Vec::new();
-    for entry in dir.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<RawFd>().ok())
-        else {
+    for (name, _) in dir {
+        let Some(fd) = name.to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
             continue;
         };
         if fd <= 2 {
@@ -123,6 +182,7 @@ pub fn open_nonblocking(path: &std::ffi::CStr, flags: OFlag) -> io::Result<Owned
         nix::sys::stat::Mode::from_bits_truncate(0o644),
     )
     .map_err(io_err)?;
+    let fd = above_stdio(fd)?;
     let fl = OFlag::from_bits_retain(fcntl(&fd, FcntlArg::F_GETFL).map_err(io_err)?);
     fcntl(&fd, FcntlArg::F_SETFL(fl & !OFlag::O_NONBLOCK)).map_err(io_err)?;
     Ok(fd)
@@ -137,7 +197,7 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: a new descriptor that nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    above_stdio(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Sends `sig` to the process behind a pidfd. Raw: nix has no pidfd_send_signal. Ok(false)
@@ -294,9 +354,8 @@ pub struct Poller(Epoll);
 
 impl Poller {
     pub fn new() -> io::Result<Poller> {
-        Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-            .map(Poller)
-            .map_err(io_err)
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io_err)?;
+        Ok(Poller(Epoll(above_stdio(epoll.0)?)))
     }
 
     /// Watches `fd` for input, reporting `token`.

@@ -20,6 +20,7 @@ pub fn notify_socket(name: &str) -> io::Result<OwnedFd> {
         None,
     )
     .map_err(io::Error::from)?;
+    let fd = super::above_stdio(fd)?;
     setsockopt(&fd, sockopt::PassCred, &true).map_err(io::Error::from)?;
     let addr = UnixAddr::new_abstract(name.as_bytes()).map_err(io::Error::from)?;
     bind(fd.as_raw_fd(), &addr).map_err(io::Error::from)?;
@@ -55,7 +56,8 @@ pub fn recv_datagram(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Datagram> {
                             ControlMessageOwned::ScmCredentials(cred) => pid = Some(cred.pid()),
                             ControlMessageOwned::ScmRights(fds) => {
                                 for raw in fds {
-                                    // SAFETY: the kernel just installed this descriptor for us.
+                                    // SAFETY: the kernel just installed this descriptor for us
+                                    // (closed at once, so its number does not matter).
                                     drop(unsafe { OwnedFd::from_raw_fd(raw) });
                                 }
                             }
@@ -82,6 +84,7 @@ pub fn recv_datagram(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Datagram> {
 pub fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let read = super::above_stdio(read)?;
     super::set_nonblocking(&read)?;
     let write = if write.as_raw_fd() <= 2 {
         super::dup_at_least(&write, 3)?
@@ -93,7 +96,7 @@ pub fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// The parent and the process group of `pid`, from /proc (None when it is gone).
 pub fn parent_and_group(pid: i32) -> Option<(i32, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = super::read_text(format!("/proc/{pid}/stat")).ok()?;
     let fields = stat_fields(&stat)?;
     Some((fields.get(1)?.parse().ok()?, fields.get(2)?.parse().ok()?))
 }
@@ -108,7 +111,7 @@ pub fn stat_fields(stat: &str) -> Option<Vec<&str>> {
 /// CPU time (user + system, ms) and resident memory (bytes) of a live process, from one read of
 /// /proc/PID/stat.
 pub fn process_figures(pid: i32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = super::read_text(format!("/proc/{pid}/stat")).ok()?;
     let fields = stat_fields(&stat)?;
     // utime, stime and rss are fields 14, 15 and 24 of proc(5); `fields` starts at field 3.
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();

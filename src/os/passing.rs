@@ -15,13 +15,14 @@ pub(crate) const MAX_FDS: usize = 64;
 /// A connected pair of close-on-exec `SOCK_SEQPACKET` sockets: reliable, ordered, and one message
 /// per send.
 pub fn message_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    socket::socketpair(
+    let (a, b) = socket::socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
         None,
         SockFlag::SOCK_CLOEXEC,
     )
-    .map_err(io::Error::from)
+    .map_err(io::Error::from)?;
+    Ok((super::above_stdio(a)?, super::above_stdio(b)?))
 }
 
 /// Sends `bytes` and `fds` (numbers in the calling thread's table) as one message, without
@@ -95,7 +96,10 @@ pub fn receive(sock: RawFd, buf: &mut [u8], wait: bool) -> io::Result<(usize, Ve
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
         }
-        return Ok((n as usize, fds));
+        // One that cannot be moved above 2 (EMFILE) is closed with the rest after it, as the
+        // kernel does with those that did not fit.
+        let fds = fds.into_iter().map_while(|fd| super::above_stdio(fd).ok());
+        return Ok((n as usize, fds.collect()));
     }
 }
 
@@ -109,9 +113,9 @@ pub fn unshare_descriptor_table() -> io::Result<()> {
 /// The descriptors open in the calling thread's own table (`/proc/thread-self/fd`, not
 /// `/proc/self/fd`, which shows the main thread's).
 pub fn thread_descriptors() -> io::Result<Vec<RawFd>> {
-    let listing: Vec<RawFd> = std::fs::read_dir("/proc/thread-self/fd")?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+    let listing: Vec<RawFd> = super::list_dir("/proc/thread-self/fd")?
+        .into_iter()
+        .filter_map(|(name, _)| name.to_str()?.parse().ok())
         .collect();
     Ok(listing)
 }

@@ -11,6 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use nix::fcntl::OFlag;
 use nix::spawn::{posix_spawn, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
 use nix::sys::signal::SigSet;
+use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use once_cell::sync::Lazy;
 
@@ -134,8 +135,9 @@ pub struct Command<'a> {
     pub stderr_pipe: Option<&'a OwnedFd>,
     /// The host's descriptors 0, 1 and 2, for a spawn from a thread whose own 0, 1 and 2 are not
     /// the host's (a private table): they become the child's 0, and its 1 and 2 where `stdout`
-    /// and `stderr` inherit; a None among them was closed in the host, and is closed in the child.
-    /// None: the child inherits the spawning thread's 0, 1 and 2.
+    /// and `stderr` inherit; a None among them was closed in the host: the child gets /dev/null
+    /// there. None: the child inherits the spawning thread's 0, 1 and 2 (/dev/null for those
+    /// closed or close-on-exec there).
     pub stdio: Option<[Option<&'a OwnedFd>; 3]>,
     pub inherit: &'a [&'a OwnedFd],
 }
@@ -244,11 +246,11 @@ pub fn spawn(cmd: &Command<'_>, attrs: &SpawnAttributes) -> io::Result<i32> {
             Some(fd) => actions
                 .add_dup2(fd, target)
                 .map_err(context("file_actions_adddup2"))?,
-            // Closed in the host: closed in the child too (only with `stdio`: else the child
-            // keeps this thread's own descriptor, the host's).
-            None if host.is_some() => actions
-                .add_close(target)
-                .map_err(context("file_actions_addclose"))?,
+            // Closed in the host (with `stdio`), or nothing this thread's table would pass on:
+            // the child gets /dev/null, never an empty 0, 1 or 2 that its first open would take.
+            None if host.is_some() || !super::inheritable(target) => actions
+                .add_open(target, c"/dev/null", OFlag::O_RDWR, Mode::empty())
+                .map_err(context("file_actions_addopen"))?,
             None => {}
         }
     }

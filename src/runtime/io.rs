@@ -74,8 +74,9 @@ pub struct Io {
     spawner: Arc<Spawner>,
     /// The host's events: to the log writer and the event fd.
     pub out: EventsOut,
-    /// Why a SIGKILL could not be sent to a worker, for the report when it outlives the bound.
-    pub kill_errors: HashMap<Key, String>,
+    /// Why a SIGKILL could not be sent to a worker, for the report when it outlives the bound,
+    /// and whether the kernel refused it (EPERM: no later try changes that, so nobody waits).
+    pub kill_errors: HashMap<Key, (String, bool)>,
     /// The workers' cgroups and the keeper: told of kills and reaps.
     pub lifeline: Option<Arc<Lifeline>>,
     /// The groups' listen sockets: respawns carry the shared ones to the spawner.
@@ -257,8 +258,9 @@ impl Io {
         }
         if let Err(e) = result {
             if sig == libc::SIGKILL {
-                self.kill_errors
-                    .insert(key, format!("SIGKILL to pid {}: {e}", p.pid));
+                let refused = e.raw_os_error() == Some(libc::EPERM);
+                let error = format!("SIGKILL to pid {}: {e}", p.pid);
+                self.kill_errors.insert(key, (error, refused));
             }
         }
     }

@@ -120,6 +120,7 @@ pub(crate) fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Re
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(std::io::Error::from)?;
+    let ours = os::above_stdio(ours)?;
     let theirs = os::dup_at_least(&theirs, spawn::FIRST_INHERITED + 1)?;
     let path = CString::new(program.as_os_str().as_encoded_bytes())
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;

@@ -214,7 +214,12 @@ impl Lifeline {
         let target = spawn::FIRST_INHERITED + inherited as i32;
         let pipe = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(std::io::Error::from)
-            .and_then(|(read, write)| Ok((read, os::dup_at_least(&write, target + 1)?)))
+            .and_then(|(read, write)| {
+                Ok((
+                    os::above_stdio(read)?,
+                    os::dup_at_least(&write, target + 1)?,
+                ))
+            })
             .ok();
         let report_arg = if pipe.is_some() {
             target.to_string()

@@ -75,19 +75,30 @@ impl Drop for FileWriter {
 struct Rotating {
     file: Option<File>,
     size: u64,
+    /// Only a regular file rotates: a device, FIFO or socket at `PATH` is written to as it is,
+    /// never renamed, removed or replaced (that would destroy what the path points at).
+    regular: bool,
+}
+
+impl Rotating {
+    fn open(path: &std::path::Path) -> Rotating {
+        let file = open_append(path);
+        let meta = file.as_ref().and_then(|f| f.metadata().ok());
+        Rotating {
+            file,
+            size: meta.as_ref().map_or(0, |m| m.len()),
+            // Nothing opened: rotating would create a regular file, as before.
+            regular: meta.is_none_or(|m| m.file_type().is_file()),
+        }
+    }
 }
 
 fn write_files(rx: Receiver<(Arc<RotateSpec>, Vec<u8>)>, queued: &AtomicU64) {
     let mut files: HashMap<PathBuf, Rotating> = HashMap::new();
     for (spec, data) in rx {
-        let f = files.entry(spec.path.clone()).or_insert_with(|| {
-            let file = open_append(&spec.path);
-            let size = file
-                .as_ref()
-                .and_then(|f| f.metadata().ok())
-                .map_or(0, |m| m.len());
-            Rotating { file, size }
-        });
+        let f = files
+            .entry(spec.path.clone())
+            .or_insert_with(|| Rotating::open(&spec.path));
         write_rotating(&spec, f, &data);
         queued.fetch_sub(data.len() as u64, Ordering::Relaxed);
     }
@@ -95,12 +106,23 @@ fn write_files(rx: Receiver<(Arc<RotateSpec>, Vec<u8>)>, queued: &AtomicU64) {
 
 fn open_append(path: &std::path::Path) -> Option<File> {
     // std opens close-on-exec.
-    OpenOptions::new().append(true).create(true).open(path).ok()
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .ok()?;
+    crate::os::above_stdio(file.into()).ok().map(File::from)
 }
 
 /// Writes `data`, rotating whenever the file would grow past `max_bytes`; lines are kept whole
 /// when they fit in a file.
 fn write_rotating(spec: &RotateSpec, f: &mut Rotating, mut data: &[u8]) {
+    if !f.regular {
+        if let Some(file) = &mut f.file {
+            let _ = file.write_all(data);
+        }
+        return;
+    }
     while !data.is_empty() {
         let room = spec.max_bytes.saturating_sub(f.size);
         let mut n = (room.min(data.len() as u64)) as usize;
@@ -127,6 +149,11 @@ fn write_rotating(spec: &RotateSpec, f: &mut Rotating, mut data: &[u8]) {
 
 fn rotate(spec: &RotateSpec, f: &mut Rotating) {
     f.file = None;
+    // Something else put at PATH since it was opened is not ours to rename either.
+    if std::fs::metadata(&spec.path).is_ok_and(|m| !m.is_file()) {
+        *f = Rotating::open(&spec.path);
+        return;
+    }
     let numbered = |i: u32| {
         let mut p = spec.path.clone().into_os_string();
         p.push(format!(".{i}"));
@@ -140,8 +167,7 @@ fn rotate(spec: &RotateSpec, f: &mut Rotating) {
     } else {
         let _ = std::fs::remove_file(&spec.path);
     }
-    f.file = open_append(&spec.path);
-    f.size = 0;
+    *f = Rotating::open(&spec.path);
 }
 
 #[cfg(test)]
@@ -158,10 +184,7 @@ mod tests {
             max_bytes: 1000,
             keep: 2,
         };
-        let mut f = Rotating {
-            file: open_append(&spec.path),
-            size: 0,
-        };
+        let mut f = Rotating::open(&spec.path);
         for i in 0..500 {
             write_rotating(&spec, &mut f, format!("line {i:05}\n").as_bytes());
         }

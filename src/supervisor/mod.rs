@@ -424,7 +424,7 @@ impl Drop for Supervisor {
 /// to the others of its group (`net.ipv4.tcp_migrate_req`), else `"reset"`: what a rolling
 /// restart with `reuse_port` does to them.
 fn reuse_port_handoff() -> ReusePortHandoff {
-    match std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req") {
+    match crate::os::read_text("/proc/sys/net/ipv4/tcp_migrate_req") {
         Ok(v) if v.trim() == "1" => ReusePortHandoff::Migrate,
         _ => ReusePortHandoff::Reset,
     }

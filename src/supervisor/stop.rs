@@ -87,28 +87,51 @@ impl Supervisor {
         self.wait_killed(&keys)
     }
 
+    /// Waits for the killed `keys` to be reaped, at most `KILL_BOUND`, and reports those left
+    /// (`worker_unkillable`). A worker the kernel refused the SIGKILL for (EPERM: the host may
+    /// not signal it) is not waited for: nothing would change that. The bound is for those that
+    /// got the signal and still do not die (stuck in the kernel).
     pub(super) fn wait_killed(&self, keys: &[Key]) -> Result<()> {
-        let Some((id, pid)) = self.wait_gone(keys, Instant::now() + KILL_BOUND) else {
-            return Ok(());
+        let refused = |engine: &crate::runtime::Locked<'_>, k: &Key| {
+            engine
+                .io
+                .kill_errors
+                .get(k)
+                .is_some_and(|(_, refused)| *refused)
         };
+        let waited: Vec<Key> = {
+            let engine = self.shared.lock();
+            keys.iter()
+                .copied()
+                .filter(|k| !refused(&engine, k))
+                .collect()
+        };
+        let timed_out = self
+            .wait_gone(&waited, Instant::now() + KILL_BOUND)
+            .is_some();
         let mut engine = self.shared.lock();
         let left: Vec<Key> = keys
             .iter()
             .copied()
+            .filter(|k| timed_out || refused(&engine, k))
             .filter(|k| engine.core.workers.get(k).is_some_and(|w| w.alive()))
             .collect();
-        let mut first_error = None;
+        let mut first = None;
         for key in left {
-            let error = engine.io.kill_errors.get(&key).cloned().unwrap_or_else(|| {
-                format!("still running {} s after SIGKILL", KILL_BOUND.as_secs())
-            });
-            first_error.get_or_insert(error.clone());
+            let error = engine.io.kill_errors.get(&key).map_or_else(
+                || format!("still running {} s after SIGKILL", KILL_BOUND.as_secs()),
+                |(error, _)| error.clone(),
+            );
+            if first.is_none() {
+                let w = &engine.core.workers[&key];
+                first = Some(format!(
+                    "worker '{}' (pid {}) could not be killed: {error}",
+                    w.id, w.pid
+                ));
+            }
             engine.core.unkillable(key, error);
         }
-        Err(Error::Timeout(format!(
-            "worker '{id}' (pid {pid}) could not be killed: {}",
-            first_error.unwrap_or_default()
-        )))
+        first.map_or(Ok(()), |message| Err(Error::Timeout(message)))
     }
 
     /// Waits until none of `keys` is tracked any more (the monitor reaped them), or the
