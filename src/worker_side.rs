@@ -7,6 +7,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::protocol::{env, from_worker, to_worker};
 use crate::sync::lock;
 
 /// What the supervisor has said so far, and the bytes of an unfinished line.
@@ -39,11 +40,11 @@ impl Inbox {
             let line: Vec<u8> = self.buffer.drain(..=end).collect();
             let line = &line[..line.len() - 1];
             match line {
-                b"STOP DRAIN" => self.stop = Some(true),
-                b"STOP NOW" => self.stop = Some(false),
-                b"START" => self.started = true,
+                to_worker::STOP_DRAIN => self.stop = Some(true),
+                to_worker::STOP_NOW => self.stop = Some(false),
+                to_worker::START => self.started = true,
                 _ => {
-                    if let Some(json) = line.strip_prefix(b"BOOTSTRAP ") {
+                    if let Some(json) = line.strip_prefix(to_worker::BOOTSTRAP_PREFIX) {
                         self.bootstrap = Some(String::from_utf8_lossy(json).into_owned());
                     }
                 }
@@ -156,10 +157,11 @@ pub enum StopRequest {
 
 /// The control descriptor from the environment.
 pub fn control_fd() -> Result<RawFd> {
-    let value = std::env::var("MPSUP_CONTROL_FD").map_err(|_| {
-        Error::InvalidArgument(
-            "MPSUP_CONTROL_FD is not set: this worker has no control channel".into(),
-        )
+    let value = std::env::var(env::CONTROL_FD).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "{} is not set: this worker has no control channel",
+            env::CONTROL_FD
+        ))
     })?;
     value
         .trim()
@@ -167,7 +169,10 @@ pub fn control_fd() -> Result<RawFd> {
         .ok()
         .filter(|&fd| fd >= 0)
         .ok_or_else(|| {
-            Error::InvalidArgument(format!("MPSUP_CONTROL_FD is not a descriptor: '{value}'"))
+            Error::InvalidArgument(format!(
+                "{} is not a descriptor: '{value}'",
+                env::CONTROL_FD
+            ))
         })
 }
 
@@ -181,7 +186,8 @@ pub fn control_socket() -> Result<RawFd> {
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
         let err = io::Error::last_os_error();
         return Err(Error::InvalidArgument(format!(
-            "MPSUP_CONTROL_FD {fd} is not an open descriptor: {err}"
+            "{} {fd} is not an open descriptor: {err}",
+            env::CONTROL_FD
         )));
     }
     let kind = match st.st_mode & libc::S_IFMT {
@@ -195,15 +201,21 @@ pub fn control_socket() -> Result<RawFd> {
         _ => "of an unknown kind",
     };
     Err(Error::InvalidArgument(format!(
-        "MPSUP_CONTROL_FD {fd} is {kind}, not a socket: this worker has no usable control channel"
+        "{} {fd} is {kind}, not a socket: this worker has no usable control channel",
+        env::CONTROL_FD
     )))
 }
 
 /// Sends one line (a `\n` is added) to the supervisor.
 pub fn send_line(line: &str) -> Result<()> {
+    send_words(line.as_bytes())
+}
+
+/// Sends one line of the protocol's words (a `\n` is added).
+fn send_words(line: &[u8]) -> Result<()> {
     let fd = control_socket()?;
     let mut bytes = Vec::with_capacity(line.len() + 1);
-    bytes.extend_from_slice(line.as_bytes());
+    bytes.extend_from_slice(line);
     bytes.push(b'\n');
     let mut sent = 0;
     while sent < bytes.len() {
@@ -230,12 +242,12 @@ pub fn send_line(line: &str) -> Result<()> {
 
 /// Tells the supervisor this worker is ready (readiness `"notify"`).
 pub fn notify_ready() -> Result<()> {
-    send_line("READY")
+    send_words(from_worker::READY)
 }
 
 /// Tells the supervisor this worker is alive (`heartbeat_timeout_ms`).
 pub fn heartbeat() -> Result<()> {
-    send_line("HEARTBEAT")
+    send_words(from_worker::HEARTBEAT)
 }
 
 /// Waits up to `timeout_seconds` (negative: without limit) for a stop request.

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::threads::Drainer;
 
+mod console;
 mod record;
 mod settings;
 #[cfg(test)]
@@ -39,7 +40,7 @@ enum Sink {
     /// The console exporter, on stdout or stderr.
     Console {
         stderr: bool,
-        format: crate::console::Console,
+        format: console::Console,
     },
     /// A jsonl file (or, in tests, any writer); flushed whenever the queue runs empty.
     Writer(BufWriter<Box<dyn Write + Send>>),
@@ -153,7 +154,7 @@ impl Logger {
                     let tty = unsafe { libc::isatty(if *stderr { 2 } else { 1 }) } == 1;
                     Sink::Console {
                         stderr: *stderr,
-                        format: crate::console::Console::new(tty),
+                        format: console::Console::new(tty),
                     }
                 }
             });

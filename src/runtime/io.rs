@@ -10,6 +10,7 @@ use crate::core::effects::Effect;
 use crate::core::worker::Key;
 use crate::lines::{LineReader, MAX_LINE};
 use crate::os::{self, ChildState, Poller, ReadResult};
+use crate::protocol::to_worker;
 use crate::runtime::child::Child;
 use crate::runtime::events_out::EventsOut;
 use crate::runtime::lifeline::Lifeline;
@@ -216,7 +217,11 @@ impl Io {
                     signal,
                     group,
                 } => {
-                    let line: &[u8] = if drain { b"STOP DRAIN" } else { b"STOP NOW" };
+                    let line = if drain {
+                        to_worker::STOP_DRAIN
+                    } else {
+                        to_worker::STOP_NOW
+                    };
                     if !self.send(key, line, Some((signal, group))) {
                         self.signal(key, signal, group);
                     }

@@ -2,6 +2,12 @@
 
 use super::table::View;
 use super::*;
+use crate::protocol::env;
+
+/// `NAME=value`, for a worker's environment.
+fn env_var(name: &str, value: &str) -> CString {
+    config::cstring(&format!("{name}={value}"))
+}
 
 /// What a worker of `spec` needs to know of its group's listen sockets (None when it has none).
 fn listen_info(
@@ -66,21 +72,21 @@ pub(super) fn spawn_one(
     };
     let mut envp: Vec<CString> = Vec::with_capacity(job.plan.env.len() + 8);
     envp.extend(job.plan.env.iter().cloned());
-    envp.push(config::cstring(&format!("MPSUP_GROUP={}", spec.name)));
-    envp.push(config::cstring(&format!("MPSUP_WORKER_ID={}", job.id)));
+    envp.push(env_var(env::GROUP, &spec.name));
+    envp.push(env_var(env::WORKER_ID, &job.id));
     if let Some(l) = &listen {
         // systemd's socket activation; the exec shim adds LISTEN_PID, the worker's own pid.
-        envp.push(config::cstring(&format!("LISTEN_FDS={listening}")));
-        envp.push(config::cstring(&format!("LISTEN_FDNAMES={}", l.names)));
-        envp.push(config::cstring("MPSUP_EXEC_LISTEN_PID=1"));
+        envp.push(env_var(env::LISTEN_FDS, &listening.to_string()));
+        envp.push(env_var(env::LISTEN_FDNAMES, &l.names));
+        envp.push(env_var(env::EXEC_LISTEN_PID, "1"));
     }
     if theirs.is_some() {
-        envp.push(config::cstring(&format!("MPSUP_CONTROL_FD={control_fd}")));
+        envp.push(env_var(env::CONTROL_FD, &control_fd.to_string()));
         if spec.bootstrap.is_some() {
-            envp.push(config::cstring("MPSUP_BOOTSTRAP=1"));
+            envp.push(env_var(env::BOOTSTRAP, "1"));
         }
         if spec.start_gate {
-            envp.push(config::cstring("MPSUP_START_GATE=1"));
+            envp.push(env_var(env::START_GATE, "1"));
         }
     }
     let (captured, writes) = crate::runtime::output::pipes(spec, &job.id)?;
