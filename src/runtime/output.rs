@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::config::{GroupSpec, Output};
 use crate::core::worker::Key;
-use crate::lines::MAX_LINE;
+use crate::lines::{Overlong, Splitter, MAX_LINE};
 use crate::logging::Logger;
 use crate::os::{self, Poller, ReadResult};
 use crate::runtime::rotate::{FileWriter, RotateSpec};
@@ -108,53 +108,6 @@ pub fn pipes(
     ))
 }
 
-/// Cuts a byte stream into lines of at most `MAX_LINE` bytes: the rest of a longer line is
-/// dropped.
-#[derive(Debug, Default)]
-struct LineCutter {
-    partial: Vec<u8>,
-    skipping: bool,
-}
-
-impl LineCutter {
-    fn feed(&mut self, mut bytes: &[u8], line: &mut impl FnMut(&[u8])) {
-        while !bytes.is_empty() {
-            let nl = bytes.iter().position(|&b| b == b'\n');
-            let (piece, rest, complete) = match nl {
-                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
-                None => (bytes, &[][..], false),
-            };
-            bytes = rest;
-            if !self.skipping {
-                let room = MAX_LINE - self.partial.len();
-                if piece.len() >= room && !(complete && piece.len() == room) {
-                    self.partial.extend_from_slice(&piece[..room]);
-                    line(&self.partial);
-                    self.partial.clear();
-                    self.skipping = !complete;
-                } else if complete && self.partial.is_empty() {
-                    line(piece);
-                } else {
-                    self.partial.extend_from_slice(piece);
-                    if complete {
-                        line(&self.partial);
-                        self.partial.clear();
-                    }
-                }
-            } else if complete {
-                self.skipping = false;
-            }
-        }
-    }
-
-    fn finish(&mut self, line: &mut impl FnMut(&[u8])) {
-        if !self.partial.is_empty() {
-            line(&self.partial);
-            self.partial.clear();
-        }
-    }
-}
-
 /// What one read of a pipe brought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Got {
@@ -166,7 +119,7 @@ enum Got {
 struct Pipe {
     stream: Stream,
     fd: Option<(OwnedFd, u64)>,
-    cutter: LineCutter,
+    cutter: Splitter,
     tail: VecDeque<String>,
     sink: Sink,
 }
@@ -245,7 +198,7 @@ impl Captures {
             pipes.push(Pipe {
                 stream,
                 fd,
-                cutter: LineCutter::default(),
+                cutter: Splitter::new(MAX_LINE, Overlong::Cut),
                 tail: VecDeque::new(),
                 sink,
             });
@@ -314,12 +267,13 @@ impl Captures {
                             .nth(tail_lines)
                             .map_or(0, |(i, _)| i + 1);
                         if start > 0 {
-                            pipe.cutter = LineCutter::default();
+                            pipe.cutter = Splitter::new(MAX_LINE, Overlong::Cut);
                         }
                         &data[start..]
                     }
                 };
-                pipe.cutter.feed(data, &mut |line| {
+                // Cutting never fails.
+                let _ = pipe.cutter.feed(data, &mut |line| {
                     take_line(line, tail, tail_lines, |text| {
                         if let Some(logger) = logger {
                             if !logger.output(group, worker_id, pid, stream.as_str(), text) {
@@ -395,53 +349,5 @@ fn take_line(line: &[u8], tail: &mut VecDeque<String>, tail_lines: usize, log: i
             tail.pop_front();
         }
         tail.push_back(text.into_owned());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cut(chunks: &[&[u8]]) -> Vec<Vec<u8>> {
-        let mut c = LineCutter::default();
-        let mut out = Vec::new();
-        for chunk in chunks {
-            c.feed(chunk, &mut |l| out.push(l.to_vec()));
-        }
-        c.finish(&mut |l| out.push(l.to_vec()));
-        out
-    }
-
-    #[test]
-    fn lines_are_cut_at_the_limit_and_the_rest_of_a_long_line_is_dropped() {
-        assert_eq!(
-            cut(&[b"a\nb", b"c\n", b"d"]),
-            vec![b"a".to_vec(), b"bc".to_vec(), b"d".to_vec()]
-        );
-        let long = vec![b'x'; MAX_LINE * 3];
-        let lines = cut(&[&long[..5000], &long[5000..], b"\nnext\n"]);
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].len(), MAX_LINE);
-        assert_eq!(lines[1], b"next");
-        let exact = vec![b'y'; MAX_LINE];
-        let lines = cut(&[&exact, b"\nz\n"]);
-        assert_eq!(lines, vec![exact.clone(), b"z".to_vec()]);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn cut_lines_are_short_and_whole_lines_come_through_unchanged(
-            lines in proptest::collection::vec("[a-z]{0,5000}", 0..20),
-            split in 1usize..9000,
-        ) {
-            let text: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
-            let (a, b) = text.split_at(split.min(text.len()));
-            let out = cut(&[a, b]);
-            proptest::prop_assert_eq!(out.len(), lines.len());
-            for (got, want) in out.iter().zip(&lines) {
-                let n = want.len().min(MAX_LINE);
-                proptest::prop_assert_eq!(&got[..], &want.as_bytes()[..n]);
-            }
-        }
     }
 }
