@@ -23,6 +23,7 @@ pub(crate) mod reaper;
 pub(crate) mod rotate;
 pub(crate) mod sending;
 pub(crate) mod spawner;
+pub(crate) mod tokens;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::AtomicBool;
@@ -32,10 +33,10 @@ use std::time::{Duration, Instant};
 use crate::clock;
 use crate::core::state::State;
 use crate::core::Spawned;
-use crate::os::Poller;
 use crate::runtime::io::Io;
 use crate::runtime::output::Captures;
 use crate::runtime::spawner::{SpawnOutcome, Spawner, ToMonitor};
+use crate::runtime::tokens::Tokens;
 
 /// The core and the descriptors it acts on, behind one lock.
 pub struct Engine {
@@ -111,7 +112,7 @@ impl Engine {
                     if spec.readiness == crate::config::Readiness::SdNotify {
                         let access = spec.notify_access;
                         // What it said before it was adopted counts now.
-                        let early = self.io.track_notify(outcome.key, pid, access);
+                        let early = self.io.notify.track(outcome.key, pid, access);
                         for message in early {
                             self.core.notify(outcome.key, message, now, clock::now_ms());
                         }
@@ -148,7 +149,8 @@ pub struct Shared {
     engine: Mutex<Engine>,
     /// Notified whenever the engine was used: waits re-check their condition.
     pub changed: Condvar,
-    pub poller: Arc<Poller>,
+    /// The monitor's epoll set and its token table.
+    pub tokens: Arc<Tokens>,
     pub to_monitor: Arc<ToMonitor>,
     pub spawner: Arc<Spawner>,
     /// The engine's captured output, which the monitor reads without the engine's lock.
@@ -160,7 +162,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         engine: Engine,
-        poller: Arc<Poller>,
+        tokens: Arc<Tokens>,
         to_monitor: Arc<ToMonitor>,
         spawner: Arc<Spawner>,
     ) -> Shared {
@@ -168,7 +170,7 @@ impl Shared {
             captures: Arc::clone(&engine.io.captures),
             engine: Mutex::new(engine),
             changed: Condvar::new(),
-            poller,
+            tokens,
             to_monitor,
             spawner,
             shutdown: AtomicBool::new(false),

@@ -20,8 +20,9 @@ use crate::config::{GroupSpec, Output};
 use crate::core::worker::Key;
 use crate::lines::{Overlong, Splitter, MAX_LINE};
 use crate::logging::Logger;
-use crate::os::{self, Poller, ReadResult};
+use crate::os::{self, ReadResult};
 use crate::runtime::rotate::{FileWriter, RotateSpec};
+use crate::runtime::tokens::{Source, Tokens};
 
 /// The most bytes read from one pipe per wakeup.
 const READ_CHUNK: usize = 64 * 1024;
@@ -132,18 +133,13 @@ struct Watched {
     pipes: Vec<Pipe>,
 }
 
-/// Tokens of captured pipes have this bit set: the monitor tells them from the engine's own
-/// tokens without the engine's lock, and reads them under the lock of `Captures` alone.
-pub(crate) const OUTPUT_TOKEN: u64 = 1 << 63;
-
 /// The captured streams of every worker, and the file writer. Behind a lock of its own, taken
 /// after the engine's when both are held, so that reading output never holds up the host's calls.
 pub struct Captures {
-    poller: Arc<Poller>,
+    /// Where each pipe registers (`Source::Output`): the monitor reads them under the lock of
+    /// `Captures` alone.
+    tokens: Arc<Tokens>,
     watched: HashMap<Key, Watched>,
-    /// Token → (worker, index of the pipe).
-    tokens: HashMap<u64, (Key, usize)>,
-    next_token: u64,
     /// The stderr tail of each worker reaped since the engine last asked.
     ended: HashMap<Key, Option<Vec<String>>>,
     files: Option<FileWriter>,
@@ -155,12 +151,10 @@ pub struct Captures {
 }
 
 impl Captures {
-    pub fn new(poller: Arc<Poller>) -> Captures {
+    pub fn new(tokens: Arc<Tokens>) -> Captures {
         Captures {
-            poller,
+            tokens,
             watched: HashMap::new(),
-            tokens: HashMap::new(),
-            next_token: OUTPUT_TOKEN,
             ended: HashMap::new(),
             files: None,
             logger: None,
@@ -186,13 +180,8 @@ impl Captures {
     pub(crate) fn watch(&mut self, key: Key, pid: i32, captured: Captured) {
         let mut pipes = Vec::with_capacity(captured.pipes.len());
         for (i, (stream, fd, sink)) in captured.pipes.into_iter().enumerate() {
-            let token = self.next_token;
-            self.next_token += 1;
-            let fd = match self.poller.add(fd.as_fd(), token) {
-                Ok(()) => {
-                    self.tokens.insert(token, (key, i));
-                    Some((fd, token))
-                }
+            let fd = match self.tokens.watch(fd.as_fd(), Source::Output(key, i)) {
+                Ok(token) => Some((fd, token)),
                 Err(_) => None,
             };
             pipes.push(Pipe {
@@ -215,13 +204,15 @@ impl Captures {
         );
     }
 
-    /// Reads what the pipe of `token` holds now, at most `READ_CHUNK` bytes. A token whose pipe
-    /// is gone (an epoll batch read before its worker was reaped) is ignored.
-    pub(crate) fn read(&mut self, token: u64) {
-        let Some(&(key, i)) = self.tokens.get(&token) else {
-            return;
-        };
-        if self.read_pipe(key, i) == Got::Closed {
+    /// Reads what pipe `i` of worker `key` holds now, at most `READ_CHUNK` bytes. A pipe that is
+    /// gone (an epoll batch read before its worker was reaped) is left alone.
+    pub(crate) fn read(&mut self, key: Key, i: usize) {
+        let open = self
+            .watched
+            .get(&key)
+            .and_then(|w| w.pipes.get(i))
+            .is_some_and(|p| p.fd.is_some());
+        if open && self.read_pipe(key, i) == Got::Closed {
             self.close_pipe(key, i);
         }
     }
@@ -297,8 +288,7 @@ impl Captures {
         };
         let pipe = &mut w.pipes[i];
         if let Some((fd, token)) = pipe.fd.take() {
-            self.poller.remove(fd.as_fd());
-            self.tokens.remove(&token);
+            self.tokens.unwatch(fd.as_fd(), token);
         }
         let (stream, tail, tail_lines) = (pipe.stream, &mut pipe.tail, w.tail_lines);
         let logger = match pipe.sink {

@@ -17,17 +17,12 @@ fn listen_info(
     if spec.listen.is_empty() {
         return Ok(None);
     }
-    shared
-        .listeners
-        .as_ref()
-        .and_then(|l| l.info(&spec.name))
-        .map(Some)
-        .ok_or_else(|| {
-            std::io::Error::other(format!(
-                "the listen sockets of group '{}' are closed",
-                spec.name
-            ))
-        })
+    shared.listeners.info(&spec.name).map(Some).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "the listen sockets of group '{}' are closed",
+            spec.name
+        ))
+    })
 }
 
 /// Spawns one worker process: its listen sockets (carried by the submission, or with
@@ -56,10 +51,7 @@ pub(super) fn spawn_one(
         )));
     }
     let listen_pid = listening > 0;
-    let extra = shared
-        .lifeline
-        .as_ref()
-        .map_or(0, |l| l.extra_inherited(listen_pid)) as i32;
+    let extra = shared.lifeline.extra_inherited(listen_pid) as i32;
     // The highest descriptor number the spawn assigns.
     let last_target = FIRST_INHERITED + listening as i32 + extra;
     let control_fd = FIRST_INHERITED + listening as i32;
@@ -91,19 +83,13 @@ pub(super) fn spawn_one(
     }
     let (captured, writes) = crate::runtime::output::pipes(spec, &job.id)?;
     let mut inherit: Vec<&OwnedFd> = listen_fds.iter().copied().chain(theirs.iter()).collect();
-    let placement = match &shared.lifeline {
-        Some(l) => l.prepare(
-            &spec.name,
-            &job.plan.program,
-            &job.plan.argv,
-            inherit.len(),
-            listen_pid,
-        )?,
-        None if listen_pid => {
-            return Err(std::io::Error::other("listen sockets need the exec shim"))
-        }
-        None => None,
-    };
+    let placement = shared.lifeline.prepare(
+        &spec.name,
+        &job.plan.program,
+        &job.plan.argv,
+        inherit.len(),
+        listen_pid,
+    )?;
     let (program, argv) = match &placement {
         Some(p) => {
             inherit.extend(p.report.as_ref());
@@ -136,12 +122,12 @@ pub(super) fn spawn_one(
     if shared.use_pidfd {
         child.pidfd = os::pidfd_open(pid).ok();
     }
-    if let Some(lifeline) = &shared.lifeline {
-        lifeline.spawned(placement, pid, child.pidfd.as_ref())?;
-        // The worker's own program runs from now on (after the exec shim's).
-        child.spawned_at = Instant::now();
-        child.spawned_at_ms = clock::now_ms();
-    }
+    shared
+        .lifeline
+        .spawned(placement, pid, child.pidfd.as_ref())?;
+    // The worker's own program runs from now on (after the exec shim's).
+    child.spawned_at = Instant::now();
+    child.spawned_at_ms = clock::now_ms();
     if let Some(hook) = shared.hook {
         hook(pid);
     }
