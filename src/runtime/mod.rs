@@ -10,9 +10,7 @@
 pub(crate) mod child;
 pub(crate) mod events_out;
 pub(crate) mod figures;
-pub(crate) mod helpers;
 pub(crate) mod io;
-pub(crate) mod keeper;
 pub(crate) mod lifeline;
 pub(crate) mod listen;
 pub(crate) mod monitor;

@@ -75,23 +75,22 @@ impl Tokens {
         token
     }
 
+    /// Gives `source` a token and adds its descriptor to the set with `add`.
+    fn register(&self, source: Source, add: impl FnOnce(u64) -> io::Result<()>) -> io::Result<u64> {
+        let token = self.insert(source);
+        add(token).inspect_err(|_| self.forget(token))?;
+        Ok(token)
+    }
+
     /// Watches `fd` for input as `source`; returns its token.
     pub fn watch(&self, fd: BorrowedFd<'_>, source: Source) -> io::Result<u64> {
-        let token = self.insert(source);
-        self.poller
-            .add(fd, token)
-            .inspect_err(|_| self.forget(token))?;
-        Ok(token)
+        self.register(source, |token| self.poller.add(fd, token))
     }
 
     /// Watches `fd` for input as `source`, reporting once (`Poller::add_once`): closing it then
     /// needs only `forget`.
     pub fn watch_once(&self, fd: BorrowedFd<'_>, source: Source) -> io::Result<u64> {
-        let token = self.insert(source);
-        self.poller
-            .add_once(fd, token)
-            .inspect_err(|_| self.forget(token))?;
-        Ok(token)
+        self.register(source, |token| self.poller.add_once(fd, token))
     }
 
     /// Watches `fd` (of `token`) for room to write too, while `write` is true.

@@ -51,7 +51,7 @@ pub(super) fn spawn_one(
         )));
     }
     let listen_pid = listening > 0;
-    let extra = shared.lifeline.extra_inherited(listen_pid) as i32;
+    let extra = i32::from(shared.lifeline.uses_shim(listen_pid));
     // The highest descriptor number the spawn assigns.
     let last_target = FIRST_INHERITED + listening as i32 + extra;
     let control_fd = FIRST_INHERITED + listening as i32;
@@ -87,7 +87,7 @@ pub(super) fn spawn_one(
         &spec.name,
         &job.plan.program,
         &job.plan.argv,
-        inherit.len(),
+        FIRST_INHERITED + inherit.len() as i32,
         listen_pid,
     )?;
     let (program, argv) = match &placement {
