@@ -571,7 +571,10 @@ fn protocol_lines() -> (BTreeSet<String>, BTreeSet<String>) {
             })
             .collect()
     };
-    (literal(section("from_worker")), literal(section("to_worker")))
+    (
+        literal(section("from_worker")),
+        literal(section("to_worker")),
+    )
 }
 
 #[test]
