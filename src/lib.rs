@@ -10,7 +10,6 @@
 
 mod clock;
 pub mod config;
-mod console;
 mod core;
 pub mod error;
 pub mod events;
@@ -19,6 +18,7 @@ pub mod lines;
 pub mod logging;
 mod options;
 mod os;
+mod protocol;
 mod report;
 mod runtime;
 pub mod schema;

@@ -2,6 +2,7 @@
 //! the supervisor is made, on the calling thread).
 
 use crate::events::DEFAULT_CAPACITY;
+use crate::protocol::env;
 use crate::runtime::spawner::SpawnHook;
 
 /// Options for a new supervisor.
@@ -54,19 +55,19 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             event_capacity: DEFAULT_CAPACITY,
-            use_pidfd: std::env::var_os("MPSUP_DISABLE_PIDFD").is_none_or(|v| v != "1"),
+            use_pidfd: std::env::var_os(env::DISABLE_PIDFD).is_none_or(|v| v != "1"),
             #[cfg(feature = "test-hooks")]
             spawn_hook: None,
-            spawn_threads: std::env::var("MPSUP_SPAWN_THREADS")
+            spawn_threads: std::env::var(env::SPAWN_THREADS)
                 .ok()
                 .and_then(|v| v.parse::<usize>().ok())
                 .filter(|&n| n > 0),
-            keeper: !env_is("MPSUP_DISABLE_KEEPER", "1"),
-            keeper_path: std::env::var_os("MPSUP_KEEPER")
+            keeper: !env_is(env::DISABLE_KEEPER, "1"),
+            keeper_path: std::env::var_os(env::KEEPER)
                 .filter(|v| !v.is_empty())
                 .map(std::path::PathBuf::from),
-            cgroup: env_is("MPSUP_CGROUP", "1"),
-            private_fd_table: !env_is("MPSUP_SHARED_FD_TABLE", "1"),
+            cgroup: env_is(env::CGROUP, "1"),
+            private_fd_table: !env_is(env::SHARED_FD_TABLE, "1"),
         }
     }
 }

@@ -8,13 +8,14 @@
 //! across threads needs. SIGKILL and SIGSTOP cannot be blocked at all.
 
 use std::io;
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nix::sys::signal::{SigSet, SigmaskHow};
+
+use crate::sync::PerProcess;
 
 /// Spawns a thread named `name` (with `stack` bytes of stack, or std's default) whose signal
 /// mask blocks every signal. The caller's own mask is the same after the call as before.
@@ -89,45 +90,35 @@ const LARGE_STACK: usize = 4 << 20;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The process's one large-stack thread, found by pid: a child the host forked has none of its
-/// parent's threads, and must not touch the parent's sender (or wait for it).
+/// The process's one large-stack thread (`PerProcess`: a child the host forked has none of its
+/// parent's threads, and must not touch the parent's sender or wait for it).
 struct LargeStack {
-    pid: u32,
     jobs: mpsc::Sender<Job>,
 }
 
-static LARGE_STACK_THREAD: AtomicPtr<LargeStack> = AtomicPtr::new(std::ptr::null_mut());
+static LARGE_STACK_THREAD: PerProcess<LargeStack> = PerProcess::new();
 
 /// The large-stack thread of this process, started on first use. One long-lived thread rather
 /// than one per call: std takes a process-wide lock whenever a thread starts or ends, and a child
 /// forked while another thread held it could never start a thread of its own.
 fn large_stack_thread() -> Option<&'static LargeStack> {
-    let pid = std::process::id();
-    let current = LARGE_STACK_THREAD.load(Ordering::Acquire);
-    // SAFETY: pointers stored here come from Box::leak and are never freed.
-    if let Some(t) = unsafe { current.as_ref() }.filter(|t| t.pid == pid) {
-        return Some(t);
-    }
-    let (jobs, queue) = mpsc::channel::<Job>();
-    let builder = std::thread::Builder::new()
-        .name("mpsup-parse".into())
-        .stack_size(LARGE_STACK);
-    with_all_signals_blocked(|| {
-        builder.spawn(move || {
-            for job in queue {
-                job();
-            }
+    LARGE_STACK_THREAD.get_or_make(|| {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let builder = std::thread::Builder::new()
+            .name("mpsup-parse".into())
+            .stack_size(LARGE_STACK);
+        // A thread started by another caller at the same time ends once its sender is dropped.
+        with_all_signals_blocked(|| {
+            builder.spawn(move || {
+                for job in queue {
+                    job();
+                }
+            })
         })
+        .ok()?
+        .ok()?;
+        Some(LargeStack { jobs })
     })
-    .ok()?
-    .ok()?;
-    let fresh: &'static mut LargeStack = Box::leak(Box::new(LargeStack { pid, jobs }));
-    match LARGE_STACK_THREAD.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => Some(fresh),
-        // Another thread started one first: use that (this one idles, once per process at most).
-        // SAFETY: as above.
-        Err(other) => unsafe { other.as_ref() },
-    }
 }
 
 /// Runs `f` on the library's large-stack thread (all signals blocked) and returns its result; a

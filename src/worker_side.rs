@@ -1,17 +1,24 @@
 //! Helpers for a worker process: speak the control protocol over the descriptor named by
 //! `MPSUP_CONTROL_FD`.
 
-use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{self, MsgFlags};
+use nix::sys::stat::{fstat, SFlag};
+
 use crate::error::{Error, Result};
+use crate::lines::{Overlong, Splitter};
+use crate::protocol::{env, from_worker, to_worker};
 use crate::sync::lock;
 
 /// What the supervisor has said so far, and the bytes of an unfinished line.
 struct Inbox {
-    buffer: Vec<u8>,
+    /// Without a limit: the supervisor's lines are trusted (a `BOOTSTRAP` line may be long).
+    lines: Splitter,
     closed: bool,
     bootstrap: Option<String>,
     started: bool,
@@ -22,7 +29,7 @@ struct Inbox {
 }
 
 static INBOX: Mutex<Inbox> = Mutex::new(Inbox {
-    buffer: Vec::new(),
+    lines: Splitter::new(usize::MAX, Overlong::Cut),
     closed: false,
     bootstrap: None,
     started: false,
@@ -34,18 +41,24 @@ static INBOX: Mutex<Inbox> = Mutex::new(Inbox {
 static ARRIVED: Condvar = Condvar::new();
 
 impl Inbox {
-    fn take_lines(&mut self) {
-        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=end).collect();
-            let line = &line[..line.len() - 1];
-            match line {
-                b"STOP DRAIN" => self.stop = Some(true),
-                b"STOP NOW" => self.stop = Some(false),
-                b"START" => self.started = true,
-                _ => {
-                    if let Some(json) = line.strip_prefix(b"BOOTSTRAP ") {
-                        self.bootstrap = Some(String::from_utf8_lossy(json).into_owned());
-                    }
+    /// Takes in bytes the supervisor sent: each complete line is heard at once.
+    fn receive(&mut self, bytes: &[u8]) {
+        let mut lines = Vec::new();
+        // Never fails: no line is over the limit.
+        let _ = self.lines.feed(bytes, &mut |l| lines.push(l.to_vec()));
+        for line in lines {
+            self.hear(&line);
+        }
+    }
+
+    fn hear(&mut self, line: &[u8]) {
+        match line {
+            to_worker::STOP_DRAIN => self.stop = Some(true),
+            to_worker::STOP_NOW => self.stop = Some(false),
+            to_worker::START => self.started = true,
+            _ => {
+                if let Some(json) = line.strip_prefix(to_worker::BOOTSTRAP_PREFIX) {
+                    self.bootstrap = Some(String::from_utf8_lossy(json).into_owned());
                 }
             }
         }
@@ -63,7 +76,6 @@ fn wait_for<T>(timeout_seconds: f64, done: impl Fn(&mut Inbox) -> Option<T>) -> 
         .then(|| Instant::now() + std::time::Duration::from_secs_f64(timeout_seconds.min(1e9)));
     let mut inbox = lock(&INBOX);
     loop {
-        inbox.take_lines();
         if let Some(answer) = done(&mut inbox) {
             return Ok(Some(answer));
         }
@@ -95,7 +107,7 @@ fn wait_for<T>(timeout_seconds: f64, done: impl Fn(&mut Inbox) -> Option<T>) -> 
         ARRIVED.notify_all();
         match got {
             Ok(Some(bytes)) if bytes.is_empty() => inbox.closed = true,
-            Ok(Some(bytes)) => inbox.buffer.extend_from_slice(&bytes),
+            Ok(Some(bytes)) => inbox.receive(&bytes),
             Ok(None) => {}
             Err(e) => return Err(e),
         }
@@ -108,36 +120,28 @@ fn read_once(fd: RawFd, left: Option<std::time::Duration>) -> Result<Option<Vec<
     let wait_ms = left.map_or(-1, |l| {
         l.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
     });
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
+    // SAFETY: the descriptor named by the environment, checked to be an open socket, is only
+    // borrowed for these two calls.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let timeout = PollTimeout::try_from(wait_ms).unwrap_or(PollTimeout::NONE);
+    let ready = match poll(&mut [PollFd::new(borrowed, PollFlags::POLLIN)], timeout) {
+        Ok(n) => n,
+        Err(Errno::EINTR) => return Ok(None),
+        Err(e) => return Err(Error::os("poll on the control channel", e.into())),
     };
-    // SAFETY: one valid pollfd.
-    let ready = unsafe { libc::poll(&mut pfd, 1, wait_ms) };
-    if ready < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(None);
-        }
-        return Err(Error::os("poll on the control channel", err));
-    }
     if ready == 0 {
         return Ok(None);
     }
     let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: `buf` is valid for its length. MSG_DONTWAIT: never block, even if the data went
-    // elsewhere meanwhile (a worker's child reading the same socket).
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    if n < 0 {
-        let err = io::Error::last_os_error();
-        return match err.kind() {
-            io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => Ok(None),
-            // A failure is not an end of file: it must not read as "the supervisor is gone".
-            _ => Err(Error::os("reading the control channel", err)),
-        };
-    }
-    buf.truncate(n as usize);
+    // MSG_DONTWAIT: never block, even if the data went elsewhere meanwhile (a worker's child
+    // reading the same socket).
+    let n = match socket::recv(fd, &mut buf, MsgFlags::MSG_DONTWAIT) {
+        Ok(n) => n,
+        Err(Errno::EINTR | Errno::EAGAIN) => return Ok(None),
+        // A failure is not an end of file: it must not read as "the supervisor is gone".
+        Err(e) => return Err(Error::os("reading the control channel", e.into())),
+    };
+    buf.truncate(n);
     Ok(Some(buf))
 }
 
@@ -156,10 +160,11 @@ pub enum StopRequest {
 
 /// The control descriptor from the environment.
 pub fn control_fd() -> Result<RawFd> {
-    let value = std::env::var("MPSUP_CONTROL_FD").map_err(|_| {
-        Error::InvalidArgument(
-            "MPSUP_CONTROL_FD is not set: this worker has no control channel".into(),
-        )
+    let value = std::env::var(env::CONTROL_FD).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "{} is not set: this worker has no control channel",
+            env::CONTROL_FD
+        ))
     })?;
     value
         .trim()
@@ -167,7 +172,10 @@ pub fn control_fd() -> Result<RawFd> {
         .ok()
         .filter(|&fd| fd >= 0)
         .ok_or_else(|| {
-            Error::InvalidArgument(format!("MPSUP_CONTROL_FD is not a descriptor: '{value}'"))
+            Error::InvalidArgument(format!(
+                "{} is not a descriptor: '{value}'",
+                env::CONTROL_FD
+            ))
         })
 }
 
@@ -176,66 +184,63 @@ pub fn control_fd() -> Result<RawFd> {
 /// otherwise read as an end of file ("the supervisor is gone") or as silence.
 pub fn control_socket() -> Result<RawFd> {
     let fd = control_fd()?;
-    // SAFETY: fstat writes into a zeroed stat of our own.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        let err = io::Error::last_os_error();
-        return Err(Error::InvalidArgument(format!(
-            "MPSUP_CONTROL_FD {fd} is not an open descriptor: {err}"
-        )));
-    }
-    let kind = match st.st_mode & libc::S_IFMT {
-        libc::S_IFSOCK => return Ok(fd),
-        libc::S_IFREG => "a regular file",
-        libc::S_IFDIR => "a directory",
-        libc::S_IFCHR => "a character device",
-        libc::S_IFBLK => "a block device",
-        libc::S_IFIFO => "a pipe or FIFO",
-        libc::S_IFLNK => "a symbolic link",
+    // SAFETY: only borrowed for the fstat; a closed number fails with EBADF.
+    let st = match fstat(unsafe { BorrowedFd::borrow_raw(fd) }) {
+        Ok(st) => st,
+        Err(err) => {
+            return Err(Error::InvalidArgument(format!(
+                "{} {fd} is not an open descriptor: {}",
+                env::CONTROL_FD,
+                std::io::Error::from(err)
+            )))
+        }
+    };
+    let kind = match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFSOCK => return Ok(fd),
+        SFlag::S_IFREG => "a regular file",
+        SFlag::S_IFDIR => "a directory",
+        SFlag::S_IFCHR => "a character device",
+        SFlag::S_IFBLK => "a block device",
+        SFlag::S_IFIFO => "a pipe or FIFO",
+        SFlag::S_IFLNK => "a symbolic link",
         _ => "of an unknown kind",
     };
     Err(Error::InvalidArgument(format!(
-        "MPSUP_CONTROL_FD {fd} is {kind}, not a socket: this worker has no usable control channel"
+        "{} {fd} is {kind}, not a socket: this worker has no usable control channel",
+        env::CONTROL_FD
     )))
 }
 
 /// Sends one line (a `\n` is added) to the supervisor.
 pub fn send_line(line: &str) -> Result<()> {
+    send_words(line.as_bytes())
+}
+
+/// Sends one line of the protocol's words (a `\n` is added).
+fn send_words(line: &[u8]) -> Result<()> {
     let fd = control_socket()?;
     let mut bytes = Vec::with_capacity(line.len() + 1);
-    bytes.extend_from_slice(line.as_bytes());
+    bytes.extend_from_slice(line);
     bytes.push(b'\n');
     let mut sent = 0;
     while sent < bytes.len() {
-        // SAFETY: the pointer and length describe the unsent bytes.
-        let n = unsafe {
-            libc::send(
-                fd,
-                bytes[sent..].as_ptr().cast(),
-                bytes.len() - sent,
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(Error::os("writing to the control channel", err));
+        match socket::send(fd, &bytes[sent..], MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => sent += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("writing to the control channel", e.into())),
         }
-        sent += n as usize;
     }
     Ok(())
 }
 
 /// Tells the supervisor this worker is ready (readiness `"notify"`).
 pub fn notify_ready() -> Result<()> {
-    send_line("READY")
+    send_words(from_worker::READY)
 }
 
 /// Tells the supervisor this worker is alive (`heartbeat_timeout_ms`).
 pub fn heartbeat() -> Result<()> {
-    send_line("HEARTBEAT")
+    send_words(from_worker::HEARTBEAT)
 }
 
 /// Waits up to `timeout_seconds` (negative: without limit) for a stop request.

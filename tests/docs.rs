@@ -573,15 +573,22 @@ fn every_mpsup_environment_variable_is_documented() {
     }
 }
 
-/// The protocol lines the worker helpers speak (src/worker_side.rs): what they send
-/// (`send_line("READY")`) and what they match (`b"STOP DRAIN"`, the `b"BOOTSTRAP "` prefix).
+/// The protocol lines of src/protocol.rs, the one list the supervisor and the worker helpers
+/// use: what a worker sends (`from_worker`) and what it is sent (`to_worker`, whose
+/// `BOOTSTRAP ` is a prefix).
 fn protocol_lines() -> (BTreeSet<String>, BTreeSet<String>) {
-    let source = read("src/worker_side.rs");
-    let literal = |after: &str| -> BTreeSet<String> {
-        source
-            .match_indices(after)
+    let source = read("src/protocol.rs");
+    let section = |name: &str| -> &str {
+        let start = source
+            .find(&format!("pub mod {name} {{"))
+            .unwrap_or_else(|| panic!("no module {name} in src/protocol.rs"));
+        let rest = &source[start..];
+        &rest[..rest.find("\n}").unwrap_or(rest.len())]
+    };
+    let literal = |text: &str| -> BTreeSet<String> {
+        text.match_indices("b\"")
             .filter_map(|(i, _)| {
-                let rest = &source[i + after.len()..];
+                let rest = &text[i + 2..];
                 let word: String = rest
                     .chars()
                     .take_while(|c| c.is_ascii_uppercase() || *c == ' ')
@@ -591,7 +598,10 @@ fn protocol_lines() -> (BTreeSet<String>, BTreeSet<String>) {
             })
             .collect()
     };
-    (literal("send_line(\""), literal("b\""))
+    (
+        literal(section("from_worker")),
+        literal(section("to_worker")),
+    )
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The spawner threads' descriptor table (`src/runtime/spawner.rs`): where the kernel lets a
+//! The spawner threads' descriptor table (`src/runtime/spawner/table.rs`): where the kernel lets a
 //! thread unshare its table, they hold a handful of descriptors whatever the number of workers
 //! (each spawn copies their table), and a descriptor the host leaks without close-on-exec after
 //! the first start reaches no worker; with the private table turned off (the fallback) they share

@@ -1,6 +1,6 @@
 //! Part 2: restarts with backoff, the intensity limit, timeouts, the bootstrap line and the
 //! start gate, with real worker processes. The backoff arithmetic itself is unit-tested with a
-//! fake clock in src/policy.rs.
+//! fake clock in src/core/policy.rs.
 
 mod common;
 

@@ -13,7 +13,18 @@
 //! which exec keeps, and would reopen closed standard descriptors).
 #![no_main]
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int, CStr, CString};
+
+// The variable names the library sets, from the one list of them.
+#[allow(dead_code)]
+#[path = "../protocol.rs"]
+mod protocol;
+use protocol::env;
+
+/// A variable name as a C string (the names hold no NUL).
+fn c_name(name: &str) -> CString {
+    CString::new(name).unwrap_or_default()
+}
 
 fn errno() -> c_int {
     // SAFETY: reading this thread's errno.
@@ -65,11 +76,12 @@ pub unsafe extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int 
             }
             libc::close(fd);
         }
-        let flag = libc::getenv(c"MPSUP_EXEC_LISTEN_PID".as_ptr());
+        let flag_name = c_name(env::EXEC_LISTEN_PID);
+        let flag = libc::getenv(flag_name.as_ptr());
         if !flag.is_null() && CStr::from_ptr(flag).to_bytes() == b"1" {
             let pid = format!("{}\0", libc::getpid());
-            libc::setenv(c"LISTEN_PID".as_ptr(), pid.as_ptr().cast(), 1);
-            libc::unsetenv(c"MPSUP_EXEC_LISTEN_PID".as_ptr());
+            libc::setenv(c_name(env::LISTEN_PID).as_ptr(), pid.as_ptr().cast(), 1);
+            libc::unsetenv(flag_name.as_ptr());
         }
         if report >= 0 {
             libc::fcntl(report, libc::F_SETFD, libc::FD_CLOEXEC);

@@ -30,6 +30,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, killpg, SigSet, Signal};
+use nix::unistd::{getppid, Pid};
+
+// The library's own pidfd wrappers (std and libc only), rather than a copy of them.
+#[path = "../os/pidfd.rs"]
+mod pidfd;
+
 const SOCKET_FD: RawFd = 3;
 const PPID_TICK_MS: i32 = 50;
 
@@ -37,26 +44,9 @@ struct Worker {
     pidfd: Option<OwnedFd>,
 }
 
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: plain system call; pidfds are close-on-exec.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a new descriptor that nobody else owns.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
 /// True when the process behind the pidfd is still there (running or a zombie).
 fn pidfd_kill(fd: &OwnedFd) -> bool {
-    // SAFETY: plain system call on a descriptor we own.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    ret == 0
+    matches!(pidfd::pidfd_signal(fd, libc::SIGKILL), Ok(true))
 }
 
 fn send(text: &str) {
@@ -122,7 +112,7 @@ fn handle(text: &str, fd: Option<OwnedFd>, workers: &mut HashMap<i32, Worker>) -
     let pid = words.next().and_then(|p| p.parse::<i32>().ok());
     match (verb, pid) {
         ("A", Some(pid)) if pid > 1 => {
-            let pidfd = fd.or_else(|| pidfd_open(pid));
+            let pidfd = fd.or_else(|| pidfd::pidfd_open(pid).ok());
             workers.insert(pid, Worker { pidfd });
             Step::Go
         }
@@ -194,12 +184,9 @@ fn kill_all(workers: &HashMap<i32, Worker>, cgroup: Option<&Path>) {
             None => true,
         };
         if there {
-            // SAFETY: plain system calls.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-                if w.pidfd.is_none() {
-                    libc::kill(pid, libc::SIGKILL);
-                }
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            if w.pidfd.is_none() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
     }
@@ -232,15 +219,12 @@ fn remove_tree(dir: &Path, until: Instant) {
 }
 
 fn block_all_signals() {
-    // SAFETY: a full set, applied to this (only) thread.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
+    // Applied to this (only) thread.
+    let _ = SigSet::all().thread_set_mask();
 }
 
 /// One pidfd per worker: the soft descriptor limit goes up to the hard one.
+/// Raw: the nix features this crate builds with have no rlimit calls.
 fn raise_descriptor_limit() {
     // SAFETY: plain system calls on a local struct.
     unsafe {
@@ -266,9 +250,8 @@ fn main() {
     let cgroup: Option<PathBuf> = args.get(2).filter(|a| a.as_str() != "-").map(PathBuf::from);
     // Open first, then check: if the host died before the open and its pid was reused, the
     // parent is no longer the host.
-    let host_fd = pidfd_open(host);
-    // SAFETY: plain system call.
-    if unsafe { libc::getppid() } != host {
+    let host_fd = pidfd::pidfd_open(host).ok();
+    if getppid().as_raw() != host {
         send("E the host is not the parent");
         std::process::exit(1);
     }
@@ -301,8 +284,7 @@ fn main() {
             }
             break;
         }
-        // SAFETY: plain system call.
-        if fds[1].revents != 0 || unsafe { libc::getppid() } != host {
+        if fds[1].revents != 0 || getppid().as_raw() != host {
             break;
         }
         if fds[0].revents & libc::POLLIN != 0 {

@@ -10,6 +10,7 @@ use crate::core::state::State;
 use crate::core::timers::Timer;
 use crate::core::worker::{ExitStatus, Key, Phase, Role};
 use crate::events::{EventKind, ExitReason, StopMode, StopStrategy};
+use crate::protocol::{from_worker, to_worker};
 use crate::snapshot::LastExit;
 
 /// A process the spawner made for a worker.
@@ -34,8 +35,8 @@ pub enum Line {
 impl Line {
     pub fn parse(line: &[u8]) -> Line {
         match line.strip_suffix(b"\r").unwrap_or(line) {
-            b"READY" => Line::Ready,
-            b"HEARTBEAT" => Line::Heartbeat,
+            from_worker::READY => Line::Ready,
+            from_worker::HEARTBEAT => Line::Heartbeat,
             // Every other line is ignored, as the protocol says.
             _ => Line::Other,
         }
@@ -78,7 +79,7 @@ impl State {
             .bootstrap
             .as_ref()
             .filter(|_| s.has_channel)
-            .map(|b| format!("BOOTSTRAP {b}").into_bytes());
+            .map(|b| [to_worker::BOOTSTRAP_PREFIX, b.as_str().as_bytes()].concat());
         let surge = w.role == Role::Surge;
         let group = w.group.clone();
         if let Some(error) = s.channel_error {
@@ -111,7 +112,7 @@ impl State {
         if self.groups.get(&group).is_some_and(|g| g.work_started) {
             self.effect(Effect::Send {
                 key,
-                line: b"START".to_vec(),
+                line: to_worker::START.to_vec(),
             });
         }
         true

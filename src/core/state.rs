@@ -255,7 +255,7 @@ impl State {
         for &key in &keys {
             self.effect(Effect::Send {
                 key,
-                line: b"START".to_vec(),
+                line: crate::protocol::to_worker::START.to_vec(),
             });
         }
         for name in &names {

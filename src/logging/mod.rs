@@ -5,7 +5,7 @@
 //! counted, and the writer reports the count as a `bootstrap.log_records_dropped` record.
 
 use std::fs::OpenOptions;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::threads::Drainer;
 
+mod console;
 mod record;
 mod settings;
 #[cfg(test)]
@@ -39,7 +40,7 @@ enum Sink {
     /// The console exporter, on stdout or stderr.
     Console {
         stderr: bool,
-        format: crate::console::Console,
+        format: console::Console,
     },
     /// A jsonl file (or, in tests, any writer); flushed whenever the queue runs empty.
     Writer(BufWriter<Box<dyn Write + Send>>),
@@ -110,16 +111,15 @@ impl std::fmt::Debug for Logger {
 /// never blocks: a FIFO nobody reads fails at once with ENXIO instead of waiting for a reader.
 /// The descriptor is blocking afterwards, for the writer thread.
 fn open_jsonl(path: &str) -> Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     // std opens with O_CLOEXEC, so workers never inherit the log file.
     let file = OpenOptions::new()
         .append(true)
         .create(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
         .open(path)
         .map_err(|e| {
-            let what = if e.raw_os_error() == Some(libc::ENXIO) {
+            let what = if e.raw_os_error() == Some(nix::errno::Errno::ENXIO as i32) {
                 format!("opening log file '{path}' (a FIFO without a reader?)")
             } else {
                 format!("opening log file '{path}'")
@@ -129,14 +129,8 @@ fn open_jsonl(path: &str) -> Result<std::fs::File> {
     let file = crate::os::above_stdio(file.into())
         .map(std::fs::File::from)
         .map_err(|e| Error::os(format!("opening log file '{path}'"), e))?;
-    // SAFETY: plain fcntl calls on a descriptor we own.
-    let cleared = unsafe {
-        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
-        flags >= 0 && libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
-    };
-    if !cleared {
-        return Err(Error::last_os(format!("making log file '{path}' blocking")));
-    }
+    crate::os::set_blocking(&file)
+        .map_err(|e| Error::os(format!("making log file '{path}' blocking"), e))?;
     Ok(file)
 }
 
@@ -152,11 +146,14 @@ impl Logger {
                     Sink::Writer(BufWriter::new(Box::new(open_jsonl(path)?)))
                 }
                 Exporter::Console { stderr } => {
-                    // SAFETY: isatty has no preconditions.
-                    let tty = unsafe { libc::isatty(if *stderr { 2 } else { 1 }) } == 1;
+                    let tty = if *stderr {
+                        std::io::stderr().is_terminal()
+                    } else {
+                        std::io::stdout().is_terminal()
+                    };
                     Sink::Console {
                         stderr: *stderr,
-                        format: crate::console::Console::new(tty),
+                        format: console::Console::new(tty),
                     }
                 }
             });

@@ -6,6 +6,7 @@ pub(crate) mod cgroup;
 pub(crate) mod listen;
 pub(crate) mod notify;
 pub(crate) mod passing;
+pub(crate) mod pidfd;
 pub(crate) mod spawn;
 
 use std::ffi::{OsStr, OsString};
@@ -26,6 +27,8 @@ use nix::unistd::Pid;
 
 use crate::core::worker::ExitStatus;
 
+pub use pidfd::pidfd_signal;
+
 fn io_err(e: Errno) -> io::Error {
     io::Error::from(e)
 }
@@ -39,6 +42,11 @@ pub fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
         return Ok(fd);
     }
     dup_at_least(&fd, 3)
+}
+
+/// A pidfd for `pid` (above 2), or the error that says pidfds are unavailable (ENOSYS, EPERM).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    above_stdio(pidfd::pidfd_open(pid)?)
 }
 
 /// Whether `fd` is open in the calling thread's table without close-on-exec: a child would
@@ -149,6 +157,13 @@ pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes `fd` blocking (for a thread that writes to it and may wait).
+pub fn set_blocking(fd: impl AsFd) -> io::Result<()> {
+    let flags = OFlag::from_bits_retain(fcntl(&fd, FcntlArg::F_GETFL).map_err(io_err)?);
+    fcntl(&fd, FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK)).map_err(io_err)?;
+    Ok(())
+}
+
 /// The descriptors above 2 that this process holds without close-on-exec (they would reach any
 /// child it spawns), or None when /proc cannot be read.
 pub fn inheritable_descriptors() -> Option<Vec<RawFd>> {
@@ -183,43 +198,26 @@ pub fn open_nonblocking(path: &std::ffi::CStr, flags: OFlag) -> io::Result<Owned
     )
     .map_err(io_err)?;
     let fd = above_stdio(fd)?;
-    let fl = OFlag::from_bits_retain(fcntl(&fd, FcntlArg::F_GETFL).map_err(io_err)?);
-    fcntl(&fd, FcntlArg::F_SETFL(fl & !OFlag::O_NONBLOCK)).map_err(io_err)?;
+    set_blocking(&fd)?;
     Ok(fd)
 }
 
-/// A pidfd for `pid`, or the error that says pidfds are unavailable (ENOSYS, EPERM, ...).
-/// Raw: nix has no pidfd_open.
-pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain system call; pidfds are always close-on-exec.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor that nobody else owns.
-    above_stdio(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// Sends `sig` to the process behind a pidfd. Raw: nix has no pidfd_send_signal. Ok(false)
-/// when the process has already been reaped.
-pub fn pidfd_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<bool> {
-    // SAFETY: plain system call on a descriptor we own; no siginfo.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
+/// The file name of the loaded object (the program, or a shared library) that holds `address`,
+/// as the dynamic loader names it: relative or empty for the main program at times. Raw: nix
+/// has no dladdr.
+pub fn object_file_of(address: *const ()) -> Option<String> {
+    // SAFETY: dladdr fills `info` for an address of a loaded object; dli_fname is a C string that
+    // lives as long as the object stays loaded, and is copied at once.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(address.cast(), &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(info.dli_fname)
+                .to_string_lossy()
+                .into_owned(),
         )
-    };
-    if ret == 0 {
-        return Ok(true);
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::ESRCH) => Ok(false),
-        _ => Err(err),
     }
 }
 

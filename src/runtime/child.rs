@@ -4,12 +4,12 @@
 //! the orphanage, which reaps it without blocking anyone.
 
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::os;
-use crate::sync::lock;
+use crate::sync::{lock, PerProcess};
 
 /// A process just spawned for a worker, with what the supervisor keeps of it.
 #[derive(Debug)]
@@ -62,36 +62,21 @@ impl Drop for Child {
     }
 }
 
-/// Killed children of this process that are not reaped yet. Per process, found by pid: a child
-/// the host forked must never wait for a lock that a thread of its parent held at the fork, so it
-/// starts an orphanage of its own (and leaks the parent's copy, which it must not touch).
+/// Killed children of this process that are not reaped yet, one orphanage per process
+/// (`PerProcess`): a child the host forked must never wait for a lock that a thread of its
+/// parent held at the fork.
+#[derive(Default)]
 struct Orphanage {
-    pid: u32,
     pids: Mutex<Vec<i32>>,
     count: AtomicUsize,
 }
 
-static ORPHANAGE: AtomicPtr<Orphanage> = AtomicPtr::new(std::ptr::null_mut());
+static ORPHANAGE: PerProcess<Orphanage> = PerProcess::new();
 
 fn orphanage() -> &'static Orphanage {
-    let pid = std::process::id();
-    let current = ORPHANAGE.load(Ordering::Acquire);
-    // SAFETY: a pointer stored here comes from Box::leak and is never freed.
-    if let Some(o) = unsafe { current.as_ref() }.filter(|o| o.pid == pid) {
-        return o;
-    }
-    let fresh: &'static mut Orphanage = Box::leak(Box::new(Orphanage {
-        pid,
-        pids: Mutex::new(Vec::new()),
-        count: AtomicUsize::new(0),
-    }));
-    match ORPHANAGE.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => fresh,
-        // Another thread of this process got there first: use its orphanage (this one leaks,
-        // once per process at most).
-        // SAFETY: as above.
-        Err(other) => unsafe { &*other },
-    }
+    ORPHANAGE
+        .get_or_make(|| Some(Orphanage::default()))
+        .expect("always made")
 }
 
 /// Reaps the orphans that have died; the monitors call it on every round while any are left.

@@ -1,15 +1,18 @@
-//! The descriptors of the workers' processes and the effects that act on them: one token table
-//! maps each descriptor in the epoll set to its worker and what it is, so new kinds of
-//! descriptors plug in beside the pidfd and the control socket.
+//! The descriptors of the workers' processes and the effects that act on them. Each descriptor
+//! the monitor watches is registered in the one token table (`tokens.rs`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+
 use crate::core::effects::Effect;
 use crate::core::worker::Key;
 use crate::lines::{LineReader, MAX_LINE};
-use crate::os::{self, ChildState, Poller, ReadResult};
+use crate::os::{self, ChildState, ReadResult};
+use crate::protocol::to_worker;
 use crate::runtime::child::Child;
 use crate::runtime::events_out::EventsOut;
 use crate::runtime::lifeline::Lifeline;
@@ -19,23 +22,8 @@ use crate::runtime::output::Captures;
 use crate::runtime::reaper::{self, Exit, Reaper};
 use crate::runtime::sending::{self, Unlocked};
 use crate::runtime::spawner::{Reply, Spawner};
+use crate::runtime::tokens::{Source, Tokens};
 use crate::sync::lock;
-
-/// The token of the descriptor that wakes the monitor; workers' tokens count from 1.
-pub(crate) const WAKE_TOKEN: u64 = 0;
-/// The token of the socket on which spawn outcomes arrive from the spawner's own descriptor
-/// table (`spawner.rs`); never a worker's (they count up from 1), and without the high bit
-/// (kept free for other kinds of tokens).
-pub(crate) const SPAWNED_TOKEN: u64 = (1 << 63) - 1;
-
-/// What a token's descriptor is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Pidfd,
-    Control,
-    /// The supervisor's sd_notify socket, under no worker's key (`notify.rs`).
-    Notify,
-}
 
 /// The supervisor's end of a worker's control socket: the reader of incoming lines, and
 /// outgoing bytes the worker has not taken yet.
@@ -65,10 +53,8 @@ pub struct ChannelRead {
 }
 
 pub struct Io {
-    pub(crate) poller: Arc<Poller>,
+    tokens: Arc<Tokens>,
     procs: HashMap<Key, Proc>,
-    pub(crate) tokens: HashMap<u64, (Key, Source)>,
-    next_token: u64,
     /// Workers without a pidfd, whose exits the monitor polls for.
     polled: BTreeSet<Key>,
     spawner: Arc<Spawner>,
@@ -78,9 +64,9 @@ pub struct Io {
     /// and whether the kernel refused it (EPERM: no later try changes that, so nobody waits).
     pub kill_errors: HashMap<Key, (String, bool)>,
     /// The workers' cgroups and the keeper: told of kills and reaps.
-    pub lifeline: Option<Arc<Lifeline>>,
+    lifeline: Arc<Lifeline>,
     /// The groups' listen sockets: respawns carry the shared ones to the spawner.
-    pub listeners: Option<Arc<Listeners>>,
+    listeners: Arc<Listeners>,
     /// Captured output, behind its own lock (shared with the monitor).
     pub(crate) captures: Arc<Mutex<Captures>>,
     pub(crate) notify: Notify,
@@ -92,33 +78,39 @@ pub struct Io {
     exiting: HashSet<Key>,
 }
 
+/// What `Io` acts through, all made before it.
+pub struct IoParts {
+    pub tokens: Arc<Tokens>,
+    pub spawner: Arc<Spawner>,
+    pub reaper: Arc<Reaper>,
+    pub lifeline: Arc<Lifeline>,
+    pub listeners: Arc<Listeners>,
+}
+
 impl Io {
-    pub fn new(
-        poller: Arc<Poller>,
-        spawner: Arc<Spawner>,
-        reaper: Arc<Reaper>,
-    ) -> std::io::Result<Io> {
+    pub fn new(parts: IoParts) -> std::io::Result<Io> {
+        let IoParts {
+            tokens,
+            spawner,
+            reaper,
+            lifeline,
+            listeners,
+        } = parts;
         Ok(Io {
-            poller: Arc::clone(&poller),
             procs: HashMap::new(),
-            tokens: HashMap::new(),
-            next_token: WAKE_TOKEN + 1,
             polled: BTreeSet::new(),
             spawner,
             out: EventsOut::new()?,
             kill_errors: HashMap::new(),
-            lifeline: None,
-            listeners: None,
-            captures: Arc::new(Mutex::new(Captures::new(Arc::clone(&poller)))),
-            notify: Notify::default(),
+            lifeline,
+            listeners,
+            captures: Arc::new(Mutex::new(Captures::new(Arc::clone(&tokens)))),
+            notify: Notify::new(Arc::clone(&tokens)),
+            tokens,
             unlocked: Vec::new(),
             reaper,
             exiting: HashSet::new(),
         })
-    }
-
-    pub fn source(&self, token: u64) -> Option<(Key, Source)> {
-        self.tokens.get(&token).copied()
     }
 
     pub fn polled(&self) -> Vec<Key> {
@@ -143,13 +135,6 @@ impl Io {
         self.exiting.remove(&key);
     }
 
-    pub(crate) fn token(&mut self, key: Key, source: Source) -> u64 {
-        let token = self.next_token;
-        self.next_token += 1;
-        self.tokens.insert(token, (key, source));
-        token
-    }
-
     /// Takes over the descriptors of a child the core adopted as worker `key`. A descriptor the
     /// epoll set refuses is dropped: exits are then polled, and a worker without its channel
     /// stops by signal.
@@ -157,33 +142,24 @@ impl Io {
         let pid = child.pid;
         let output = child.output.take();
         let (pidfd, control) = child.adopt();
+        // Once: it becomes readable when the worker exited, and stays so.
         let pidfd = pidfd.and_then(|fd| {
-            let token = self.token(key, Source::Pidfd);
-            // Once: it becomes readable when the worker exited, and stays so.
-            match self.poller.add_once(fd.as_fd(), token) {
-                Ok(()) => Some((fd, token)),
-                Err(_) => {
-                    self.tokens.remove(&token);
-                    None
-                }
-            }
+            let token = self
+                .tokens
+                .watch_once(fd.as_fd(), Source::Pidfd(key))
+                .ok()?;
+            Some((fd, token))
         });
         let channel = control.and_then(|fd| {
-            let token = self.token(key, Source::Control);
-            match self.poller.add(fd.as_fd(), token) {
-                Ok(()) => Some(Channel {
-                    fd: Arc::new(fd),
-                    token,
-                    reader: LineReader::default(),
-                    outbox: Vec::new(),
-                    watching_room: false,
-                    sending: false,
-                }),
-                Err(_) => {
-                    self.tokens.remove(&token);
-                    None
-                }
-            }
+            let token = self.tokens.watch(fd.as_fd(), Source::Control(key)).ok()?;
+            Some(Channel {
+                fd: Arc::new(fd),
+                token,
+                reader: LineReader::default(),
+                outbox: Vec::new(),
+                watching_room: false,
+                sending: false,
+            })
         });
         if pidfd.is_none() {
             self.polled.insert(key);
@@ -217,17 +193,20 @@ impl Io {
                     signal,
                     group,
                 } => {
-                    let line: &[u8] = if drain { b"STOP DRAIN" } else { b"STOP NOW" };
+                    let line = if drain {
+                        to_worker::STOP_DRAIN
+                    } else {
+                        to_worker::STOP_NOW
+                    };
                     if !self.send(key, line, Some((signal, group))) {
                         self.signal(key, signal, group);
                     }
                 }
             }
         }
-        let carried = match &self.listeners {
-            Some(l) => l.carried(jobs.iter().map(|j| j.plan.spec.name.as_str())),
-            None => Vec::new(),
-        };
+        let carried = self
+            .listeners
+            .carried(jobs.iter().map(|j| j.plan.spec.name.as_str()));
         self.spawner.submit(jobs, Reply::Monitor, carried);
     }
 
@@ -251,14 +230,13 @@ impl Io {
             (None, false) => os::kill_pid(p.pid, sig),
             (None, true) => os::signal_worker(p.pid, sig),
         };
-        if sig == libc::SIGKILL {
-            if let Some(lifeline) = &self.lifeline {
-                lifeline.kill_tree(p.pid);
-            }
+        let kill = sig == Signal::SIGKILL as i32;
+        if kill {
+            self.lifeline.kill_tree(p.pid);
         }
         if let Err(e) = result {
-            if sig == libc::SIGKILL {
-                let refused = e.raw_os_error() == Some(libc::EPERM);
+            if kill {
+                let refused = e.raw_os_error() == Some(Errno::EPERM as i32);
                 let error = format!("SIGKILL to pid {}: {e}", p.pid);
                 self.kill_errors.insert(key, (error, refused));
             }
@@ -355,7 +333,11 @@ impl Io {
         }
         // Only when that changes: a line that goes at once (nearly all) costs no epoll_ctl.
         let wanted = !ch.outbox.is_empty();
-        if wanted != ch.watching_room && self.poller.modify(ch.fd.as_fd(), ch.token, wanted).is_ok()
+        if wanted != ch.watching_room
+            && self
+                .tokens
+                .want_room(ch.fd.as_fd(), ch.token, wanted)
+                .is_ok()
         {
             ch.watching_room = wanted;
         }
@@ -396,8 +378,7 @@ impl Io {
     /// Closes the supervisor's end of a worker's control socket (on the reaper's thread).
     pub fn close_channel(&mut self, key: Key) {
         if let Some(ch) = self.procs.get_mut(&key).and_then(|p| p.channel.take()) {
-            self.poller.remove(ch.fd.as_fd());
-            self.tokens.remove(&ch.token);
+            self.tokens.unwatch(ch.fd.as_fd(), ch.token);
             self.reaper.close_later(vec![ch.fd]);
         }
     }
@@ -458,15 +439,14 @@ impl Io {
         self.kill_errors.remove(&key);
         let mut descriptors = Vec::new();
         if let Some(p) = self.procs.remove(&key) {
-            self.untrack_notify(key, p.pid);
+            self.notify.untrack(key, p.pid);
             // A pidfd is watched once (`register`), so closing it is enough.
             if let Some((fd, token)) = p.pidfd {
-                self.tokens.remove(&token);
+                self.tokens.forget(token);
                 descriptors.push(Arc::new(fd));
             }
             if let Some(ch) = p.channel {
-                self.poller.remove(ch.fd.as_fd());
-                self.tokens.remove(&ch.token);
+                self.tokens.unwatch(ch.fd.as_fd(), ch.token);
                 descriptors.push(ch.fd);
             }
         }

@@ -3,16 +3,28 @@
 //!
 //! One lock guards the core and the descriptors together (`Engine`); it is held only for
 //! transitions and non-blocking system calls, never across a spawn or a wait. Every spawn runs
-//! on the spawner's threads; the monitor thread watches every descriptor in one epoll set; the
-//! reaper thread finishes the exits the monitor sees; lines to workers are sent with the lock
-//! let go (`sending.rs`).
+//! on the spawner's threads; the monitor thread watches every descriptor in one epoll set, whose
+//! token table (`tokens.rs`) names each descriptor's source; the reaper thread finishes the exits
+//! the monitor sees; lines to workers are sent with the lock let go (`sending.rs`).
+//!
+//! Which thread owns which descriptor (every one close-on-exec; every thread the library starts
+//! blocks all signals, `threads.rs`):
+//!
+//! | thread | makes | uses | closes |
+//! | --- | --- | --- | --- |
+//! | the host's (each call) | the epoll set and its wake eventfd, the event fd (`events_out.rs`); the keeper's socket and process, the supervisor's cgroup (`lifeline/`); listen sockets (`listen.rs`); the log's jsonl files (`logging/`); the sd_notify socket (`notify.rs`); the link to the spawner's private table (`spawner/table.rs`) | lines to workers' control sockets, sent without the lock (`sending.rs`); the host's 0, 1, 2 and listen sockets, sent to the spawner with each submission | listen sockets of groups no longer started; everything at `free` |
+//! | monitor (`monitor.rs`) | — | the epoll set; pidfds (readable once), control sockets (read, and written when room comes), the sd_notify socket, output pipes (under the captures' own lock, `output.rs`); the arrivals socket of the spawner's table, whose messages bring the descriptors of spawned children into the host's table; like any thread that lets go of the lock, lines to control sockets (`sending.rs`) | a control socket that broke the protocol or ended, through the reaper |
+//! | reaper (`reaper.rs`) | — | the keeper's socket (`D` messages, `lifeline/keeper.rs`) | an exited worker's pidfd, control socket and output pipes (drained first) |
+//! | spawner threads (`spawner/`) | in their own descriptor table: each child's control socket pair, output pipes, the exec shim's report pipe, `reuse_port` listen sockets, its pidfd (`spawner/worker.rs`) | the keeper's socket (`A` messages); what a submission sent them | their copies, once a child is spawned and its descriptors sent to the host's table |
+//! | log writer (`logging/`) | — | the jsonl files, stdout and stderr of the exporters | its files, when the logger is replaced or freed |
+//! | rotating-file writer (`rotate.rs`) | the rotating output files | them | them |
+//! | cgroup remover (`lifeline/cgroup.rs`) | — | none (cgroup directories, by path) | — |
+//! | the keeper process (`src/bin/mpsup-keeper.rs`) | pidfds of the host and of workers without one | its end of the keeper socket (its descriptor 3) | all, when it exits |
 
 pub(crate) mod child;
 pub(crate) mod events_out;
 pub(crate) mod figures;
-pub(crate) mod helpers;
 pub(crate) mod io;
-pub(crate) mod keeper;
 pub(crate) mod lifeline;
 pub(crate) mod listen;
 pub(crate) mod monitor;
@@ -23,6 +35,7 @@ pub(crate) mod reaper;
 pub(crate) mod rotate;
 pub(crate) mod sending;
 pub(crate) mod spawner;
+pub(crate) mod tokens;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::AtomicBool;
@@ -32,10 +45,10 @@ use std::time::{Duration, Instant};
 use crate::clock;
 use crate::core::state::State;
 use crate::core::Spawned;
-use crate::os::Poller;
 use crate::runtime::io::Io;
 use crate::runtime::output::Captures;
 use crate::runtime::spawner::{SpawnOutcome, Spawner, ToMonitor};
+use crate::runtime::tokens::Tokens;
 
 /// The core and the descriptors it acts on, behind one lock.
 pub struct Engine {
@@ -111,7 +124,7 @@ impl Engine {
                     if spec.readiness == crate::config::Readiness::SdNotify {
                         let access = spec.notify_access;
                         // What it said before it was adopted counts now.
-                        let early = self.io.track_notify(outcome.key, pid, access);
+                        let early = self.io.notify.track(outcome.key, pid, access);
                         for message in early {
                             self.core.notify(outcome.key, message, now, clock::now_ms());
                         }
@@ -148,7 +161,8 @@ pub struct Shared {
     engine: Mutex<Engine>,
     /// Notified whenever the engine was used: waits re-check their condition.
     pub changed: Condvar,
-    pub poller: Arc<Poller>,
+    /// The monitor's epoll set and its token table.
+    pub tokens: Arc<Tokens>,
     pub to_monitor: Arc<ToMonitor>,
     pub spawner: Arc<Spawner>,
     /// The engine's captured output, which the monitor reads without the engine's lock.
@@ -160,7 +174,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         engine: Engine,
-        poller: Arc<Poller>,
+        tokens: Arc<Tokens>,
         to_monitor: Arc<ToMonitor>,
         spawner: Arc<Spawner>,
     ) -> Shared {
@@ -168,7 +182,7 @@ impl Shared {
             captures: Arc::clone(&engine.io.captures),
             engine: Mutex::new(engine),
             changed: Condvar::new(),
-            poller,
+            tokens,
             to_monitor,
             spawner,
             shutdown: AtomicBool::new(false),

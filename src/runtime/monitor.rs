@@ -16,8 +16,7 @@ use crate::clock;
 use crate::core::timers::Timer;
 use crate::core::Line;
 use crate::runtime::child;
-use crate::runtime::io::{Source, SPAWNED_TOKEN, WAKE_TOKEN};
-use crate::runtime::output::OUTPUT_TOKEN;
+use crate::runtime::tokens::{Ready, Source};
 use crate::runtime::{Engine, Shared};
 use crate::sync::lock;
 
@@ -35,9 +34,9 @@ pub fn run(shared: Arc<Shared>) {
         if shared.shutdown.load(Ordering::Acquire) {
             return;
         }
-        shared.poller.wait(&mut ready, BATCH, timeout);
+        let reported = shared.tokens.wait(&mut ready, BATCH, timeout);
         // A bug in one round must not stop the monitor: workers would never be reaped.
-        timeout = catch_unwind(AssertUnwindSafe(|| round(&shared, &mut ready)))
+        timeout = catch_unwind(AssertUnwindSafe(|| round(&shared, &mut ready, reported)))
             .unwrap_or_else(|_| sleep_until(&mut shared.lock()));
     }
 }
@@ -64,11 +63,13 @@ pub fn wake_at(engine: &Engine) -> Option<Instant> {
 /// monitor may sleep then. Captured output is read under its own lock, never the engine's, so a
 /// worker that floods it delays no host call. The last hold of the engine's lock goes on to the
 /// rest of the round: each hold ends in a notification that wakes every waiting host call.
-fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) -> Option<Duration> {
-    let is_output = |&&(token, _, _): &&(u64, bool, bool)| token & OUTPUT_TOKEN != 0;
+/// `reported`: how many descriptors the epoll set reported (`ready` holds those still
+/// registered); a full batch means more may be ready.
+fn round(shared: &Shared, ready: &mut Vec<Ready>, mut reported: usize) -> Option<Duration> {
+    let is_output = |r: &&Ready| matches!(r.source, Source::Output(..));
     let mut held = None;
     loop {
-        if ready.iter().any(|&(token, _, _)| token == SPAWNED_TOKEN) {
+        if ready.iter().any(|r| r.source == Source::Spawned) {
             // Outside the lock: receiving descriptors is not free. Into `to_monitor.outcomes`,
             // adopted below.
             drop(held.take());
@@ -77,25 +78,27 @@ fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) -> Option<Duration
         let mut output = ready.iter().filter(is_output).peekable();
         while output.peek().is_some() {
             let mut captures = lock(&shared.captures);
-            for &(token, _, _) in output.by_ref().take(PER_LOCK) {
-                captures.read(token);
+            for r in output.by_ref().take(PER_LOCK) {
+                if let Source::Output(key, pipe) = r.source {
+                    captures.read(key, pipe);
+                }
             }
         }
-        let mut others = ready.iter().filter(|e| !is_output(e)).peekable();
+        let mut others = ready.iter().filter(|r| !is_output(r)).peekable();
         while others.peek().is_some() {
             // Let go between chunks, so host calls get the lock in between.
             drop(held.take());
             let mut engine = shared.lock();
-            for &(token, readable, writable) in others.by_ref().take(PER_LOCK) {
-                handle(shared, &mut engine, token, readable, writable);
+            for r in others.by_ref().take(PER_LOCK) {
+                handle(shared, &mut engine, r);
             }
             held = Some(engine);
         }
-        if ready.len() < BATCH {
+        if reported < BATCH {
             break;
         }
         drop(held.take());
-        shared.poller.wait(ready, BATCH, Some(Duration::ZERO));
+        reported = shared.tokens.wait(ready, BATCH, Some(Duration::ZERO));
     }
     let mut engine = held.unwrap_or_else(|| shared.lock());
     let outcomes = std::mem::take(&mut *lock(&shared.to_monitor.outcomes));
@@ -119,30 +122,34 @@ fn round(shared: &Shared, ready: &mut Vec<(u64, bool, bool)>) -> Option<Duration
     sleep_until(&mut engine)
 }
 
-fn handle(shared: &Shared, engine: &mut Engine, token: u64, readable: bool, writable: bool) {
-    if token == WAKE_TOKEN {
-        shared.to_monitor.wake.clear();
-        return;
-    }
-    if token == SPAWNED_TOKEN {
+/// Hands a ready descriptor to the function of its source (captured output is read by `round`,
+/// under its own lock).
+fn handle(shared: &Shared, engine: &mut Engine, ready: &Ready) {
+    match ready.source {
+        Source::Wake => shared.to_monitor.wake.clear(),
         // Collected by `round`.
-        return;
-    }
-    let Some((key, source)) = engine.io.source(token) else {
-        return;
-    };
-    match source {
+        Source::Spawned | Source::Output(..) => {}
         // Readable only once the worker exited: the reaper looks at it (`reaper.rs`).
-        Source::Pidfd => engine.io.exited_by_pidfd(key),
-        Source::Control => {
-            if writable {
+        Source::Pidfd(key) => engine.io.exited_by_pidfd(key),
+        Source::Control(key) => {
+            if ready.writable {
                 engine.io.flush(key);
             }
-            if readable {
+            if ready.readable {
                 read_channel(engine, key);
             }
         }
-        Source::Notify => crate::runtime::notify::on_readable(engine),
+        Source::Notify => read_notify(engine),
+    }
+}
+
+/// The sd_notify socket is readable: what known workers said goes to the core.
+fn read_notify(engine: &mut Engine) {
+    let messages = engine.io.notify.read();
+    let now = Instant::now();
+    let now_ms = clock::now_ms();
+    for (key, m) in messages {
+        engine.core.notify(key, m, now, now_ms);
     }
 }
 

@@ -14,6 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock;
@@ -21,15 +22,12 @@ use crate::config::NotifyAccess;
 use crate::core::notify::NotifyMessage;
 use crate::core::worker::Key;
 use crate::os::notify::{self as sys, Datagram};
-use crate::runtime::io::{Io, Source};
-use crate::runtime::Engine;
+use crate::runtime::tokens::{Source, Tokens};
 
 /// Datagrams read per wakeup; level-triggered epoll brings the monitor back for more.
 const PER_WAKEUP: usize = 64;
 /// The longest datagram accepted; a longer one is truncated by the kernel and dropped here.
 const MAX_DATAGRAM: usize = 4096;
-/// The key the socket's token is registered under (keys count from 1).
-const NO_KEY: Key = 0;
 /// How long a datagram of a child not adopted yet waits for its adoption.
 const PENDING_FOR: Duration = Duration::from_secs(2);
 /// The most such datagrams kept; the oldest is dropped for a new one.
@@ -45,8 +43,9 @@ struct Pending {
 
 static SERIAL: AtomicU64 = AtomicU64::new(0);
 
-#[derive(Default)]
 pub struct Notify {
+    tokens: Arc<Tokens>,
+    /// The socket, its token and its address, once made.
     socket: Option<(OwnedFd, u64, String)>,
     /// The sd_notify workers by pid.
     by_pid: HashMap<i32, (Key, NotifyAccess)>,
@@ -56,16 +55,26 @@ pub struct Notify {
 }
 
 impl Notify {
+    /// Made when the first `sd_notify` group needs it (`address`), in `tokens`.
+    pub fn new(tokens: Arc<Tokens>) -> Notify {
+        Notify {
+            tokens,
+            socket: None,
+            by_pid: HashMap::new(),
+            pending: VecDeque::new(),
+            received: 0,
+            dropped: 0,
+        }
+    }
+
     /// `NOTIFY_SOCKET` for the workers, when the socket exists.
     pub fn address(&self) -> Option<&str> {
         self.socket.as_ref().map(|(_, _, a)| a.as_str())
     }
-}
 
-impl Io {
     /// The socket's `NOTIFY_SOCKET` value, making the socket the first time.
-    pub(crate) fn notify_address(&mut self) -> std::io::Result<String> {
-        if let Some(address) = self.notify.address() {
+    pub(crate) fn open(&mut self) -> std::io::Result<String> {
+        if let Some(address) = self.address() {
             return Ok(address.to_string());
         }
         // A name another process took (the abstract namespace is shared by the network
@@ -84,50 +93,41 @@ impl Io {
                 Err(e) => return Err(e),
             }
         };
-        let token = self.token(NO_KEY, Source::Notify);
-        if let Err(e) = self.poller.add(fd.as_fd(), token) {
-            self.tokens.remove(&token);
-            return Err(e);
-        }
+        let token = self.tokens.watch(fd.as_fd(), Source::Notify)?;
         let address = format!("@{name}");
-        self.notify.socket = Some((fd, token, address.clone()));
+        self.socket = Some((fd, token, address.clone()));
         Ok(address)
     }
 
     /// Datagrams from `pid` (and with `access` all, from its process group) count for `key`.
     /// Returns those it sent before it was adopted, in order.
-    pub(crate) fn track_notify(
-        &mut self,
-        key: Key,
-        pid: i32,
-        access: NotifyAccess,
-    ) -> Vec<NotifyMessage> {
-        self.notify.by_pid.insert(pid, (key, access));
-        self.notify.expire(Instant::now());
+    pub(crate) fn track(&mut self, key: Key, pid: i32, access: NotifyAccess) -> Vec<NotifyMessage> {
+        self.by_pid.insert(pid, (key, access));
+        self.expire(Instant::now());
         let mut mine = Vec::new();
-        let mut rest = VecDeque::with_capacity(self.notify.pending.len());
-        for p in self.notify.pending.drain(..) {
+        let mut rest = VecDeque::with_capacity(self.pending.len());
+        for p in self.pending.drain(..) {
             if p.pid == pid || (access == NotifyAccess::All && p.group == pid) {
                 mine.push(p.message);
             } else {
                 rest.push_back(p);
             }
         }
-        self.notify.pending = rest;
+        self.pending = rest;
         mine
     }
 
-    pub(crate) fn untrack_notify(&mut self, key: Key, pid: i32) {
-        if self.notify.by_pid.get(&pid).is_some_and(|(k, _)| *k == key) {
-            self.notify.by_pid.remove(&pid);
+    pub(crate) fn untrack(&mut self, key: Key, pid: i32) {
+        if self.by_pid.get(&pid).is_some_and(|(k, _)| *k == key) {
+            self.by_pid.remove(&pid);
         }
     }
 
     /// Reads the datagrams waiting now (bounded), and returns those of known workers parsed.
-    pub(crate) fn read_notify(&mut self) -> Vec<(Key, NotifyMessage)> {
+    pub(crate) fn read(&mut self) -> Vec<(Key, NotifyMessage)> {
         let mut out = Vec::new();
         // Out of the table while it is read, so the table can change meanwhile.
-        let Some(socket) = self.notify.socket.take() else {
+        let Some(socket) = self.socket.take() else {
             return out;
         };
         let fd = &socket.0;
@@ -141,32 +141,30 @@ impl Io {
                 }) => (len, truncated, pid),
                 Ok(Datagram::WouldBlock) | Err(_) => break,
             };
-            self.notify.received += 1;
+            self.received += 1;
             let message = (!truncated)
                 .then(|| NotifyMessage::parse(&buf[..len.min(buf.len())]).ok())
                 .flatten();
             let (Some(pid), Some(message)) = (pid, message) else {
-                self.notify.dropped += 1;
+                self.dropped += 1;
                 continue;
             };
-            match sender(&self.notify.by_pid, pid) {
+            match sender(&self.by_pid, pid) {
                 Sender::Worker(key) => out.push((key, message)),
-                Sender::Child(group) => self.notify.hold(Pending {
+                Sender::Child(group) => self.hold(Pending {
                     pid,
                     group,
                     at: Instant::now(),
                     message,
                 }),
-                Sender::Stranger => self.notify.dropped += 1,
+                Sender::Stranger => self.dropped += 1,
             }
         }
-        self.notify.socket = Some(socket);
-        self.notify.expire(Instant::now());
+        self.socket = Some(socket);
+        self.expire(Instant::now());
         out
     }
-}
 
-impl Notify {
     fn hold(&mut self, pending: Pending) {
         if self.pending.len() >= MAX_PENDING {
             self.pending.pop_front();
@@ -213,14 +211,4 @@ fn sender(by_pid: &HashMap<i32, (Key, NotifyAccess)>, pid: i32) -> Sender {
         return Sender::Child(group);
     }
     Sender::Stranger
-}
-
-/// The monitor saw the socket readable.
-pub(crate) fn on_readable(engine: &mut Engine) {
-    let messages = engine.io.read_notify();
-    let now = Instant::now();
-    let now_ms = clock::now_ms();
-    for (key, m) in messages {
-        engine.core.notify(key, m, now, now_ms);
-    }
 }

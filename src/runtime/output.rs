@@ -18,10 +18,11 @@ use serde::Serialize;
 
 use crate::config::{GroupSpec, Output};
 use crate::core::worker::Key;
-use crate::lines::MAX_LINE;
+use crate::lines::{Overlong, Splitter, MAX_LINE};
 use crate::logging::Logger;
-use crate::os::{self, Poller, ReadResult};
+use crate::os::{self, ReadResult};
 use crate::runtime::rotate::{FileWriter, RotateSpec};
+use crate::runtime::tokens::{Source, Tokens};
 
 /// The most bytes read from one pipe per wakeup.
 const READ_CHUNK: usize = 64 * 1024;
@@ -108,53 +109,6 @@ pub fn pipes(
     ))
 }
 
-/// Cuts a byte stream into lines of at most `MAX_LINE` bytes: the rest of a longer line is
-/// dropped.
-#[derive(Debug, Default)]
-struct LineCutter {
-    partial: Vec<u8>,
-    skipping: bool,
-}
-
-impl LineCutter {
-    fn feed(&mut self, mut bytes: &[u8], line: &mut impl FnMut(&[u8])) {
-        while !bytes.is_empty() {
-            let nl = bytes.iter().position(|&b| b == b'\n');
-            let (piece, rest, complete) = match nl {
-                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
-                None => (bytes, &[][..], false),
-            };
-            bytes = rest;
-            if !self.skipping {
-                let room = MAX_LINE - self.partial.len();
-                if piece.len() >= room && !(complete && piece.len() == room) {
-                    self.partial.extend_from_slice(&piece[..room]);
-                    line(&self.partial);
-                    self.partial.clear();
-                    self.skipping = !complete;
-                } else if complete && self.partial.is_empty() {
-                    line(piece);
-                } else {
-                    self.partial.extend_from_slice(piece);
-                    if complete {
-                        line(&self.partial);
-                        self.partial.clear();
-                    }
-                }
-            } else if complete {
-                self.skipping = false;
-            }
-        }
-    }
-
-    fn finish(&mut self, line: &mut impl FnMut(&[u8])) {
-        if !self.partial.is_empty() {
-            line(&self.partial);
-            self.partial.clear();
-        }
-    }
-}
-
 /// What one read of a pipe brought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Got {
@@ -166,7 +120,7 @@ enum Got {
 struct Pipe {
     stream: Stream,
     fd: Option<(OwnedFd, u64)>,
-    cutter: LineCutter,
+    cutter: Splitter,
     tail: VecDeque<String>,
     sink: Sink,
 }
@@ -179,18 +133,13 @@ struct Watched {
     pipes: Vec<Pipe>,
 }
 
-/// Tokens of captured pipes have this bit set: the monitor tells them from the engine's own
-/// tokens without the engine's lock, and reads them under the lock of `Captures` alone.
-pub(crate) const OUTPUT_TOKEN: u64 = 1 << 63;
-
 /// The captured streams of every worker, and the file writer. Behind a lock of its own, taken
 /// after the engine's when both are held, so that reading output never holds up the host's calls.
 pub struct Captures {
-    poller: Arc<Poller>,
+    /// Where each pipe registers (`Source::Output`): the monitor reads them under the lock of
+    /// `Captures` alone.
+    tokens: Arc<Tokens>,
     watched: HashMap<Key, Watched>,
-    /// Token → (worker, index of the pipe).
-    tokens: HashMap<u64, (Key, usize)>,
-    next_token: u64,
     /// The stderr tail of each worker reaped since the engine last asked.
     ended: HashMap<Key, Option<Vec<String>>>,
     files: Option<FileWriter>,
@@ -202,12 +151,10 @@ pub struct Captures {
 }
 
 impl Captures {
-    pub fn new(poller: Arc<Poller>) -> Captures {
+    pub fn new(tokens: Arc<Tokens>) -> Captures {
         Captures {
-            poller,
+            tokens,
             watched: HashMap::new(),
-            tokens: HashMap::new(),
-            next_token: OUTPUT_TOKEN,
             ended: HashMap::new(),
             files: None,
             logger: None,
@@ -233,19 +180,14 @@ impl Captures {
     pub(crate) fn watch(&mut self, key: Key, pid: i32, captured: Captured) {
         let mut pipes = Vec::with_capacity(captured.pipes.len());
         for (i, (stream, fd, sink)) in captured.pipes.into_iter().enumerate() {
-            let token = self.next_token;
-            self.next_token += 1;
-            let fd = match self.poller.add(fd.as_fd(), token) {
-                Ok(()) => {
-                    self.tokens.insert(token, (key, i));
-                    Some((fd, token))
-                }
+            let fd = match self.tokens.watch(fd.as_fd(), Source::Output(key, i)) {
+                Ok(token) => Some((fd, token)),
                 Err(_) => None,
             };
             pipes.push(Pipe {
                 stream,
                 fd,
-                cutter: LineCutter::default(),
+                cutter: Splitter::new(MAX_LINE, Overlong::Cut),
                 tail: VecDeque::new(),
                 sink,
             });
@@ -262,13 +204,15 @@ impl Captures {
         );
     }
 
-    /// Reads what the pipe of `token` holds now, at most `READ_CHUNK` bytes. A token whose pipe
-    /// is gone (an epoll batch read before its worker was reaped) is ignored.
-    pub(crate) fn read(&mut self, token: u64) {
-        let Some(&(key, i)) = self.tokens.get(&token) else {
-            return;
-        };
-        if self.read_pipe(key, i) == Got::Closed {
+    /// Reads what pipe `i` of worker `key` holds now, at most `READ_CHUNK` bytes. A pipe that is
+    /// gone (an epoll batch read before its worker was reaped) is left alone.
+    pub(crate) fn read(&mut self, key: Key, i: usize) {
+        let open = self
+            .watched
+            .get(&key)
+            .and_then(|w| w.pipes.get(i))
+            .is_some_and(|p| p.fd.is_some());
+        if open && self.read_pipe(key, i) == Got::Closed {
             self.close_pipe(key, i);
         }
     }
@@ -314,12 +258,13 @@ impl Captures {
                             .nth(tail_lines)
                             .map_or(0, |(i, _)| i + 1);
                         if start > 0 {
-                            pipe.cutter = LineCutter::default();
+                            pipe.cutter = Splitter::new(MAX_LINE, Overlong::Cut);
                         }
                         &data[start..]
                     }
                 };
-                pipe.cutter.feed(data, &mut |line| {
+                // Cutting never fails.
+                let _ = pipe.cutter.feed(data, &mut |line| {
                     take_line(line, tail, tail_lines, |text| {
                         if let Some(logger) = logger {
                             if !logger.output(group, worker_id, pid, stream.as_str(), text) {
@@ -343,8 +288,7 @@ impl Captures {
         };
         let pipe = &mut w.pipes[i];
         if let Some((fd, token)) = pipe.fd.take() {
-            self.poller.remove(fd.as_fd());
-            self.tokens.remove(&token);
+            self.tokens.unwatch(fd.as_fd(), token);
         }
         let (stream, tail, tail_lines) = (pipe.stream, &mut pipe.tail, w.tail_lines);
         let logger = match pipe.sink {
@@ -395,53 +339,5 @@ fn take_line(line: &[u8], tail: &mut VecDeque<String>, tail_lines: usize, log: i
             tail.pop_front();
         }
         tail.push_back(text.into_owned());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cut(chunks: &[&[u8]]) -> Vec<Vec<u8>> {
-        let mut c = LineCutter::default();
-        let mut out = Vec::new();
-        for chunk in chunks {
-            c.feed(chunk, &mut |l| out.push(l.to_vec()));
-        }
-        c.finish(&mut |l| out.push(l.to_vec()));
-        out
-    }
-
-    #[test]
-    fn lines_are_cut_at_the_limit_and_the_rest_of_a_long_line_is_dropped() {
-        assert_eq!(
-            cut(&[b"a\nb", b"c\n", b"d"]),
-            vec![b"a".to_vec(), b"bc".to_vec(), b"d".to_vec()]
-        );
-        let long = vec![b'x'; MAX_LINE * 3];
-        let lines = cut(&[&long[..5000], &long[5000..], b"\nnext\n"]);
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].len(), MAX_LINE);
-        assert_eq!(lines[1], b"next");
-        let exact = vec![b'y'; MAX_LINE];
-        let lines = cut(&[&exact, b"\nz\n"]);
-        assert_eq!(lines, vec![exact.clone(), b"z".to_vec()]);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn cut_lines_are_short_and_whole_lines_come_through_unchanged(
-            lines in proptest::collection::vec("[a-z]{0,5000}", 0..20),
-            split in 1usize..9000,
-        ) {
-            let text: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
-            let (a, b) = text.split_at(split.min(text.len()));
-            let out = cut(&[a, b]);
-            proptest::prop_assert_eq!(out.len(), lines.len());
-            for (got, want) in out.iter().zip(&lines) {
-                let n = want.len().min(MAX_LINE);
-                proptest::prop_assert_eq!(&got[..], &want.as_bytes()[..n]);
-            }
-        }
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::config::{self, GroupSpec};
 use crate::core::plan::Plan;
+use crate::protocol::env;
 
 /// glibc's search path when `PATH` is not set at all.
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
@@ -19,13 +20,16 @@ pub fn prepare(spec: &GroupSpec, notify_socket: Option<&str>) -> io::Result<Plan
         // The supervisor's socket, never one the host itself was given.
         let theirs = |e: &CString| {
             let b = e.as_bytes();
-            ["NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID="]
+            [env::NOTIFY_SOCKET, "WATCHDOG_USEC", "WATCHDOG_PID"]
                 .iter()
-                .any(|k| b.starts_with(k.as_bytes()))
+                .any(|k| b.starts_with(k.as_bytes()) && b.get(k.len()) == Some(&b'='))
         };
         env.retain(|e| !theirs(e));
         if let Some(address) = notify_socket {
-            env.push(config::cstring(&format!("NOTIFY_SOCKET={address}")));
+            env.push(config::cstring(&format!(
+                "{}={address}",
+                env::NOTIFY_SOCKET
+            )));
         }
         if spec.heartbeat_timeout_ms > 0 {
             env.push(config::cstring(&format!(
@@ -77,19 +81,19 @@ fn is_executable_file(path: &Path) -> bool {
 /// What systemd gave the host itself (its notify socket, its watchdog, its socket
 /// activation): never passed on, since a worker would speak for the host or take its sockets.
 const HOST_ONLY: [&str; 6] = [
-    "NOTIFY_SOCKET",
+    env::NOTIFY_SOCKET,
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
+    env::LISTEN_FDS,
+    env::LISTEN_PID,
+    env::LISTEN_FDNAMES,
 ];
 
 /// The environment a group's workers start from: the host's (unless `inherit_env` is false)
 /// without the supervisor's own variables and those of `HOST_ONLY`, then the group's `env`.
 fn base_environment(spec: &GroupSpec) -> Vec<CString> {
     fn own(key: &[u8]) -> bool {
-        key.starts_with(b"MPSUP_")
+        key.starts_with(env::PREFIX.as_bytes())
     }
     let mut env: Vec<CString> = Vec::new();
     if spec.inherit_env {

@@ -19,13 +19,14 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::logging::LogSettings;
 use crate::options::Options;
-use crate::os::{self, Flag, Poller};
+use crate::os::{self, Flag};
 use crate::report;
-use crate::runtime::io::{Io, WAKE_TOKEN};
+use crate::runtime::io::{Io, IoParts};
 use crate::runtime::lifeline::{Lifeline, Wanted};
 use crate::runtime::listen::Listeners;
 use crate::runtime::reaper::Reaper;
-use crate::runtime::spawner::{Reply, SpawnOutcome, Spawner, ToMonitor};
+use crate::runtime::spawner::{Reply, SpawnOutcome, Spawner, SpawnerParts, ToMonitor};
+use crate::runtime::tokens::{Source, Tokens};
 use crate::runtime::{child, monitor, plan, Engine, Shared};
 use crate::snapshot::Snapshot;
 use crate::status::{ExitWatch, Guarantees, ReusePortHandoff, SpawnMethod, Status};
@@ -68,10 +69,10 @@ impl Supervisor {
     }
 
     pub fn with_options(options: Options) -> Result<Self> {
-        let poller = Arc::new(Poller::new().map_err(|e| Error::os("epoll_create1", e))?);
+        let tokens = Tokens::new().map_err(|e| Error::os("epoll_create1", e))?;
         let wake = Flag::new().map_err(|e| Error::os("eventfd", e))?;
-        poller
-            .add(wake.fd(), WAKE_TOKEN)
+        tokens
+            .watch(wake.fd(), Source::Wake)
             .map_err(|e| Error::os("epoll_ctl", e))?;
         let to_monitor = Arc::new(ToMonitor {
             outcomes: Mutex::new(Vec::new()),
@@ -82,32 +83,31 @@ impl Supervisor {
             keeper_path: options.keeper_path.clone(),
             cgroup: options.cgroup,
         }));
-        let mut spawner = Spawner::new(
-            Arc::clone(&to_monitor),
-            options.use_pidfd,
-            options.spawn_hook(),
-            options.spawn_threads,
-            options.private_fd_table,
-            Arc::clone(&poller),
-        );
-        spawner.set_lifeline(Arc::clone(&lifeline));
         let listeners = Arc::new(Listeners::default());
-        spawner.set_listeners(Arc::clone(&listeners));
-        let spawner = Arc::new(spawner);
+        let spawner = Arc::new(Spawner::new(SpawnerParts {
+            monitor: Arc::clone(&to_monitor),
+            tokens: Arc::clone(&tokens),
+            lifeline: Arc::clone(&lifeline),
+            listeners: Arc::clone(&listeners),
+            use_pidfd: options.use_pidfd,
+            hook: options.spawn_hook(),
+            threads: options.spawn_threads,
+            private_table: options.private_fd_table,
+        }));
         // Past this point a failure must also end the keeper and remove the cgroup.
         let closing = |e: Error| {
             lifeline.close();
             e
         };
         let reaper = Arc::new(Reaper::new(Arc::clone(&lifeline)));
-        let mut io = Io::new(
-            Arc::clone(&poller),
-            Arc::clone(&spawner),
-            Arc::clone(&reaper),
-        )
+        let io = Io::new(IoParts {
+            tokens: Arc::clone(&tokens),
+            spawner: Arc::clone(&spawner),
+            reaper: Arc::clone(&reaper),
+            lifeline: Arc::clone(&lifeline),
+            listeners: Arc::clone(&listeners),
+        })
         .map_err(|e| closing(Error::os("eventfd", e)))?;
-        io.lifeline = Some(Arc::clone(&lifeline));
-        io.listeners = Some(Arc::clone(&listeners));
         let engine = Engine {
             core: State::new(options.event_capacity),
             io,
@@ -115,7 +115,7 @@ impl Supervisor {
             to_monitor: Arc::clone(&to_monitor),
             waiting: Default::default(),
         };
-        let shared = Arc::new(Shared::new(engine, poller, to_monitor, spawner));
+        let shared = Arc::new(Shared::new(engine, tokens, to_monitor, spawner));
         reaper
             .start(Arc::downgrade(&shared))
             .map_err(|e| closing(Error::os("spawning the reaper thread", e)))?;

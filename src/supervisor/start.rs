@@ -108,7 +108,8 @@ impl Supervisor {
         let mut engine = self.shared.lock();
         engine
             .io
-            .notify_address()
+            .notify
+            .open()
             .map(Some)
             .map_err(|e| Error::os("making the sd_notify socket", e))
     }

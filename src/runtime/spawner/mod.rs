@@ -22,12 +22,12 @@ use crate::core::effects::SpawnJob;
 use crate::core::worker::Key;
 use crate::os::passing;
 use crate::os::spawn::{self, Command, SpawnAttributes, FIRST_INHERITED};
-use crate::os::{self, Flag, Poller};
+use crate::os::{self, Flag};
 use crate::runtime::child::Child;
-use crate::runtime::io::SPAWNED_TOKEN;
 use crate::runtime::lifeline::Lifeline;
 use crate::runtime::listen::{ListenInfo, Listeners};
 use crate::runtime::output::{Captured, Sink, Stream};
+use crate::runtime::tokens::{Source, Tokens};
 use crate::sync::lock;
 use crate::threads;
 
@@ -106,8 +106,8 @@ struct Shared {
     monitor: Arc<ToMonitor>,
     use_pidfd: bool,
     hook: Option<SpawnHook>,
-    lifeline: Option<Arc<Lifeline>>,
-    listeners: Option<Arc<Listeners>>,
+    lifeline: Arc<Lifeline>,
+    listeners: Arc<Listeners>,
     max_threads: usize,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Set by the first spawner thread before it runs a job: Some when the spawner threads have a
@@ -134,24 +134,42 @@ pub struct Spawner {
     host: Mutex<HostSide>,
     private_table: bool,
     /// The monitor's epoll set, which watches `from_private`.
-    poller: Arc<Poller>,
+    tokens: Arc<Tokens>,
     /// Where outcomes arrive from the private table (a copy of the link's), for `collect`.
-    arrivals: Mutex<Option<Arc<OwnedFd>>>,
+    arrivals: Mutex<Option<(Arc<OwnedFd>, u64)>>,
+}
+
+/// What a spawner is made with.
+pub struct SpawnerParts {
+    /// Where outcomes for the monitor go.
+    pub monitor: Arc<ToMonitor>,
+    /// The monitor's epoll set: with a private table, outcomes arrive on a socket there
+    /// (`Source::Spawned`), and the monitor calls `collect`.
+    pub tokens: Arc<Tokens>,
+    /// Every spawned process goes to it (its cgroup, the keeper) before it is handed over.
+    pub lifeline: Arc<Lifeline>,
+    /// The groups' listen sockets, passed to their workers.
+    pub listeners: Arc<Listeners>,
+    pub use_pidfd: bool,
+    pub hook: Option<SpawnHook>,
+    /// At most this many spawner threads (None: one per core, up to 8).
+    pub threads: Option<usize>,
+    /// Run them in a descriptor table of their own where the system allows (`table.rs`).
+    pub private_table: bool,
 }
 
 impl Spawner {
-    /// `threads`: at most this many spawner threads (None: one per core, up to 8).
-    /// `private_table`: run them in a descriptor table of their own where the system allows; their
-    /// outcomes then arrive on a socket in `poller` (the monitor's), under `SPAWNED_TOKEN`, and
-    /// the monitor calls `collect`.
-    pub fn new(
-        monitor: Arc<ToMonitor>,
-        use_pidfd: bool,
-        hook: Option<SpawnHook>,
-        threads: Option<usize>,
-        private_table: bool,
-        poller: Arc<Poller>,
-    ) -> Spawner {
+    pub fn new(parts: SpawnerParts) -> Spawner {
+        let SpawnerParts {
+            monitor,
+            tokens,
+            lifeline,
+            listeners,
+            use_pidfd,
+            hook,
+            threads,
+            private_table,
+        } = parts;
         let cores =
             threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         Spawner {
@@ -165,8 +183,8 @@ impl Spawner {
                 monitor,
                 use_pidfd,
                 hook,
-                lifeline: None,
-                listeners: None,
+                lifeline,
+                listeners,
                 max_threads: cores.clamp(1, 8),
                 threads: Mutex::new(Vec::new()),
                 private: OnceLock::new(),
@@ -178,23 +196,8 @@ impl Spawner {
                 link: None,
             }),
             private_table,
-            poller,
+            tokens,
             arrivals: Mutex::new(None),
-        }
-    }
-
-    /// Every spawned process goes to `lifeline` (its cgroup, the keeper) before it is handed
-    /// over. Only before the first submission.
-    pub fn set_lifeline(&mut self, lifeline: Arc<Lifeline>) {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.lifeline = Some(lifeline);
-        }
-    }
-
-    /// The groups' listen sockets, passed to their workers. Only before the first submission.
-    pub fn set_listeners(&mut self, listeners: Arc<Listeners>) {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.listeners = Some(listeners);
         }
     }
 
@@ -261,11 +264,7 @@ impl Spawner {
             None
         };
         let ends = link.as_ref().map(|(_, inbox, outbox)| {
-            let keep = self
-                .shared
-                .lifeline
-                .as_ref()
-                .map_or_else(Vec::new, |l| l.spawner_descriptors());
+            let keep = self.shared.lifeline.spawner_descriptors();
             (inbox.as_raw_fd(), outbox.as_raw_fd(), keep)
         });
         let (answer, answered) = mpsc::sync_channel::<()>(1);
@@ -293,7 +292,7 @@ impl Spawner {
             drop(inbox);
             drop(outbox);
             if self.shared.private().is_some() {
-                *lock(&self.arrivals) = Some(Arc::clone(&link.from_private));
+                *lock(&self.arrivals) = Some((Arc::clone(&link.from_private), link.token));
                 host.link = Some(link);
             } else {
                 self.close_link(link);

@@ -224,10 +224,12 @@ impl Private {
 }
 
 /// The host-table side of the private table: where submissions send, and where outcomes
-/// arrive (watched by the monitor's epoll set under `SPAWNED_TOKEN`).
+/// arrive (watched by the monitor's epoll set as `Source::Spawned`).
 pub(super) struct Link {
     pub(super) to_private: OwnedFd,
     pub(super) from_private: Arc<OwnedFd>,
+    /// The token of `from_private`.
+    pub(super) token: u64,
 }
 
 /// What travelled in an outcome's message, in this order.
@@ -248,7 +250,7 @@ pub(super) struct Pending {
 
 impl Spawner {
     pub(super) fn close_link(&self, link: Link) {
-        self.poller.remove(link.from_private.as_fd());
+        self.tokens.unwatch(link.from_private.as_fd(), link.token);
     }
 
     /// The two socket pairs, the arrivals watched by the monitor: the link, and the spawner
@@ -258,10 +260,11 @@ impl Spawner {
         let (to_private, inbox) = passing::message_pair()?;
         let (outbox, from_private) = passing::message_pair()?;
         os::set_nonblocking(&from_private)?;
-        self.poller.add(from_private.as_fd(), SPAWNED_TOKEN)?;
+        let token = self.tokens.watch(from_private.as_fd(), Source::Spawned)?;
         let link = Link {
             to_private,
             from_private: Arc::new(from_private),
+            token,
         };
         Ok((link, inbox, outbox))
     }
@@ -271,7 +274,7 @@ impl Spawner {
     /// `wake`: wake the monitor for those it gets (false: the monitor itself calls).
     pub fn collect(&self, wake: bool) {
         let arrivals = lock(&self.arrivals);
-        let Some(sock) = arrivals.as_ref() else {
+        let Some((sock, token)) = arrivals.as_ref() else {
             return;
         };
         let mut buf = [0u8; 8];
@@ -285,7 +288,7 @@ impl Spawner {
             if n == 0 {
                 // The end: every spawner thread has exited, and with them their table. Not
                 // readable any more for the monitor.
-                self.poller.remove(sock.as_fd());
+                self.tokens.unwatch(sock.as_fd(), *token);
                 break;
             }
             if n != 8 {

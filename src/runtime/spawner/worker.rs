@@ -2,6 +2,12 @@
 
 use super::table::View;
 use super::*;
+use crate::protocol::env;
+
+/// `NAME=value`, for a worker's environment.
+fn env_var(name: &str, value: &str) -> CString {
+    config::cstring(&format!("{name}={value}"))
+}
 
 /// What a worker of `spec` needs to know of its group's listen sockets (None when it has none).
 fn listen_info(
@@ -11,17 +17,12 @@ fn listen_info(
     if spec.listen.is_empty() {
         return Ok(None);
     }
-    shared
-        .listeners
-        .as_ref()
-        .and_then(|l| l.info(&spec.name))
-        .map(Some)
-        .ok_or_else(|| {
-            std::io::Error::other(format!(
-                "the listen sockets of group '{}' are closed",
-                spec.name
-            ))
-        })
+    shared.listeners.info(&spec.name).map(Some).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "the listen sockets of group '{}' are closed",
+            spec.name
+        ))
+    })
 }
 
 /// Spawns one worker process: its listen sockets (carried by the submission, or with
@@ -50,10 +51,7 @@ pub(super) fn spawn_one(
         )));
     }
     let listen_pid = listening > 0;
-    let extra = shared
-        .lifeline
-        .as_ref()
-        .map_or(0, |l| l.extra_inherited(listen_pid)) as i32;
+    let extra = i32::from(shared.lifeline.uses_shim(listen_pid));
     // The highest descriptor number the spawn assigns.
     let last_target = FIRST_INHERITED + listening as i32 + extra;
     let control_fd = FIRST_INHERITED + listening as i32;
@@ -66,38 +64,32 @@ pub(super) fn spawn_one(
     };
     let mut envp: Vec<CString> = Vec::with_capacity(job.plan.env.len() + 8);
     envp.extend(job.plan.env.iter().cloned());
-    envp.push(config::cstring(&format!("MPSUP_GROUP={}", spec.name)));
-    envp.push(config::cstring(&format!("MPSUP_WORKER_ID={}", job.id)));
+    envp.push(env_var(env::GROUP, &spec.name));
+    envp.push(env_var(env::WORKER_ID, &job.id));
     if let Some(l) = &listen {
         // systemd's socket activation; the exec shim adds LISTEN_PID, the worker's own pid.
-        envp.push(config::cstring(&format!("LISTEN_FDS={listening}")));
-        envp.push(config::cstring(&format!("LISTEN_FDNAMES={}", l.names)));
-        envp.push(config::cstring("MPSUP_EXEC_LISTEN_PID=1"));
+        envp.push(env_var(env::LISTEN_FDS, &listening.to_string()));
+        envp.push(env_var(env::LISTEN_FDNAMES, &l.names));
+        envp.push(env_var(env::EXEC_LISTEN_PID, "1"));
     }
     if theirs.is_some() {
-        envp.push(config::cstring(&format!("MPSUP_CONTROL_FD={control_fd}")));
+        envp.push(env_var(env::CONTROL_FD, &control_fd.to_string()));
         if spec.bootstrap.is_some() {
-            envp.push(config::cstring("MPSUP_BOOTSTRAP=1"));
+            envp.push(env_var(env::BOOTSTRAP, "1"));
         }
         if spec.start_gate {
-            envp.push(config::cstring("MPSUP_START_GATE=1"));
+            envp.push(env_var(env::START_GATE, "1"));
         }
     }
     let (captured, writes) = crate::runtime::output::pipes(spec, &job.id)?;
     let mut inherit: Vec<&OwnedFd> = listen_fds.iter().copied().chain(theirs.iter()).collect();
-    let placement = match &shared.lifeline {
-        Some(l) => l.prepare(
-            &spec.name,
-            &job.plan.program,
-            &job.plan.argv,
-            inherit.len(),
-            listen_pid,
-        )?,
-        None if listen_pid => {
-            return Err(std::io::Error::other("listen sockets need the exec shim"))
-        }
-        None => None,
-    };
+    let placement = shared.lifeline.prepare(
+        &spec.name,
+        &job.plan.program,
+        &job.plan.argv,
+        FIRST_INHERITED + inherit.len() as i32,
+        listen_pid,
+    )?;
     let (program, argv) = match &placement {
         Some(p) => {
             inherit.extend(p.report.as_ref());
@@ -130,12 +122,12 @@ pub(super) fn spawn_one(
     if shared.use_pidfd {
         child.pidfd = os::pidfd_open(pid).ok();
     }
-    if let Some(lifeline) = &shared.lifeline {
-        lifeline.spawned(placement, pid, child.pidfd.as_ref())?;
-        // The worker's own program runs from now on (after the exec shim's).
-        child.spawned_at = Instant::now();
-        child.spawned_at_ms = clock::now_ms();
-    }
+    shared
+        .lifeline
+        .spawned(placement, pid, child.pidfd.as_ref())?;
+    // The worker's own program runs from now on (after the exec shim's).
+    child.spawned_at = Instant::now();
+    child.spawned_at_ms = clock::now_ms();
     if let Some(hook) = shared.hook {
         hook(pid);
     }

@@ -1,6 +1,5 @@
 //! Finding the library's helper programs (`mpsup-keeper`, `mpsup-exec`) next to its code.
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 /// A helper program next to the object that holds this code (libmpsupervisor.so, or a program
@@ -28,26 +27,13 @@ pub(crate) fn find_helper(name: &str) -> Option<PathBuf> {
 }
 
 fn is_executable(p: &Path) -> bool {
-    let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: a NUL-terminated path.
-    p.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
+    p.is_file() && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
 /// The file of the loaded object that holds this function.
 fn own_object() -> Option<PathBuf> {
-    // SAFETY: dladdr fills `info` for an address of this object; dli_fname is a C string that
-    // lives as long as the object stays loaded.
-    let name = unsafe {
-        let mut info: libc::Dl_info = std::mem::zeroed();
-        let here = find_helper as *const libc::c_void;
-        if libc::dladdr(here, &mut info) == 0 || info.dli_fname.is_null() {
-            return std::env::current_exe().ok();
-        }
-        std::ffi::CStr::from_ptr(info.dli_fname)
-            .to_string_lossy()
-            .into_owned()
+    let Some(name) = crate::os::object_file_of(find_helper as *const ()) else {
+        return std::env::current_exe().ok();
     };
     // The main program's name may be relative or empty; its real path is /proc/self/exe.
     let path = PathBuf::from(&name);

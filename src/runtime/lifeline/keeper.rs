@@ -15,38 +15,40 @@
 
 use std::ffi::CString;
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
 use nix::sys::socket::{self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 
 use crate::config::Output;
 use crate::os::spawn::{self, Command, SpawnAttributes};
 use crate::os::{self, ChildState};
+use crate::sync::lock;
+
+/// The keeper's file name, next to the library (or in `mpsupervisor/` next to it).
+pub const KEEPER_NAME: &str = "mpsup-keeper";
 
 /// How long a send to the keeper may wait for room before the keeper is given up.
 const SEND_BOUND: Duration = Duration::from_secs(1);
 /// How long the keeper has to say hello, and to exit when told.
-pub(crate) const KEEPER_BOUND: Duration = Duration::from_secs(3);
+const KEEPER_BOUND: Duration = Duration::from_secs(3);
 
 /// The host holds one descriptor for it, the socket (no pidfd: its end of the socket closing says
 /// it has exited).
-pub(crate) struct Keeper {
-    pub(crate) pid: i32,
-    pub(crate) sock: OwnedFd,
+struct Keeper {
+    pid: i32,
+    sock: OwnedFd,
     /// False once it failed to take a message or exited.
-    pub(crate) alive: AtomicBool,
+    alive: AtomicBool,
 }
 
 /// Sends one datagram (and a descriptor), waiting at most `SEND_BOUND` for room.
-pub(crate) fn send_bounded(
-    sock: &OwnedFd,
-    bytes: &[u8],
-    fd: Option<&OwnedFd>,
-) -> std::io::Result<()> {
+fn send_bounded(sock: &OwnedFd, bytes: &[u8], fd: Option<&OwnedFd>) -> std::io::Result<()> {
     let until = Instant::now() + SEND_BOUND;
     let raw = fd.map(|f| [f.as_raw_fd()]);
     loop {
@@ -83,7 +85,7 @@ pub(crate) fn send_bounded(
 }
 
 /// Waits (bounded) for the keeper to exit and reaps it; kills it when it does not.
-pub(crate) fn wait_exit(k: &Keeper, until: Instant) {
+fn wait_exit(k: &Keeper, until: Instant) {
     loop {
         match os::peek_exit(k.pid) {
             ChildState::Running => {}
@@ -94,7 +96,7 @@ pub(crate) fn wait_exit(k: &Keeper, until: Instant) {
             ChildState::Gone => return,
         }
         if Instant::now() >= until {
-            let _ = os::kill_pid(k.pid, libc::SIGKILL);
+            let _ = os::kill_pid(k.pid, Signal::SIGKILL as i32);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(k.pid), None);
             return;
         }
@@ -112,7 +114,7 @@ pub(crate) fn wait_exit(k: &Keeper, until: Instant) {
 }
 
 /// Spawns the keeper and waits for its hello.
-pub(crate) fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper> {
+fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper> {
     let (ours, theirs) = socket::socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -174,4 +176,113 @@ pub(crate) fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Re
     }
     let _ = socket::setsockopt(&keeper.sock, socket::sockopt::SndBuf, &(1 << 20));
     Ok(keeper)
+}
+
+/// The most pids in one `D` message: the keeper reads datagrams of up to 512 bytes.
+const REAPED_PER_MESSAGE: usize = 50;
+
+/// The keeper and what it has yet to be told.
+pub(super) struct KeeperLink {
+    keeper: Keeper,
+    /// Reaped workers whose `D` has not gone to the keeper yet.
+    reaped: Mutex<Vec<i32>>,
+}
+
+impl KeeperLink {
+    /// Spawns the keeper (`program`), which kills `cgroup` too when the host dies.
+    pub(super) fn start(program: &Path, cgroup: Option<&Path>) -> std::io::Result<KeeperLink> {
+        Ok(KeeperLink {
+            keeper: start_keeper(program, cgroup)?,
+            reaped: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Whether the keeper still runs (and so keeps its promise).
+    pub(super) fn alive(&self) -> bool {
+        let k = &self.keeper;
+        if !k.alive.load(Ordering::Acquire) {
+            return false;
+        }
+        if matches!(os::peek_exit(k.pid), ChildState::Running) {
+            return true;
+        }
+        k.alive.store(false, Ordering::Release);
+        false
+    }
+
+    /// The socket to the keeper: a spawner thread with a descriptor table of its own keeps it.
+    pub(super) fn socket(&self) -> RawFd {
+        self.keeper.sock.as_raw_fd()
+    }
+
+    /// Worker `pid` was just spawned (not handed over yet, so not reaped): `A`, with its pidfd.
+    pub(super) fn spawned(&self, pid: i32, pidfd: Option<&OwnedFd>) {
+        {
+            let mut reaped = lock(&self.reaped);
+            if reaped.contains(&pid) {
+                // A reaped worker's pid, reused already: its D goes first.
+                self.send_reaped(&mut reaped);
+            }
+        }
+        self.tell(&format!("A {pid}"), pidfd);
+    }
+
+    /// Worker `pid` has exited and is about to be reaped: the keeper forgets it.
+    /// `keeper_has_pidfd`: the keeper got the host's pidfd of it with its `A`; it can then never
+    /// mistake a reused pid for it (a reaped worker's pidfd signals nothing), so its `D` waits to
+    /// go with others in one message, which spares the keeper a wake-up per reap: when
+    /// `REAPED_PER_MESSAGE` wait, before an `A` that reuses one of their pids, and at `close`.
+    /// Meanwhile the keeper holds a few pidfds of reaped workers. Without a pidfd the keeper
+    /// opened its own from the pid, which is the worker's only until the reap: the `D` goes now.
+    pub(super) fn reaping(&self, pid: i32, keeper_has_pidfd: bool) {
+        if keeper_has_pidfd && self.keeper.alive.load(Ordering::Acquire) {
+            let full = {
+                let mut reaped = lock(&self.reaped);
+                reaped.push(pid);
+                reaped.len() >= REAPED_PER_MESSAGE
+            };
+            if full {
+                self.send_reaped(&mut lock(&self.reaped));
+            }
+        } else {
+            self.tell(&format!("D {pid}"), None);
+        }
+    }
+
+    /// Sends the waiting `D`s, under the lock of their list: a spawn that reuses one of their
+    /// pids (`spawned`) sends its `A` only after them, or the keeper would forget the new worker.
+    fn send_reaped(&self, reaped: &mut Vec<i32>) {
+        if reaped.is_empty() {
+            return;
+        }
+        let mut text = String::from("D");
+        for pid in reaped.drain(..) {
+            text.push_str(&format!(" {pid}"));
+        }
+        self.tell(&text, None);
+    }
+
+    fn tell(&self, text: &str, fd: Option<&OwnedFd>) {
+        let k = &self.keeper;
+        if !k.alive.load(Ordering::Acquire) {
+            return;
+        }
+        if send_bounded(&k.sock, text.as_bytes(), fd).is_err() {
+            // It does not take messages: it can no longer keep its promise, and must not act
+            // on an outdated list. Ours and unreaped, so its pid is its own.
+            k.alive.store(false, Ordering::Release);
+            let _ = os::kill_pid(k.pid, Signal::SIGKILL as i32);
+        }
+    }
+
+    /// At free, once every worker is reaped: the keeper is told of the last reaps and to exit,
+    /// and is reaped (bounded).
+    pub(super) fn close(&self) {
+        self.send_reaped(&mut lock(&self.reaped));
+        let k = &self.keeper;
+        if k.alive.load(Ordering::Acquire) {
+            let _ = send_bounded(&k.sock, b"Q", None);
+        }
+        wait_exit(k, Instant::now() + KEEPER_BOUND);
+    }
 }

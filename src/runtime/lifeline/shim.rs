@@ -1,0 +1,127 @@
+//! The exec shim (`mpsup-exec`): spawned in place of a worker that needs a cgroup or
+//! `LISTEN_PID`, it joins the worker's cgroup, sets `LISTEN_PID` when the environment asks, and
+//! execs the worker's program. Its report pipe tells the spawner whether that went well: end of
+//! file once the exec closed it, or 5 bytes (`C` for the cgroup or `E` for the exec, then the
+//! errno) when it failed.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::cgroup::context;
+use super::helpers::find_helper;
+use crate::os;
+
+/// The exec shim's file name, found like the keeper.
+pub const SHIM_NAME: &str = "mpsup-exec";
+/// How long the spawner waits for the shim to exec the worker (only a child the host forked
+/// meanwhile, holding the pipe's write end, can make it wait that long).
+const SHIM_BOUND: Duration = Duration::from_secs(1);
+
+/// The exec shim's program, when it was found next to the library.
+pub(super) struct Shim(CString);
+
+impl Shim {
+    pub(super) fn find() -> Option<Shim> {
+        find_helper(SHIM_NAME)
+            .and_then(|p| CString::new(p.into_os_string().into_encoded_bytes()).ok())
+            .map(Shim)
+    }
+
+    /// The command that runs the shim for `program` and `argv`: it joins `dir` (when cgroups are
+    /// in force) and reports on descriptor `report_fd` of the child (`FdLayout::report`).
+    pub(super) fn placement(
+        &self,
+        program: &CStr,
+        argv: &[CString],
+        report_fd: i32,
+        dir: Option<PathBuf>,
+    ) -> Placement {
+        // Without descriptors to spare (EMFILE), the shim runs without its report: an exec
+        // failure is then the worker's exit (127) instead of the spawn's error.
+        let pipe = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(std::io::Error::from)
+            .and_then(|(read, write)| {
+                Ok((
+                    os::above_stdio(read)?,
+                    os::dup_at_least(&write, report_fd + 1)?,
+                ))
+            })
+            .ok();
+        let report_arg = if pipe.is_some() {
+            report_fd.to_string()
+        } else {
+            "-".to_string()
+        };
+        let (read, report) = pipe.unzip();
+        // "-": no cgroup to join.
+        let dir_arg = dir
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |d| d.to_string_lossy().into_owned());
+        let mut shim_argv = vec![
+            self.0.clone(),
+            crate::config::cstring(&report_arg),
+            crate::config::cstring(&dir_arg),
+            program.to_owned(),
+        ];
+        shim_argv.extend(argv.iter().cloned());
+        Placement {
+            program: self.0.clone(),
+            argv: shim_argv,
+            report,
+            read,
+            dir,
+            for_program: program.to_owned(),
+        }
+    }
+}
+
+/// A worker's spawn through the exec shim: what to spawn instead, and the report pipe.
+pub struct Placement {
+    pub program: CString,
+    pub argv: Vec<CString>,
+    /// The shim's report descriptor: the spawn passes it as its last inherited descriptor.
+    pub report: Option<OwnedFd>,
+    read: Option<OwnedFd>,
+    /// The worker's own cgroup, when cgroups are in force.
+    dir: Option<PathBuf>,
+    for_program: CString,
+}
+
+impl Placement {
+    /// After the spawn: waits (bounded) until the shim has joined the cgroup and exec'd the
+    /// worker; its failure is the spawn's. Returns the worker's cgroup.
+    pub(super) fn wait(self) -> std::io::Result<Option<PathBuf>> {
+        drop(self.report);
+        let mut buf = [0u8; 5];
+        let n = match &self.read {
+            Some(read) => {
+                let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::from(SHIM_BOUND.as_millis() as u16)) {
+                    Ok(1..) => nix::unistd::read(read, &mut buf).unwrap_or(0),
+                    _ => 0,
+                }
+            }
+            None => 0,
+        };
+        if n != buf.len() {
+            return Ok(self.dir);
+        }
+        // The caller's `Child` kills and reaps the shim, which is exiting.
+        let errno = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
+        let err = std::io::Error::from_raw_os_error(errno);
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir(dir);
+            if buf[0] == b'C' {
+                return Err(context(err, &dir.join("cgroup.procs")));
+            }
+        }
+        Err(std::io::Error::new(
+            err.kind(),
+            format!("posix_spawn {}: {err}", self.for_program.to_string_lossy()),
+        ))
+    }
+}
