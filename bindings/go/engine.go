@@ -12,6 +12,15 @@ import (
 type Status struct {
 	Groups     map[string]GroupStatus `json:"groups"`
 	Guarantees Guarantees             `json:"guarantees"`
+	// NotifySocket is the NOTIFY_SOCKET of sd_notify workers, nil before the first one starts;
+	// NotifyReceived counts the datagrams read from it, NotifyDropped those dropped.
+	NotifySocket   *string `json:"notify_socket"`
+	NotifyReceived uint64  `json:"notify_received"`
+	NotifyDropped  uint64  `json:"notify_dropped"`
+	// Captured output that did not fit in the log writer's queue (lines) or in the rotating-file
+	// writer's queue (bytes).
+	OutputLinesDropped uint64 `json:"output_lines_dropped"`
+	OutputBytesDropped uint64 `json:"output_bytes_dropped"`
 }
 
 // GroupStatus is one group's entry in a Status.

@@ -29,7 +29,7 @@ func TestScaleUpAndDown(t *testing.T) {
 	if err := s.Scale("web", 3); err != nil {
 		t.Fatalf("Scale: %v", err)
 	}
-	if ready, err := s.WaitReady(patience); err != nil || !ready {
+	if ready, err := s.WaitReady(within(t, patience)); err != nil || !ready {
 		t.Fatalf("WaitReady = %v, %v", ready, err)
 	}
 	snap, err := s.Snapshot()

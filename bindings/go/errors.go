@@ -52,6 +52,7 @@ func (c Code) String() string {
 type Error struct {
 	Code    Code
 	Message string
+	cause   error // the context error that ended a wait (Stop), for errors.Is
 }
 
 func (e *Error) Error() string {
@@ -67,6 +68,10 @@ func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t.Code == e.Code
 }
+
+// Unwrap returns the context error that ended the wait, if that is how the error came about:
+// a Stop whose ctx was done gives an error matching both ErrTimeout and ctx.Err().
+func (e *Error) Unwrap() error { return e.cause }
 
 // Sentinel errors, one per result code, for errors.Is.
 var (

@@ -62,7 +62,8 @@ func TestEventsDeliversEveryEventInOrderThenClosesWithTheContext(t *testing.T) {
 	}
 	// Stop runs on another goroutine; its events arrive on the channel while it waits.
 	stopped := make(chan error, 1)
-	go func() { stopped <- s.Stop(patience, true) }()
+	stopCtx := within(t, patience)
+	go func() { stopped <- s.Stop(stopCtx, true) }()
 	var stops []Event
 	for len(stops) < 2 {
 		if e := receive(t, events); e.Kind == EventWorkerStopped {
@@ -84,7 +85,7 @@ func TestEventsDeliversEveryEventInOrderThenClosesWithTheContext(t *testing.T) {
 	if err := s.Start("g"); err != nil {
 		t.Fatal(err)
 	}
-	if ready, err := s.WaitReady(patience); !ready || err != nil {
+	if ready, err := s.WaitReady(within(t, patience)); !ready || err != nil {
 		t.Fatalf("WaitReady = %v, %v", ready, err)
 	}
 	if len(ofKind(drain(t, s), EventWorkerReady)) != 2 {

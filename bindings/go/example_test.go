@@ -1,6 +1,7 @@
 package mpsupervisor_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -26,12 +27,16 @@ func Example() {
 	if err := sup.Start("ingest"); err != nil {
 		log.Fatal(err)
 	}
-	if ready, err := sup.WaitReady(5 * time.Second); err != nil || !ready {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if ready, err := sup.WaitReady(ctx); err != nil || !ready {
 		log.Fatal("not ready: ", err)
 	}
 	snap, _ := sup.Snapshot()
 	fmt.Println(len(snap["ingest"]), "workers ready")
-	if err := sup.Stop(5*time.Second, true); errors.Is(err, mpsupervisor.ErrTimeout) {
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelStop()
+	if err := sup.Stop(stopCtx, true); errors.Is(err, mpsupervisor.ErrTimeout) {
 		_ = sup.ForceTerminate("ingest")
 	}
 	events, _ := sup.DrainEvents(0)

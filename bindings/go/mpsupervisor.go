@@ -21,7 +21,9 @@ package mpsupervisor
 import "C"
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"runtime"
 	"strings"
 	"sync"
@@ -206,24 +208,97 @@ func (s *Supervisor) Start(names ...string) error {
 	})
 }
 
-// WaitReady waits up to timeout until every started worker is ready. It returns false at
-// once when timeout <= 0, when there are no workers, or when a worker has failed.
-func (s *Supervisor) WaitReady(timeout time.Duration) (bool, error) {
+// waitSlice is the longest single blocking library call of WaitReady and Stop: the C calls
+// cannot be interrupted, so they wait in slices this long and look at ctx in between.
+const waitSlice = 50 * time.Millisecond
+
+// nextSlice is how long the next library call may wait: waitSlice, or less before ctx's
+// deadline; 0 when ctx is done.
+func nextSlice(ctx context.Context) time.Duration {
+	if ctx.Err() != nil {
+		return 0
+	}
+	d := waitSlice
+	if deadline, ok := ctx.Deadline(); ok {
+		if left := time.Until(deadline); left < d {
+			d = left
+		}
+	}
+	if d < 0 {
+		d = 0
+	}
+	return d
+}
+
+// WaitReady waits until every started worker is ready (true, nil) or ctx is done (false and
+// ctx.Err()), for example:
+//
+//	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+//	defer cancel()
+//	ready, err := sup.WaitReady(ctx)
+//
+// It returns false and a nil error at once when there are no workers, when a worker has
+// failed, or when a rolling restart failed. The library call blocks its OS thread, so the
+// wait is made of calls of at most 50 ms, and a cancelled ctx is seen within that time. A ctx
+// that is already done still gets one answer without waiting: true if every worker is ready.
+func (s *Supervisor) WaitReady(ctx context.Context) (bool, error) {
+	for {
+		// The library answers false at once to a wait of 0: a done ctx gets the shortest wait.
+		d := nextSlice(ctx)
+		if d <= 0 {
+			d = time.Microsecond
+		}
+		started := time.Now()
+		ready, err := s.waitReadyOnce(d)
+		if err != nil || ready {
+			return ready, err
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		// A slice that answered false well before its time did not wait: that is the
+		// library's final answer (no workers, a worker failed).
+		if d > 0 && time.Since(started) < d/2 {
+			return false, nil
+		}
+	}
+}
+
+func (s *Supervisor) waitReadyOnce(d time.Duration) (bool, error) {
 	var ready C.bool
 	err := s.call(func(h C.mpsup_supervisor) C.enum_mpsup_result {
-		return C.mpsup_wait_ready(h, C.double(timeout.Seconds()), &ready)
+		return C.mpsup_wait_ready(h, C.double(d.Seconds()), &ready)
 	})
 	return bool(ready), err
 }
 
 // Stop stops every running worker gracefully (STOP DRAIN, or STOP NOW when drainInflight is
-// false, over its control channel; else its stop signal) and waits up to timeout. Workers
-// still alive then stay in state "stopping" and Stop returns an error matching ErrTimeout;
-// ForceTerminate ends them. A negative timeout gives ErrInvalidArgument.
-func (s *Supervisor) Stop(timeout time.Duration, drainInflight bool) error {
-	return s.call(func(h C.mpsup_supervisor) C.enum_mpsup_result {
-		return C.mpsup_stop_groups(h, C.double(timeout.Seconds()), C.bool(drainInflight))
-	})
+// false, over its control channel; else its stop signal) and waits until they have exited or
+// ctx is done:
+//
+//	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+//	defer cancel()
+//	err := sup.Stop(ctx, true)
+//
+// When ctx ends first, the workers still alive stay in state "stopping" and Stop returns an
+// *Error matching ErrTimeout (its message names a worker still alive) that also matches
+// ctx.Err() (context.DeadlineExceeded or context.Canceled); ForceTerminate ends them. The
+// stop requests go out at once, even with a ctx already done. The library call blocks its
+// OS thread, so the wait is made of calls of at most 50 ms (later ones ask nothing new of
+// the workers), and a cancelled ctx is seen within that time.
+func (s *Supervisor) Stop(ctx context.Context, drainInflight bool) error {
+	for {
+		err := s.call(func(h C.mpsup_supervisor) C.enum_mpsup_result {
+			return C.mpsup_stop_groups(h, C.double(nextSlice(ctx).Seconds()), C.bool(drainInflight))
+		})
+		var e *Error
+		if err == nil || !errors.As(err, &e) || e.Code != CodeTimeout {
+			return err
+		}
+		if ctx.Err() != nil {
+			return &Error{Code: e.Code, Message: e.Message, cause: ctx.Err()}
+		}
+	}
 }
 
 // ForceTerminate kills every worker of the named groups (SIGKILL to each worker's process
@@ -299,6 +374,26 @@ func (s *Supervisor) DrainEventsJSON(max int) ([]byte, error) {
 		return nil, err
 	}
 	return takeString(out), nil
+}
+
+// Schema returns one of the library's JSON Schemas (draft 2020-12) by name: "groups" (what
+// Configure takes), "restart-options" (Restart's options), "logging" (what
+// ConfigureLifecycleLogging takes), "snapshot", "status" or "events" (what SnapshotJSON,
+// Status and DrainEventsJSON give). Another name gives ErrInvalidArgument naming the known
+// ones. It needs no Supervisor.
+func Schema(which string) (string, error) {
+	if strings.IndexByte(which, 0) >= 0 {
+		return "", argError("schema name %q contains a NUL byte", which)
+	}
+	cs := C.CString(which)
+	defer C.free(unsafe.Pointer(cs))
+	var out *C.char
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if rc := C.mpsup_schema_json(cs, &out); rc != C.MPSUP_OK {
+		return "", lastError(rc)
+	}
+	return string(takeString(out)), nil
 }
 
 // EventFD returns a descriptor that polls readable while undrained events exist. It belongs

@@ -2,6 +2,7 @@ package mpsupervisor
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -21,6 +22,13 @@ const (
 	// Generous bound for things that take milliseconds; only reached when a test fails.
 	patience = 5 * time.Second
 )
+
+// within is a context that ends after d (or with the test).
+func within(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
 
 func shellGroup(name string, workers int, script string) Group {
 	return Group{
@@ -59,7 +67,7 @@ func started(t *testing.T, groups ...Group) *Supervisor {
 	if err := s.Start(names...); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	ready, err := s.WaitReady(patience)
+	ready, err := s.WaitReady(within(t, patience))
 	if err != nil || !ready {
 		t.Fatalf("WaitReady = %v, %v; want true, nil", ready, err)
 	}
@@ -132,8 +140,17 @@ func TestGroupJSON(t *testing.T) {
 		},
 		{
 			Group{Name: "a", Argv: []string{"x"}, Stdout: &Output{File: "/tmp/o"},
-				Stderr: &Output{File: "/tmp/e", Truncate: true}, Bootstrap: json.RawMessage("null")},
-			`{"name":"a","argv":["x"],"stdout":{"file":"/tmp/o","append":true},"stderr":{"file":"/tmp/e","append":false},"bootstrap":null}`,
+				Stderr: &Output{File: "/tmp/e", Append: Ptr(false)}, Bootstrap: json.RawMessage("null")},
+			`{"name":"a","argv":["x"],"stdout":{"file":"/tmp/o"},"stderr":{"file":"/tmp/e","append":false},"bootstrap":null}`,
+		},
+		{
+			Group{Name: "a", Argv: []string{"x"}, KillMode: KillModeMixed, NotifyAccess: NotifyAccessAll,
+				Stdout: &Output{File: "/tmp/o", MaxBytes: 4096, Keep: Ptr(uint32(2))}, Stderr: &Output{Capture: true},
+				OutputTailLines: Ptr(uint32(0)), ReusePort: true,
+				Listen: []Listen{{Name: "http", TCP: "127.0.0.1:0"}, {Name: "admin", Unix: "@adm", Backlog: 8}}},
+			`{"name":"a","argv":["x"],"kill_mode":"mixed","notify_access":"all",` +
+				`"stdout":{"file":"/tmp/o","max_bytes":4096,"keep":2},"stderr":"capture","output_tail_lines":0,` +
+				`"listen":[{"name":"http","tcp":"127.0.0.1:0"},{"name":"admin","unix":"@adm","backlog":8}],"reuse_port":true}`,
 		},
 	}
 	for _, c := range cases {
@@ -154,8 +171,13 @@ func TestGroupJSON(t *testing.T) {
 			t.Errorf("round trip =\n %s\nwant\n %s", again, want)
 		}
 	}
-	if _, err := json.Marshal(Output{Discard: true, File: "x"}); err == nil {
-		t.Error("Output with File and Discard marshalled")
+	for _, bad := range []Output{
+		{Discard: true, File: "x"}, {Capture: true, Discard: true}, {Append: Ptr(true)},
+		{File: "x", MaxBytes: 1, Append: Ptr(true)}, {File: "x", Keep: Ptr(uint32(1))},
+	} {
+		if got, err := json.Marshal(bad); err == nil {
+			t.Errorf("Output %+v marshalled as %s", bad, got)
+		}
 	}
 }
 
@@ -185,7 +207,7 @@ func TestLifecycleGracefulStop(t *testing.T) {
 		}
 	}
 
-	if err := s.Stop(patience, true); err != nil {
+	if err := s.Stop(within(t, patience), true); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
 	events := drain(t, s)
@@ -294,7 +316,7 @@ func TestInvalidConfig(t *testing.T) {
 	if err := s.Start("good"); err != nil {
 		t.Fatalf("Start after rejected configurations: %v", err)
 	}
-	if ready, err := s.WaitReady(patience); !ready || err != nil {
+	if ready, err := s.WaitReady(within(t, patience)); !ready || err != nil {
 		t.Fatalf("WaitReady = %v, %v", ready, err)
 	}
 }
@@ -314,8 +336,11 @@ func TestStubbornWorkerTimesOutThenForceTerminate(t *testing.T) {
 	s := started(t, shellGroup("stubborn", 1, stubbornScript))
 	drain(t, s)
 
-	err := s.Stop(200*time.Millisecond, true)
+	err := s.Stop(within(t, 200*time.Millisecond), true)
 	e := wantCode(t, err, ErrTimeout)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Stop past its deadline = %v; want it to match context.DeadlineExceeded too", err)
+	}
 	if !strings.Contains(e.Message, "stubborn#1") {
 		t.Errorf("timeout message %q does not name the worker", e.Message)
 	}
@@ -359,10 +384,10 @@ func TestCloseTwiceAndUseAfterClose(t *testing.T) {
 	}
 	wantCode(t, s.Start("g"), ErrInvalidHandle)
 	wantCode(t, s.Configure(nil), ErrInvalidHandle)
-	wantCode(t, s.Stop(time.Second, true), ErrInvalidHandle)
+	wantCode(t, s.Stop(within(t, time.Second), true), ErrInvalidHandle)
 	wantCode(t, s.ForceTerminate("g"), ErrInvalidHandle)
 	wantCode(t, s.StartWork("g"), ErrInvalidHandle)
-	_, err = s.WaitReady(time.Second)
+	_, err = s.WaitReady(within(t, time.Second))
 	wantCode(t, err, ErrInvalidHandle)
 	_, err = s.Snapshot()
 	wantCode(t, err, ErrInvalidHandle)
@@ -419,7 +444,7 @@ func TestStartWorkRefusedBeforeReady(t *testing.T) {
 	if _, err := gateFile.WriteString("go\n"); err != nil {
 		t.Fatal(err)
 	}
-	if ready, err := s.WaitReady(patience); !ready || err != nil {
+	if ready, err := s.WaitReady(within(t, patience)); !ready || err != nil {
 		t.Fatalf("WaitReady = %v, %v", ready, err)
 	}
 	if err := s.StartWork("gated"); err != nil {
@@ -435,7 +460,7 @@ func TestStartWorkRefusedBeforeReady(t *testing.T) {
 	if work := ofKind(drain(t, s), EventSupervisorStartWork); len(work) != 1 || work[0].WorkerCount != 1 {
 		t.Errorf("supervisor_start_work events: %+v", work)
 	}
-	if err := s.Stop(patience, false); err != nil {
+	if err := s.Stop(within(t, patience), false); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
 }
@@ -485,10 +510,10 @@ func TestEventFDAndDrainMax(t *testing.T) {
 	if _, err := s.DrainEvents(-1); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("DrainEvents(-1) error %v", err)
 	}
-	if ready, err := s.WaitReady(patience); !ready || err != nil {
+	if ready, err := s.WaitReady(within(t, patience)); !ready || err != nil {
 		t.Fatalf("WaitReady = %v, %v", ready, err)
 	}
-	if err := s.Stop(patience, true); err != nil {
+	if err := s.Stop(within(t, patience), true); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
 	rest := drain(t, s)
@@ -555,8 +580,9 @@ func TestCloseWhileWaiting(t *testing.T) {
 		err   error
 	}
 	done := make(chan result)
+	ctx := within(t, patience)
 	go func() {
-		ready, err := s.WaitReady(patience)
+		ready, err := s.WaitReady(ctx)
 		done <- result{ready, err}
 	}()
 	// Snapshot answers while WaitReady blocks.
@@ -580,8 +606,7 @@ func TestCloseWhileWaiting(t *testing.T) {
 
 func TestWaitReadyFalse(t *testing.T) {
 	s := newSupervisor(t)
-	wantCode(t, s.Stop(-time.Second, true), ErrInvalidArgument)
-	if ready, err := s.WaitReady(time.Second); ready || err != nil {
+	if ready, err := s.WaitReady(within(t, time.Second)); ready || err != nil {
 		t.Errorf("WaitReady with no workers = %v, %v; want false at once", ready, err)
 	}
 	// A worker that exits without being asked fails, and WaitReady says false.
@@ -591,7 +616,7 @@ func TestWaitReadyFalse(t *testing.T) {
 	if err := s.Start("dies"); err != nil {
 		t.Fatal(err)
 	}
-	if ready, err := s.WaitReady(patience); ready || err != nil {
+	if ready, err := s.WaitReady(within(t, patience)); ready || err != nil {
 		t.Errorf("WaitReady with a failed worker = %v, %v; want false", ready, err)
 	}
 	failed := ofKind(drain(t, s), EventWorkerFailed)
@@ -602,5 +627,90 @@ func TestWaitReadyFalse(t *testing.T) {
 	snap, _ := s.Snapshot()
 	if w := snap["dies"]; len(w) != 1 || w[0].Alive || w[0].State != StateFailed {
 		t.Errorf("Snapshot = %+v", snap)
+	}
+}
+
+// cancelSoon cancels ctx after d and says when it did.
+func cancelSoon(t *testing.T, d time.Duration) (context.Context, <-chan time.Time) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	at := make(chan time.Time, 1)
+	timer := time.AfterFunc(d, func() {
+		at <- time.Now()
+		cancel()
+	})
+	t.Cleanup(func() { timer.Stop() })
+	return ctx, at
+}
+
+// The C calls block, so WaitReady and Stop wait in slices: a cancelled context ends them within
+// a slice (50 ms), well under this bound (which leaves room for a loaded machine).
+const cancelBound = 300 * time.Millisecond
+
+func TestWaitReadyAndStopHonourTheirContext(t *testing.T) {
+	s := started(t, shellGroup("stubborn", 1, stubbornScript))
+	// Already done: one answer without waiting.
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if ready, err := s.WaitReady(done); !ready || err != nil {
+		t.Errorf("WaitReady(done ctx) with a ready worker = %v, %v; want true, nil", ready, err)
+	}
+
+	// A worker that is never ready: cancellation and deadline end the wait.
+	if err := s.Configure([]Group{shellGroup("stubborn", 1, stubbornScript), shellGroup("mute", 1, "read -r l <&3")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start("mute"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancelled := cancelSoon(t, 100*time.Millisecond)
+	ready, err := s.WaitReady(ctx)
+	late := time.Since(<-cancelled)
+	if ready || !errors.Is(err, context.Canceled) {
+		t.Errorf("WaitReady cancelled = %v, %v; want false, context.Canceled", ready, err)
+	}
+	if late > cancelBound {
+		t.Errorf("WaitReady returned %v after its context was cancelled", late)
+	}
+	t.Logf("WaitReady returned %v after the cancel", late)
+	deadline := time.Now().Add(100 * time.Millisecond)
+	ctx, cancel = context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if ready, err := s.WaitReady(ctx); ready || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitReady past its deadline = %v, %v; want false, context.DeadlineExceeded", ready, err)
+	}
+	if late := time.Since(deadline); late > cancelBound {
+		t.Errorf("WaitReady returned %v after its deadline", late)
+	}
+
+	// A worker that ignores its stop: cancelling Stop leaves it stopping.
+	if err := s.ForceTerminate("mute"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancelled = cancelSoon(t, 100*time.Millisecond)
+	err = s.Stop(ctx, true)
+	late = time.Since(<-cancelled)
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.Canceled) {
+		t.Errorf("Stop cancelled = %v; want an error matching ErrTimeout and context.Canceled", err)
+	}
+	if late > cancelBound {
+		t.Errorf("Stop returned %v after its context was cancelled", late)
+	}
+	t.Logf("Stop returned %v after the cancel", late)
+	if snap, err := s.Snapshot(); err != nil || len(snap["stubborn"]) != 1 || snap["stubborn"][0].State != StateStopping {
+		t.Errorf("Snapshot after a cancelled Stop = %+v, %v; want stubborn#1 stopping", snap, err)
+	}
+	// Waiting again asks nothing new of the worker: one worker_stopping event in all.
+	if err := s.ForceTerminate("stubborn"); err != nil {
+		t.Fatal(err)
+	}
+	graceful := 0
+	for _, e := range ofKind(drain(t, s), EventWorkerStopping) {
+		if e.Mode == ModeGraceful {
+			graceful++
+		}
+	}
+	if graceful != 1 {
+		t.Errorf("%d graceful worker_stopping events; want 1 (the slices of Stop ask once)", graceful)
 	}
 }

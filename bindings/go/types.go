@@ -14,6 +14,8 @@ const (
 	ReadinessWarmup Readiness = "warmup"
 	// ReadinessNotify: ready once it sends READY on its control channel.
 	ReadinessNotify Readiness = "notify"
+	// ReadinessSdNotify: ready once it sends READY=1 to NOTIFY_SOCKET (systemd's protocol).
+	ReadinessSdNotify Readiness = "sd_notify"
 )
 
 // ControlChannel says whether workers get a control socket.
@@ -35,10 +37,45 @@ const (
 	RestartAlways    Restart = "always"     // also after exit 0
 )
 
-// Group configures one process group. It mirrors the library's group JSON key for key; a
-// zero or nil field is left out, so the library's default applies. Fields whose zero value
-// is meaningful but differs from the default (InheritEnv, WarmupMs, the restart tuning) are
-// pointers: nil means the default, Ptr(false) or Ptr(uint64(0)) says so explicitly.
+// KillMode says who gets a graceful stop's signal (systemd's KillMode). SIGKILL always goes
+// to the whole process group (and cgroup).
+type KillMode string
+
+const (
+	KillModeProcessGroup KillMode = "process_group" // the worker's whole process group (the default)
+	KillModeMixed        KillMode = "mixed"         // the worker's own process only
+)
+
+// NotifyAccess says which processes may send sd_notify messages for a worker.
+type NotifyAccess string
+
+const (
+	NotifyAccessMain NotifyAccess = "main" // only the worker's own process (the default)
+	NotifyAccessAll  NotifyAccess = "all"  // any process of the worker's process group
+)
+
+// Signal is a signal by its name, for StopSignal.
+type Signal string
+
+// The signals a group may stop its workers with.
+const (
+	SIGTERM  Signal = "SIGTERM" // the default
+	SIGINT   Signal = "SIGINT"
+	SIGQUIT  Signal = "SIGQUIT"
+	SIGHUP   Signal = "SIGHUP"
+	SIGUSR1  Signal = "SIGUSR1"
+	SIGUSR2  Signal = "SIGUSR2"
+	SIGKILL  Signal = "SIGKILL"
+	SIGALRM  Signal = "SIGALRM"
+	SIGPWR   Signal = "SIGPWR"
+	SIGWINCH Signal = "SIGWINCH"
+)
+
+// Group configures one process group. It mirrors the library's group JSON key for key
+// (schema/groups.schema.json; a test checks that); a zero or nil field is left out, so the
+// library's default applies. Fields whose zero value is meaningful but differs from the
+// default (InheritEnv, WarmupMs, OutputTailLines, the restart tuning) are pointers: nil means
+// the default, Ptr(false) or Ptr(uint64(0)) says so explicitly.
 type Group struct {
 	Name           string            `json:"name"`
 	Argv           []string          `json:"argv,omitempty"`    // required; omitempty so that a missing one is reported as such
@@ -49,9 +86,22 @@ type Group struct {
 	Readiness      Readiness         `json:"readiness,omitempty"`   // default "warmup"
 	WarmupMs       *uint64           `json:"warmup_ms,omitempty"`   // default 20
 	ControlChannel ControlChannel    `json:"control_channel,omitempty"`
-	StopSignal     string            `json:"stop_signal,omitempty"` // default "SIGTERM"
-	Stdout         *Output           `json:"stdout,omitempty"`      // default: inherit
-	Stderr         *Output           `json:"stderr,omitempty"`      // default: inherit
+	StopSignal     Signal            `json:"stop_signal,omitempty"`   // default SIGTERM
+	KillMode       KillMode          `json:"kill_mode,omitempty"`     // default "process_group"
+	NotifyAccess   NotifyAccess      `json:"notify_access,omitempty"` // default "main" (sd_notify readiness)
+	Stdout         *Output           `json:"stdout,omitempty"`        // default: inherit
+	Stderr         *Output           `json:"stderr,omitempty"`        // default: inherit
+	// OutputTailLines is how many of the last lines of each captured stream are kept per
+	// worker (a failed worker's stderr_tail); default 20, at most 10000.
+	OutputTailLines *uint32 `json:"output_tail_lines,omitempty"`
+
+	// Listen sockets are opened once for the group and passed to every worker (descriptors
+	// 3, 4, ...; LISTEN_FDS and LISTEN_FDNAMES as systemd sets them). Status reports their
+	// bound addresses.
+	Listen []Listen `json:"listen,omitempty"`
+	// ReusePort gives each worker its own SO_REUSEPORT socket instead of one shared socket
+	// (TCP only).
+	ReusePort bool `json:"reuse_port,omitempty"`
 
 	Restart            Restart `json:"restart,omitempty"`              // default "never"
 	RestartDelayMs     *uint64 `json:"restart_delay_ms,omitempty"`     // default 100
@@ -70,36 +120,69 @@ type Group struct {
 	StopTimeoutMs *uint64 `json:"stop_timeout_ms,omitempty"` // default 10000
 }
 
+// Listen is one listen socket of a group: a name (its entry in LISTEN_FDNAMES) and either
+// TCP ("IP:PORT" or "[IPV6]:PORT"; port 0 binds a free port) or Unix (a path, or an abstract
+// socket's name after "@"). Backlog 0 means the library's default, 1024.
+type Listen struct {
+	Name    string `json:"name"`
+	TCP     string `json:"tcp,omitempty"`
+	Unix    string `json:"unix,omitempty"`
+	Backlog uint32 `json:"backlog,omitempty"`
+}
+
 // Ptr returns a pointer to v, for the optional fields of Group: Ptr(false), Ptr(uint64(0)).
 func Ptr[T any](v T) *T { return &v }
 
-// Output says where a worker's stdout or stderr goes. The zero value inherits the host's
-// stream; Discard sends it to /dev/null ("null"); File appends to a file, or truncates it
-// first with Truncate.
+// Output says where a worker's stdout or stderr goes:
+//
+//   - the zero value inherits the host's stream ("inherit");
+//   - Discard sends it to /dev/null ("null");
+//   - Capture makes it a pipe the supervisor reads: lines become worker.output log records
+//     and the worker's stderr_tail ("capture");
+//   - File alone: a file the worker writes itself, appended to unless Append is Ptr(false)
+//     ({"file": ..., "append": ...});
+//   - File with MaxBytes: a file the supervisor writes and rotates when it reaches MaxBytes,
+//     keeping Keep older files (default 3) ({"file": ..., "max_bytes": ..., "keep": ...}).
 type Output struct {
-	Discard  bool
-	File     string
-	Truncate bool
+	Discard  bool    `json:"-"`
+	Capture  bool    `json:"-"`
+	File     string  `json:"file,omitempty"`
+	Append   *bool   `json:"append,omitempty"`    // a written file: default true
+	MaxBytes uint64  `json:"max_bytes,omitempty"` // a rotated file: rotate at this size
+	Keep     *uint32 `json:"keep,omitempty"`      // a rotated file: older files kept, default 3
 }
 
-// MarshalJSON gives "inherit", "null" or {"file": PATH, "append": BOOL}.
+// MarshalJSON gives "inherit", "null", "capture", {"file", "append"} or {"file",
+// "max_bytes", "keep"}; an Output that mixes these forms is an error.
 func (o Output) MarshalJSON() ([]byte, error) {
+	forms := 0
+	for _, set := range []bool{o.Discard, o.Capture, o.File != ""} {
+		if set {
+			forms++
+		}
+	}
 	switch {
-	case o.File != "" && o.Discard:
-		return nil, errors.New("mpsupervisor: Output has both File and Discard")
+	case forms > 1:
+		return nil, errors.New("mpsupervisor: Output sets more than one of Discard, Capture and File")
+	case o.File == "" && (o.Append != nil || o.MaxBytes != 0 || o.Keep != nil):
+		return nil, errors.New("mpsupervisor: Output's Append, MaxBytes and Keep need a File")
+	case o.MaxBytes != 0 && o.Append != nil:
+		return nil, errors.New("mpsupervisor: Output's Append is for a file the worker writes, not a rotated one (MaxBytes)")
+	case o.MaxBytes == 0 && o.Keep != nil:
+		return nil, errors.New("mpsupervisor: Output's Keep needs MaxBytes")
 	case o.File != "":
-		return json.Marshal(struct {
-			File   string `json:"file"`
-			Append bool   `json:"append"`
-		}{o.File, !o.Truncate})
+		type object Output // no methods, so no recursion
+		return json.Marshal(object(o))
 	case o.Discard:
 		return []byte(`"null"`), nil
+	case o.Capture:
+		return []byte(`"capture"`), nil
 	default:
 		return []byte(`"inherit"`), nil
 	}
 }
 
-// UnmarshalJSON accepts what MarshalJSON gives (a missing "append" means true).
+// UnmarshalJSON accepts what MarshalJSON gives.
 func (o *Output) UnmarshalJSON(data []byte) error {
 	var s string
 	if err := json.Unmarshal(data, &s); err == nil {
@@ -108,146 +191,142 @@ func (o *Output) UnmarshalJSON(data []byte) error {
 			*o = Output{}
 		case "null":
 			*o = Output{Discard: true}
+		case "capture":
+			*o = Output{Capture: true}
 		default:
-			return errors.New(`mpsupervisor: Output must be "inherit", "null" or {"file": ..., "append": ...}, got "` + s + `"`)
+			return errors.New(`mpsupervisor: Output must be "inherit", "null", "capture" or {"file": ...}, got "` + s + `"`)
 		}
 		return nil
 	}
-	var f struct {
-		File   string `json:"file"`
-		Append *bool  `json:"append"`
-	}
+	type object Output
+	var f object
 	if err := json.Unmarshal(data, &f); err != nil {
 		return err
 	}
-	*o = Output{File: f.File, Truncate: f.Append != nil && !*f.Append}
+	*o = Output(f)
 	return nil
 }
 
+// WorkerState is where a worker is in its life.
+type WorkerState string
+
 // Worker states in a snapshot.
 const (
-	StateStarting   = "starting"
-	StateReady      = "ready"
-	StateStopping   = "stopping"
-	StateRestarting = "restarting"
-	StateFailed     = "failed" // ended without being asked
+	StateStarting   WorkerState = "starting"   // spawned, not ready yet
+	StateReady      WorkerState = "ready"      // running and ready
+	StateStopping   WorkerState = "stopping"   // asked to stop, not reaped yet
+	StateRestarting WorkerState = "restarting" // ended unasked; waiting for its respawn delay
+	StateFailed     WorkerState = "failed"     // ended without being asked, not to be respawned
 )
 
-// Worker is one worker's entry in a Snapshot.
+// ExitReason is why a worker's process ended.
+type ExitReason string
+
+const (
+	ReasonExited           ExitReason = "exited"            // it exited (or was killed by a signal) unasked
+	ReasonReadyTimeout     ExitReason = "ready_timeout"     // not ready within ReadyTimeoutMs
+	ReasonHeartbeatTimeout ExitReason = "heartbeat_timeout" // no HEARTBEAT within HeartbeatTimeoutMs
+	ReasonStopped          ExitReason = "stopped"           // asked to stop (only in LastExit)
+)
+
+// Worker is one worker's entry in a Snapshot (schema/snapshot.schema.json).
 type Worker struct {
-	WorkerID        string    `json:"worker_id"` // "<group>#<index>", index from 1
-	PID             int       `json:"pid"`
-	OSPID           int       `json:"os_pid"` // equals PID
-	Alive           bool      `json:"alive"`
-	Ready           bool      `json:"ready"`
-	State           string    `json:"state"` // one of the State* constants
-	PGID            int       `json:"pgid"`
-	ExitCode        *int      `json:"exit_code"` // set once the worker has exited with a code
-	Signal          *int      `json:"signal"`    // set once the worker was ended by a signal
-	HasStopEvent    bool      `json:"has_stop_event"`
-	StopStrategy    string    `json:"stop_strategy"`   // "event" or "terminate_fallback"
-	ControlChannel  string    `json:"control_channel"` // "socketpair" or "unavailable"
-	StartedAtMs     int64     `json:"started_at_ms"`   // Unix epoch milliseconds
-	Restarts        int       `json:"restarts"`
-	LastHeartbeatMs *int64    `json:"last_heartbeat_ms"` // nil until the first HEARTBEAT
-	Generation      int       `json:"generation"`        // of the configuration it runs
-	UptimeMs        *int64    `json:"uptime_ms"`         // nil when it has no process
-	LastExit        *LastExit `json:"last_exit"`         // how its previous process ended, or nil
-	Status          *string   `json:"status"`            // the last status it reported, or nil
+	WorkerID        string       `json:"worker_id"` // "<group>#<index>", index from 1
+	PID             int          `json:"pid"`
+	OSPID           int          `json:"os_pid"` // equals PID
+	Alive           bool         `json:"alive"`
+	Ready           bool         `json:"ready"`
+	State           WorkerState  `json:"state"` // one of the State* constants
+	PGID            int          `json:"pgid"`
+	ExitCode        *int         `json:"exit_code"` // set once the worker has exited with a code
+	Signal          *int         `json:"signal"`    // set once the worker was ended by a signal
+	HasStopEvent    bool         `json:"has_stop_event"`
+	StopStrategy    string       `json:"stop_strategy"`   // "event" or "terminate_fallback"
+	ControlChannel  string       `json:"control_channel"` // "socketpair" or "unavailable"
+	StartedAtMs     int64        `json:"started_at_ms"`   // Unix epoch milliseconds
+	Restarts        int          `json:"restarts"`
+	LastHeartbeatMs *int64       `json:"last_heartbeat_ms"` // nil until the first HEARTBEAT
+	Generation      int          `json:"generation"`        // of the configuration it runs
+	UptimeMs        *int64       `json:"uptime_ms"`         // nil when it has no process
+	LastExit        *LastExit    `json:"last_exit"`         // how its previous process ended, or nil
+	Status          *string      `json:"status"`            // the last STATUS= of an sd_notify worker, or nil
+	RSSBytes        *uint64      `json:"rss_bytes"`         // resident memory; nil when not alive
+	CPUMs           *uint64      `json:"cpu_ms"`            // user + system CPU time; nil when not alive
+	StderrTail      []string     `json:"stderr_tail"`       // a failed (or restarting) worker's last captured stderr lines, else nil
+	Notify          *NotifyFacts `json:"notify"`            // what an sd_notify worker said of itself, or nil
 }
 
 // LastExit is how a worker's previous process ended.
 type LastExit struct {
-	ExitCode *int   `json:"exit_code"`
-	Signal   *int   `json:"signal"`
-	Reason   string `json:"reason"` // as in worker_failed, or "stopped"
-	AtMs     int64  `json:"at_ms"`  // Unix epoch milliseconds
+	ExitCode *int       `json:"exit_code"`
+	Signal   *int       `json:"signal"`
+	Reason   ExitReason `json:"reason"`
+	AtMs     int64      `json:"at_ms"` // Unix epoch milliseconds
+}
+
+// NotifyFacts is what an sd_notify worker said of itself.
+type NotifyFacts struct {
+	Stopping   bool    `json:"stopping"`    // it sent STOPPING=1
+	Reloading  bool    `json:"reloading"`   // it sent RELOADING=1 and no READY=1 since
+	Errno      *int    `json:"errno"`       // the last ERRNO= it sent
+	ExitStatus *string `json:"exit_status"` // the last EXIT_STATUS= it sent
 }
 
 // StartedAt returns StartedAtMs as a time.Time.
 func (w Worker) StartedAt() time.Time { return time.UnixMilli(w.StartedAtMs) }
 
-// EventKind is an event's "kind".
-type EventKind string
-
-// The event kinds the library emits.
-const (
-	EventWorkerSpawned         EventKind = "worker_spawned"
-	EventSupervisorStartGroups EventKind = "supervisor_start_groups"
-	EventWorkerReady           EventKind = "worker_ready"
-	EventWorkerStopping        EventKind = "worker_stopping"
-	EventWorkerStopped         EventKind = "worker_stopped"
-	EventWorkerFailed          EventKind = "worker_failed"
-	EventStopEventUnavailable  EventKind = "stop_event_unavailable"
-	EventWorkerProtocolError   EventKind = "worker_protocol_error"
-	EventEventsDropped         EventKind = "events_dropped"
-	EventWorkerRestarting      EventKind = "worker_restarting"
-	EventGroupFailed           EventKind = "group_failed"
-	EventSupervisorStartWork   EventKind = "supervisor_start_work"
-	EventWorkerSpawnFailed     EventKind = "worker_spawn_failed"
-	EventWorkerUnkillable      EventKind = "worker_unkillable"
-	EventGroupScaled           EventKind = "group_scaled"
-	EventRolloutStarted        EventKind = "rollout_started"
-	EventWorkerReplaced        EventKind = "worker_replaced"
-	EventRolloutFinished       EventKind = "rollout_finished"
-	EventRolloutFailed         EventKind = "rollout_failed"
-)
-
-// Stop modes of worker_stopping and worker_stopped events.
-const (
-	ModeGraceful = "graceful"
-	ModeForced   = "forced"
-)
-
-// Event is one lifecycle event. Seq, TsMs and Kind are always set; the other fields are those
-// of the event's kind (see docs/reference.md) and are zero when the kind has no such field. Raw holds the
-// event's complete JSON object, for fields this package does not know.
-type Event struct {
-	Seq  uint64    `json:"seq"`   // from 1, +1 each, gapless
-	TsMs int64     `json:"ts_ms"` // Unix epoch milliseconds
-	Kind EventKind `json:"kind"`
-
-	GroupName      string `json:"group_name,omitempty"`
-	WorkerID       string `json:"worker_id,omitempty"`
-	PID            int    `json:"pid,omitempty"`
-	StopStrategy   string `json:"stop_strategy,omitempty"`   // worker_spawned
-	ControlChannel string `json:"control_channel,omitempty"` // worker_spawned
-	Readiness      string `json:"readiness,omitempty"`       // worker_spawned
-	Mode           string `json:"mode,omitempty"`            // worker_stopping, worker_stopped
-	ExitCode       *int   `json:"exit_code,omitempty"`       // worker_stopped, worker_failed
-	Signal         *int   `json:"signal,omitempty"`          // worker_stopped, worker_failed
-	Reason         string `json:"reason,omitempty"`          // worker_failed
-	Fallback       string `json:"fallback,omitempty"`        // stop_event_unavailable
-	Error          string `json:"error,omitempty"`           // stop_event_unavailable, worker_protocol_error
-	Count          uint64 `json:"count,omitempty"`           // events_dropped
-	Attempt        int    `json:"attempt,omitempty"`         // worker_restarting
-	DelayMs        uint64 `json:"delay_ms,omitempty"`        // worker_restarting
-	Restarts       int    `json:"restarts,omitempty"`        // group_failed
-	WindowMs       uint64 `json:"window_ms,omitempty"`       // group_failed
-	GroupCount     int    `json:"group_count,omitempty"`     // supervisor_start_groups, supervisor_start_work
-	WorkerCount    int    `json:"worker_count,omitempty"`    // supervisor_start_groups, supervisor_start_work
-	Generation     int    `json:"generation,omitempty"`      // every event of a worker, rollouts
-	From           int    `json:"from,omitempty"`            // group_scaled
-	To             int    `json:"to,omitempty"`              // group_scaled
-	Workers        int    `json:"workers,omitempty"`         // rollout_started
-	OldPID         *int   `json:"old_pid,omitempty"`         // worker_replaced
-	NewPID         int    `json:"new_pid,omitempty"`         // worker_replaced
-	DurationMs     uint64 `json:"duration_ms,omitempty"`     // rollout_finished
-
-	Raw json.RawMessage `json:"-"`
+// LoggingSettings is what ConfigureLifecycleLogging takes (schema/logging.schema.json): which
+// events are logged and where the records go. Nil fields take the library's defaults
+// (enabled, level "info", no exporter).
+type LoggingSettings struct {
+	LifecycleEvents *LifecycleEvents `json:"lifecycle_events,omitempty"`
+	Exporters       []Exporter       `json:"exporters,omitempty"`
 }
 
-// Time returns TsMs as a time.Time.
-func (e Event) Time() time.Time { return time.UnixMilli(e.TsMs) }
-
-// UnmarshalJSON decodes an event and keeps its JSON in Raw.
-func (e *Event) UnmarshalJSON(data []byte) error {
-	type plain Event // no methods, so no recursion
-	var p plain
-	if err := json.Unmarshal(data, &p); err != nil {
-		return err
-	}
-	p.Raw = append(json.RawMessage(nil), data...)
-	*e = Event(p)
-	return nil
+// LifecycleEvents says whether events are logged, and from which level.
+type LifecycleEvents struct {
+	Enabled *bool    `json:"enabled,omitempty"` // default true
+	Level   LogLevel `json:"level,omitempty"`   // default "info"
 }
+
+// LogLevel is a record's severity.
+type LogLevel string
+
+const (
+	LevelDebug LogLevel = "debug"
+	LevelInfo  LogLevel = "info"
+	LevelWarn  LogLevel = "warn"
+	LevelError LogLevel = "error"
+)
+
+// Exporter is one place records go: JSON lines on the host's stdout or stderr, JSON lines
+// appended to a file (Settings.Path), or lines for people on the console (Settings.Stream).
+type Exporter struct {
+	Kind     ExporterKind      `json:"kind"`
+	Settings *ExporterSettings `json:"settings,omitempty"` // "jsonl": required; "console": optional
+}
+
+// ExporterKind is an exporter's kind.
+type ExporterKind string
+
+const (
+	ExporterStdout  ExporterKind = "stdout"
+	ExporterStderr  ExporterKind = "stderr"
+	ExporterJSONL   ExporterKind = "jsonl"
+	ExporterConsole ExporterKind = "console"
+)
+
+// ExporterSettings are the settings of a "jsonl" exporter (Path, the file, created if missing)
+// or of a "console" one (Stream, default "stdout").
+type ExporterSettings struct {
+	Path   string        `json:"path,omitempty"`
+	Stream ConsoleStream `json:"stream,omitempty"`
+}
+
+// ConsoleStream is which of the host's streams console lines go to.
+type ConsoleStream string
+
+const (
+	ConsoleStdout ConsoleStream = "stdout"
+	ConsoleStderr ConsoleStream = "stderr"
+)

@@ -4,6 +4,9 @@
 - :class:`MultiprocessBootstrapSupervisor`: drop-in for stream_kernel's class of that name.
 - :class:`LocalBootstrapSupervisor`: in-process fallback with the same methods.
 - :func:`discover_supervisors` / :func:`create_supervisor`: multiprocess first, local second.
+- :mod:`mpsupervisor.types`: the library's JSON shapes as ``TypedDict``s (``Group``,
+  ``WorkerSnapshot``, ``Status``, one per event kind, ...); :func:`schema` returns the JSON
+  Schemas they follow.
 - :mod:`mpsupervisor.worker`: the worker side of the control protocol (import it yourself).
 
 The native library is loaded on first use, from ``MPSUPERVISOR_LIBRARY``, else the one
@@ -32,7 +35,9 @@ from .bootstrap import (
     create_supervisor,
     discover_supervisors,
 )
-from .supervisor import Supervisor, version
+from . import types
+from .supervisor import SCHEMA_NAMES, Supervisor, schema, schema_json, version
+from .types import Event, Group, LoggingSettings, RestartOptions, Status, WorkerSnapshot
 
 __version__ = "0.1.0"
 
@@ -43,6 +48,16 @@ __all__ = [
     "discover_supervisors",
     "create_supervisor",
     "version",
+    "schema",
+    "schema_json",
+    "SCHEMA_NAMES",
+    "types",
+    "Group",
+    "RestartOptions",
+    "LoggingSettings",
+    "WorkerSnapshot",
+    "Status",
+    "Event",
     "Result",
     "MpsupError",
     "InvalidHandleError",

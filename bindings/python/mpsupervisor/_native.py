@@ -70,6 +70,8 @@ OPTIONAL: Dict[str, _Signature] = {
         c_result,
         [mpsup_supervisor, c_names, ctypes.c_size_t, ctypes.c_char_p],
     ),
+    # Part 6: the JSON Schemas
+    "mpsup_schema_json": (c_result, [ctypes.c_char_p, c_out_string]),
     # C worker helpers (Python workers use mpsupervisor.worker instead)
     "mpsup_worker_notify_ready": (c_result, []),
     "mpsup_worker_heartbeat": (c_result, []),

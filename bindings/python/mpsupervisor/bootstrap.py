@@ -15,18 +15,21 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type,
 
 from ._errors import InvalidHandleError, UnknownGroupError
 from .supervisor import Supervisor, group_names as _group_names
+from .types import Group
 
-# Group keys libmpsupervisor knows (API.md Part 1 and Part 2). Anything else a group
-# dict carries (the original framework's `nodes`, `runner_profile`, ...) is dropped.
-LIBRARY_GROUP_KEYS = frozenset(
+# Group keys libmpsupervisor knows: those of mpsupervisor.types.Group, which a test holds to
+# the library's schema (schema/groups.schema.json).
+LIBRARY_GROUP_KEYS = frozenset(Group.__required_keys__ | Group.__optional_keys__)
+
+# The keys the original framework puts in a group of its own (runtime.platform.process_groups[]:
+# placement selectors and its runner's settings) besides `name` and `workers`. They mean nothing
+# to the library and are left out of what it gets. Every other key goes to the library as it is,
+# so a key of the library's works and an unknown one is rejected with the library's message.
+ORIGINAL_GROUP_KEYS = frozenset(
     {
-        # Part 1
-        "name", "workers", "argv", "env", "inherit_env", "cwd", "readiness", "warmup_ms",
-        "control_channel", "stop_signal", "stdout", "stderr",
-        # Part 2
-        "restart", "restart_delay_ms", "restart_delay_max_ms", "backoff_reset_ms",
-        "max_restarts", "restart_window_ms", "ready_timeout_ms", "heartbeat_timeout_ms",
-        "bootstrap", "start_gate",
+        "nodes", "stages", "tags", "runners",  # placement of the framework's nodes
+        "runner_profile", "services", "heartbeat_seconds", "start_timeout_seconds",
+        "stop_timeout_seconds",  # the framework's runner, in its worker processes
     }
 )
 
@@ -86,14 +89,16 @@ def _child_pythonpath(group: Mapping[str, Any], env: Mapping[str, str]) -> Optio
 
 
 def library_group(group: Mapping[str, Any]) -> Dict[str, Any]:
-    """A validated group dict reduced to the keys the library knows.
+    """A validated group dict as the library takes it: every key but the original framework's
+    own (:data:`ORIGINAL_GROUP_KEYS`), which are left out. A key the library does not know is
+    kept, for the library to reject with its own message.
 
     Without ``argv`` the group runs the bundled worker (``python -m mpsupervisor.worker``)
     with readiness ``"notify"`` unless the group sets its own, and with the environment
     it needs (``PYTHONPATH`` when the package is not installed in ``site-packages``,
     the heartbeat interval of :mod:`mpsupervisor.worker`).
     """
-    out = {key: value for key, value in group.items() if key in LIBRARY_GROUP_KEYS}
+    out = {key: value for key, value in group.items() if key not in ORIGINAL_GROUP_KEYS}
     if "argv" in out:
         return out
     # Imported here, not at the top: `python -m mpsupervisor.worker` imports this package
@@ -199,7 +204,9 @@ class MultiprocessBootstrapSupervisor:
 
     Same method names, arguments and return types as the original. Differences, all on
     purpose: a bad group (missing or empty ``name``, ``workers`` not an int > 0) raises
-    ValueError instead of being skipped; workers are real processes of any executable
+    ValueError instead of being skipped; every key of a group goes to the library, but for
+    the original framework's own (:data:`ORIGINAL_GROUP_KEYS`, such as ``nodes``), so an
+    unknown key raises ValueError with the library's message; workers are real processes of any executable
     (``argv``), the bundled Python worker when a group has none; events have the
     library's shapes (``seq``, ``ts_ms``, ``kind``, ...) plus the original's
     ``ts_epoch_ms``; ``force_terminate_groups`` ignores names the library does not know,
@@ -349,7 +356,9 @@ class MultiprocessBootstrapSupervisor:
         graceful stop that has no workers left (the original's shape)."""
         with self._config_lock:
             listed = list(self._listed)
-        snap = self._sup.snapshot()
+        snap: Dict[str, List[Dict[str, object]]] = {
+            name: [dict(entry) for entry in workers] for name, workers in self._sup.snapshot().items()
+        }
         for workers in snap.values():
             for entry in workers:
                 entry.setdefault("has_control_channel", entry.get("control_channel") == "socketpair")
@@ -505,6 +514,9 @@ class LocalBootstrapSupervisor:
         for index, group in enumerate(groups):
             checked = _validated_group(group, f"groups[{index}]")
             _check_unique(new, checked["name"], index)
+            unknown = [k for k in checked if k not in LIBRARY_GROUP_KEYS | ORIGINAL_GROUP_KEYS]
+            if unknown:  # as the library would
+                raise ValueError(f"groups[{index}].{unknown[0]}: unknown field `{unknown[0]}`")
             new[checked["name"]] = {k: v for k, v in checked.items() if k in LIBRARY_GROUP_KEYS}
         with self._lock:
             self._groups = new

@@ -28,6 +28,7 @@ from typing import (
 from . import _native
 from ._errors import InvalidHandleError, Result, error_for
 from ._native import NativeLibrary, mpsup_supervisor
+from .types import Status, WorkerSnapshot
 
 JsonText = Union[str, bytes]
 
@@ -288,23 +289,27 @@ class Supervisor:
         array, count = _names_array(names)
         self._lib.check(self._lib.mpsup_force_terminate_groups(self._handle(), array, count))
 
-    def snapshot(self) -> Dict[str, List[Dict[str, Any]]]:
+    def snapshot(self) -> Dict[str, List[WorkerSnapshot]]:
+        """Group name to its workers (:class:`mpsupervisor.types.WorkerSnapshot`), in index order."""
         out = ctypes.c_void_p()
         self._lib.check(self._lib.mpsup_snapshot_json(self._handle(), ctypes.byref(out)))
-        snapshot: Dict[str, List[Dict[str, Any]]] = json.loads(self._lib.take_string(out))
+        snapshot: Dict[str, List[WorkerSnapshot]] = json.loads(self._lib.take_string(out))
         return snapshot
 
-    def status(self) -> Dict[str, Any]:
+    def status(self) -> Status:
         """Per group: target, running, ready, generation, rollout; and ``guarantees``, what holds on this
         host (``host_death``: ``"keeper"`` or ``"none"``; ``tree_kill``: ``"cgroup"`` or
         ``"process_group"``)."""
         out = ctypes.c_void_p()
         self._lib.check(self._lib.mpsup_status_json(self._handle(), ctypes.byref(out)))
-        status: Dict[str, Any] = json.loads(self._lib.take_string(out))
+        status: Status = json.loads(self._lib.take_string(out))
         return status
 
     def drain_events(self, max_events: int = 0) -> List[Dict[str, Any]]:
-        """Remove and return up to ``max_events`` events (0 = all), oldest first."""
+        """Remove and return up to ``max_events`` events (0 = all), oldest first.
+
+        Each is one of the kinds of :data:`mpsupervisor.types.Event` (``cast`` it to read it
+        typed; plain dicts here, so that any key can be read without narrowing the kind)."""
         if not isinstance(max_events, int) or isinstance(max_events, bool) or max_events < 0:
             raise ValueError(f"max_events must be an int >= 0, not {max_events!r}")
         out = ctypes.c_void_p()
@@ -400,6 +405,30 @@ class _BackgroundCall:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+
+
+SCHEMA_NAMES = ("groups", "restart-options", "logging", "snapshot", "status", "events")
+
+
+def schema_json(which: str) -> str:
+    """``mpsup_schema_json``: the library's JSON Schema (draft 2020-12) named ``which``, as text.
+
+    ``"groups"`` (what ``configure_process_groups`` takes), ``"restart-options"``,
+    ``"logging"``, ``"snapshot"``, ``"status"`` or ``"events"``; another name raises
+    ValueError with the library's message, which names the known ones."""
+    if not isinstance(which, str) or "\0" in which:
+        raise ValueError(f"which must be a str without NUL, not {which!r}")
+    lib = _native.load_library()
+    func = lib.optional("mpsup_schema_json")
+    out = ctypes.c_void_p()
+    lib.check(func(which.encode("utf-8"), ctypes.byref(out)))
+    return lib.take_string(out)
+
+
+def schema(which: str) -> Dict[str, Any]:
+    """:func:`schema_json`, parsed."""
+    parsed: Dict[str, Any] = json.loads(schema_json(which))
+    return parsed
 
 
 def version() -> str:

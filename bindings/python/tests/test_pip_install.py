@@ -130,9 +130,12 @@ def test_wheel_built_from_the_sdist_bundles_the_library(fresh_venv: Path, tmp_pa
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {"setup.py", "rust/Cargo.toml", "rust/Cargo.lock", "rust/src/lib.rs"} <= names
+    assert {"mpsupervisor/py.typed", "mpsupervisor/types.py"} <= names  # the types, for type checkers
     assert "-py3-none-linux_" in wheel.name  # any Python 3: ctypes, no extension module
     with zipfile.ZipFile(wheel) as archive:
-        assert "mpsupervisor/libmpsupervisor.so" in archive.namelist()
+        assert {"mpsupervisor/libmpsupervisor.so", "mpsupervisor/py.typed", "mpsupervisor/types.py"} <= set(
+            archive.namelist()
+        )
     _run(
         [str(fresh_venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps",
          str(wheel)],

@@ -1,0 +1,374 @@
+package mpsupervisor
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// EventKind is an event's "kind".
+type EventKind string
+
+// The event kinds the library emits (schema/events.schema.json; a test checks that every kind
+// there has a constant here and a type in Event.Data).
+const (
+	EventWorkerSpawned         EventKind = "worker_spawned"
+	EventSupervisorStartGroups EventKind = "supervisor_start_groups"
+	EventWorkerReady           EventKind = "worker_ready"
+	EventWorkerStopping        EventKind = "worker_stopping"
+	EventWorkerStopped         EventKind = "worker_stopped"
+	EventWorkerFailed          EventKind = "worker_failed"
+	EventWorkerStatus          EventKind = "worker_status"
+	EventWorkerSpawnFailed     EventKind = "worker_spawn_failed"
+	EventStopEventUnavailable  EventKind = "stop_event_unavailable"
+	EventWorkerProtocolError   EventKind = "worker_protocol_error"
+	EventWorkerUnkillable      EventKind = "worker_unkillable"
+	EventEventsDropped         EventKind = "events_dropped"
+	EventWorkerRestarting      EventKind = "worker_restarting"
+	EventGroupFailed           EventKind = "group_failed"
+	EventSupervisorStartWork   EventKind = "supervisor_start_work"
+	EventGroupScaled           EventKind = "group_scaled"
+	EventRolloutStarted        EventKind = "rollout_started"
+	EventWorkerReplaced        EventKind = "worker_replaced"
+	EventRolloutFinished       EventKind = "rollout_finished"
+	EventRolloutFailed         EventKind = "rollout_failed"
+)
+
+// StopMode says how a stop was asked for, in worker_stopping and worker_stopped events.
+type StopMode string
+
+// Stop modes of worker_stopping and worker_stopped events.
+const (
+	ModeGraceful StopMode = "graceful" // STOP over the control channel, or the group's stop signal
+	ModeForced   StopMode = "forced"   // SIGKILL to the worker's process group (and cgroup)
+)
+
+// Event is one lifecycle event. Seq, TsMs and Kind are always set. Data holds the event's own
+// fields as the type of its kind (*WorkerSpawned, *WorkerFailed, ...: one per EventKind), nil
+// only for a kind this package does not know. The other fields are the same fields, flat, for
+// quick access: each is set when the event's kind has it and is zero otherwise. Raw holds the
+// event's complete JSON object.
+type Event struct {
+	Seq  uint64    `json:"seq"`   // from 1, +1 each, gapless
+	TsMs int64     `json:"ts_ms"` // Unix epoch milliseconds
+	Kind EventKind `json:"kind"`
+
+	GroupName         string   `json:"group_name,omitempty"`
+	WorkerID          string   `json:"worker_id,omitempty"`
+	PID               int      `json:"pid,omitempty"`
+	Generation        int      `json:"generation,omitempty"`         // every event of a worker, rollouts
+	StopStrategy      string   `json:"stop_strategy,omitempty"`      // worker_spawned
+	ControlChannel    string   `json:"control_channel,omitempty"`    // worker_spawned
+	Readiness         string   `json:"readiness,omitempty"`          // worker_spawned
+	Mode              StopMode `json:"mode,omitempty"`               // worker_stopping, worker_stopped
+	ExitCode          *int     `json:"exit_code,omitempty"`          // worker_stopped, worker_failed
+	Signal            *int     `json:"signal,omitempty"`             // worker_stopped, worker_failed
+	StatusUnavailable bool     `json:"status_unavailable,omitempty"` // worker_stopped, worker_failed
+	Reason            string   `json:"reason,omitempty"`             // worker_failed, rollout_failed
+	StderrTail        []string `json:"stderr_tail,omitempty"`        // worker_failed
+	Status            string   `json:"status,omitempty"`             // worker_status
+	Fallback          string   `json:"fallback,omitempty"`           // stop_event_unavailable
+	Error             string   `json:"error,omitempty"`              // worker_spawn_failed, stop_event_unavailable, worker_protocol_error, worker_unkillable
+	Count             uint64   `json:"count,omitempty"`              // events_dropped
+	Attempt           int      `json:"attempt,omitempty"`            // worker_restarting
+	DelayMs           uint64   `json:"delay_ms,omitempty"`           // worker_restarting
+	Restarts          int      `json:"restarts,omitempty"`           // group_failed
+	WindowMs          uint64   `json:"window_ms,omitempty"`          // group_failed
+	GroupCount        int      `json:"group_count,omitempty"`        // supervisor_start_groups, supervisor_start_work
+	WorkerCount       int      `json:"worker_count,omitempty"`       // supervisor_start_groups, supervisor_start_work
+	From              int      `json:"from,omitempty"`               // group_scaled
+	To                int      `json:"to,omitempty"`                 // group_scaled
+	Workers           int      `json:"workers,omitempty"`            // rollout_started
+	OldPID            *int     `json:"old_pid,omitempty"`            // worker_replaced
+	NewPID            int      `json:"new_pid,omitempty"`            // worker_replaced
+	DurationMs        uint64   `json:"duration_ms,omitempty"`        // rollout_finished
+
+	Data EventData       `json:"-"`
+	Raw  json.RawMessage `json:"-"`
+}
+
+// Time returns TsMs as a time.Time.
+func (e Event) Time() time.Time { return time.UnixMilli(e.TsMs) }
+
+// UnmarshalJSON decodes an event, its Data as the type of its kind, and keeps its JSON in Raw.
+func (e *Event) UnmarshalJSON(data []byte) error {
+	type plain Event // no methods, so no recursion
+	var p plain
+	if err := json.Unmarshal(data, &p); err != nil {
+		return err
+	}
+	p.Raw = append(json.RawMessage(nil), data...)
+	if newData, ok := eventData[p.Kind]; ok {
+		d := newData()
+		if err := json.Unmarshal(data, d); err != nil {
+			return err
+		}
+		p.Data = d
+	}
+	*e = Event(p)
+	return nil
+}
+
+// EventData is the typed content of an event: a pointer to one of the types below, the one
+// of its kind. Switch on it:
+//
+//	switch d := e.Data.(type) {
+//	case *mpsupervisor.WorkerFailed:
+//		log.Println(d.WorkerID, d.Reason, d.StderrTail)
+//	case *mpsupervisor.RolloutFinished:
+//		log.Println(d.GroupName, d.DurationMs)
+//	}
+type EventData interface {
+	EventKind() EventKind
+}
+
+// eventData makes the Data of each kind.
+var eventData = map[EventKind]func() EventData{
+	EventWorkerSpawned:         func() EventData { return new(WorkerSpawned) },
+	EventSupervisorStartGroups: func() EventData { return new(SupervisorStartGroups) },
+	EventWorkerReady:           func() EventData { return new(WorkerReady) },
+	EventWorkerStopping:        func() EventData { return new(WorkerStopping) },
+	EventWorkerStopped:         func() EventData { return new(WorkerStopped) },
+	EventWorkerFailed:          func() EventData { return new(WorkerFailed) },
+	EventWorkerStatus:          func() EventData { return new(WorkerStatus) },
+	EventWorkerSpawnFailed:     func() EventData { return new(WorkerSpawnFailed) },
+	EventStopEventUnavailable:  func() EventData { return new(StopEventUnavailable) },
+	EventWorkerProtocolError:   func() EventData { return new(WorkerProtocolError) },
+	EventWorkerUnkillable:      func() EventData { return new(WorkerUnkillable) },
+	EventEventsDropped:         func() EventData { return new(EventsDropped) },
+	EventWorkerRestarting:      func() EventData { return new(WorkerRestarting) },
+	EventGroupFailed:           func() EventData { return new(GroupFailed) },
+	EventSupervisorStartWork:   func() EventData { return new(SupervisorStartWork) },
+	EventGroupScaled:           func() EventData { return new(GroupScaled) },
+	EventRolloutStarted:        func() EventData { return new(RolloutStarted) },
+	EventWorkerReplaced:        func() EventData { return new(WorkerReplaced) },
+	EventRolloutFinished:       func() EventData { return new(RolloutFinished) },
+	EventRolloutFailed:         func() EventData { return new(RolloutFailed) },
+}
+
+// WorkerSpawned is the Data of a worker_spawned event: a worker's process was spawned.
+type WorkerSpawned struct {
+	GroupName      string    `json:"group_name"`
+	WorkerID       string    `json:"worker_id"`
+	PID            int       `json:"pid"`
+	Generation     int       `json:"generation"`
+	StopStrategy   string    `json:"stop_strategy"`
+	ControlChannel string    `json:"control_channel"`
+	Readiness      Readiness `json:"readiness"`
+}
+
+// EventKind returns EventWorkerSpawned.
+func (*WorkerSpawned) EventKind() EventKind { return EventWorkerSpawned }
+
+// SupervisorStartGroups is the Data of a supervisor_start_groups event: Start spawned the workers of the named groups.
+type SupervisorStartGroups struct {
+	GroupCount  int `json:"group_count"`
+	WorkerCount int `json:"worker_count"`
+}
+
+// EventKind returns EventSupervisorStartGroups.
+func (*SupervisorStartGroups) EventKind() EventKind { return EventSupervisorStartGroups }
+
+// WorkerReady is the Data of a worker_ready event: a worker became ready.
+type WorkerReady struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	PID        int    `json:"pid"`
+	Generation int    `json:"generation"`
+}
+
+// EventKind returns EventWorkerReady.
+func (*WorkerReady) EventKind() EventKind { return EventWorkerReady }
+
+// WorkerStopping is the Data of a worker_stopping event: a worker was asked to stop.
+type WorkerStopping struct {
+	GroupName  string   `json:"group_name"`
+	WorkerID   string   `json:"worker_id"`
+	PID        int      `json:"pid"`
+	Generation int      `json:"generation"`
+	Mode       StopMode `json:"mode"`
+}
+
+// EventKind returns EventWorkerStopping.
+func (*WorkerStopping) EventKind() EventKind { return EventWorkerStopping }
+
+// WorkerStopped is the Data of a worker_stopped event: a worker asked to stop has been reaped.
+type WorkerStopped struct {
+	GroupName         string   `json:"group_name"`
+	WorkerID          string   `json:"worker_id"`
+	PID               int      `json:"pid"`
+	Generation        int      `json:"generation"`
+	Mode              StopMode `json:"mode"`
+	ExitCode          *int     `json:"exit_code"`
+	Signal            *int     `json:"signal"`
+	StatusUnavailable bool     `json:"status_unavailable,omitempty"`
+}
+
+// EventKind returns EventWorkerStopped.
+func (*WorkerStopped) EventKind() EventKind { return EventWorkerStopped }
+
+// WorkerFailed is the Data of a worker_failed event: a worker ended unasked (or timed out).
+type WorkerFailed struct {
+	GroupName         string     `json:"group_name"`
+	WorkerID          string     `json:"worker_id"`
+	PID               int        `json:"pid"`
+	Generation        int        `json:"generation"`
+	Reason            ExitReason `json:"reason"`
+	ExitCode          *int       `json:"exit_code"`
+	Signal            *int       `json:"signal"`
+	StatusUnavailable bool       `json:"status_unavailable,omitempty"`
+	StderrTail        []string   `json:"stderr_tail"`
+}
+
+// EventKind returns EventWorkerFailed.
+func (*WorkerFailed) EventKind() EventKind { return EventWorkerFailed }
+
+// WorkerStatus is the Data of a worker_status event: an sd_notify worker sent STATUS=.
+type WorkerStatus struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	PID        int    `json:"pid"`
+	Generation int    `json:"generation"`
+	Status     string `json:"status"`
+}
+
+// EventKind returns EventWorkerStatus.
+func (*WorkerStatus) EventKind() EventKind { return EventWorkerStatus }
+
+// WorkerSpawnFailed is the Data of a worker_spawn_failed event: a process for the worker could not be spawned (a respawn, a scale-up or a rollout).
+type WorkerSpawnFailed struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	Generation int    `json:"generation"`
+	Error      string `json:"error"`
+}
+
+// EventKind returns EventWorkerSpawnFailed.
+func (*WorkerSpawnFailed) EventKind() EventKind { return EventWorkerSpawnFailed }
+
+// StopEventUnavailable is the Data of a stop_event_unavailable event: a STOP line could not be sent; the stop fell back.
+type StopEventUnavailable struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	Generation int    `json:"generation"`
+	Fallback   string `json:"fallback"`
+	Error      string `json:"error"`
+}
+
+// EventKind returns EventStopEventUnavailable.
+func (*StopEventUnavailable) EventKind() EventKind { return EventStopEventUnavailable }
+
+// WorkerProtocolError is the Data of a worker_protocol_error event: a worker broke the control protocol.
+type WorkerProtocolError struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	PID        int    `json:"pid"`
+	Generation int    `json:"generation"`
+	Error      string `json:"error"`
+}
+
+// EventKind returns EventWorkerProtocolError.
+func (*WorkerProtocolError) EventKind() EventKind { return EventWorkerProtocolError }
+
+// WorkerUnkillable is the Data of a worker_unkillable event: SIGKILL did not end the worker within the bound; it stays tracked.
+type WorkerUnkillable struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	PID        int    `json:"pid"`
+	Generation int    `json:"generation"`
+	Error      string `json:"error"`
+}
+
+// EventKind returns EventWorkerUnkillable.
+func (*WorkerUnkillable) EventKind() EventKind { return EventWorkerUnkillable }
+
+// EventsDropped is the Data of a events_dropped event: the queue was full and this many events were dropped.
+type EventsDropped struct {
+	Count uint64 `json:"count"`
+}
+
+// EventKind returns EventEventsDropped.
+func (*EventsDropped) EventKind() EventKind { return EventEventsDropped }
+
+// WorkerRestarting is the Data of a worker_restarting event: a worker will be respawned after DelayMs.
+type WorkerRestarting struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	Generation int    `json:"generation"`
+	Attempt    int    `json:"attempt"`
+	DelayMs    uint64 `json:"delay_ms"`
+}
+
+// EventKind returns EventWorkerRestarting.
+func (*WorkerRestarting) EventKind() EventKind { return EventWorkerRestarting }
+
+// GroupFailed is the Data of a group_failed event: a group failed for too many restarts within its window.
+type GroupFailed struct {
+	GroupName string `json:"group_name"`
+	Restarts  int    `json:"restarts"`
+	WindowMs  uint64 `json:"window_ms"`
+}
+
+// EventKind returns EventGroupFailed.
+func (*GroupFailed) EventKind() EventKind { return EventGroupFailed }
+
+// SupervisorStartWork is the Data of a supervisor_start_work event: StartWork sent START to the workers of the named groups.
+type SupervisorStartWork struct {
+	GroupCount  int `json:"group_count"`
+	WorkerCount int `json:"worker_count"`
+}
+
+// EventKind returns EventSupervisorStartWork.
+func (*SupervisorStartWork) EventKind() EventKind { return EventSupervisorStartWork }
+
+// GroupScaled is the Data of a group_scaled event: Scale changed a group's worker count.
+type GroupScaled struct {
+	GroupName string `json:"group_name"`
+	From      int    `json:"from"`
+	To        int    `json:"to"`
+}
+
+// EventKind returns EventGroupScaled.
+func (*GroupScaled) EventKind() EventKind { return EventGroupScaled }
+
+// RolloutStarted is the Data of a rollout_started event: Restart began a rolling restart.
+type RolloutStarted struct {
+	GroupName  string `json:"group_name"`
+	Generation int    `json:"generation"`
+	Workers    int    `json:"workers"`
+}
+
+// EventKind returns EventRolloutStarted.
+func (*RolloutStarted) EventKind() EventKind { return EventRolloutStarted }
+
+// WorkerReplaced is the Data of a worker_replaced event: a rolling restart replaced a worker.
+type WorkerReplaced struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	Generation int    `json:"generation"`
+	OldPID     *int   `json:"old_pid"`
+	NewPID     int    `json:"new_pid"`
+}
+
+// EventKind returns EventWorkerReplaced.
+func (*WorkerReplaced) EventKind() EventKind { return EventWorkerReplaced }
+
+// RolloutFinished is the Data of a rollout_finished event: a rolling restart replaced every worker.
+type RolloutFinished struct {
+	GroupName  string `json:"group_name"`
+	Generation int    `json:"generation"`
+	DurationMs uint64 `json:"duration_ms"`
+}
+
+// EventKind returns EventRolloutFinished.
+func (*RolloutFinished) EventKind() EventKind { return EventRolloutFinished }
+
+// RolloutFailed is the Data of a rollout_failed event: a rolling restart halted: a new worker failed.
+type RolloutFailed struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	Generation int    `json:"generation"`
+	Reason     string `json:"reason"`
+}
+
+// EventKind returns EventRolloutFailed.
+func (*RolloutFailed) EventKind() EventKind { return EventRolloutFailed }
