@@ -123,6 +123,7 @@ TEST_CARGO_BUILD := $(CARGO) build --all-targets
 test-rust: setup
 	$(TEST_CARGO_BUILD)
 	$(CARGO) test
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --quiet
 
 # The package as pip installs it into build/venv: setup.py builds the bundled
 # libmpsupervisor.so with `cargo build --release`. Reinstalled only when a source changed

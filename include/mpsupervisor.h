@@ -90,6 +90,9 @@ typedef struct StopSignal StopSignal;
  * every call on a handle of the parent gives `MPSUP_ERR_INVALID_HANDLE` and touches nothing.
  */
 typedef struct mpsup_supervisor {
+  /**
+   * The generation-checked id; 0 is never valid.
+   */
   uint64_t id;
 } mpsup_supervisor;
 
@@ -173,8 +176,8 @@ enum mpsup_result mpsup_wait_ready(struct mpsup_supervisor sup,
  * Stops every running worker gracefully: `STOP DRAIN` (or `STOP NOW` when `drain_inflight` is
  * false) over its control channel, else its `stop_signal` to its process group. Waits up to
  * `graceful_timeout_seconds` (negative or NaN: `MPSUP_ERR_INVALID_ARGUMENT`). Workers still
- * alive then stay tracked in state `stopping` and the call gives `MPSUP_ERR_TIMEOUT` ("worker
- * '<id>' did not stop within graceful timeout"); `mpsup_force_terminate_groups` ends them.
+ * alive then stay tracked in state `stopping` and the call gives `MPSUP_ERR_TIMEOUT` (`worker
+ * '<id>' did not stop within graceful timeout`); `mpsup_force_terminate_groups` ends them.
  */
 enum mpsup_result mpsup_stop_groups(struct mpsup_supervisor sup,
                                     double graceful_timeout_seconds,

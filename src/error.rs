@@ -19,13 +19,23 @@ pub enum Error {
     UnknownGroup(String),
     /// `posix_spawn` (or preparing for it) failed.
     #[error("{context}: {source}")]
-    Spawn { context: String, source: io::Error },
+    Spawn {
+        /// What was being spawned or prepared.
+        context: String,
+        /// The system's error.
+        source: io::Error,
+    },
     /// A graceful stop did not finish in time.
     #[error("{0}")]
     Timeout(String),
     /// Another system call failed.
     #[error("{context}: {source}")]
-    Os { context: String, source: io::Error },
+    Os {
+        /// The call that failed.
+        context: String,
+        /// The system's error.
+        source: io::Error,
+    },
     /// `start_work` before every named worker was ready.
     #[error("{0}")]
     NotReady(String),
@@ -49,4 +59,5 @@ impl Error {
     }
 }
 
+/// The result of every fallible call of the library.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -82,52 +82,90 @@ impl std::fmt::Display for ExitReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
+    /// A worker process was spawned (also for each respawn).
     WorkerSpawned {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The worker's process id.
         pid: i32,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// How a graceful stop reaches it.
         stop_strategy: StopStrategy,
+        /// Whether it has a control channel.
         control_channel: ControlChannel,
+        /// The readiness in force (a `notify` worker without a channel falls back to `warmup`).
         readiness: Readiness,
     },
+    /// `start_groups` has spawned every worker it was asked for.
     SupervisorStartGroups {
+        /// How many groups.
         group_count: usize,
+        /// How many workers.
         worker_count: usize,
     },
+    /// A worker became ready, once per spawn.
     WorkerReady {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The worker's process id.
         pid: i32,
+        /// The generation of the configuration the worker runs.
         generation: u32,
     },
+    /// The supervisor has asked a worker to stop.
     WorkerStopping {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The worker's process id.
         pid: i32,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// How the stop was asked for.
         mode: StopMode,
     },
+    /// A worker that was asked to stop has been reaped; one per `worker_stopping`.
     WorkerStopped {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The worker's process id.
         pid: i32,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// How the stop was asked for.
         mode: StopMode,
+        /// Its exit code when it exited, else null.
         exit_code: Option<i32>,
+        /// The signal that ended it, else null.
         signal: Option<i32>,
         /// Present (true) when someone else reaped the worker first (a host that ignores
         /// SIGCHLD or calls `waitpid(-1)`): the exit status is lost.
         #[serde(default, skip_serializing_if = "is_false")]
         status_unavailable: bool,
     },
+    /// A worker ended without being asked, or was killed for a timeout.
     WorkerFailed {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The worker's process id.
         pid: i32,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// Why it ended.
         reason: ExitReason,
+        /// Its exit code when it exited, else null.
         exit_code: Option<i32>,
+        /// The signal that ended it, else null.
         signal: Option<i32>,
         /// As in `WorkerStopped`.
         #[serde(default, skip_serializing_if = "is_false")]
@@ -137,87 +175,151 @@ pub enum EventKind {
     },
     /// The worker sent `STATUS=` through sd_notify.
     WorkerStatus {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The worker's process id.
         pid: i32,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// The `STATUS=` text (cut at 4,096 bytes).
         status: String,
     },
     /// A process for the worker could not be spawned (a respawn, a scale-up or a rollout).
     WorkerSpawnFailed {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// What went wrong, with the errno text.
         error: String,
     },
+    /// No control channel could be made for a worker, which therefore stops by signal.
     StopEventUnavailable {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// How it stops instead.
         fallback: StopStrategy,
+        /// What went wrong, with the errno text.
         error: String,
     },
+    /// A worker broke the line protocol: its channel is closed and it is stopped by its `stop_signal`.
     WorkerProtocolError {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The worker's process id.
         pid: i32,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// What went wrong, with the errno text.
         error: String,
     },
     /// SIGKILL did not end the worker within the bound (the process is stuck in the kernel), or
     /// the kernel refused it (EPERM, reported at once); it stays tracked.
     WorkerUnkillable {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The worker's process id.
         pid: i32,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// What went wrong, with the errno text.
         error: String,
     },
+    /// Events were lost because the queue was full.
     EventsDropped {
+        /// How many events were lost.
         count: u64,
     },
+    /// The restart policy will respawn a worker.
     WorkerRestarting {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// 1 for the first consecutive respawn.
         attempt: u32,
+        /// The wait before the respawn, in ms.
         delay_ms: u64,
     },
+    /// More than `max_restarts` respawns within `restart_window_ms`: the group's workers are killed and nothing of it respawns.
     GroupFailed {
+        /// The worker's group.
         group_name: String,
+        /// The respawns counted within the window.
         restarts: u32,
+        /// The window, in ms (`restart_window_ms`).
         window_ms: u64,
     },
+    /// `start_work` sent `START`.
     SupervisorStartWork {
+        /// How many groups.
         group_count: usize,
+        /// How many workers.
         worker_count: usize,
     },
+    /// `scale_group` changed a group's worker count.
     GroupScaled {
+        /// The worker's group.
         group_name: String,
+        /// The worker count before.
         from: u32,
+        /// The worker count now.
         to: u32,
     },
+    /// `restart_groups` began a rolling restart.
     RolloutStarted {
+        /// The worker's group.
         group_name: String,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// How many slots it replaces.
         workers: u32,
     },
+    /// A slot's new worker became ready and took over; the old one is being stopped.
     WorkerReplaced {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// The old worker's pid (null when it had no process).
         old_pid: Option<i32>,
+        /// The new worker's pid.
         new_pid: i32,
     },
+    /// Every slot of a rolling restart runs the new generation.
     RolloutFinished {
+        /// The worker's group.
         group_name: String,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// How long it took, in ms.
         duration_ms: u64,
     },
+    /// A new worker failed and the rolling restart halted; the old workers stay.
     RolloutFailed {
+        /// The worker's group.
         group_name: String,
+        /// `<group>#<index>`.
         worker_id: String,
+        /// The generation of the configuration the worker runs.
         generation: u32,
+        /// Why it halted: `"exited"`, `"ready_timeout"` or `"spawn_failed: <error>"`.
         reason: String,
     },
 }
@@ -230,8 +332,11 @@ fn is_false(b: &bool) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(title = "Event")]
 pub struct Event {
+    /// 1 for the first event of a supervisor, then one more each, with no gaps.
     pub seq: u64,
+    /// Unix time in ms.
     pub ts_ms: u64,
+    /// What happened, with its fields (`"kind"` in JSON).
     #[serde(flatten)]
     pub kind: EventKind,
 }
@@ -242,7 +347,7 @@ pub struct Event {
 /// `events_dropped` event takes the place where they were lost, so `seq` stays gapless. With the
 /// tap on, every event (dropped ones too) is also kept for the log writer.
 #[derive(Debug)]
-pub struct EventQueue {
+pub(crate) struct EventQueue {
     queue: VecDeque<Event>,
     capacity: usize,
     next_seq: u64,
@@ -300,6 +405,7 @@ impl EventQueue {
         out
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.queue.len()
     }

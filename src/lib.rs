@@ -1,5 +1,30 @@
 //! mpsupervisor: run and supervise groups of worker processes, from Rust or through a C ABI.
 //!
+//! ```no_run
+//! use std::time::Duration;
+//! use mpsupervisor::config::{GroupSpec, Readiness};
+//! use mpsupervisor::Supervisor;
+//!
+//! # fn main() -> mpsupervisor::Result<()> {
+//! let sup = Supervisor::new()?;
+//! sup.configure(&[GroupSpec {
+//!     name: "ingest".into(),
+//!     argv: vec!["/usr/bin/ingest".into()],
+//!     workers: 2,
+//!     readiness: Readiness::Notify,
+//!     ..Default::default()
+//! }])?;
+//! sup.start_groups(&["ingest"])?;
+//! if !sup.wait_ready(Duration::from_secs(5))? {
+//!     sup.force_terminate_groups(&["ingest"])?;
+//! }
+//! for worker in &sup.snapshot()?.groups["ingest"] {
+//!     println!("{} is pid {}", worker.worker_id, worker.pid);
+//! }
+//! sup.stop_groups(Duration::from_secs(5), true)?;
+//! # Ok(()) }
+//! ```
+//!
 //! Three layers, each importing only those below it:
 //! - the faces: `Supervisor` (the Rust API), `ffi` (the C API of `include/mpsupervisor.h`) and
 //!   `worker_side` (the helpers a worker uses to speak the control protocol);
@@ -8,13 +33,15 @@
 //! - the core (`core`, `config`, `events`, `lines`): what a supervisor knows and decides, with no
 //!   system calls.
 
+#![warn(missing_docs)]
+
 mod clock;
 pub mod config;
 mod core;
 pub mod error;
 pub mod events;
 pub mod ffi;
-pub mod lines;
+mod lines;
 pub mod logging;
 mod options;
 mod os;

@@ -181,4 +181,37 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+    #[test]
+    fn any_chunking_gives_the_lines_of_the_whole_stream(
+        stream in proptest::collection::vec(proptest::prop_oneof![9 => proptest::arbitrary::any::<u8>(), 1 => proptest::strategy::Just(b'\n')], 0..12_000),
+        cuts in proptest::collection::vec(0usize..12_000, 0..16),
+    ) {
+        // The reference: split the whole stream at once.
+        let pieces: Vec<&[u8]> = stream.split(|&b| b == b'\n').collect();
+        let (complete, tail) = pieces.split_at(pieces.len() - 1);
+        let too_long = complete.iter().chain(tail).any(|l| l.len() > MAX_LINE);
+        // The reader, fed in random chunks.
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
+        cuts.sort();
+        let mut reader = LineReader::default();
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        let mut start = 0;
+        for end in cuts.into_iter().chain([stream.len()]) {
+            result = reader.feed(&stream[start..end], &mut out);
+            if result.is_err() {
+                break;
+            }
+            start = end;
+        }
+        if too_long {
+            proptest::prop_assert_eq!(result, Err(LineTooLong));
+        } else {
+            proptest::prop_assert_eq!(result, Ok(()));
+            proptest::prop_assert_eq!(out, complete.iter().map(|l| l.to_vec()).collect::<Vec<_>>());
+        }
+    }
+    }
 }

@@ -1,9 +1,8 @@
-//! Property tests of the two parsers that take untrusted input: the groups JSON and the control
-//! channel's line reader. The test command runs proptest's default 256 cases per property; a
+//! Property tests of the groups JSON parser, which takes untrusted input (the control
+//! channel's line reader has its own, in src/lines.rs). The test command runs proptest's default 256 cases per property; a
 //! longer run: `PROPTEST_CASES=100000 cargo test --release --test properties`.
 
 use mpsupervisor::config::parse_groups;
-use mpsupervisor::lines::{LineReader, LineTooLong, MAX_LINE};
 use mpsupervisor::Error;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -93,37 +92,6 @@ proptest! {
             }
             Err(Error::InvalidConfig(m)) => prop_assert!(m.starts_with("groups"), "{m}"),
             Err(other) => prop_assert!(false, "unexpected error {other:?}"),
-        }
-    }
-
-    #[test]
-    fn any_chunking_gives_the_lines_of_the_whole_stream(
-        stream in prop::collection::vec(prop_oneof![9 => any::<u8>(), 1 => Just(b'\n')], 0..12_000),
-        cuts in prop::collection::vec(0usize..12_000, 0..16),
-    ) {
-        // The reference: split the whole stream at once.
-        let pieces: Vec<&[u8]> = stream.split(|&b| b == b'\n').collect();
-        let (complete, tail) = pieces.split_at(pieces.len() - 1);
-        let too_long = complete.iter().chain(tail).any(|l| l.len() > MAX_LINE);
-        // The reader, fed in random chunks.
-        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
-        cuts.sort();
-        let mut reader = LineReader::default();
-        let mut out = Vec::new();
-        let mut result = Ok(());
-        let mut start = 0;
-        for end in cuts.into_iter().chain([stream.len()]) {
-            result = reader.feed(&stream[start..end], &mut out);
-            if result.is_err() {
-                break;
-            }
-            start = end;
-        }
-        if too_long {
-            prop_assert_eq!(result, Err(LineTooLong));
-        } else {
-            prop_assert_eq!(result, Ok(()));
-            prop_assert_eq!(out, complete.iter().map(|l| l.to_vec()).collect::<Vec<_>>());
         }
     }
 }

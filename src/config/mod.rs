@@ -44,6 +44,7 @@ pub enum Readiness {
 }
 
 impl Readiness {
+    /// Its name in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             Readiness::Warmup => "warmup",

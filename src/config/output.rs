@@ -15,14 +15,22 @@ pub enum Output {
     Null,
     /// A file the worker writes itself (`{"file": PATH, "append": BOOL}`); `append: false`
     /// truncates it at each spawn.
-    File { path: String, append: bool },
+    File {
+        /// The file.
+        path: String,
+        /// Append to it (`false`: truncate it at each spawn).
+        append: bool,
+    },
     /// A pipe read by the supervisor: lines become `worker.output` log records.
     Capture,
     /// A pipe read by the supervisor, written to a file that rotates at `max_bytes`, keeping
     /// `keep` older files (`PATH.1` ... `PATH.keep`).
     Rotate {
+        /// The file.
         path: String,
+        /// The size at which it rotates.
         max_bytes: u64,
+        /// How many older files are kept (0 to 100).
         keep: u32,
     },
 }

@@ -81,6 +81,7 @@ fn wait_for(seconds: f64) -> Duration {
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct mpsup_supervisor {
+    /// The generation-checked id; 0 is never valid.
     pub id: u64,
 }
 
@@ -195,8 +196,8 @@ pub extern "C" fn mpsup_wait_ready(
 /// Stops every running worker gracefully: `STOP DRAIN` (or `STOP NOW` when `drain_inflight` is
 /// false) over its control channel, else its `stop_signal` to its process group. Waits up to
 /// `graceful_timeout_seconds` (negative or NaN: `MPSUP_ERR_INVALID_ARGUMENT`). Workers still
-/// alive then stay tracked in state `stopping` and the call gives `MPSUP_ERR_TIMEOUT` ("worker
-/// '<id>' did not stop within graceful timeout"); `mpsup_force_terminate_groups` ends them.
+/// alive then stay tracked in state `stopping` and the call gives `MPSUP_ERR_TIMEOUT` (`worker
+/// '<id>' did not stop within graceful timeout`); `mpsup_force_terminate_groups` ends them.
 #[no_mangle]
 pub extern "C" fn mpsup_stop_groups(
     sup: mpsup_supervisor,

@@ -20,8 +20,10 @@ mod settings;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use record::OutputLine;
 use record::{dropped_record, fields_of, output_record, Record};
-pub use record::{level_of, record_for, OutputLine};
+#[cfg(test)]
+use record::{level_of, record_for};
 pub use settings::{parse_settings, Exporter, Level, LifecycleEvents, LogSettings};
 
 /// How many records may wait for the writer before new ones are dropped.
@@ -87,7 +89,7 @@ struct Counters {
 /// Dropping the logger closes the queue and joins the writer, so every record queued before is
 /// written first; a writer stuck on an exporter (say stdout is a pipe nobody reads) is left
 /// behind after `DRAIN_TIMEOUT`.
-pub struct Logger {
+pub(crate) struct Logger {
     settings: LifecycleEvents,
     tx: Option<SyncSender<Item>>,
     writer: Drainer,

@@ -30,6 +30,7 @@ pub(super) struct Record<'a> {
 }
 
 /// The log line (without newline) for `event`, or `None` when its level is below `min_level`.
+#[cfg(test)]
 pub fn record_for(event: &Event, min_level: Level) -> Option<String> {
     let (kind, level, fields) = fields_of(event, min_level)?;
     serde_json::to_string(&Record {

@@ -17,9 +17,13 @@ use crate::error::{Error, Result};
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    /// Everything.
     Debug,
+    /// The ordinary course of events (the default).
     Info,
+    /// A worker failed or broke the protocol; events were dropped.
     Warn,
+    /// A group failed.
     Error,
 }
 
@@ -59,9 +63,15 @@ pub enum Exporter {
     /// JSON lines on the host's stderr.
     Stderr,
     /// Appends to the file at `path`.
-    Jsonl { path: String },
+    Jsonl {
+        /// The file, created if missing.
+        path: String,
+    },
     /// Lines for people on stdout (or stderr), coloured on a terminal.
-    Console { stderr: bool },
+    Console {
+        /// On the host's stderr instead of its stdout.
+        stderr: bool,
+    },
 }
 
 /// The settings of `configure_lifecycle_logging`: what is logged, and where it goes.

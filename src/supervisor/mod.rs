@@ -64,10 +64,14 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
+    /// A supervisor with the default options (some follow `MPSUP_*` variables of the host's
+    /// environment, read now): its monitor thread, the keeper process and an empty
+    /// configuration.
     pub fn new() -> Result<Self> {
         Self::with_options(Options::default())
     }
 
+    /// A supervisor with `options`.
     pub fn with_options(options: Options) -> Result<Self> {
         let tokens = Tokens::new().map_err(|e| Error::os("epoll_create1", e))?;
         let wake = Flag::new().map_err(|e| Error::os("eventfd", e))?;
