@@ -188,7 +188,13 @@ fn sockets_are_kept_across_respawns_scaling_and_rollouts() {
     )
     .unwrap();
     sup.restart_groups(&["web"], &Default::default()).unwrap();
-    wait_events(&sup, &mut log, |l| count(l, "rollout_finished") == 1);
+    // `rollout_finished` says every slot runs the new generation and each old worker has been
+    // asked to stop; an old one still draining may accept from the shared queue until it
+    // exits, so the request below waits for every old worker to be gone.
+    wait_events(&sup, &mut log, |l| {
+        count(l, "rollout_finished") == 1
+            && count(l, "worker_stopped") == count(l, "worker_stopping")
+    });
     assert!(sup.wait_ready(secs(30.0)).unwrap());
 
     assert_eq!(
