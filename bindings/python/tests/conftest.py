@@ -45,6 +45,20 @@ from mpsupervisor._native import NativeLibrary, load_library  # noqa: E402
 # upper bounds on waits that end on events, never sleeps.
 READY_TIMEOUT = 30.0
 
+# A worker that is ready through sd_notify once it holds its listen socket (descriptor 3, with
+# LISTEN_PID naming it), and answers each connection with its pid and the socket's name.
+LISTENER = r"""
+import os, socket
+assert os.environ["LISTEN_PID"] == str(os.getpid()), os.environ.get("LISTEN_PID")
+server = socket.socket(fileno=3)
+notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+notify.sendto(b"READY=1", "\0" + os.environ["NOTIFY_SOCKET"][1:])
+while True:
+    conn, _ = server.accept()
+    conn.sendall(f"{os.getpid()} {os.environ['LISTEN_FDNAMES']}\n".encode())
+    conn.close()
+"""
+
 
 @pytest.fixture(scope="session")
 def native() -> NativeLibrary:

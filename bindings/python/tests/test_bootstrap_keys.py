@@ -7,23 +7,10 @@ import sys
 
 import pytest
 
-from conftest import READY_TIMEOUT
+from conftest import LISTENER, READY_TIMEOUT
 from mpsupervisor import LocalBootstrapSupervisor, MultiprocessBootstrapSupervisor
 from mpsupervisor.bootstrap import LIBRARY_GROUP_KEYS, ORIGINAL_GROUP_KEYS
 from mpsupervisor.types import Group
-
-# Ready through sd_notify once it holds its listen socket (descriptor 3); answers each
-# connection with its pid and the socket's name.
-LISTENER = r"""
-import os, socket
-server = socket.socket(fileno=3)
-notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-notify.sendto(b"READY=1", "\0" + os.environ["NOTIFY_SOCKET"][1:])
-while True:
-    conn, _ = server.accept()
-    conn.sendall(f"{os.getpid()} {os.environ['LISTEN_FDNAMES']}\n".encode())
-    conn.close()
-"""
 
 
 def test_listen_goes_through_the_drop_in_to_a_real_socket(mp: MultiprocessBootstrapSupervisor) -> None:

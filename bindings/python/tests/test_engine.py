@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 import pytest
 
-from conftest import READY_TIMEOUT, events_of, wait_for_events
+from conftest import LISTENER, READY_TIMEOUT, events_of, wait_for_events
 from mpsupervisor import Supervisor
 
 POLITE = 'echo READY >&3; while read -r line <&3; do case "$line" in STOP*) exit 0;; esac; done'
@@ -68,19 +68,6 @@ def test_rolling_restart_deploys_the_new_configuration(sup: Supervisor) -> None:
     with pytest.raises(ValueError):
         sup.restart_groups(["web"], {"surge": 1})
     sup.stop_groups(READY_TIMEOUT, True)
-
-
-LISTENER = r"""
-import os, socket
-assert os.environ["LISTEN_PID"] == str(os.getpid()), os.environ.get("LISTEN_PID")
-server = socket.socket(fileno=3)
-notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-notify.sendto(b"READY=1", "\0" + os.environ["NOTIFY_SOCKET"][1:])
-while True:
-    conn, _ = server.accept()
-    conn.sendall(f"{os.getpid()} {os.environ['LISTEN_FDNAMES']}\n".encode())
-    conn.close()
-"""
 
 
 def test_listen_sockets_reach_the_workers_of_an_installed_package(sup: Supervisor) -> None:
