@@ -195,6 +195,38 @@ def _original_logging_settings(settings: object) -> Dict[str, Any]:
     return {"enabled": enabled, "level": level, "exporters": exporters}
 
 
+def original_lifecycle_log_sinks(
+    settings: Mapping[str, Any],
+    *,
+    stdout_sink: Callable[[], object],
+    resolve: Optional[Callable[..., Optional[object]]] = None,
+) -> List[object]:
+    """The sinks the original framework's ``configure_lifecycle_logging`` picks for these
+    settings, built by the framework's own code: what a subclass in the framework returns from
+    :meth:`MultiprocessBootstrapSupervisor.lifecycle_log_sinks`.
+
+    ``resolve`` is the framework's sink resolver when it has one, called as
+    ``resolve(settings=dict(settings))``; it returns one sink (its ``JsonlLogSink`` for a
+    ``jsonl`` exporter, its ``StdoutLogSink`` for ``stdout``, its fan-out of several) or None.
+    Without one (the framework's earlier versions), the first ``stdout`` exporter gives
+    ``stdout_sink()`` and nothing else does. When logging is enabled and no sink results,
+    ``stdout_sink()`` (the framework's ``StdoutLogSink``), the original's default; disabled and
+    none: ``[]``. The settings are checked as the original checked them (ValueError).
+    """
+    checked = _original_logging_settings(settings)
+    sink: Optional[object] = None
+    if resolve is not None:
+        sink = resolve(settings=dict(settings))
+    else:
+        for exporter in checked["exporters"]:
+            if isinstance(exporter, Mapping) and exporter.get("kind") == "stdout":
+                sink = stdout_sink()
+                break
+    if sink is None and checked["enabled"]:
+        sink = stdout_sink()
+    return [sink] if sink is not None else []
+
+
 def _not_implemented(call: str, why: str) -> NotImplementedError:
     return NotImplementedError(f"MultiprocessBootstrapSupervisor.{call} is not implemented by mpsupervisor: {why}")
 

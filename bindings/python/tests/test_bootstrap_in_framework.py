@@ -1,21 +1,27 @@
 """The drop-in inside a host framework: its log sinks, the calls it does not implement, stops.
 
+Without the framework (CI cannot fetch it): its lifecycle-logging contract (SUP-07, SUP-09,
+SUP-11) is held below against fakes of its sinks and resolver.
+
 The fakes below stand for the original framework's interfaces: a log sink has
 ``emit(message)``; ``LogMessage`` has ``level``, ``message``, ``timestamp``, ``fields``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import pytest
 
 from conftest import READY_TIMEOUT, events_of
 from mpsupervisor import MultiprocessBootstrapSupervisor, Supervisor
 from mpsupervisor._native import NativeLibrary
+from mpsupervisor.bootstrap import original_lifecycle_log_sinks
 
 
 @dataclass
@@ -177,3 +183,186 @@ def test_after_a_stop_timeout_only_the_workers_still_alive_are_stopped(mp: Multi
     forced = [e["worker_id"] for e in events_of(events, "worker_stopping") if e["mode"] == "forced"]
     assert forced == ["stubborn#1"]
     assert mp.snapshot() == {"polite": [], "stubborn": []}
+
+
+# -- the framework's own sinks, as its lifecycle-logging contract tests use them --------
+#
+# The framework's P5PRE-SUP-07, SUP-09 and SUP-11 (scripts/framework-dropin-tests runs them
+# against the drop-in) check that `_emit_event` reaches its StdoutLogSink (patched on the
+# class), its jsonl sink and a fan-out to both, at the configured level. The fakes below have
+# those sinks' interface: `emit(message)` (and `close()`), built by a resolver called as
+# `resolve(settings=...)`; FakeFrameworkSupervisor is the subclass that script appends.
+
+
+def _row(message: FakeLogMessage) -> Dict[str, object]:
+    return {
+        "level": message.level,
+        "message": message.message,
+        "timestamp": message.timestamp.isoformat(),
+        "fields": message.fields,
+    }
+
+
+class FakeStdoutLogSink:
+    def emit(self, message: FakeLogMessage) -> None:
+        print(json.dumps(_row(message)))
+
+
+class FakeJsonlLogSink:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def emit(self, message: FakeLogMessage) -> None:
+        with self.path.open("a", encoding="utf-8") as out:  # the framework's keeps it open
+            out.write(json.dumps(_row(message)) + "\n")
+
+    def close(self) -> None:
+        pass
+
+
+class FakeFanoutLogSink:
+    def __init__(self, sinks: List[object]) -> None:
+        self.sinks = sinks
+
+    def emit(self, message: FakeLogMessage) -> None:
+        for sink in self.sinks:
+            getattr(sink, "emit")(message)
+
+
+def fake_resolve(*, settings: Dict[str, object]) -> Optional[object]:
+    """The framework's resolver: a sink per stdout or jsonl exporter; several fan out."""
+    exporters = settings.get("exporters")
+    sinks: List[object] = []
+    for exporter in exporters if isinstance(exporters, list) else []:
+        options = exporter.get("settings") if isinstance(exporter, dict) else None
+        if isinstance(exporter, dict) and exporter.get("kind") == "stdout":
+            sinks.append(FakeStdoutLogSink())
+        elif isinstance(exporter, dict) and exporter.get("kind") == "jsonl" and isinstance(options, dict):
+            sinks.append(FakeJsonlLogSink(Path(str(options["path"]))))
+    if not sinks:
+        return None
+    return sinks[0] if len(sinks) == 1 else FakeFanoutLogSink(sinks)
+
+
+Resolver = Optional[Callable[..., Optional[object]]]
+
+
+class FakeFrameworkSupervisor(MultiprocessBootstrapSupervisor):
+    log_record_type = FakeLogMessage
+
+    def __init__(self, native: NativeLibrary, resolve: Resolver = fake_resolve) -> None:
+        super().__init__(Supervisor(native))
+        self.resolve = resolve
+
+    def lifecycle_log_sinks(self, settings: Dict[str, object]) -> Optional[Sequence[object]]:
+        return original_lifecycle_log_sinks(settings, stdout_sink=FakeStdoutLogSink, resolve=self.resolve)
+
+
+def _captured_stdout_sink(monkeypatch: pytest.MonkeyPatch) -> List[FakeLogMessage]:
+    emitted: List[FakeLogMessage] = []
+
+    def capture(self: FakeStdoutLogSink, message: FakeLogMessage) -> None:
+        emitted.append(message)
+
+    monkeypatch.setattr(FakeStdoutLogSink, "emit", capture)
+    return emitted
+
+
+def _rows(path: Path) -> List[Dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _jsonl(path: Path) -> Dict[str, object]:
+    return {"kind": "jsonl", "settings": {"path": str(path)}}
+
+
+DEBUG: Dict[str, object] = {"enabled": True, "level": "debug"}
+
+
+def test_sup_07_records_reach_the_frameworks_stdout_sink(native: NativeLibrary, monkeypatch: pytest.MonkeyPatch) -> None:
+    emitted = _captured_stdout_sink(monkeypatch)
+    with FakeFrameworkSupervisor(native) as mp:
+        mp.configure_lifecycle_logging({"exporters": [{"kind": "stdout"}], "lifecycle_events": DEBUG})
+        mp._emit_event(kind="test_event", group_name="execution.cpu")
+        message = emitted[-1]
+        assert isinstance(message, FakeLogMessage)
+        assert (message.level, message.message) == ("debug", "bootstrap.test_event")
+        assert message.fields.get("group_name") == "execution.cpu"
+
+
+def test_sup_09_records_reach_the_frameworks_jsonl_sink(
+    native: NativeLibrary, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "supervisor_lifecycle.jsonl"
+    with FakeFrameworkSupervisor(native) as mp:
+        mp.configure_lifecycle_logging({"exporters": [_jsonl(path)], "lifecycle_events": DEBUG})
+        mp._emit_event(kind="test_event", group_name="execution.cpu")
+        assert _rows(path)[-1]["message"] == "bootstrap.test_event"
+        # The library's events go the same way, at the configured level.
+        mp.start_groups(["execution.cpu"])
+        mp.force_terminate_groups(["execution.cpu"])
+        rows = _rows(path)
+    messages = [row["message"] for row in rows]
+    assert "bootstrap.worker_spawned" in messages and "bootstrap.worker_stopped" in messages
+    assert {row["level"] for row in rows} == {"debug"}
+    assert "bootstrap." not in capfd.readouterr().out  # neither the default sink nor the library's
+
+
+def test_sup_11_records_fan_out_to_stdout_and_jsonl(
+    native: NativeLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emitted = _captured_stdout_sink(monkeypatch)
+    path = tmp_path / "supervisor_fanout.jsonl"
+    with FakeFrameworkSupervisor(native) as mp:
+        mp.configure_lifecycle_logging({"exporters": [{"kind": "stdout"}, _jsonl(path)], "lifecycle_events": DEBUG})
+        mp._emit_event(kind="test_fanout", group_name="execution.cpu")
+        assert emitted[-1].message == "bootstrap.test_fanout"
+        assert _rows(path)[-1]["message"] == "bootstrap.test_fanout"
+
+
+def test_the_frameworks_stdout_sink_is_the_default(native: NativeLibrary, capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeFrameworkSupervisor(native) as mp:
+        mp.configure_lifecycle_logging({"lifecycle_events": {"level": "info"}})
+        mp._emit_event(kind="test_event")
+        (line,) = [line for line in capsys.readouterr().out.splitlines() if "bootstrap." in line]
+        assert json.loads(line)["message"] == "bootstrap.test_event"
+        assert json.loads(line)["level"] == "info"
+        mp.configure_lifecycle_logging({"lifecycle_events": {"enabled": False}})
+        mp._emit_event(kind="test_event")
+        assert "bootstrap." not in capsys.readouterr().out
+
+
+def test_original_lifecycle_log_sinks_calls_the_resolver_as_the_original(tmp_path: Path) -> None:
+    seen: List[Dict[str, object]] = []
+
+    def resolve(*, settings: Dict[str, object]) -> Optional[object]:
+        seen.append(settings)
+        return None  # no sink: the default one
+
+    settings: Dict[str, object] = {"exporters": [_jsonl(tmp_path / "x.jsonl")], "lifecycle_events": DEBUG}
+    (sink,) = original_lifecycle_log_sinks(settings, stdout_sink=FakeStdoutLogSink, resolve=resolve)
+    assert seen == [settings] and seen[0] is not settings  # a dict of its own, as the original's
+    assert isinstance(sink, FakeStdoutLogSink)
+    disabled: Dict[str, object] = {"lifecycle_events": {"enabled": False}}
+    assert original_lifecycle_log_sinks(disabled, stdout_sink=FakeStdoutLogSink, resolve=resolve) == []
+    with pytest.raises(ValueError):
+        original_lifecycle_log_sinks({"exporters": "stdout"}, stdout_sink=FakeStdoutLogSink, resolve=resolve)
+
+
+def test_without_a_resolver_only_stdout_is_honoured(
+    native: NativeLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The framework's earlier versions had no resolver and no jsonl sink: stdout or nothing.
+    jsonl_only: Dict[str, object] = {"exporters": [_jsonl(tmp_path / "x.jsonl")]}
+    (sink,) = original_lifecycle_log_sinks(jsonl_only, stdout_sink=FakeStdoutLogSink)
+    assert isinstance(sink, FakeStdoutLogSink) and not (tmp_path / "x.jsonl").exists()
+    disabled: Dict[str, object] = {"exporters": [{"kind": "stdout"}], "lifecycle_events": {"enabled": False}}
+    (sink,) = original_lifecycle_log_sinks(disabled, stdout_sink=FakeStdoutLogSink)
+    assert isinstance(sink, FakeStdoutLogSink)  # built, as the original built it, but never used
+    emitted = _captured_stdout_sink(monkeypatch)
+    with FakeFrameworkSupervisor(native, resolve=None) as mp:
+        mp.configure_lifecycle_logging(disabled)
+        mp._emit_event(kind="unlogged")
+        mp.configure_lifecycle_logging({"exporters": [{"kind": "stdout"}], "lifecycle_events": DEBUG})
+        mp._emit_event(kind="logged")
+    assert [m.message for m in emitted] == ["bootstrap.logged"]
