@@ -25,7 +25,7 @@ use crate::os::spawn::{self, Command, SpawnAttributes, FIRST_INHERITED};
 use crate::os::{self, Flag};
 use crate::runtime::child::Child;
 use crate::runtime::lifeline::Lifeline;
-use crate::runtime::listen::{ListenInfo, Listeners};
+use crate::runtime::listen::{Carried, ListenInfo, Listeners};
 use crate::runtime::output::{Captured, Sink, Stream};
 use crate::runtime::tokens::{Source, Tokens};
 use crate::sync::lock;
@@ -68,12 +68,6 @@ pub struct ToMonitor {
 /// Called with the pid of every process just spawned, before it is handed over: lets a test
 /// inject a panic between a spawn and its adoption.
 pub type SpawnHook = fn(i32);
-
-/// Descriptors of the host's table that a submission carries to its spawns, by group name: every
-/// spawn of that group inherits them, in order, as its descriptors 3, 4, ... (the control socket
-/// comes after them). The submission owns them; in a private table they travel in one message
-/// and the host's copies are closed at once.
-pub type Carried = Vec<(String, Vec<OwnedFd>)>;
 
 type Failure = (std::io::ErrorKind, String);
 
