@@ -8,7 +8,8 @@
 //! (`tokens.rs`) names each descriptor's source; the reaper thread finishes the exits the monitor
 //! sees; lines to workers are sent with the lock let go (`sending.rs`).
 //!
-//! No two files here use each other: `engine.rs` uses `io.rs`, which uses `reaper.rs`; the
+//! No two files here use each other (but `spawner/mod.rs` and `spawner/table.rs`, the spawner's
+//! threads and their descriptor table): `engine.rs` uses `io.rs`, which uses `reaper.rs`; the
 //! monitor and the reaper reach the engine through `Shared`, the reaper only as `reaper::Told`.
 //!
 //! Which thread owns which descriptor (every one close-on-exec; every thread the library starts

@@ -1,8 +1,34 @@
 //! One worker's spawn: its listen sockets, control socket, environment, the exec shim.
 
+use std::ffi::CString;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Instant;
+
 use super::table::View;
-use super::*;
+use crate::clock;
+use crate::config::{self, ControlChannelMode};
+use crate::core::effects::SpawnJob;
+use crate::os;
+use crate::os::spawn::{self, ChildFds, Command, SpawnAttributes, Stdio};
 use crate::protocol::env;
+use crate::runtime::child::Child;
+use crate::runtime::lifeline::{Lifeline, Placement};
+use crate::runtime::listen::{ListenInfo, Listeners};
+
+/// Called with the pid of every process just spawned, before it is handed over: lets a test
+/// inject a panic between a spawn and its adoption.
+pub type SpawnHook = fn(i32);
+
+/// What a worker's spawn needs of the spawner.
+pub(super) struct Spawning {
+    pub(super) use_pidfd: bool,
+    pub(super) hook: Option<SpawnHook>,
+    /// Every spawned process goes to it (its cgroup, the keeper) before it is handed over.
+    pub(super) lifeline: Arc<Lifeline>,
+    /// The groups' listen sockets, passed to their workers.
+    pub(super) listeners: Arc<Listeners>,
+}
 
 /// `NAME=value`, for a worker's environment.
 fn env_var(name: &str, value: &str) -> CString {
@@ -11,7 +37,7 @@ fn env_var(name: &str, value: &str) -> CString {
 
 /// What a worker of `spec` needs to know of its group's listen sockets (None when it has none).
 fn listen_info(
-    shared: &Shared,
+    shared: &Spawning,
     spec: &config::GroupSpec,
 ) -> std::io::Result<Option<Arc<ListenInfo>>> {
     if spec.listen.is_empty() {
@@ -101,7 +127,7 @@ fn environment(job: &SpawnJob, names: Option<&str>, fds: &ChildFds<'_>) -> Vec<C
 /// `reuse_port` its own) and control socket, its own environment variables, the spawn, through
 /// the exec shim where the lifeline wants one. Its descriptors are laid out as `ChildFds` says.
 pub(super) fn spawn_one(
-    shared: &Shared,
+    shared: &Spawning,
     job: &SpawnJob,
     attrs: &SpawnAttributes,
     given: &View<'_>,
@@ -166,7 +192,7 @@ pub(super) fn spawn_one(
 /// After the spawn: the child's pidfd, the lifeline told (which waits for the exec shim), the
 /// test hook.
 fn placed(
-    shared: &Shared,
+    shared: &Spawning,
     mut child: Child,
     placement: Option<Placement>,
 ) -> std::io::Result<Child> {
