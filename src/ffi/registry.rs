@@ -9,12 +9,12 @@
 //! changed and starts a table of its own, without touching (or freeing) the parent's. Ids of
 //! the parent are unknown there, and the counter the child inherited keeps its own ids distinct.
 
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
 use crate::supervisor::Supervisor;
-use crate::sync::lock;
+use crate::sync::{lock, PerProcess};
 
 struct Slot {
     generation: u32,
@@ -27,41 +27,26 @@ struct Registry {
     free: Vec<usize>,
 }
 
-/// The table of one process.
+/// The table of one process (`PerProcess`: a forked child makes its own).
 struct Table {
-    pid: u32,
     /// Ids with a lower generation were issued before this process forked from its parent.
     first_generation: u32,
     registry: Mutex<Registry>,
 }
 
-static CURRENT: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
+static TABLE: PerProcess<Table> = PerProcess::new();
 static NEXT_GENERATION: AtomicU32 = AtomicU32::new(1);
 
 /// This process's table, checked by pid before any lock is taken.
 fn table() -> &'static Table {
-    let pid = std::process::id();
-    loop {
-        let current = CURRENT.load(Ordering::Acquire);
-        // SAFETY: a table, once published, is never freed (a forked child leaks its parent's).
-        if let Some(table) = unsafe { current.as_ref() } {
-            if table.pid == pid {
-                return table;
-            }
-        }
-        let fresh = Box::into_raw(Box::new(Table {
-            pid,
-            first_generation: NEXT_GENERATION.load(Ordering::Relaxed),
-            registry: Mutex::new(Registry::default()),
-        }));
-        match CURRENT.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
-            // SAFETY: just published, never freed.
-            Ok(_) => return unsafe { &*fresh },
-            // Another thread of this process published one first: use that.
-            // SAFETY: ours was never published.
-            Err(_) => drop(unsafe { Box::from_raw(fresh) }),
-        }
-    }
+    TABLE
+        .get_or_make(|| {
+            Some(Table {
+                first_generation: NEXT_GENERATION.load(Ordering::Relaxed),
+                registry: Mutex::new(Registry::default()),
+            })
+        })
+        .expect("always made")
 }
 
 fn next_generation() -> u32 {

@@ -1,8 +1,8 @@
-//! Starting one process with `posix_spawn`, and the plan of its descriptors.
+//! Starting one process with `posix_spawn`, and the layout of its descriptors.
 //!
 //! The child leads its own process group, starts with an empty signal mask and default signal
-//! dispositions, and keeps only descriptors 0, 1, 2 and those of its plan (listen sockets, then
-//! the control socket, at 3, 4, ...).
+//! dispositions, and keeps only the descriptors of its layout (`ChildFds`): 0, 1, 2, then its
+//! listen sockets, control socket and the exec shim's report pipe at 3, 4, ...
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -120,13 +120,12 @@ impl SpawnAttributes {
     }
 }
 
-/// What one process is spawned with. The descriptors of `inherit` become the child's 3, 4, ...
-/// in order.
-pub struct Command<'a> {
-    pub program: &'a CStr,
-    pub argv: &'a [CString],
-    pub envp: &'a [CString],
-    pub cwd: Option<&'a CStr>,
+/// The first descriptor number after 0, 1 and 2.
+pub(crate) const FIRST_INHERITED: RawFd = 3;
+
+/// Where a child's 0, 1 and 2 come from.
+#[derive(Clone, Copy)]
+pub struct Stdio<'a> {
     pub stdout: &'a Output,
     pub stderr: &'a Output,
     /// The write ends of the pipes of captured streams (they take the place of `stdout` and
@@ -138,12 +137,72 @@ pub struct Command<'a> {
     /// and `stderr` inherit; a None among them was closed in the host: the child gets /dev/null
     /// there. None: the child inherits the spawning thread's 0, 1 and 2 (/dev/null for those
     /// closed or close-on-exec there).
-    pub stdio: Option<[Option<&'a OwnedFd>; 3]>,
-    pub inherit: &'a [&'a OwnedFd],
+    pub host: Option<[Option<&'a OwnedFd>; 3]>,
 }
 
-/// The first descriptor number of a plan's inherited descriptors.
-pub(crate) const FIRST_INHERITED: RawFd = 3;
+/// The whole descriptor layout of one child; every other descriptor is closed in it.
+///
+/// | child's descriptor | what |
+/// | --- | --- |
+/// | 0 | the host's (`Stdio::host`) or the spawning thread's stdin; /dev/null where closed |
+/// | 1, 2 | a captured stream's pipe, else the file of `Output::File` or `Output::Null`, else (inherit) the host's or the spawning thread's; /dev/null where closed |
+/// | 3, 4, ... | the listen sockets, in order |
+/// | next | the control socket (a worker's end of it; the keeper's socket for the keeper), when there is one |
+/// | next | the exec shim's report pipe, when the spawn goes through the shim and the pipe could be made |
+///
+/// Built by the spawner once the control socket exists (without one, the report pipe takes its
+/// number), given the report pipe by the lifeline, which needs its number first (`report_fd`),
+/// and carried out by `spawn`.
+pub struct ChildFds<'a> {
+    pub stdio: Stdio<'a>,
+    pub listen: Vec<&'a OwnedFd>,
+    pub control: Option<&'a OwnedFd>,
+    pub report: Option<&'a OwnedFd>,
+}
+
+impl<'a> ChildFds<'a> {
+    /// The descriptors above 2, in the order of their numbers in the child (3, 4, ...).
+    fn inherited(&self) -> impl Iterator<Item = &'a OwnedFd> + '_ {
+        self.listen
+            .iter()
+            .copied()
+            .chain(self.control)
+            .chain(self.report)
+    }
+
+    /// The child's number of its control socket, when it has one.
+    pub fn control_fd(&self) -> Option<RawFd> {
+        self.control
+            .map(|_| FIRST_INHERITED + self.listen.len() as RawFd)
+    }
+
+    /// The child's number of the exec shim's report pipe, which comes last: known before the
+    /// pipe exists.
+    pub fn report_fd(&self) -> RawFd {
+        FIRST_INHERITED + self.listen.len() as RawFd + RawFd::from(self.control.is_some())
+    }
+
+    /// A number above every one the complete layout can assign (listen sockets, control socket,
+    /// report pipe): the spawner's copies of the control socket and the report pipe are made
+    /// from there, so that the spawn need not move them out of the way first.
+    pub fn room(&self) -> RawFd {
+        FIRST_INHERITED + self.listen.len() as RawFd + 2
+    }
+
+    /// The highest number the layout assigns (2 when it has nothing above 2).
+    fn last_target(&self) -> RawFd {
+        FIRST_INHERITED + self.inherited().count() as RawFd - 1
+    }
+}
+
+/// What one process is spawned with.
+pub struct Command<'a> {
+    pub program: &'a CStr,
+    pub argv: &'a [CString],
+    pub envp: &'a [CString],
+    pub cwd: Option<&'a CStr>,
+    pub fds: ChildFds<'a>,
+}
 
 /// Opens where a worker's stdout or stderr goes (None: inherit), close-on-exec.
 fn open_output(output: &Output) -> io::Result<Option<OwnedFd>> {
@@ -172,104 +231,137 @@ fn raw_actions(actions: &mut PosixSpawnFileActions) -> *mut libc::posix_spawn_fi
     (actions as *mut PosixSpawnFileActions).cast()
 }
 
-/// Spawns one process and returns its pid.
-pub fn spawn(cmd: &Command<'_>, attrs: &SpawnAttributes) -> io::Result<i32> {
-    let mut actions = PosixSpawnFileActions::init().map_err(context("file_actions_init"))?;
-    // Opened here rather than by a file action in the child: the child of a vfork-style spawn
-    // keeps its parent suspended, so an open that blocks (a FIFO without a reader) would block
-    // the spawner. Non-blocking, such an open fails at once with ENXIO instead.
-    let stdout = open_output(cmd.stdout)?;
-    let stderr = open_output(cmd.stderr)?;
-    let host = cmd.stdio.map(|[stdin, stdout, stderr]| {
-        let inherits = |o: &Output| matches!(o, Output::Inherit);
+/// Where each of a child's descriptors is copied from, in the spawning thread's table: a source
+/// numbered at or below a target could be overwritten by an earlier dup2 of the plan before it
+/// is copied, so such sources are copied above every target first (`_lifted` holds them).
+struct Sources {
+    /// The sources of 0, 1 and 2 (None: /dev/null, or left as the spawning thread's).
+    stdio: [Option<RawFd>; 3],
+    /// The sources of 3, 4, ...
+    inherited: Vec<RawFd>,
+    _lifted: Vec<OwnedFd>,
+}
+
+impl Sources {
+    fn new(stdio: [Option<&OwnedFd>; 3], fds: &ChildFds<'_>) -> io::Result<Sources> {
+        let above = fds.last_target().max(2);
+        let mut lifted = Vec::new();
+        let mut source = |fd: &OwnedFd| -> io::Result<RawFd> {
+            if fd.as_raw_fd() > above {
+                return Ok(fd.as_raw_fd());
+            }
+            let copy = super::dup_at_least(fd, above + 1)?;
+            let raw = copy.as_raw_fd();
+            lifted.push(copy);
+            Ok(raw)
+        };
+        let mut stdio_sources = [None; 3];
+        for (slot, fd) in stdio_sources.iter_mut().zip(stdio) {
+            *slot = fd.map(&mut source).transpose()?;
+        }
+        let inherited = fds
+            .inherited()
+            .map(&mut source)
+            .collect::<io::Result<_>>()?;
+        Ok(Sources {
+            stdio: stdio_sources,
+            inherited,
+            _lifted: lifted,
+        })
+    }
+
+    fn keeps(&self, fd: RawFd) -> bool {
+        self.stdio.contains(&Some(fd)) || self.inherited.contains(&fd)
+    }
+}
+
+/// The sources of a child's 0, 1 and 2: the host's, a captured stream's pipe, or a file opened
+/// for it (`opened`: stdout's and stderr's).
+fn stdio_sources<'b>(
+    stdio: &Stdio<'b>,
+    opened: &'b [Option<OwnedFd>; 2],
+) -> [Option<&'b OwnedFd>; 3] {
+    let inherits = |o: &Output| matches!(o, Output::Inherit);
+    let host = stdio.host.map(|[stdin, stdout, stderr]| {
         [
             stdin,
-            stdout.filter(|_| inherits(cmd.stdout)),
-            stderr.filter(|_| inherits(cmd.stderr)),
+            stdout.filter(|_| inherits(stdio.stdout)),
+            stderr.filter(|_| inherits(stdio.stderr)),
         ]
     });
-    let stdin_fd = host.and_then(|h| h[0]);
-    let stdout_fd = cmd
-        .stdout_pipe
-        .or(stdout.as_ref())
-        .or(host.and_then(|h| h[1]));
-    let stderr_fd = cmd
-        .stderr_pipe
-        .or(stderr.as_ref())
-        .or(host.and_then(|h| h[2]));
-    let last_target = FIRST_INHERITED + cmd.inherit.len() as RawFd - 1;
-    // A source numbered at or below a target could be overwritten by an earlier dup2 of the
-    // plan before it is copied: such sources are copied above every target first.
-    let low = |fd: &OwnedFd| fd.as_raw_fd() <= last_target.max(2);
-    let mut lifted: Vec<OwnedFd> = Vec::new();
-    for fd in [stdin_fd, stdout_fd, stderr_fd]
-        .into_iter()
-        .flatten()
-        .chain(cmd.inherit.iter().copied())
-    {
-        if low(fd) {
-            lifted.push(super::dup_at_least(fd, last_target.max(2) + 1)?);
-        }
-    }
-    let mut next_lifted = lifted.iter();
-    let mut source = |fd: &OwnedFd| -> RawFd {
-        if low(fd) {
-            next_lifted.next().map_or(fd.as_raw_fd(), |l| l.as_raw_fd())
-        } else {
-            fd.as_raw_fd()
-        }
-    };
-    let stdio_sources: Vec<(RawFd, Option<RawFd>)> = [stdin_fd, stdout_fd, stderr_fd]
-        .into_iter()
-        .zip(0..)
-        .map(|(fd, target)| (target, fd.map(&mut source)))
-        .collect();
-    let inherit_sources: Vec<RawFd> = cmd.inherit.iter().map(|fd| source(fd)).collect();
-    let keep: Vec<RawFd> = stdio_sources
-        .iter()
-        .filter_map(|&(_, fd)| fd)
-        .chain(inherit_sources.iter().copied())
-        .collect();
+    let from_host = |i: usize| host.and_then(|h| h[i]);
+    [
+        from_host(0),
+        stdio
+            .stdout_pipe
+            .or(opened[0].as_ref())
+            .or_else(|| from_host(1)),
+        stdio
+            .stderr_pipe
+            .or(opened[1].as_ref())
+            .or_else(|| from_host(2)),
+    ]
+}
+
+/// The file actions that give the child its descriptors: the host's leaked ones closed, 0, 1
+/// and 2, then 3, 4, ...
+fn add_descriptors(
+    actions: &mut PosixSpawnFileActions,
+    attrs: &SpawnAttributes,
+    sources: &Sources,
+    from_host: bool,
+) -> io::Result<()> {
     // Whatever the host leaked without O_CLOEXEC must not reach the worker. Closing just those
     // descriptors lets exec close the rest after the parent is released, instead of a
     // closefrom in the child while the parent waits. They are closed first, so that nothing
     // set up below is closed after being set up.
     if let Some(leaked) = &attrs.leaked {
-        for &fd in leaked.iter().filter(|fd| !keep.contains(fd)) {
+        for &fd in leaked.iter().filter(|&&fd| !sources.keeps(fd)) {
             actions
                 .add_close(fd)
                 .map_err(context("file_actions_addclose"))?;
         }
     }
-    for (target, fd) in stdio_sources {
+    for (target, fd) in (0..).zip(sources.stdio) {
         match fd {
             Some(fd) => actions
                 .add_dup2(fd, target)
                 .map_err(context("file_actions_adddup2"))?,
-            // Closed in the host (with `stdio`), or nothing this thread's table would pass on:
+            // Closed in the host (`Stdio::host`), or nothing this thread's table would pass on:
             // the child gets /dev/null, never an empty 0, 1 or 2 that its first open would take.
-            None if host.is_some() || !super::inheritable(target) => actions
+            None if from_host || !super::inheritable(target) => actions
                 .add_open(target, c"/dev/null", OFlag::O_RDWR, Mode::empty())
                 .map_err(context("file_actions_addopen"))?,
             None => {}
         }
     }
-    for (i, fd) in inherit_sources.into_iter().enumerate() {
+    for (target, &fd) in (FIRST_INHERITED..).zip(&sources.inherited) {
         actions
-            .add_dup2(fd, FIRST_INHERITED + i as RawFd)
+            .add_dup2(fd, target)
             .map_err(context("file_actions_adddup2"))?;
     }
+    Ok(())
+}
+
+/// The file actions of the glibc extensions: closing everything above `last_target` where the
+/// host's leaked descriptors could not be listed, and the working directory.
+fn add_extensions(
+    actions: &mut PosixSpawnFileActions,
+    attrs: &SpawnAttributes,
+    last_target: RawFd,
+    cwd: Option<&CStr>,
+) -> io::Result<()> {
     let ext = &*EXTENSIONS;
     if attrs.leaked.is_none() {
         if let Some(addclosefrom) = ext.addclosefrom {
             // SAFETY: the symbol has this signature; the actions object is initialised.
             check(
-                unsafe { addclosefrom(raw_actions(&mut actions), last_target + 1) },
+                unsafe { addclosefrom(raw_actions(actions), last_target + 1) },
                 "file_actions_addclosefrom_np",
             )?;
         }
     }
-    if let Some(cwd) = cmd.cwd {
+    if let Some(cwd) = cwd {
         let addchdir = ext.addchdir.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -278,10 +370,24 @@ pub fn spawn(cmd: &Command<'_>, attrs: &SpawnAttributes) -> io::Result<i32> {
         })?;
         // SAFETY: the symbol has this signature; `cwd` is NUL-terminated and copied by glibc.
         check(
-            unsafe { addchdir(raw_actions(&mut actions), cwd.as_ptr()) },
+            unsafe { addchdir(raw_actions(actions), cwd.as_ptr()) },
             "file_actions_addchdir_np",
         )?;
     }
+    Ok(())
+}
+
+/// Spawns one process with the descriptors of `cmd.fds` and returns its pid.
+pub fn spawn(cmd: &Command<'_>, attrs: &SpawnAttributes) -> io::Result<i32> {
+    let mut actions = PosixSpawnFileActions::init().map_err(context("file_actions_init"))?;
+    let stdio = &cmd.fds.stdio;
+    // Opened here rather than by a file action in the child: the child of a vfork-style spawn
+    // keeps its parent suspended, so an open that blocks (a FIFO without a reader) would block
+    // the spawner. Non-blocking, such an open fails at once with ENXIO instead.
+    let opened = [open_output(stdio.stdout)?, open_output(stdio.stderr)?];
+    let sources = Sources::new(stdio_sources(stdio, &opened), &cmd.fds)?;
+    add_descriptors(&mut actions, attrs, &sources, stdio.host.is_some())?;
+    add_extensions(&mut actions, attrs, cmd.fds.last_target(), cmd.cwd)?;
     let pid = posix_spawn(cmd.program, &actions, &attrs.attr, cmd.argv, cmd.envp).map_err(|e| {
         let err = io::Error::from(e);
         io::Error::new(

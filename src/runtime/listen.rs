@@ -21,8 +21,13 @@ use std::sync::{Arc, Mutex};
 use crate::config::{GroupSpec, ListenAddress};
 use crate::os;
 use crate::os::listen::SocketFile;
-use crate::runtime::spawner::Carried;
 use crate::sync::lock;
+
+/// Descriptors of the host's table that a submission carries to its spawns, by group name: every
+/// spawn of that group inherits them, in order, as its descriptors 3, 4, ... (the control socket
+/// comes after them). The submission owns them; in a private table they travel in one message
+/// and the host's copies are closed at once.
+pub type Carried = Vec<(String, Vec<OwnedFd>)>;
 
 struct Socket {
     name: String,

@@ -16,12 +16,10 @@ use crate::clock;
 use crate::core::timers::Timer;
 use crate::core::Line;
 use crate::runtime::child;
+use crate::runtime::engine::{Engine, Shared};
 use crate::runtime::tokens::{Ready, Source};
-use crate::runtime::{Engine, Shared};
 use crate::sync::lock;
 
-/// How often workers without a pidfd (and unreaped orphans) are checked for an exit.
-const POLL_TICK: Duration = Duration::from_millis(10);
 /// Descriptors read per epoll call; a full batch means more are ready.
 const BATCH: usize = 256;
 /// Ready descriptors handled per hold of the lock, so host calls get the lock in between.
@@ -43,20 +41,9 @@ pub fn run(shared: Arc<Shared>) {
 
 /// How long the monitor may sleep, noted in the engine so that an earlier deadline wakes it.
 fn sleep_until(engine: &mut Engine) -> Option<Duration> {
-    let at = wake_at(engine);
+    let at = engine.wake_at();
     engine.monitor_sleeps_until = at;
     at.map(|at| at.saturating_duration_since(Instant::now()))
-}
-
-/// When the monitor must look again even if no descriptor becomes ready: the next deadline,
-/// or the next poll of workers without a pidfd.
-pub fn wake_at(engine: &Engine) -> Option<Instant> {
-    let deadline = engine.core.next_deadline();
-    if engine.io.has_polled() || child::have_orphans() {
-        let tick = Instant::now() + POLL_TICK;
-        return Some(deadline.map_or(tick, |d| d.min(tick)));
-    }
-    deadline
 }
 
 /// Handles everything that is ready, then the deadlines that are due; returns how long the

@@ -13,13 +13,17 @@ use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use crate::core::worker::{ExitStatus, Key};
 use crate::os::{self, ChildState};
 use crate::runtime::lifeline::Lifeline;
-use crate::runtime::Shared;
 use crate::sync::lock;
+
+/// Who is told of the exits the reaper finished: the engine (`Shared` in `engine.rs`), which
+/// drains the workers' captured output and tells the core.
+pub trait Told: Send + Sync {
+    fn exits_reaped(&self, exits: Vec<(Key, ExitStatus)>);
+}
 
 /// An exit the monitor has seen, for the reaper to finish.
 #[derive(Debug)]
@@ -64,10 +68,10 @@ impl Reaper {
 
     /// Starts the thread; it holds the engine only weakly, so a supervisor that is dropped
     /// ends it.
-    pub fn start(self: &Arc<Self>, shared: Weak<Shared>) -> std::io::Result<()> {
+    pub fn start(self: &Arc<Self>, told: Weak<dyn Told>) -> std::io::Result<()> {
         let reaper = Arc::clone(self);
         let handle = crate::threads::spawn_named("mpsup-reaper", Some(128 * 1024), move || {
-            reaper.run(shared)
+            reaper.run(told)
         })?;
         *lock(&self.thread) = Some(handle);
         Ok(())
@@ -112,7 +116,7 @@ impl Reaper {
         }
     }
 
-    fn run(&self, shared: Weak<Shared>) {
+    fn run(&self, told: Weak<dyn Told>) {
         loop {
             let (exits, close, ending) = {
                 let mut q = lock(&self.queue);
@@ -127,10 +131,12 @@ impl Reaper {
             };
             drop(close);
             if !exits.is_empty() {
-                match shared.upgrade() {
+                match told.upgrade() {
                     // A bug in one batch must not stop the reaper: exits would never be told.
-                    Some(shared) => {
-                        let _ = catch_unwind(AssertUnwindSafe(|| self.finish(&shared, exits)));
+                    Some(told) => {
+                        let _ = catch_unwind(AssertUnwindSafe(|| {
+                            told.exits_reaped(self.reap(exits));
+                        }));
                     }
                     None => drop(self.reap(exits)),
                 }
@@ -141,27 +147,6 @@ impl Reaper {
             } {
                 return;
             }
-        }
-    }
-
-    /// Reaps the exits, lets go of their descriptors, drains their captured output, and tells
-    /// the core, all of them under one hold of each lock.
-    fn finish(&self, shared: &Shared, exits: Vec<Exit>) {
-        let exits = self.reap(exits);
-        let tails: Vec<_> = {
-            let mut captures = lock(&shared.captures);
-            exits
-                .iter()
-                .map(|&(key, _)| {
-                    captures.release(key);
-                    captures.take_ended(key)
-                })
-                .collect()
-        };
-        let mut engine = shared.lock();
-        let now = Instant::now();
-        for ((key, status), tail) in exits.into_iter().zip(tails) {
-            engine.exit_reaped(key, status, tail, now);
         }
     }
 

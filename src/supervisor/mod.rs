@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::BorrowedFd;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,13 +21,14 @@ use crate::logging::LogSettings;
 use crate::options::Options;
 use crate::os::{self, Flag};
 use crate::report;
+use crate::runtime::engine::{Engine, Shared};
 use crate::runtime::io::{Io, IoParts};
 use crate::runtime::lifeline::{Lifeline, Wanted};
 use crate::runtime::listen::Listeners;
 use crate::runtime::reaper::Reaper;
 use crate::runtime::spawner::{Reply, SpawnOutcome, Spawner, SpawnerParts, ToMonitor};
 use crate::runtime::tokens::{Source, Tokens};
-use crate::runtime::{child, monitor, plan, Engine, Shared};
+use crate::runtime::{child, monitor, plan};
 use crate::snapshot::Snapshot;
 use crate::status::{ExitWatch, Guarantees, ReusePortHandoff, SpawnMethod, Status};
 use crate::sync::lock;
@@ -120,8 +121,10 @@ impl Supervisor {
             waiting: Default::default(),
         };
         let shared = Arc::new(Shared::new(engine, tokens, to_monitor, spawner));
+        // The reaper tells the engine of the exits it finished, as long as there is one.
+        let told: Weak<Shared> = Arc::downgrade(&shared);
         reaper
-            .start(Arc::downgrade(&shared))
+            .start(told)
             .map_err(|e| closing(Error::os("spawning the reaper thread", e)))?;
         let for_monitor = Arc::clone(&shared);
         let monitor = threads::spawn_named("mpsup-monitor", Some(256 * 1024), move || {

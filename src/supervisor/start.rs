@@ -15,18 +15,7 @@ impl Supervisor {
         let notify = self.notify_socket(&specs)?;
         let plans = prepare_all(&specs, notify.as_deref())?;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-        if specs.iter().any(|s| !s.listen.is_empty()) && !self.lifeline.has_shim() {
-            return Err(Error::Spawn {
-                context: "listen sockets".into(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!(
-                        "setting LISTEN_PID needs the {} helper next to the library",
-                        crate::runtime::lifeline::SHIM_NAME
-                    ),
-                ),
-            });
-        }
+        self.check_shim(&specs)?;
         // A group started again keeps the sockets it has; the others get theirs now.
         let opened = self
             .listeners
@@ -43,51 +32,8 @@ impl Supervisor {
         let carried = self.listeners.carried(names.iter().map(String::as_str));
         self.shared.spawner.submit(jobs, Reply::Batch(tx), carried);
         // Every job answers (a panic in the spawner too); a lost one ends the loop early.
-        let mut outcomes: HashMap<Key, SpawnOutcome> = rx.iter().map(|o| (o.key, o)).collect();
-        // All are adopted under one lock together with the `supervisor_start_groups` event, so
-        // no event of the new workers comes before it.
-        let mut adopted = Vec::with_capacity(order.len());
-        let mut failure = None;
-        {
-            let mut engine = self.shared.lock();
-            if engine.core.closed {
-                // Freed meanwhile: dropping the outcomes kills their children.
-                for &key in &order {
-                    engine.core.remove(key);
-                }
-                return Err(Error::InvalidHandle("the supervisor has been freed".into()));
-            }
-            let now = Instant::now();
-            for &key in &order {
-                match outcomes.remove(&key) {
-                    Some(SpawnOutcome {
-                        result: Err(source),
-                        ..
-                    }) => {
-                        if let Some(w) = engine.core.remove(key) {
-                            failure.get_or_insert(Error::Spawn {
-                                context: format!("group '{}' worker '{}'", w.group, w.id),
-                                source,
-                            });
-                        }
-                    }
-                    Some(outcome) => {
-                        engine.take_outcome(outcome, now);
-                        adopted.push(key);
-                    }
-                    None => {
-                        engine.core.remove(key);
-                        failure.get_or_insert(Error::Spawn {
-                            context: "starting workers".into(),
-                            source: std::io::Error::other("the spawner gave no answer"),
-                        });
-                    }
-                }
-            }
-            engine
-                .core
-                .finish_start(&names, adopted.len(), failure.is_none());
-        }
+        let outcomes: HashMap<Key, SpawnOutcome> = rx.iter().map(|o| (o.key, o)).collect();
+        let (adopted, failure) = self.adopt_all(&names, &order, outcomes)?;
         if let Some(e) = failure {
             let keys = self.shared.lock().core.begin_force_keys(&adopted);
             let _ = self.wait_killed(&keys);
@@ -95,6 +41,75 @@ impl Supervisor {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Listen sockets need the exec shim, which sets `LISTEN_PID`.
+    fn check_shim(&self, specs: &[GroupSpec]) -> Result<()> {
+        if specs.iter().all(|s| s.listen.is_empty()) || self.lifeline.has_shim() {
+            return Ok(());
+        }
+        Err(Error::Spawn {
+            context: "listen sockets".into(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "setting LISTEN_PID needs the {} helper next to the library",
+                    crate::runtime::lifeline::SHIM_NAME
+                ),
+            ),
+        })
+    }
+
+    /// Adopts the spawned workers of a start (`order`: its jobs), all under one lock together
+    /// with the `supervisor_start_groups` event, so no event of the new workers comes before it.
+    /// Returns those adopted, and the first failure (whose worker is removed).
+    fn adopt_all(
+        &self,
+        names: &[String],
+        order: &[Key],
+        mut outcomes: HashMap<Key, SpawnOutcome>,
+    ) -> Result<(Vec<Key>, Option<Error>)> {
+        let mut adopted = Vec::with_capacity(order.len());
+        let mut failure = None;
+        let mut engine = self.shared.lock();
+        if engine.core.closed {
+            // Freed meanwhile: dropping the outcomes kills their children.
+            for &key in order {
+                engine.core.remove(key);
+            }
+            return Err(Error::InvalidHandle("the supervisor has been freed".into()));
+        }
+        let now = Instant::now();
+        for &key in order {
+            match outcomes.remove(&key) {
+                Some(SpawnOutcome {
+                    result: Err(source),
+                    ..
+                }) => {
+                    if let Some(w) = engine.core.remove(key) {
+                        failure.get_or_insert(Error::Spawn {
+                            context: format!("group '{}' worker '{}'", w.group, w.id),
+                            source,
+                        });
+                    }
+                }
+                Some(outcome) => {
+                    engine.take_outcome(outcome, now);
+                    adopted.push(key);
+                }
+                None => {
+                    engine.core.remove(key);
+                    failure.get_or_insert(Error::Spawn {
+                        context: "starting workers".into(),
+                        source: std::io::Error::other("the spawner gave no answer"),
+                    });
+                }
+            }
+        }
+        engine
+            .core
+            .finish_start(names, adopted.len(), failure.is_none());
+        Ok((adopted, failure))
     }
 
     /// The sd_notify socket's address when one of `specs` needs it (made the first time).

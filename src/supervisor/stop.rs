@@ -92,7 +92,7 @@ impl Supervisor {
     /// not signal it) is not waited for: nothing would change that. The bound is for those that
     /// got the signal and still do not die (stuck in the kernel).
     pub(super) fn wait_killed(&self, keys: &[Key]) -> Result<()> {
-        let refused = |engine: &crate::runtime::Locked<'_>, k: &Key| {
+        let refused = |engine: &crate::runtime::engine::Locked<'_>, k: &Key| {
             engine
                 .io
                 .kill_errors

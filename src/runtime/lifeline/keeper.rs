@@ -26,7 +26,7 @@ use nix::sys::signal::Signal;
 use nix::sys::socket::{self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 
 use crate::config::Output;
-use crate::os::spawn::{self, Command, SpawnAttributes};
+use crate::os::spawn::{self, ChildFds, Command, SpawnAttributes, Stdio};
 use crate::os::{self, ChildState};
 use crate::sync::lock;
 
@@ -138,12 +138,19 @@ fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper
         argv: &argv,
         envp: &[],
         cwd: Some(c"/"),
-        stdout: &Output::Null,
-        stderr: &Output::Inherit,
-        stdout_pipe: None,
-        stderr_pipe: None,
-        stdio: None,
-        inherit: &[&theirs],
+        // Its socket in the control socket's place: its descriptor 3.
+        fds: ChildFds {
+            stdio: Stdio {
+                stdout: &Output::Null,
+                stderr: &Output::Inherit,
+                stdout_pipe: None,
+                stderr_pipe: None,
+                host: None,
+            },
+            listen: Vec::new(),
+            control: Some(&theirs),
+            report: None,
+        },
     };
     let pid = spawn::spawn(&cmd, &attrs)?;
     drop(theirs);

@@ -21,6 +21,8 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::os::spawn::ChildFds;
+
 use cgroup::Cgroups;
 use helpers::find_helper;
 use keeper::{KeeperLink, KEEPER_NAME};
@@ -101,24 +103,23 @@ impl Lifeline {
     }
 
     /// Whether a spawn goes through the exec shim (and so passes its report descriptor):
-    /// where cgroups are in force, or the worker needs `LISTEN_PID` (`listen_pid`).
-    pub fn uses_shim(&self, listen_pid: bool) -> bool {
-        self.cgroups.is_some() || listen_pid
+    /// where cgroups are in force, or the worker needs `LISTEN_PID` (it has listen sockets).
+    fn uses_shim(&self, fds: &ChildFds<'_>) -> bool {
+        self.cgroups.is_some() || !fds.listen.is_empty()
     }
 
     /// Before a worker's spawn that `uses_shim`: makes its cgroup (one per worker process, under
     /// its group's) and the command that runs the exec shim, which joins it, sets `LISTEN_PID`
-    /// when the environment asks, and then execs the worker. `report_fd`: the child's descriptor
-    /// for the shim's report (`FdLayout::report`).
+    /// when the environment asks, and then execs the worker. The shim reports on the descriptor
+    /// that `fds` has for it (`ChildFds::report_fd`); the placement's report pipe goes there.
     pub fn prepare(
         &self,
         group: &str,
         program: &CStr,
         argv: &[CString],
-        report_fd: RawFd,
-        listen_pid: bool,
+        fds: &ChildFds<'_>,
     ) -> std::io::Result<Option<Placement>> {
-        if !self.uses_shim(listen_pid) {
+        if !self.uses_shim(fds) {
             return Ok(None);
         }
         let shim = self.shim.as_ref().ok_or_else(|| {
@@ -131,7 +132,7 @@ impl Lifeline {
             Some(c) => Some(c.make_worker_dir(group)?),
             None => None,
         };
-        Ok(Some(shim.placement(program, argv, report_fd, dir)))
+        Ok(Some(shim.placement(program, argv, fds, dir)))
     }
 
     /// A worker process was just spawned (not handed over yet, so not reaped). With a placement:

@@ -14,6 +14,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use super::cgroup::context;
 use super::helpers::find_helper;
 use crate::os;
+use crate::os::spawn::ChildFds;
 
 /// The exec shim's file name, found like the keeper.
 pub const SHIM_NAME: &str = "mpsup-exec";
@@ -32,14 +33,15 @@ impl Shim {
     }
 
     /// The command that runs the shim for `program` and `argv`: it joins `dir` (when cgroups are
-    /// in force) and reports on descriptor `report_fd` of the child (`FdLayout::report`).
+    /// in force) and reports on the child's descriptor `ChildFds::report_fd` of `fds`.
     pub(super) fn placement(
         &self,
         program: &CStr,
         argv: &[CString],
-        report_fd: i32,
+        fds: &ChildFds<'_>,
         dir: Option<PathBuf>,
     ) -> Placement {
+        let report_fd = fds.report_fd();
         // Without descriptors to spare (EMFILE), the shim runs without its report: an exec
         // failure is then the worker's exit (127) instead of the spawn's error.
         let pipe = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -47,7 +49,7 @@ impl Shim {
             .and_then(|(read, write)| {
                 Ok((
                     os::above_stdio(read)?,
-                    os::dup_at_least(&write, report_fd + 1)?,
+                    os::dup_at_least(&write, fds.room())?,
                 ))
             })
             .ok();
@@ -83,7 +85,7 @@ impl Shim {
 pub struct Placement {
     pub program: CString,
     pub argv: Vec<CString>,
-    /// The shim's report descriptor: the spawn passes it as its last inherited descriptor.
+    /// The write end of the shim's report pipe (`ChildFds::report`).
     pub report: Option<OwnedFd>,
     read: Option<OwnedFd>,
     /// The worker's own cgroup, when cgroups are in force.

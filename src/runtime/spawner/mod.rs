@@ -7,25 +7,21 @@
 //! as described in `table.rs`; `worker.rs` builds one worker's spawn.
 
 use std::collections::{HashMap, VecDeque};
-use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
-use crate::clock;
-use crate::config::{self, ControlChannelMode};
 use crate::core::effects::SpawnJob;
 use crate::core::worker::Key;
 use crate::os::passing;
-use crate::os::spawn::{self, Command, SpawnAttributes, FIRST_INHERITED};
+use crate::os::spawn::SpawnAttributes;
 use crate::os::{self, Flag};
 use crate::runtime::child::Child;
 use crate::runtime::lifeline::Lifeline;
-use crate::runtime::listen::{ListenInfo, Listeners};
+use crate::runtime::listen::{Carried, Listeners};
 use crate::runtime::output::{Captured, Sink, Stream};
 use crate::runtime::tokens::{Source, Tokens};
 use crate::sync::lock;
@@ -35,7 +31,8 @@ mod table;
 mod worker;
 
 use table::{enter, hand_over, Given, Link, Pending, Private};
-use worker::spawn_one;
+pub use worker::SpawnHook;
+use worker::{spawn_one, Spawning};
 
 /// The most jobs one spawner thread takes at once.
 const BURST: usize = 32;
@@ -64,16 +61,6 @@ pub struct ToMonitor {
     pub outcomes: Mutex<Vec<SpawnOutcome>>,
     pub wake: Flag,
 }
-
-/// Called with the pid of every process just spawned, before it is handed over: lets a test
-/// inject a panic between a spawn and its adoption.
-pub type SpawnHook = fn(i32);
-
-/// Descriptors of the host's table that a submission carries to its spawns, by group name: every
-/// spawn of that group inherits them, in order, as its descriptors 3, 4, ... (the control socket
-/// comes after them). The submission owns them; in a private table they travel in one message
-/// and the host's copies are closed at once.
-pub type Carried = Vec<(String, Vec<OwnedFd>)>;
 
 type Failure = (std::io::ErrorKind, String);
 
@@ -104,10 +91,8 @@ struct Shared {
     queue: Mutex<Queue>,
     work: Condvar,
     monitor: Arc<ToMonitor>,
-    use_pidfd: bool,
-    hook: Option<SpawnHook>,
-    lifeline: Arc<Lifeline>,
-    listeners: Arc<Listeners>,
+    /// What each worker's spawn needs (`worker.rs`).
+    spawning: Spawning,
     max_threads: usize,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Set by the first spawner thread before it runs a job: Some when the spawner threads have a
@@ -181,10 +166,12 @@ impl Spawner {
                 }),
                 work: Condvar::new(),
                 monitor,
-                use_pidfd,
-                hook,
-                lifeline,
-                listeners,
+                spawning: Spawning {
+                    use_pidfd,
+                    hook,
+                    lifeline,
+                    listeners,
+                },
                 max_threads: cores.clamp(1, 8),
                 threads: Mutex::new(Vec::new()),
                 private: OnceLock::new(),
@@ -264,7 +251,7 @@ impl Spawner {
             None
         };
         let ends = link.as_ref().map(|(_, inbox, outbox)| {
-            let keep = self.shared.lifeline.spawner_descriptors();
+            let keep = self.shared.spawning.lifeline.spawner_descriptors();
             (inbox.as_raw_fd(), outbox.as_raw_fd(), keep)
         });
         let (answer, answered) = mpsc::sync_channel::<()>(1);
@@ -380,8 +367,10 @@ fn run(shared: &Arc<Shared>) {
             let key = job.key;
             let result = batch.attrs(private.is_some()).and_then(|attrs| {
                 let given = batch.view(private, &job.plan.spec.name)?;
-                catch_unwind(AssertUnwindSafe(|| spawn_one(shared, &job, attrs, &given)))
-                    .unwrap_or_else(|_| Err(std::io::Error::other("a panic in the spawner")))
+                catch_unwind(AssertUnwindSafe(|| {
+                    spawn_one(&shared.spawning, &job, attrs, &given)
+                }))
+                .unwrap_or_else(|_| Err(std::io::Error::other("a panic in the spawner")))
             });
             batch.finished();
             hand_over(shared, &batch.reply, key, result);

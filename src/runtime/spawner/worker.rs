@@ -1,8 +1,34 @@
 //! One worker's spawn: its listen sockets, control socket, environment, the exec shim.
 
+use std::ffi::CString;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Instant;
+
 use super::table::View;
-use super::*;
+use crate::clock;
+use crate::config::{self, ControlChannelMode};
+use crate::core::effects::SpawnJob;
+use crate::os;
+use crate::os::spawn::{self, ChildFds, Command, SpawnAttributes, Stdio};
 use crate::protocol::env;
+use crate::runtime::child::Child;
+use crate::runtime::lifeline::{Lifeline, Placement};
+use crate::runtime::listen::{ListenInfo, Listeners};
+
+/// Called with the pid of every process just spawned, before it is handed over: lets a test
+/// inject a panic between a spawn and its adoption.
+pub type SpawnHook = fn(i32);
+
+/// What a worker's spawn needs of the spawner.
+pub(super) struct Spawning {
+    pub(super) use_pidfd: bool,
+    pub(super) hook: Option<SpawnHook>,
+    /// Every spawned process goes to it (its cgroup, the keeper) before it is handed over.
+    pub(super) lifeline: Arc<Lifeline>,
+    /// The groups' listen sockets, passed to their workers.
+    pub(super) listeners: Arc<Listeners>,
+}
 
 /// `NAME=value`, for a worker's environment.
 fn env_var(name: &str, value: &str) -> CString {
@@ -11,7 +37,7 @@ fn env_var(name: &str, value: &str) -> CString {
 
 /// What a worker of `spec` needs to know of its group's listen sockets (None when it has none).
 fn listen_info(
-    shared: &Shared,
+    shared: &Spawning,
     spec: &config::GroupSpec,
 ) -> std::io::Result<Option<Arc<ListenInfo>>> {
     if spec.listen.is_empty() {
@@ -25,12 +51,83 @@ fn listen_info(
     })
 }
 
+/// A worker's listen sockets, in order: those its submission carried, then (`reuse_port`) its
+/// own; all of them, or the spawn's error.
+fn listen_fds<'a>(
+    spec: &config::GroupSpec,
+    listen: Option<&ListenInfo>,
+    given: &'a View<'_>,
+    own_sockets: &'a [OwnedFd],
+) -> std::io::Result<Vec<&'a OwnedFd>> {
+    let listen_fds: Vec<&OwnedFd> = given.carried.iter().chain(own_sockets).collect();
+    let listening = listen.map_or(0, |l| l.count);
+    if listen_fds.len() != listening {
+        return Err(std::io::Error::other(format!(
+            "{} of the {listening} listen sockets of group '{}' reached the spawner",
+            listen_fds.len(),
+            spec.name
+        )));
+    }
+    Ok(listen_fds)
+}
+
+/// A worker's control socket: both ends, or why there is none though one was wanted.
+struct ControlSocket {
+    ours: Option<OwnedFd>,
+    theirs: Option<OwnedFd>,
+    error: Option<String>,
+}
+
+impl ControlSocket {
+    /// Makes the pair when `spec` wants one, the worker's end numbered above `room`
+    /// (`ChildFds::room`).
+    fn open(spec: &config::GroupSpec, room: RawFd) -> ControlSocket {
+        let (ours, theirs, error) = match spec.control_channel {
+            ControlChannelMode::Off => (None, None, None),
+            ControlChannelMode::Auto => match os::control_socketpair(room - 1) {
+                Ok((ours, theirs)) => (Some(ours), Some(theirs), None),
+                Err(e) => (None, None, Some(e.to_string())),
+            },
+        };
+        ControlSocket {
+            ours,
+            theirs,
+            error,
+        }
+    }
+}
+
+/// A worker's environment: its plan's, then the variables that tell it its group, its id, its
+/// listen sockets (`names`) and its control socket, at their numbers in `fds`.
+fn environment(job: &SpawnJob, names: Option<&str>, fds: &ChildFds<'_>) -> Vec<CString> {
+    let spec = &job.plan.spec;
+    let mut envp: Vec<CString> = Vec::with_capacity(job.plan.env.len() + 8);
+    envp.extend(job.plan.env.iter().cloned());
+    envp.push(env_var(env::GROUP, &spec.name));
+    envp.push(env_var(env::WORKER_ID, &job.id));
+    if let Some(names) = names {
+        // systemd's socket activation; the exec shim adds LISTEN_PID, the worker's own pid.
+        envp.push(env_var(env::LISTEN_FDS, &fds.listen.len().to_string()));
+        envp.push(env_var(env::LISTEN_FDNAMES, names));
+        envp.push(env_var(env::EXEC_LISTEN_PID, "1"));
+    }
+    if let Some(control_fd) = fds.control_fd() {
+        envp.push(env_var(env::CONTROL_FD, &control_fd.to_string()));
+        if spec.bootstrap.is_some() {
+            envp.push(env_var(env::BOOTSTRAP, "1"));
+        }
+        if spec.start_gate {
+            envp.push(env_var(env::START_GATE, "1"));
+        }
+    }
+    envp
+}
+
 /// Spawns one worker process: its listen sockets (carried by the submission, or with
-/// `reuse_port` its own) and control socket, its own environment variables, the spawn.
-/// Descriptors 3, 4, ... are the listen sockets, then the control socket, then the exec shim's
-/// report descriptor.
+/// `reuse_port` its own) and control socket, its own environment variables, the spawn, through
+/// the exec shim where the lifeline wants one. Its descriptors are laid out as `ChildFds` says.
 pub(super) fn spawn_one(
-    shared: &Shared,
+    shared: &Spawning,
     job: &SpawnJob,
     attrs: &SpawnAttributes,
     given: &View<'_>,
@@ -41,60 +138,31 @@ pub(super) fn spawn_one(
         Some(l) => l.own_sockets()?,
         None => Vec::new(),
     };
-    let listen_fds: Vec<&OwnedFd> = given.carried.iter().chain(own_sockets.iter()).collect();
-    let listening = listen.as_ref().map_or(0, |l| l.count);
-    if listen_fds.len() != listening {
-        return Err(std::io::Error::other(format!(
-            "{} of the {listening} listen sockets of group '{}' reached the spawner",
-            listen_fds.len(),
-            spec.name
-        )));
-    }
-    let listen_pid = listening > 0;
-    let extra = i32::from(shared.lifeline.uses_shim(listen_pid));
-    // The highest descriptor number the spawn assigns.
-    let last_target = FIRST_INHERITED + listening as i32 + extra;
-    let control_fd = FIRST_INHERITED + listening as i32;
-    let (ours, theirs, channel_error) = match spec.control_channel {
-        ControlChannelMode::Off => (None, None, None),
-        ControlChannelMode::Auto => match os::control_socketpair(last_target) {
-            Ok((ours, theirs)) => (Some(ours), Some(theirs), None),
-            Err(e) => (None, None, Some(e.to_string())),
-        },
+    let stdio = Stdio {
+        stdout: &spec.stdout,
+        stderr: &spec.stderr,
+        stdout_pipe: None,
+        stderr_pipe: None,
+        host: given.stdio,
     };
-    let mut envp: Vec<CString> = Vec::with_capacity(job.plan.env.len() + 8);
-    envp.extend(job.plan.env.iter().cloned());
-    envp.push(env_var(env::GROUP, &spec.name));
-    envp.push(env_var(env::WORKER_ID, &job.id));
-    if let Some(l) = &listen {
-        // systemd's socket activation; the exec shim adds LISTEN_PID, the worker's own pid.
-        envp.push(env_var(env::LISTEN_FDS, &listening.to_string()));
-        envp.push(env_var(env::LISTEN_FDNAMES, &l.names));
-        envp.push(env_var(env::EXEC_LISTEN_PID, "1"));
-    }
-    if theirs.is_some() {
-        envp.push(env_var(env::CONTROL_FD, &control_fd.to_string()));
-        if spec.bootstrap.is_some() {
-            envp.push(env_var(env::BOOTSTRAP, "1"));
-        }
-        if spec.start_gate {
-            envp.push(env_var(env::START_GATE, "1"));
-        }
-    }
+    let mut fds = ChildFds {
+        stdio,
+        listen: listen_fds(spec, listen.as_deref(), given, &own_sockets)?,
+        control: None,
+        report: None,
+    };
+    let control = ControlSocket::open(spec, fds.room());
+    fds.control = control.theirs.as_ref();
+    let envp = environment(job, listen.as_ref().map(|l| l.names.as_str()), &fds);
     let (captured, writes) = crate::runtime::output::pipes(spec, &job.id)?;
-    let mut inherit: Vec<&OwnedFd> = listen_fds.iter().copied().chain(theirs.iter()).collect();
-    let placement = shared.lifeline.prepare(
-        &spec.name,
-        &job.plan.program,
-        &job.plan.argv,
-        FIRST_INHERITED + inherit.len() as i32,
-        listen_pid,
-    )?;
+    fds.stdio.stdout_pipe = writes[0].as_ref();
+    fds.stdio.stderr_pipe = writes[1].as_ref();
+    let placement = shared
+        .lifeline
+        .prepare(&spec.name, &job.plan.program, &job.plan.argv, &fds)?;
+    fds.report = placement.as_ref().and_then(|p| p.report.as_ref());
     let (program, argv) = match &placement {
-        Some(p) => {
-            inherit.extend(p.report.as_ref());
-            (p.program.as_c_str(), &p.argv[..])
-        }
+        Some(p) => (p.program.as_c_str(), &p.argv[..]),
         None => (job.plan.program.as_c_str(), &job.plan.argv[..]),
     };
     let cmd = Command {
@@ -102,23 +170,33 @@ pub(super) fn spawn_one(
         argv,
         envp: &envp,
         cwd: job.plan.cwd.as_deref(),
-        stdout: &spec.stdout,
-        stderr: &spec.stderr,
-        stdout_pipe: writes[0].as_ref(),
-        stderr_pipe: writes[1].as_ref(),
-        stdio: given.stdio,
-        inherit: &inherit,
+        fds,
     };
     let pid = spawn::spawn(&cmd, attrs)?;
     // From here on the child is owned: whatever happens, it is killed and reaped or adopted.
     let mut child = Child::new(pid, Instant::now(), clock::now_ms());
+    let ControlSocket {
+        ours,
+        theirs,
+        error,
+    } = control;
     drop(theirs);
-    drop(listen_fds);
     drop(own_sockets);
     drop(writes);
     child.output = captured;
     child.control = ours;
-    child.channel_error = channel_error;
+    child.channel_error = error;
+    placed(shared, child, placement)
+}
+
+/// After the spawn: the child's pidfd, the lifeline told (which waits for the exec shim), the
+/// test hook.
+fn placed(
+    shared: &Spawning,
+    mut child: Child,
+    placement: Option<Placement>,
+) -> std::io::Result<Child> {
+    let pid = child.pid;
     if shared.use_pidfd {
         child.pidfd = os::pidfd_open(pid).ok();
     }
