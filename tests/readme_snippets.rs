@@ -17,7 +17,7 @@
 //!   `bindings/go` (the steps of bindings/go/README.md), then `go run .`.
 //! - `json`: parsed. `text`: output shown to the reader, not run.
 //! - `<lang> excerpt=FILE`: a fragment; every line of it must occur in FILE.
-//! - `<lang> no-run`: shown, not run (kept rare: a command that installs system packages).
+//! - `<lang> no-run`: shown, not run (kept rare: a command that installs system packages, or one that needs the network, which CI has not).
 //!
 //! A block without an info string fails the test, so nothing is skipped silently.
 
