@@ -321,7 +321,8 @@ enum mpsup_result mpsup_scale_group(struct mpsup_supervisor sup,
 /**
  * Starts a rolling restart of each of the `n` named started groups to its current
  * configuration and returns at once. `options_json` is NULL (the defaults) or
- * `{"max_surge": 1, "max_unavailable": 0, "ready_timeout_ms": 30000}`. Slot by slot a new
+ * `{"max_surge": 1, "max_unavailable": 0, "ready_timeout_ms": 30000}` (`ready_timeout_ms` 0:
+ * no limit). Slot by slot a new
  * worker (same `worker_id`, next `generation`) is started, and the old one is stopped
  * gracefully only once the new one is ready; never more than `max_surge` workers above the
  * target or `max_unavailable` below it (both 0 is `MPSUP_ERR_INVALID_ARGUMENT`). A new worker

@@ -221,6 +221,16 @@ fn a_worker_that_ignores_stop_times_out_then_force_ends_it() {
     assert_gone(pid);
 }
 
+/// Whether process `pid` ignores SIGTERM (bit 15 of `SigIgn` in /proc/PID/status).
+fn ignores_sigterm(pid: i64) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+}
+
 #[test]
 fn a_stubborn_fallback_worker_ignoring_sigterm_times_out_too() {
     let sup = supervisor(&[with(
@@ -229,6 +239,17 @@ fn a_stubborn_fallback_worker_ignoring_sigterm_times_out_too() {
     )]);
     sup.start_groups(&["g"]).unwrap();
     assert!(sup.wait_ready(secs(60.0)).unwrap());
+    // Ready after 1 ms says nothing of the shell's `trap`: wait until the worker really
+    // ignores SIGTERM, or the stop's SIGTERM may come first and end it.
+    let pid = pids(&sup.snapshot_value(), "g")[0];
+    let deadline = Instant::now() + HANG;
+    while !ignores_sigterm(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never ignored SIGTERM"
+        );
+        std::thread::yield_now();
+    }
     assert!(matches!(
         sup.stop_groups(secs(0.1), false),
         Err(Error::Timeout(_))

@@ -64,8 +64,10 @@ type Guarantees struct {
 	ReusePortHandoff string `json:"reuse_port_handoff"`
 }
 
-// RolloutOptions are the options of Restart; a zero MaxSurge with a zero MaxUnavailable is
-// refused by the library.
+// RolloutOptions are the options of Restart. Every field is sent as it is (nil options: the
+// library's defaults, MaxSurge 1, MaxUnavailable 0, ReadyTimeoutMs 30000); a zero MaxSurge
+// with a zero MaxUnavailable is refused by the library, and a zero ReadyTimeoutMs means no
+// limit.
 type RolloutOptions struct {
 	MaxSurge       int `json:"max_surge"`
 	MaxUnavailable int `json:"max_unavailable"`

@@ -45,7 +45,7 @@ pub struct RestartOptions {
     /// replacement is ready).
     #[serde(default)]
     pub max_unavailable: u32,
-    /// A new worker not ready this long (ms) fails the rollout, which halts.
+    /// A new worker not ready this long (ms) fails the rollout, which halts; 0: off.
     #[serde(default = "thirty_seconds")]
     #[schemars(range(max = MAX_MS))]
     pub ready_timeout_ms: u64,

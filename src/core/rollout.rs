@@ -66,9 +66,12 @@ impl State {
         Ok(())
     }
 
+    /// How long a new worker of the group's running rollout may take to be ready; None when
+    /// there is no such rollout or its `ready_timeout_ms` is 0 (off, as for a group's own).
     pub(crate) fn rollout_ready_timeout(&self, name: &str) -> Option<Duration> {
         let r = self.groups.get(name)?.rollout.as_ref()?;
-        (r.state == RolloutState::Running).then_some(r.options.ready_timeout)
+        let timeout = r.options.ready_timeout;
+        (r.state == RolloutState::Running && !timeout.is_zero()).then_some(timeout)
     }
 
     /// Starts replacements and stops old workers as far as the bounds allow; finishes the

@@ -263,6 +263,23 @@ fn a_new_worker_not_ready_in_time_is_killed_and_halts_the_rollout() {
 }
 
 #[test]
+fn a_ready_timeout_of_zero_is_off_not_an_instant_failure() {
+    let mut w = World::started("");
+    all_ready(&mut w);
+    let opts = RolloutOptions {
+        ready_timeout: Duration::ZERO,
+        ..RolloutOptions::default()
+    };
+    w.state.begin_rollout("web", plan(""), opts, w.now).unwrap();
+    let new = w.run_spawns();
+    w.advance(3_600_000);
+    assert!(w.kills().is_empty(), "a new worker was killed");
+    assert!(!w.kinds().contains(&"rollout_failed"));
+    w.ready(new[0]);
+    assert!(w.kinds().contains(&"worker_replaced"));
+}
+
+#[test]
 fn scaling_down_stops_the_highest_indices_and_up_takes_the_next_ones() {
     let mut w = World::started(r#", "stop_timeout_ms": 1000"#);
     all_ready(&mut w);
