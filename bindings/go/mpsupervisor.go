@@ -24,6 +24,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -284,13 +285,14 @@ func (s *Supervisor) waitReadyOnce(d time.Duration) (bool, error) {
 // *Error matching ErrTimeout (its message names a worker still alive) that also matches
 // ctx.Err() (context.DeadlineExceeded or context.Canceled); ForceTerminate ends them. The
 // stop requests go out at once, even with a ctx already done. The library call blocks its
-// OS thread, so the wait is made of calls of at most 50 ms (later ones ask nothing new of
-// the workers), and a cancelled ctx is seen within that time.
+// OS thread, so it waits at most 50 ms; after that Stop watches the snapshot in steps of at
+// most 50 ms until no worker is stopping (asking again would also stop workers another
+// goroutine started meanwhile), and a cancelled ctx is seen within that time.
 func (s *Supervisor) Stop(ctx context.Context, drainInflight bool) error {
+	err := s.call(func(h C.mpsup_supervisor) C.enum_mpsup_result {
+		return C.mpsup_stop_groups(h, C.double(nextSlice(ctx).Seconds()), C.bool(drainInflight))
+	})
 	for {
-		err := s.call(func(h C.mpsup_supervisor) C.enum_mpsup_result {
-			return C.mpsup_stop_groups(h, C.double(nextSlice(ctx).Seconds()), C.bool(drainInflight))
-		})
 		var e *Error
 		if err == nil || !errors.As(err, &e) || e.Code != CodeTimeout {
 			return err
@@ -298,7 +300,29 @@ func (s *Supervisor) Stop(ctx context.Context, drainInflight bool) error {
 		if ctx.Err() != nil {
 			return &Error{Code: e.Code, Message: e.Message, cause: ctx.Err()}
 		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(nextSlice(ctx)):
+		}
+		err = s.stillStopping()
 	}
+}
+
+// stillStopping is nil once no worker is stopping, else an ErrTimeout naming one that is.
+func (s *Supervisor) stillStopping() error {
+	snap, err := s.Snapshot()
+	if err != nil {
+		return err
+	}
+	for _, workers := range snap {
+		for _, w := range workers {
+			if w.State == StateStopping {
+				msg := fmt.Sprintf("worker '%s' did not stop within graceful timeout", w.WorkerID)
+				return &Error{Code: CodeTimeout, Message: msg}
+			}
+		}
+	}
+	return nil
 }
 
 // ForceTerminate kills every worker of the named groups (SIGKILL to each worker's process

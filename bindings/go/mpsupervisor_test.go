@@ -714,3 +714,42 @@ func TestWaitReadyAndStopHonourTheirContext(t *testing.T) {
 		t.Errorf("%d graceful worker_stopping events; want 1 (the slices of Stop ask once)", graceful)
 	}
 }
+
+// A Stop that is still waiting for a stubborn worker must not stop a group another goroutine
+// starts meanwhile: the stop asks the workers running when it is called, once.
+func TestStopWaitingLeavesAGroupStartedMeanwhile(t *testing.T) {
+	s := started(t, shellGroup("stubborn", 1, stubbornScript))
+	late := shellGroup("late", 1, "echo READY >&3; read -r l <&3")
+	late.Readiness = ReadinessNotify
+	if err := s.Configure([]Group{shellGroup("stubborn", 1, stubbornScript), late}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop(ctx, true) }()
+	for {
+		snap, err := s.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(snap["stubborn"]) == 1 && snap["stubborn"][0].State == StateStopping {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Start("late"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-stopped; !errors.Is(err, ErrTimeout) {
+		t.Errorf("Stop with a stubborn worker = %v; want ErrTimeout", err)
+	}
+	for _, e := range ofKind(drain(t, s), EventWorkerStopping) {
+		if e.GroupName == "late" {
+			t.Errorf("the Stop called before late was started stopped it: %+v", e)
+		}
+	}
+	if err := s.ForceTerminate("stubborn", "late"); err != nil {
+		t.Fatal(err)
+	}
+}
