@@ -1,5 +1,5 @@
-//! The JSON the host reads about its groups (the snapshot, the status of `mpsup_status_json`),
-//! made from the core's plain data.
+//! What the host reads about its groups (the snapshot, a group's entry of the status), made
+//! from the core's plain data.
 
 use std::time::Instant;
 
@@ -7,10 +7,8 @@ use crate::core::group::RolloutState as CoreRolloutState;
 use crate::core::state::State;
 use crate::core::worker::{Phase, Worker};
 use crate::runtime::figures::Readings as Figures;
-use crate::snapshot::{Snapshot as SnapshotData, WorkerSnapshot};
+use crate::snapshot::{Snapshot, WorkerSnapshot};
 use crate::status::{GroupStatus, RolloutState, RolloutStatus};
-use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Serialize, Serializer};
 
 /// One group's entry of the status: target, running, ready, generation, rollout (its listen
 /// sockets are the runtime's to add).
@@ -79,49 +77,6 @@ pub(crate) fn live_processes(core: &State) -> Vec<(i32, u64)> {
         .collect()
 }
 
-struct Snapshot<'a> {
-    core: &'a State,
-    now: Instant,
-    figures: &'a Figures,
-}
-
-struct GroupEntries<'a> {
-    snapshot: &'a Snapshot<'a>,
-    group: &'a crate::core::group::Group,
-}
-
-impl Serialize for Snapshot<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        for (name, group) in shown(self.core) {
-            map.serialize_entry(
-                name,
-                &GroupEntries {
-                    snapshot: self,
-                    group,
-                },
-            )?;
-        }
-        map.end()
-    }
-}
-
-impl Serialize for GroupEntries<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Snapshot { core, now, figures } = self.snapshot;
-        let mut seq = s.serialize_seq(Some(self.group.keys.len()))?;
-        for w in self
-            .group
-            .keys
-            .iter()
-            .filter_map(|(_, k)| core.workers.get(k))
-        {
-            seq.serialize_element(&entry(w, *now, figures))?;
-        }
-        seq.end()
-    }
-}
-
 /// A worker's snapshot entry with its /proc figures.
 fn entry(w: &Worker, now: Instant, figures: &Figures) -> WorkerSnapshot {
     let mut entry = w.snapshot(now);
@@ -134,8 +89,8 @@ fn entry(w: &Worker, now: Instant, figures: &Figures) -> WorkerSnapshot {
     entry
 }
 
-/// The snapshot as typed data, for the Rust face.
-pub(crate) fn snapshot(core: &State, now: Instant, figures: &Figures) -> SnapshotData {
+/// The snapshot: every shown group's worker entries in index order.
+pub(crate) fn snapshot(core: &State, now: Instant, figures: &Figures) -> Snapshot {
     let groups = shown(core)
         .map(|(name, g)| {
             let workers = g
@@ -147,10 +102,5 @@ pub(crate) fn snapshot(core: &State, now: Instant, figures: &Figures) -> Snapsho
             (name.clone(), workers)
         })
         .collect();
-    SnapshotData { groups }
-}
-
-/// The snapshot JSON: group name → worker entries in index order.
-pub(crate) fn snapshot_json(core: &State, now: Instant, figures: &Figures) -> String {
-    serde_json::to_string(&Snapshot { core, now, figures }).expect("the snapshot serializes")
+    Snapshot { groups }
 }

@@ -303,7 +303,8 @@ impl Supervisor {
         }
     }
 
-    /// Every shown group's workers, with their /proc figures.
+    /// Every shown group's workers, with their /proc figures (read between two short holds of
+    /// the lock).
     pub fn snapshot(&self) -> Result<Snapshot> {
         let live = self.live_processes()?;
         let figures = self.figures.read(&live);
@@ -319,18 +320,9 @@ impl Supervisor {
         Ok(report::live_processes(&engine.core))
     }
 
-    /// The snapshot as JSON text. The workers' /proc figures are read between two short holds of
-    /// the lock, and the entries are serialized straight from the state, without a value tree.
+    /// The snapshot as JSON text (what `snapshot` gives), serialized after the lock is let go.
     pub fn snapshot_json(&self) -> Result<String> {
-        let live = self.live_processes()?;
-        let figures = self.figures.read(&live);
-        let engine = self.shared.lock();
-        engine.core.check_open()?;
-        Ok(report::snapshot_json(
-            &engine.core,
-            Instant::now(),
-            &figures,
-        ))
+        serde_json::to_string(&self.snapshot()?).map_err(|e| Error::InvalidArgument(e.to_string()))
     }
 
     /// Per group: target, running, ready, generation, rollout; and what holds on this host.
