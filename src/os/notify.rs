@@ -86,12 +86,7 @@ pub fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let read = super::above_stdio(read)?;
     super::set_nonblocking(&read)?;
-    let write = if write.as_raw_fd() <= 2 {
-        super::dup_at_least(&write, 3)?
-    } else {
-        write
-    };
-    Ok((read, write))
+    Ok((read, super::above_stdio(write)?))
 }
 
 /// The parent and the process group of `pid`, from /proc (None when it is gone).

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
-use nix::sys::socket::{self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{self, ControlMessage, MsgFlags};
 
 use crate::config::Output;
 use crate::os::spawn::{self, ChildFds, Command, SpawnAttributes, Stdio};
@@ -115,14 +115,7 @@ fn wait_exit(k: &Keeper, until: Instant) {
 
 /// Spawns the keeper and waits for its hello.
 fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper> {
-    let (ours, theirs) = socket::socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(std::io::Error::from)?;
-    let ours = os::above_stdio(ours)?;
+    let (ours, theirs) = os::passing::message_pair()?;
     let theirs = os::dup_at_least(&theirs, spawn::FIRST_INHERITED + 1)?;
     let path = CString::new(program.as_os_str().as_encoded_bytes())
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
