@@ -4,33 +4,34 @@
 //! them first.
 //!
 //! The descriptors a spawn needs cross into the spawner threads' own descriptor table and back
-//! as described in `table.rs`; `worker.rs` builds one worker's spawn.
+//! as described in `table.rs` (the two tables) and `crossing.rs` (the messages between them);
+//! `worker.rs` builds one worker's spawn; `outcome.rs` says where an outcome goes.
 
-use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use crate::core::effects::SpawnJob;
 use crate::core::worker::Key;
-use crate::os::passing;
-use crate::os::spawn::SpawnAttributes;
-use crate::os::{self, Flag};
 use crate::runtime::child::Child;
 use crate::runtime::lifeline::Lifeline;
 use crate::runtime::listen::{Carried, Listeners};
-use crate::runtime::output::{Captured, Sink, Stream};
-use crate::runtime::tokens::{Source, Tokens};
+use crate::runtime::tokens::Tokens;
 use crate::sync::lock;
 use crate::threads;
 
+mod crossing;
+mod outcome;
 mod table;
 mod worker;
 
-use table::{enter, hand_over, Given, Link, Pending, Private};
+use crossing::Crossing;
+use outcome::{error, failure};
+pub use outcome::{Reply, SpawnOutcome, ToMonitor};
+use table::{enter, Batch, Given, Link, Private};
 pub use worker::SpawnHook;
 use worker::{spawn_one, Spawning};
 
@@ -38,48 +39,6 @@ use worker::{spawn_one, Spawning};
 const BURST: usize = 32;
 /// The stack of a spawner thread.
 const STACK: usize = 256 * 1024;
-
-/// What became of one job.
-#[derive(Debug)]
-pub struct SpawnOutcome {
-    pub key: Key,
-    pub result: Result<Child, std::io::Error>,
-}
-
-/// Where a job's outcome goes.
-#[derive(Debug, Clone)]
-pub enum Reply {
-    /// To the monitor, which adopts it (respawns, scale-ups, rollouts).
-    Monitor,
-    /// To a host call that waits for its whole batch (`start_groups`).
-    Batch(Sender<SpawnOutcome>),
-}
-
-/// Outcomes for the monitor, and the flag that wakes it.
-#[derive(Debug)]
-pub struct ToMonitor {
-    pub outcomes: Mutex<Vec<SpawnOutcome>>,
-    pub wake: Flag,
-}
-
-type Failure = (std::io::ErrorKind, String);
-
-fn failure(e: &std::io::Error) -> Failure {
-    (e.kind(), e.to_string())
-}
-
-fn error(f: &Failure) -> std::io::Error {
-    std::io::Error::new(f.0, f.1.clone())
-}
-
-/// What the jobs of one submission share.
-struct Batch {
-    reply: Reply,
-    attrs: OnceLock<Result<SpawnAttributes, Failure>>,
-    given: Given,
-    /// Jobs not finished: the last one to finish closes what arrived for them.
-    left: AtomicUsize,
-}
 
 struct Queue {
     jobs: VecDeque<(SpawnJob, Arc<Batch>)>,
@@ -98,9 +57,8 @@ struct Shared {
     /// Set by the first spawner thread before it runs a job: Some when the spawner threads have a
     /// table of their own.
     private: OnceLock<Option<Private>>,
-    /// Outcomes whose message is on its way to the monitor (`collect`), by message id.
-    pending: Mutex<HashMap<u64, Pending>>,
-    next_id: AtomicU64,
+    /// Messages to and from the private table.
+    crossing: Crossing,
 }
 
 impl Shared {
@@ -175,8 +133,7 @@ impl Spawner {
                 max_threads: cores.clamp(1, 8),
                 threads: Mutex::new(Vec::new()),
                 private: OnceLock::new(),
-                pending: Mutex::new(HashMap::new()),
-                next_id: AtomicU64::new(0),
+                crossing: Crossing::default(),
             }),
             host: Mutex::new(HostSide {
                 started: false,
@@ -219,17 +176,12 @@ impl Spawner {
         }
         let given = match &host.link {
             None => Given::Here(carried),
-            Some(link) => match self.ship(link, &carried) {
+            Some(link) => match self.shared.crossing.ship(link, &carried) {
                 Ok(given) => given,
                 Err(e) => return fail(jobs, &e),
             },
         };
-        let batch = Arc::new(Batch {
-            reply: reply.clone(),
-            attrs: OnceLock::new(),
-            given,
-            left: AtomicUsize::new(jobs.len()),
-        });
+        let batch = Arc::new(Batch::new(reply.clone(), given, jobs.len()));
         {
             let mut q = lock(&self.shared.queue);
             if q.shutdown {
@@ -246,7 +198,7 @@ impl Spawner {
     /// socket for its outcomes first).
     fn start(&self, host: &mut HostSide) -> std::io::Result<()> {
         let link = if self.private_table {
-            self.open_link().ok()
+            Link::open(&self.tokens).ok()
         } else {
             None
         };
@@ -268,7 +220,7 @@ impl Spawner {
         };
         if let Err(e) = started {
             if let Some((link, _, _)) = link {
-                self.close_link(link);
+                link.close(&self.tokens);
             }
             return Err(e);
         }
@@ -282,7 +234,7 @@ impl Spawner {
                 *lock(&self.arrivals) = Some((Arc::clone(&link.from_private), link.token));
                 host.link = Some(link);
             } else {
-                self.close_link(link);
+                link.close(&self.tokens);
             }
         }
         Ok(())
@@ -290,6 +242,18 @@ impl Spawner {
 
     /// Stops the threads once they have finished the jobs they hold; jobs still queued are
     /// failed; the outcomes still on their way are handed over.
+    /// On a thread of the host's table (the monitor, when the arrivals are readable): hands over
+    /// every outcome that has arrived from the private table, with its descriptors put back.
+    /// `wake`: wake the monitor for those it gets (false: the monitor itself calls).
+    pub fn collect(&self, wake: bool) {
+        if let Some((sock, token)) = lock(&self.arrivals).as_ref() {
+            let (tokens, monitor) = (&self.tokens, &self.shared.monitor);
+            self.shared
+                .crossing
+                .collect((sock, *token), tokens, monitor, wake);
+        }
+    }
+
     pub fn shutdown(&self) {
         let left: Vec<_> = {
             let mut q = lock(&self.shared.queue);
@@ -313,7 +277,7 @@ impl Spawner {
         // Every outcome has been sent: hand over what the monitor has not collected yet.
         self.collect(true);
         if let Some(link) = lock(&self.host).link.take() {
-            self.close_link(link);
+            link.close(&self.tokens);
         }
         lock(&self.arrivals).take();
     }
@@ -373,20 +337,23 @@ fn run(shared: &Arc<Shared>) {
                 .unwrap_or_else(|_| Err(std::io::Error::other("a panic in the spawner")))
             });
             batch.finished();
-            hand_over(shared, &batch.reply, key, result);
+            match private {
+                Some(private) => {
+                    let monitor = &shared.monitor;
+                    let reply = &batch.reply;
+                    shared
+                        .crossing
+                        .hand_over(private, monitor, reply, key, result);
+                }
+                None => deliver(shared, &batch.reply, key, result),
+            }
         }
     }
 }
 
 /// Passes an outcome on, from a thread of the host's table.
 fn deliver(shared: &Shared, reply: &Reply, key: Key, result: Result<Child, std::io::Error>) {
-    let outcome = SpawnOutcome { key, result };
-    match reply {
-        Reply::Monitor => {
-            lock(&shared.monitor.outcomes).push(outcome);
-            shared.monitor.wake.set();
-        }
-        // A caller that stopped waiting drops the outcome, and with it the child (killed).
-        Reply::Batch(tx) => drop(tx.send(outcome)),
+    if reply.send(&shared.monitor, SpawnOutcome { key, result }) {
+        shared.monitor.wake.set();
     }
 }
