@@ -53,22 +53,21 @@ impl Shim {
                 ))
             })
             .ok();
-        let report_arg = if pipe.is_some() {
-            report_fd.to_string()
-        } else {
-            "-".to_string()
-        };
+        let mut options = Vec::new();
+        if pipe.is_some() {
+            options.push(("-r", report_fd.to_string()));
+        }
         let (read, report) = pipe.unzip();
-        // "-": no cgroup to join.
-        let dir_arg = dir
-            .as_ref()
-            .map_or_else(|| "-".to_string(), |d| d.to_string_lossy().into_owned());
-        let mut shim_argv = vec![
-            self.0.clone(),
-            crate::config::cstring(&report_arg),
-            crate::config::cstring(&dir_arg),
-            program.to_owned(),
-        ];
+        if let Some(dir) = &dir {
+            options.push(("-c", dir.to_string_lossy().into_owned()));
+        }
+        let mut shim_argv = vec![self.0.clone()];
+        for (option, value) in options {
+            shim_argv.push(crate::config::cstring(option));
+            shim_argv.push(crate::config::cstring(&value));
+        }
+        shim_argv.push(crate::config::cstring("--"));
+        shim_argv.push(program.to_owned());
         shim_argv.extend(argv.iter().cloned());
         Placement {
             program: self.0.clone(),
