@@ -71,6 +71,11 @@ typedef enum mpsup_result {
    * start_work before every named worker is ready.
    */
   MPSUP_ERR_NOT_READY = 9,
+  /**
+   * What a group asks cannot be had here (privilege, cgroup controller): the message names the
+   * key and why; nothing was started for it.
+   */
+  MPSUP_ERR_UNSUPPORTED = 10,
 } mpsup_result;
 
 /**

@@ -39,6 +39,11 @@ pub enum Error {
     /// `start_work` before every named worker was ready.
     #[error("{0}")]
     NotReady(String),
+    /// What a group asks cannot be had on this host or with this process's privileges (switching
+    /// user without `CAP_SETUID`, a limit without a writable cgroup controller); the message names
+    /// the key and the reason. Nothing was started for it.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl Error {

@@ -60,6 +60,7 @@ fn result_names_cover_every_variant_and_unknown_values() {
         (MPSUP_ERR_OS, "MPSUP_ERR_OS"),
         (MPSUP_ERR_PANIC, "MPSUP_ERR_PANIC"),
         (MPSUP_ERR_NOT_READY, "MPSUP_ERR_NOT_READY"),
+        (MPSUP_ERR_UNSUPPORTED, "MPSUP_ERR_UNSUPPORTED"),
     ];
     for (i, (result, name)) in all.iter().enumerate() {
         assert_eq!(*result as u32, i as u32, "numbers are fixed");
@@ -71,7 +72,7 @@ fn result_names_cover_every_variant_and_unknown_values() {
             *name
         );
     }
-    for unknown in [10, 99, u32::MAX] {
+    for unknown in [11, 99, u32::MAX] {
         // SAFETY: static string.
         assert_eq!(
             unsafe { CStr::from_ptr(mpsup_result_name(unknown)) }

@@ -20,6 +20,7 @@ const (
 	CodeOS              Code = 7
 	CodePanic           Code = 8
 	CodeNotReady        Code = 9
+	CodeUnsupported     Code = 10
 )
 
 // Compile-time checks against the header: an index other than 0 is out of range.
@@ -34,6 +35,7 @@ var (
 	_ = [1]struct{}{}[CodeOS-C.MPSUP_ERR_OS]
 	_ = [1]struct{}{}[CodePanic-C.MPSUP_ERR_PANIC]
 	_ = [1]struct{}{}[CodeNotReady-C.MPSUP_ERR_NOT_READY]
+	_ = [1]struct{}{}[CodeUnsupported-C.MPSUP_ERR_UNSUPPORTED]
 )
 
 // String returns the library's name for the code, such as "MPSUP_ERR_TIMEOUT"

@@ -32,12 +32,15 @@ pub enum mpsup_result {
     MPSUP_ERR_PANIC = 8,
     /// start_work before every named worker is ready.
     MPSUP_ERR_NOT_READY = 9,
+    /// What a group asks cannot be had here (privilege, cgroup controller): the message names the
+    /// key and why; nothing was started for it.
+    MPSUP_ERR_UNSUPPORTED = 10,
 }
 
 use mpsup_result::*;
 
 /// Every result with its name, in number order.
-pub(crate) const RESULT_NAMES: [(mpsup_result, &CStr); 10] = [
+pub(crate) const RESULT_NAMES: [(mpsup_result, &CStr); 11] = [
     (MPSUP_OK, c"MPSUP_OK"),
     (MPSUP_ERR_INVALID_HANDLE, c"MPSUP_ERR_INVALID_HANDLE"),
     (MPSUP_ERR_INVALID_ARGUMENT, c"MPSUP_ERR_INVALID_ARGUMENT"),
@@ -48,6 +51,7 @@ pub(crate) const RESULT_NAMES: [(mpsup_result, &CStr); 10] = [
     (MPSUP_ERR_OS, c"MPSUP_ERR_OS"),
     (MPSUP_ERR_PANIC, c"MPSUP_ERR_PANIC"),
     (MPSUP_ERR_NOT_READY, c"MPSUP_ERR_NOT_READY"),
+    (MPSUP_ERR_UNSUPPORTED, c"MPSUP_ERR_UNSUPPORTED"),
 ];
 
 impl From<&Error> for mpsup_result {
@@ -61,6 +65,7 @@ impl From<&Error> for mpsup_result {
             Error::Timeout(_) => MPSUP_ERR_TIMEOUT,
             Error::Os { .. } => MPSUP_ERR_OS,
             Error::NotReady(_) => MPSUP_ERR_NOT_READY,
+            Error::Unsupported(_) => MPSUP_ERR_UNSUPPORTED,
         }
     }
 }

@@ -28,6 +28,7 @@ from ._errors import (
     SupervisorTimeoutError,
     UnknownGroupError,
     UnknownResultError,
+    UnsupportedError,
 )
 from .bootstrap import (
     LocalBootstrapSupervisor,
@@ -70,4 +71,5 @@ __all__ = [
     "PanicError",
     "NotReadyError",
     "UnknownResultError",
+    "UnsupportedError",
 ]

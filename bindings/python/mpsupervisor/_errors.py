@@ -22,6 +22,7 @@ class Result(IntEnum):
     ERR_OS = 7
     ERR_PANIC = 8
     ERR_NOT_READY = 9
+    ERR_UNSUPPORTED = 10
 
 
 class MpsupError(Exception):
@@ -74,6 +75,10 @@ class NotReadyError(MpsupError, RuntimeError):
     pass
 
 
+class UnsupportedError(MpsupError, OSError):
+    """What a group asks cannot be had here (privilege, cgroup controller)."""
+
+
 class UnknownResultError(MpsupError, RuntimeError):
     pass
 
@@ -88,6 +93,7 @@ _CLASSES: Dict[int, Type[MpsupError]] = {
     Result.ERR_OS: SupervisorOSError,
     Result.ERR_PANIC: PanicError,
     Result.ERR_NOT_READY: NotReadyError,
+    Result.ERR_UNSUPPORTED: UnsupportedError,
 }
 
 # Rust's io::Error renders as "<strerror text> (os error N)".

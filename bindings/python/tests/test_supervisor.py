@@ -300,6 +300,7 @@ def test_errno_parsing() -> None:
     assert isinstance(err, OSError) and err.errno is None
     assert isinstance(error_for(Result.ERR_PANIC, "x"), RuntimeError)
     assert isinstance(error_for(Result.ERR_NOT_READY, "x"), RuntimeError)
+    assert isinstance(error_for(Result.ERR_UNSUPPORTED, "x"), mpsupervisor.UnsupportedError)
     assert isinstance(error_for(99, "x"), RuntimeError)
 
 
