@@ -86,6 +86,7 @@ var (
 	ErrOS              = &Error{Code: CodeOS}              // another system call failed
 	ErrPanic           = &Error{Code: CodePanic}           // a bug inside the library, caught at its boundary
 	ErrNotReady        = &Error{Code: CodeNotReady}        // StartWork before every named worker is ready
+	ErrUnsupported     = &Error{Code: CodeUnsupported}     // what a group asks cannot be had here (privilege, cgroup controller)
 )
 
 // argError is an error found on the Go side before calling the library.
