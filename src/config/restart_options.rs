@@ -73,7 +73,7 @@ impl RestartOptions {
     pub(crate) fn validate(self) -> Result<RestartOptions> {
         if self.ready_timeout_ms > MAX_MS {
             return Err(Error::InvalidArgument(format!(
-                "options_json: ready_timeout_ms {} is more than {MAX_MS}",
+                "options_json.ready_timeout_ms: {} is more than {MAX_MS}",
                 self.ready_timeout_ms
             )));
         }
@@ -82,8 +82,19 @@ impl RestartOptions {
 
     /// Parses the `options_json` of `restart_groups`.
     pub(crate) fn parse(json: &str) -> Result<RestartOptions> {
-        let parsed: RestartOptions = serde_json::from_str(json)
-            .map_err(|e| Error::InvalidArgument(format!("options_json: {e}")))?;
+        // The path names the key a bad value was given for.
+        let de = &mut serde_json::Deserializer::from_str(json);
+        let parsed: RestartOptions = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path == "." {
+                String::new()
+            } else {
+                format!(".{path}")
+            };
+            Error::InvalidArgument(format!("options_json{at}: {}", e.inner()))
+        })?;
+        de.end()
+            .map_err(|e| Error::InvalidArgument(format!("options_json: after the object: {e}")))?;
         parsed.validate()
     }
 }
