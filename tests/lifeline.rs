@@ -20,7 +20,8 @@ use mpsupervisor::{Options, Supervisor};
 use serde_json::{json, Value};
 
 const DEAF: &str = "trap '' TERM HUP; echo READY >&3; exec sleep 1000";
-const TREE: &str = "sleep 1000 & sleep 1000 & echo READY >&3; wait";
+/// Two children, and a grandchild under a shell of its own: all in the worker's process group.
+const TREE: &str = "sleep 1000 & sleep 1000 & sh -c 'sleep 1000 & wait' & echo READY >&3; wait";
 const ESCAPED: &str = "setsid sleep 1000 & echo READY >&3; wait";
 
 fn every_kind() -> Value {
@@ -109,7 +110,8 @@ fn remove_cgroup_tree(dir: &Path) -> bool {
     subdirs.iter().all(|d| remove_cgroup_tree(d)) && std::fs::remove_dir(dir).is_ok()
 }
 
-/// The workers of a snapshot, each with every process of its process group and its children.
+/// The workers of a snapshot, each with every process of its process group and every
+/// descendant (children, grandchildren, and one that left the group).
 fn workers_and_members(snapshot: &Value) -> (Vec<i32>, BTreeSet<i32>) {
     let workers: Vec<i32> = KINDS
         .iter()
@@ -118,12 +120,32 @@ fn workers_and_members(snapshot: &Value) -> (Vec<i32>, BTreeSet<i32>) {
         .collect();
     let procs = processes();
     let mut members: BTreeSet<i32> = workers.iter().copied().collect();
-    for &(pid, ppid, pgid) in &procs {
-        if workers.contains(&pgid) || workers.contains(&ppid) {
-            members.insert(pid);
+    loop {
+        let before = members.len();
+        for &(pid, ppid, pgid) in &procs {
+            if workers.contains(&pgid) || members.contains(&ppid) {
+                members.insert(pid);
+            }
+        }
+        if members.len() == before {
+            break;
         }
     }
     (workers, members)
+}
+
+/// The members that stayed in their worker's process group (all but one that called setsid).
+fn in_worker_groups(workers: &[i32], members: &BTreeSet<i32>) -> BTreeSet<i32> {
+    let procs = processes();
+    members
+        .iter()
+        .copied()
+        .filter(|m| {
+            procs
+                .iter()
+                .any(|&(pid, _, pgid)| pid == *m && workers.contains(&pgid))
+        })
+        .collect()
 }
 
 /// The supervisor's cgroup directory, from a worker's /proc/PID/cgroup (None: not in one).
@@ -187,7 +209,9 @@ fn poll_until(limit: Duration, what: impl Fn() -> bool) -> bool {
     }
 }
 
-fn dying_host(mode: &str) {
+/// `cgroup`: with cgroups (every descendant must die) or without (every process of a worker's
+/// process group must die: the keeper kills the groups, not only the workers).
+fn dying_host(mode: &str, with_cgroups: bool) {
     let host = build_c("dying_host", &["tests/programs/dying_host.c"], true, &[]);
     let groups = every_kind().to_string();
     let mut reaper = Reaper::default();
@@ -196,8 +220,8 @@ fn dying_host(mode: &str) {
             .arg(mode)
             .arg(&groups)
             .args(KINDS)
-            // Every mechanism on: cgroups are opt-in.
-            .env("MPSUP_CGROUP", "1")
+            // Cgroups are opt-in.
+            .env("MPSUP_CGROUP", if with_cgroups { "1" } else { "0" })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -228,14 +252,24 @@ fn dying_host(mode: &str) {
     let (workers, members) = workers_and_members(&snapshot);
     reaper.0.extend(&members);
     assert_eq!(workers.len(), 8, "{snapshot}");
-    // Every kind is really there: the tree's two sleeps, the escaped one in a session of its own.
-    assert_eq!(members.len(), 8 + 3, "{members:?}");
+    // Every kind is really there: the tree's two sleeps, its shell and grandchild, the escaped
+    // one in a session of its own.
+    assert_eq!(members.len(), 8 + 5, "{members:?}");
     assert!(members.iter().all(|&p| alive(p)), "{members:?}");
     assert_eq!(status["guarantees"]["host_death"], "keeper", "{status}");
     assert_eq!(keepers.len(), 1, "no keeper process beside the host");
     let cgroup = supervisor_cgroup(workers[0]);
     reaper.1.extend(cgroup.clone());
-    if machine_has_writable_cgroup() {
+    let tree_kill = with_cgroups && machine_has_writable_cgroup();
+    // What must die with the host: without cgroups the escaped sleep is out of reach (and
+    // killed by the reaper at the end); everything in a worker's process group is not.
+    let members = if tree_kill {
+        members
+    } else {
+        in_worker_groups(&workers, &members)
+    };
+    assert_eq!(members.len(), 8 + 4 + usize::from(tree_kill), "{members:?}");
+    if tree_kill {
         assert_eq!(status["guarantees"]["tree_kill"], "cgroup", "{status}");
         assert!(cgroup.as_ref().is_some_and(|c| c.is_dir()), "{cgroup:?}");
     } else {
@@ -293,22 +327,29 @@ fn dying_host(mode: &str) {
 
 #[test]
 fn workers_die_within_a_second_of_a_host_killed_by_sigkill() {
-    dying_host("sigkill");
+    dying_host("sigkill", true);
 }
 
 #[test]
 fn workers_die_within_a_second_of_a_host_that_exits_without_freeing() {
-    dying_host("exit");
+    dying_host("exit", true);
+}
+
+/// Without cgroups the keeper kills each worker's whole process group: the workers' children and
+/// grandchildren die too.
+#[test]
+fn workers_children_and_grandchildren_die_with_a_host_killed_without_cgroups() {
+    dying_host("sigkill", false);
 }
 
 #[test]
 fn a_forked_child_holding_the_hosts_descriptors_keeps_no_worker_alive() {
-    dying_host("fork-sigkill");
+    dying_host("fork-sigkill", true);
 }
 
 #[test]
 fn workers_started_on_a_host_thread_that_exited_die_with_the_host() {
-    dying_host("thread-sigkill");
+    dying_host("thread-sigkill", true);
 }
 
 /// A host thread that made the supervisor and started the workers exits: nothing dies; the
