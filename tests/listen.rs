@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use mpsupervisor::Supervisor;
@@ -151,6 +151,46 @@ fn workers_get_the_groups_sockets_with_socket_activation_variables() {
     assert!(!unix.exists(), "the socket file is removed at stop");
     assert!(!we_hold(&shared));
     assert_eq!(listen_addresses(&sup), vec![]);
+}
+
+/// A worker that finds each socket by its name, as a socket-activated program does: the names in
+/// `LISTEN_FDNAMES` split at `:` give descriptors 3, 4, 5 in order, each bound where status says.
+#[test]
+fn listen_fdnames_names_each_descriptor_in_order() {
+    let dir = TempDir::new("fdnames");
+    let report = dir.path().join("sockets.json");
+    let script = r#"
+import json, os, socket, sys, time
+names = os.environ["LISTEN_FDNAMES"].split(":")
+found = {}
+for i, name in enumerate(names):
+    s = socket.socket(fileno=3 + i)
+    found[name] = s.getsockname() if s.family == socket.AF_UNIX else "%s:%d" % s.getsockname()
+    s.detach()
+with open(sys.argv[1] + ".tmp", "w") as f:
+    json.dump({"fds": os.environ["LISTEN_FDS"], "found": found}, f)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(1000)
+"#;
+    let unix = dir.path().join("b.sock");
+    let sup = supervisor(&[
+        json!({"name": "web", "warmup_ms": 1, "control_channel": "off",
+        "argv": ["python3", "-c", script, report.to_str().unwrap()],
+        "listen": [{"name": "a", "tcp": "127.0.0.1:0"},
+                   {"name": "b", "unix": unix.to_str().unwrap()},
+                   {"name": "c", "tcp": "127.0.0.1:0"}]}),
+    ]);
+    sup.start_groups(&["web"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !report.exists() && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    let seen: Value = serde_json::from_str(&read(&report)).unwrap();
+    assert_eq!(seen["fds"], "3", "{seen}");
+    for (name, address) in listen_addresses(&sup) {
+        assert_eq!(seen["found"][&name], address, "{name}: {seen}");
+    }
+    sup.stop_groups(secs(30.0), false).unwrap();
 }
 
 #[test]

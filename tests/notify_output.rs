@@ -503,16 +503,35 @@ notify("READY=1")
             notifier(&[], "time.sleep(3.0)\nnotify('READY=1')\n"),
             json!({"ready_timeout_ms": 2000}),
         ),
+        // Half a second in microseconds is half a second: it ends, and the worker fails (read
+        // as milliseconds it would wait for 500 s, past the events' wait).
+        sd_group(
+            "short",
+            notifier(&["EXTEND_TIMEOUT_USEC=500000"], "time.sleep(1000)\n"),
+            json!({"ready_timeout_ms": 2000, "restart": "never"}),
+        ),
     ]);
-    sup.start_groups(&["slow", "late"]).unwrap();
+    sup.start_groups(&["slow", "late", "short"]).unwrap();
     let mut log = Vec::new();
+    let failed = |l: &[Value], id: &str| {
+        of_kind(l, "worker_failed")
+            .iter()
+            .any(|e| e["worker_id"] == id)
+    };
     wait_events(&sup, &mut log, |l| {
-        count(l, "worker_ready") == 1 && count(l, "worker_failed") == 1
+        count(l, "worker_ready") >= 1 && failed(l, "late#1") && failed(l, "short#1")
     });
     assert_eq!(of_kind(&log, "worker_ready")[0]["worker_id"], "slow#1");
-    let failed = of_kind(&log, "worker_failed")[0];
-    assert_eq!(failed["worker_id"], "late#1");
-    assert_eq!(failed["reason"], "ready_timeout");
+    let failed: Vec<(&Value, &Value)> = of_kind(&log, "worker_failed")
+        .into_iter()
+        .map(|e| (&e["worker_id"], &e["reason"]))
+        .collect();
+    for id in ["late#1", "short#1"] {
+        assert!(
+            failed.contains(&(&json!(id), &json!("ready_timeout"))),
+            "{failed:?}"
+        );
+    }
     sup.stop_groups(secs(30.0), false).unwrap();
 }
 
