@@ -248,6 +248,39 @@ fn a_crashing_workers_failure_carries_its_last_stderr_lines() {
     assert!(snap["c"][0]["rss_bytes"].is_null());
 }
 
+/// Lines that arrive many to a read (`seq` writes in blocks) keep exactly the tail's length:
+/// the default from the schema, and one.
+#[test]
+fn a_tail_holds_exactly_its_length_of_lines_written_in_blocks() {
+    let script = "seq 1 5000 >&2; exit 3";
+    let group = |name: &str, extra: Value| {
+        with(
+            sh_group(name, 1, script),
+            with(
+                json!({"stderr": "capture", "control_channel": "off", "restart": "never"}),
+                extra,
+            ),
+        )
+    };
+    let sup = supervisor(&[
+        group("default", json!({})),
+        group("one", json!({"output_tail_lines": 1})),
+    ]);
+    sup.start_groups(&["default", "one"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 2);
+    let tail_of = |id: &str| {
+        of_kind(&log, "worker_failed")
+            .into_iter()
+            .find(|e| e["worker_id"] == id)
+            .unwrap()["stderr_tail"]
+            .clone()
+    };
+    let default: Vec<String> = (4981..=5000).map(|n| n.to_string()).collect();
+    assert_eq!(tail_of("default#1"), json!(default));
+    assert_eq!(tail_of("one#1"), json!(["5000"]));
+}
+
 #[test]
 fn output_lines_become_log_records_never_events() {
     let dir = TempDir::new("output-records");
