@@ -295,6 +295,41 @@ fn a_graceful_stop_kills_what_the_worker_left_in_its_group() {
     assert_dead(child);
 }
 
+/// Kills a process the test expected dead when the test fails, so that a failure leaves
+/// nothing running (the supervisor does not know a worker's leftover once the worker is gone).
+struct KillIfFailing(i64);
+
+impl Drop for KillIfFailing {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let pid = nix::unistd::Pid::from_raw(self.0 as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// A second, independent check of the reaper's group kill: a worker that exits on its own (no
+/// stop asked for) leaves a child in its process group; the child is dead once the exit is
+/// reported, while the supervisor keeps running and before anything is stopped.
+#[test]
+fn a_worker_that_exits_on_its_own_takes_what_it_left_in_its_group() {
+    let (sup, pid, child) = worker_with_a_child("crash", "trap 'exit 7' USR1; wait");
+    let _leftover = KillIfFailing(child);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| {
+        of_kind(l, "worker_failed")
+            .iter()
+            .any(|e| e["pid"] == pid && e["exit_code"] == 7)
+    });
+    assert_dead(child);
+    sup.force_terminate_groups(&["g"]).unwrap();
+}
+
 #[test]
 fn a_worker_that_exits_at_once_fails_once_and_stays_until_stopped() {
     let sup = supervisor(&[sh_group("g", 1, "exit 3")]);
