@@ -71,9 +71,12 @@ fn integer_properties(object: &Value) -> Vec<Bound> {
     all
 }
 
+/// Puts a valid object of one schema definition where it goes in a group.
+type Placement = fn(Value) -> Value;
+
 /// For each definition of the groups schema that has integer keys: a valid object of it, and
 /// where it goes in a group.
-fn base(def: &str) -> Option<(Value, fn(Value) -> Value)> {
+fn base(def: &str) -> Option<(Value, Placement)> {
     fn alone(g: Value) -> Value {
         g
     }
