@@ -347,6 +347,7 @@ impl Supervisor {
                 spawn: SpawnMethod::PosixSpawn,
                 host_death: self.lifeline.host_death(),
                 tree_kill: self.lifeline.tree_kill(),
+                limits: self.lifeline.limits(),
                 parallel_spawn: self.shared.spawner.parallelism() as u32,
                 reuse_port_handoff: reuse_port_handoff(),
             },

@@ -1,0 +1,348 @@
+//! cgroup limits (API.md part 7): `memory_max` ends a worker that allocates past it with reason
+//! `oom_killed`; `pids_max` makes a fork past it fail; `cpu_max: "20%"` keeps a busy worker
+//! near a fifth of a core; a host that cannot write the hierarchies gets `MPSUP_ERR_UNSUPPORTED`
+//! naming the key; `guarantees.limits` says which cgroups hold them. Real cgroups, real
+//! processes. The tests run one at a time (each owns every `mpsup-<our pid>-*` cgroup while it
+//! runs) and a guard removes whatever cgroups of ours are left, even when a test fails; each
+//! checks that the library removed its own once the supervisor is freed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mpsupervisor::{Error, Supervisor};
+use serde_json::{json, Value};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Mount point and root of the hierarchy with `controller` (None: v2), from mountinfo.
+fn mount_of(controller: Option<&str>) -> Option<(PathBuf, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let right: Vec<&str> = right.split_whitespace().collect();
+        let ok = match controller {
+            None => right[0] == "cgroup2",
+            Some(c) => right[0] == "cgroup" && right[2].split(',').any(|o| o == c),
+        };
+        let f: Vec<&str> = left.split_whitespace().collect();
+        ok.then(|| (PathBuf::from(f[4]), f[3].to_string()))
+    })
+}
+
+/// This process's cgroup in the hierarchy of `controller` (None: v2).
+fn own_dir(controller: Option<&str>) -> Option<PathBuf> {
+    let (point, root) = mount_of(controller)?;
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let path = text.lines().find_map(|l| {
+        let mut p = l.splitn(3, ':');
+        let (_, list, path) = (p.next()?, p.next()?, p.next()?);
+        let ok = match controller {
+            None => list.is_empty(),
+            Some(c) => list.split(',').any(|x| x == c),
+        };
+        ok.then(|| path.to_string())
+    })?;
+    let rel = path.strip_prefix(root.trim_end_matches('/'))?;
+    Some(point.join(rel.trim_start_matches('/')))
+}
+
+const HIERARCHIES: [Option<&str>; 4] = [None, Some("memory"), Some("pids"), Some("cpu")];
+
+/// Every cgroup a supervisor of this process made (`mpsup-<pid>-*`), in every hierarchy.
+fn ours() -> Vec<PathBuf> {
+    let prefix = format!("mpsup-{}-", std::process::id());
+    let mut out = Vec::new();
+    for own in HIERARCHIES.iter().filter_map(|h| own_dir(*h)) {
+        for e in std::fs::read_dir(&own).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Kills the processes of a cgroup tree and removes it, deepest first; false while one stays.
+fn remove_tree(dir: &Path) -> bool {
+    let subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    let children = subdirs.iter().all(|d| remove_tree(d));
+    for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse::<i32>().ok())
+    {
+        // SAFETY: plain system call.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    children && (std::fs::remove_dir(dir).is_ok() || !dir.exists())
+}
+
+/// Held for a whole test: one test at a time; at drop, whatever cgroup of ours is left (and its
+/// processes) goes.
+struct Cgroups(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+impl Cgroups {
+    fn guard() -> Cgroups {
+        let g = Cgroups(ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner()));
+        assert_eq!(ours(), Vec::<PathBuf>::new(), "a cgroup of ours is left");
+        g
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        let until = Instant::now() + Duration::from_secs(5);
+        for dir in ours() {
+            while !remove_tree(&dir) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Frees the supervisor and checks that it removed every cgroup it made.
+fn free_and_check(sup: Supervisor) {
+    drop(sup);
+    assert_eq!(
+        ours(),
+        Vec::<PathBuf>::new(),
+        "the freed supervisor left cgroups"
+    );
+}
+
+fn hog() -> PathBuf {
+    build_c("hog", &["tests/programs/hog.c"], false, &[])
+}
+
+fn group(name: &str, argv: &[&str], extra: Value) -> Value {
+    let g = json!({"name": name, "argv": argv, "control_channel": "off", "warmup_ms": 1});
+    with(g, extra)
+}
+
+/// The worker's cgroup in the hierarchy of `controller`, from /proc/PID/cgroup.
+fn worker_dir(pid: i64, controller: &str) -> PathBuf {
+    let (point, root) = mount_of(Some(controller)).unwrap();
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = text
+        .lines()
+        .find_map(|l| {
+            let mut p = l.splitn(3, ':');
+            let (_, list, path) = (p.next()?, p.next()?, p.next()?);
+            list.split(',')
+                .any(|x| x == controller)
+                .then(|| path.to_string())
+        })
+        .unwrap();
+    let rel = path.strip_prefix(root.trim_end_matches('/')).unwrap();
+    point.join(rel.trim_start_matches('/'))
+}
+
+fn worker_pid(sup: &Supervisor, group: &str) -> i64 {
+    let snapshot = sup.snapshot_value();
+    pids(&snapshot, group)[0]
+}
+
+#[test]
+fn a_worker_past_memory_max_fails_with_oom_killed() {
+    let _cgroups = Cgroups::guard();
+    let hog = hog();
+    let sup = supervisor(&[group(
+        "mem",
+        &[hog.to_str().unwrap(), "mem", "256"],
+        json!({"memory_max": "32M"}),
+    )]);
+    sup.start_groups(&["mem"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
+    let failed = of_kind(&log, "worker_failed")[0];
+    assert_eq!(failed["reason"], "oom_killed", "{failed}");
+    assert_eq!(failed["signal"], libc::SIGKILL, "{failed}");
+    let snapshot = sup.snapshot_value();
+    assert_eq!(
+        snapshot["mem"][0]["last_exit"]["reason"], "oom_killed",
+        "{snapshot}"
+    );
+    free_and_check(sup);
+}
+
+#[test]
+fn a_worker_that_exits_under_its_memory_max_is_not_oom_killed() {
+    let _cgroups = Cgroups::guard();
+    let hog = hog();
+    // 16 MiB allocated, 64 MiB allowed: it exits 0 on its own.
+    let sup = supervisor(&[group(
+        "mem",
+        &[hog.to_str().unwrap(), "mem", "16"],
+        json!({"memory_max": "64M"}),
+    )]);
+    sup.start_groups(&["mem"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
+    let failed = of_kind(&log, "worker_failed")[0];
+    assert_eq!(
+        (&failed["reason"], &failed["exit_code"]),
+        (&json!("exited"), &json!(0)),
+        "{failed}"
+    );
+    free_and_check(sup);
+}
+
+#[test]
+fn a_worker_cannot_fork_past_pids_max() {
+    let _cgroups = Cgroups::guard();
+    let hog = hog();
+    let dir = scratch_dir("pids");
+    let out = dir.join("forks");
+    let sup = supervisor(&[group(
+        "forks",
+        &[hog.to_str().unwrap(), "fork", "50", out.to_str().unwrap()],
+        json!({"pids_max": 8}),
+    )]);
+    sup.start_groups(&["forks"]).unwrap();
+    let until = Instant::now() + HANG;
+    while !out.exists() {
+        assert!(Instant::now() < until, "the worker never wrote its count");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = read(&out);
+    let mut f = text.split_whitespace().map(|n| n.parse::<i32>().unwrap());
+    let (forks, errno) = (f.next().unwrap(), f.next().unwrap());
+    // The worker itself is one of the 8 tasks.
+    assert_eq!((forks, errno), (7, libc::EAGAIN), "{text}");
+    let pid = worker_pid(&sup, "forks");
+    let cg = worker_dir(pid, "pids");
+    assert!(cg.to_string_lossy().contains("mpsup-"), "{}", cg.display());
+    assert_eq!(read(&cg.join("pids.max")).trim(), "8");
+    sup.stop_groups(secs(10.0), false).unwrap();
+    free_and_check(sup);
+}
+
+/// CPU time of a process in seconds, from /proc/PID/stat (utime + stime).
+fn cpu_seconds(pid: i64) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: plain libc call.
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+#[test]
+fn cpu_max_keeps_a_busy_worker_near_a_fifth_of_a_core() {
+    let _cgroups = Cgroups::guard();
+    let hog = hog();
+    let sup = supervisor(&[group(
+        "spin",
+        &[hog.to_str().unwrap(), "spin"],
+        json!({"cpu_max": "20%"}),
+    )]);
+    sup.start_groups(&["spin"]).unwrap();
+    assert!(sup.wait_ready(HANG).unwrap());
+    let pid = worker_pid(&sup, "spin");
+    let cg = worker_dir(pid, "cpu");
+    assert_eq!(read(&cg.join("cpu.cfs_quota_us")).trim(), "20000");
+    assert_eq!(read(&cg.join("cpu.cfs_period_us")).trim(), "100000");
+    // Measured over a second of wall time (a measurement, not a wait for something).
+    let (t0, c0) = (Instant::now(), cpu_seconds(pid));
+    std::thread::sleep(Duration::from_secs(1));
+    let share = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64();
+    assert!(share > 0.05 && share < 0.35, "share of a core: {share:.3}");
+    sup.stop_groups(secs(10.0), false).unwrap();
+    free_and_check(sup);
+}
+
+#[test]
+fn memory_high_on_a_v1_memory_controller_is_unsupported() {
+    let _cgroups = Cgroups::guard();
+    let v2_has_memory = own_dir(None)
+        .and_then(|d| std::fs::read_to_string(d.join("cgroup.controllers")).ok())
+        .is_some_and(|c| c.split_whitespace().any(|x| x == "memory"));
+    let sup = supervisor(&[group(
+        "high",
+        &["/bin/sleep", "1000"],
+        json!({"memory_high": "64M"}),
+    )]);
+    let r = sup.start_groups(&["high"]);
+    if v2_has_memory {
+        r.unwrap();
+    } else {
+        match r {
+            Err(Error::Unsupported(m)) => {
+                assert!(m.contains("memory_high") && m.contains("cgroup v2"), "{m}")
+            }
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+        let snapshot = sup.snapshot_value();
+        // Nothing was spawned.
+        assert!(snapshot.get("high").is_none(), "{snapshot}");
+    }
+    free_and_check(sup);
+}
+
+#[test]
+fn guarantees_say_which_cgroups_hold_the_limits() {
+    let _cgroups = Cgroups::guard();
+    let v2: Vec<String> = own_dir(None)
+        .and_then(|d| std::fs::read_to_string(d.join("cgroup.controllers")).ok())
+        .map(|c| c.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    let all_v2 = ["memory", "pids", "cpu"]
+        .iter()
+        .all(|c| v2.iter().any(|x| x == c));
+    let some_v1 = ["memory", "pids", "cpu"]
+        .iter()
+        .any(|c| own_dir(Some(c)).is_some());
+    // This test runs as root (the project's tests do), so what is mounted is writable.
+    let expected = if all_v2 {
+        "cgroup2"
+    } else if some_v1
+        || v2
+            .iter()
+            .any(|x| ["memory", "pids", "cpu"].contains(&x.as_str()))
+    {
+        "cgroup1"
+    } else {
+        "none"
+    };
+    let sup = Supervisor::new().unwrap();
+    let status = sup.status_value();
+    assert_eq!(status["guarantees"]["limits"], expected, "{status}");
+    free_and_check(sup);
+}
+
+#[test]
+fn an_unprivileged_host_is_told_unsupported_naming_the_key() {
+    let _cgroups = Cgroups::guard();
+    let host = build_c("dying_host", &["tests/programs/dying_host.c"], true, &[]);
+    for (key, value) in [("memory_max", json!("64M")), ("pids_max", json!(16))] {
+        let config = json!([{"name": "g", "argv": ["/bin/sleep", "1000"], key: value}]);
+        // As nobody, who cannot write the cgroup hierarchies (root owns them).
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&host)
+            .args(["free", &config.to_string(), "g"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("setpriv runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(
+            stderr.contains("start: MPSUP_ERR_UNSUPPORTED")
+                && stderr.contains(&format!("group 'g': {key}: cannot be enforced"))
+                && stderr.contains("Permission denied"),
+            "{stderr}"
+        );
+    }
+}
