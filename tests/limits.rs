@@ -153,26 +153,43 @@ fn worker_pid(sup: &Supervisor, group: &str) -> i64 {
     pids(&snapshot, group)[0]
 }
 
+/// Waits (bounded) until `path` is gone.
+fn wait_gone(path: &Path) {
+    let until = Instant::now() + HANG;
+    while path.exists() {
+        assert!(Instant::now() < until, "{} stays", path.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
-fn a_worker_past_memory_max_fails_with_oom_killed() {
+fn a_worker_past_memory_max_fails_with_oom_killed_and_is_respawned() {
     let _cgroups = Cgroups::guard();
     let hog = hog();
     let sup = supervisor(&[group(
         "mem",
         &[hog.to_str().unwrap(), "mem", "256"],
-        json!({"memory_max": "32M"}),
+        json!({"memory_max": "32M", "restart": "on-failure", "restart_delay_ms": 10}),
     )]);
     sup.start_groups(&["mem"]).unwrap();
     let mut log = Vec::new();
-    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
-    let failed = of_kind(&log, "worker_failed")[0];
-    assert_eq!(failed["reason"], "oom_killed", "{failed}");
-    assert_eq!(failed["signal"], libc::SIGKILL, "{failed}");
+    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 2);
+    let failed = of_kind(&log, "worker_failed");
+    for f in &failed {
+        assert_eq!(f["reason"], "oom_killed", "{f}");
+        assert_eq!(f["signal"], libc::SIGKILL, "{f}");
+        assert_eq!(f["worker_id"], "mem#1", "{f}");
+    }
+    // The second is the respawn of the first: another process, in another cgroup.
+    assert_ne!(failed[0]["pid"], failed[1]["pid"]);
+    let spawned = of_kind(&log, "worker_spawned");
+    assert!(spawned.len() >= 2, "{log:?}");
     let snapshot = sup.snapshot_value();
     assert_eq!(
         snapshot["mem"][0]["last_exit"]["reason"], "oom_killed",
         "{snapshot}"
     );
+    sup.stop_groups(secs(10.0), false).unwrap();
     free_and_check(sup);
 }
 
@@ -225,6 +242,9 @@ fn a_worker_cannot_fork_past_pids_max() {
     assert!(cg.to_string_lossy().contains("mpsup-"), "{}", cg.display());
     assert_eq!(read(&cg.join("pids.max")).trim(), "8");
     sup.stop_groups(secs(10.0), false).unwrap();
+    // The worker's cgroup goes once it is reaped, before the supervisor is freed; its
+    // children, killed with it, are not left in it.
+    wait_gone(&cg);
     free_and_check(sup);
 }
 
@@ -344,5 +364,89 @@ fn an_unprivileged_host_is_told_unsupported_naming_the_key() {
                 && stderr.contains("Permission denied"),
             "{stderr}"
         );
+    }
+}
+
+#[test]
+fn each_limit_is_written_in_its_hierarchy_and_the_cgroups_go_at_stop() {
+    let _cgroups = Cgroups::guard();
+    let sup = supervisor(&[group(
+        "all",
+        &["/bin/sleep", "1000"],
+        json!({"workers": 2, "memory_max": "64M", "pids_max": 32, "cpu_max": "25000 50000"}),
+    )]);
+    sup.start_groups(&["all"]).unwrap();
+    assert!(sup.wait_ready(HANG).unwrap());
+    let mut dirs = Vec::new();
+    for pid in pids(&sup.snapshot_value(), "all") {
+        let v2_dir = |controller: &str| {
+            own_dir(None)
+                .and_then(|d| std::fs::read_to_string(d.join("cgroup.controllers")).ok())
+                .is_some_and(|c| c.split_whitespace().any(|x| x == controller))
+        };
+        // Each file as the hierarchy that holds the controller names it.
+        let (mem, cpu) = if v2_dir("memory") {
+            let d = worker_dir_v2(pid);
+            (read(&d.join("memory.max")), read(&d.join("cpu.max")))
+        } else {
+            let m = worker_dir(pid, "memory");
+            let c = worker_dir(pid, "cpu");
+            let quota = read(&c.join("cpu.cfs_quota_us"));
+            let period = read(&c.join("cpu.cfs_period_us"));
+            dirs.extend([m.clone(), c]);
+            (
+                read(&m.join("memory.limit_in_bytes")),
+                format!("{} {}", quota.trim(), period.trim()),
+            )
+        };
+        assert_eq!(mem.trim(), (64u64 << 20).to_string());
+        assert_eq!(cpu.trim(), "25000 50000");
+        let p = worker_dir(pid, "pids");
+        assert_eq!(read(&p.join("pids.max")).trim(), "32");
+        dirs.push(p);
+    }
+    // One cgroup per worker process in each hierarchy.
+    let distinct: std::collections::HashSet<_> = dirs.iter().collect();
+    assert_eq!(distinct.len(), dirs.len(), "{dirs:?}");
+    sup.stop_groups(secs(10.0), false).unwrap();
+    for d in &dirs {
+        wait_gone(d);
+    }
+    free_and_check(sup);
+}
+
+/// The worker's cgroup v2 directory, from /proc/PID/cgroup.
+fn worker_dir_v2(pid: i64) -> PathBuf {
+    let (point, root) = mount_of(None).unwrap();
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+    let rel = path.strip_prefix(root.trim_end_matches('/')).unwrap();
+    point.join(rel.trim_start_matches('/'))
+}
+
+#[test]
+fn invalid_limits_are_rejected_naming_the_key() {
+    let _cgroups = Cgroups::guard();
+    let sup = Supervisor::new().unwrap();
+    for (key, value) in [
+        ("memory_max", json!("512m")),
+        ("memory_max", json!(0)),
+        ("memory_high", json!("1.5G")),
+        ("pids_max", json!(0)),
+        ("pids_max", json!("64")),
+        ("cpu_max", json!("0%")),
+        ("cpu_max", json!(50)),
+        ("cpu_max", json!("500 100000")),
+    ] {
+        let config = json!([{"name": "g", "argv": ["/bin/true"], key: value}]);
+        match sup.configure_json(&config.to_string()) {
+            Err(Error::InvalidConfig(m)) => {
+                assert!(
+                    m.contains(&format!("groups[0].{key}")),
+                    "{key}={value}: {m}"
+                )
+            }
+            other => panic!("{key}={value}: expected InvalidConfig, got {other:?}"),
+        }
     }
 }
