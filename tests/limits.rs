@@ -55,7 +55,13 @@ const HIERARCHIES: [Option<&str>; 4] = [None, Some("memory"), Some("pids"), Some
 
 /// Every cgroup a supervisor of this process made (`mpsup-<pid>-*`), in every hierarchy.
 fn ours() -> Vec<PathBuf> {
-    let prefix = format!("mpsup-{}-", std::process::id());
+    of_host(std::process::id())
+}
+
+/// Every cgroup a supervisor of process `host` made, in every hierarchy of this process (the
+/// hosts these tests start are in the same cgroups).
+fn of_host(host: u32) -> Vec<PathBuf> {
+    let prefix = format!("mpsup-{host}-");
     let mut out = Vec::new();
     for own in HIERARCHIES.iter().filter_map(|h| own_dir(*h)) {
         for e in std::fs::read_dir(&own).into_iter().flatten().flatten() {
@@ -102,8 +108,15 @@ impl Cgroups {
 
 impl Drop for Cgroups {
     fn drop(&mut self) {
+        remove_all(ours());
+    }
+}
+
+/// Removes `dirs` and what is in them (bounded).
+fn remove_all(dirs: Vec<PathBuf>) {
+    {
         let until = Instant::now() + Duration::from_secs(5);
-        for dir in ours() {
+        for dir in dirs {
             while !remove_tree(&dir) && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -448,5 +461,82 @@ fn invalid_limits_are_rejected_naming_the_key() {
             }
             other => panic!("{key}={value}: expected InvalidConfig, got {other:?}"),
         }
+    }
+}
+
+/// A host process started by a test: killed and reaped at drop, with whatever cgroups its
+/// supervisor left.
+struct Host(std::process::Child);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        remove_all(of_host(self.0.id()));
+    }
+}
+
+#[test]
+fn the_limit_cgroups_and_what_escaped_into_them_go_with_a_host_killed_by_sigkill() {
+    use std::io::{BufRead, Write};
+    let _cgroups = Cgroups::guard();
+    let host = build_c("dying_host", &["tests/programs/dying_host.c"], true, &[]);
+    // The worker starts a descendant in a session of its own: out of its process group, which
+    // is what the keeper kills, but still in its cgroups.
+    let script = "setsid sleep 1000 & exec sleep 1000";
+    let config = json!([group(
+        "g",
+        &["/bin/sh", "-c", script],
+        json!({"memory_max": "64M", "pids_max": 16}),
+    )]);
+    let mut child = Host(
+        Command::new(&host)
+            .args(["sigkill", &config.to_string(), "g"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let mut snapshot = Value::Null;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(s) = line.strip_prefix("SNAPSHOT ") {
+            snapshot = serde_json::from_str(s).unwrap();
+        } else if line == "WAITING" {
+            break;
+        }
+    }
+    let worker = pids(&snapshot, "g")[0];
+    let mem = worker_dir(worker, "memory");
+    let until = Instant::now() + HANG;
+    let procs = loop {
+        let procs: Vec<i64> = read(&mem.join("cgroup.procs"))
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        if procs.len() == 2 {
+            break procs;
+        }
+        assert!(Instant::now() < until, "{procs:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // The supervisor's cgroups (above group and worker) in both hierarchies.
+    let sup_dirs = [mem, worker_dir(worker, "pids")]
+        .map(|d| d.parent().unwrap().parent().unwrap().to_path_buf());
+    assert!(sup_dirs.iter().all(|d| d.is_dir()), "{sup_dirs:?}");
+    let stdin = child.0.stdin.as_mut().unwrap();
+    stdin.write_all(b"die\n").unwrap();
+    stdin.flush().unwrap();
+    let status = child.0.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    for pid in procs {
+        assert_dead(pid);
+    }
+    for dir in &sup_dirs {
+        wait_gone(dir);
     }
 }

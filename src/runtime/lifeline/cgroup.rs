@@ -63,6 +63,20 @@ impl Cgroups {
         self.tree.as_deref()
     }
 
+    /// The supervisor's cgroup in every hierarchy it may use (the tree's first), for the keeper
+    /// to kill and remove when the host dies; those of the limits are made only when a group
+    /// with limits starts.
+    pub(super) fn keeper_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.tree.iter().cloned().collect();
+        for place in self.controllers.places() {
+            let dir = place.dir().join(&self.name);
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        dirs
+    }
+
     /// What `guarantees.limits` says.
     pub(super) fn mechanism(&self) -> LimitsMechanism {
         self.controllers.mechanism()

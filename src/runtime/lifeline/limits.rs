@@ -34,6 +34,17 @@ impl Controllers {
         }
     }
 
+    /// The places of the controllers found, each once.
+    pub(super) fn places(&self) -> Vec<&Place> {
+        let mut out: Vec<&Place> = Vec::new();
+        for place in CONTROLLERS.iter().filter_map(|c| self.of(c)) {
+            if !out.contains(&place) {
+                out.push(place);
+            }
+        }
+        out
+    }
+
     fn of(&self, controller: &str) -> Option<&Place> {
         match controller {
             "memory" => self.memory.as_ref(),

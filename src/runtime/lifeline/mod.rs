@@ -64,7 +64,13 @@ impl Lifeline {
                 .keeper_path
                 .clone()
                 .or_else(|| find_helper(KEEPER_NAME))
-                .and_then(|p| KeeperLink::start(&p, cgroups.as_ref().and_then(Cgroups::tree)).ok())
+                .and_then(|p| {
+                    let dirs = cgroups
+                        .as_ref()
+                        .map(Cgroups::keeper_dirs)
+                        .unwrap_or_default();
+                    KeeperLink::start(&p, &dirs).ok()
+                })
         } else {
             None
         };
