@@ -376,3 +376,39 @@ fn the_limit_cgroups_and_what_escaped_into_them_go_with_a_host_killed_by_sigkill
         wait_gone(dir);
     }
 }
+
+#[test]
+fn a_rollout_to_limits_this_host_cannot_hold_is_refused_and_the_old_workers_stay() {
+    let _cgroups = Cgroups::guard();
+    if v2_has("memory") {
+        return; // memory_high can be had: nothing to refuse.
+    }
+    let sup = supervisor(&[group("g", &["/bin/sleep", "1000"], json!({}))]);
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(HANG).unwrap());
+    let before = pids(&sup.snapshot_value(), "g");
+    sup.configure_json(
+        &json!([group(
+            "g",
+            &["/bin/sleep", "1000"],
+            json!({"memory_high": "64M"})
+        )])
+        .to_string(),
+    )
+    .unwrap();
+    match sup.restart_groups(&["g"], &options("{}")) {
+        Err(Error::Unsupported(m)) => assert!(m.contains("memory_high"), "{m}"),
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    assert_eq!(pids(&sup.snapshot_value(), "g"), before);
+    assert!(sup.status_value()["groups"]["g"]["rollout"].is_null());
+    sup.stop_groups(secs(10.0), false).unwrap();
+    free_and_check(sup);
+}
+
+/// Whether this process's cgroup v2 has `controller`.
+fn v2_has(controller: &str) -> bool {
+    own_dir(None)
+        .and_then(|d| std::fs::read_to_string(d.join("cgroup.controllers")).ok())
+        .is_some_and(|c| c.split_whitespace().any(|x| x == controller))
+}

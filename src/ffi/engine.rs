@@ -59,7 +59,8 @@ pub extern "C" fn mpsup_scale_group(
 /// the old workers stay, `rollout_failed`. Events: `rollout_started`, `worker_replaced`,
 /// `rollout_finished`. `mpsup_wait_ready` waits for rollouts in progress and gives false when
 /// one failed. All or nothing: a name never configured gives `MPSUP_ERR_UNKNOWN_GROUP`, one not
-/// started (or already rolling out) `MPSUP_ERR_INVALID_ARGUMENT`, and nothing begins.
+/// started (or already rolling out) `MPSUP_ERR_INVALID_ARGUMENT`, a configuration whose limits
+/// (`memory_max`, ...) this host cannot hold `MPSUP_ERR_UNSUPPORTED`, and nothing begins.
 #[no_mangle]
 pub extern "C" fn mpsup_restart_groups(
     sup: mpsup_supervisor,
