@@ -3,7 +3,7 @@
  * tiny workers: supervisor_new, configure, start_groups, wait_ready, stop_groups
  * (STOP NOW), supervisor_free, each phase timed.
  *
- * usage: lib_bench [--block-sigchld] [--idle SECONDS] WORKER N
+ * usage: lib_bench [--block-sigchld] [--limits] [--idle SECONDS] WORKER N
  * prints one JSON line with start/ready/stop/total ms, the CPU ms of the whole
  * tree (this process and the reaped workers), and stop_self_cpu_ms, the CPU time
  * of this process (every thread) during the stop. With --idle it also sits
@@ -13,6 +13,11 @@
  * --block-sigchld blocks SIGCHLD in this (the only host) thread before anything else, as a host
  * reading signals through signalfd does: the SIGCHLD each worker exit queues then wakes no
  * host thread (docs/guarantees.md, Limits).
+ *
+ * --limits gives every group "memory_max": "1G", "pids_max": 1000, "cpu_max": "max": each worker
+ * process then gets a cgroup of its own in the memory, pids and cpu hierarchies (v2 where the
+ * controller is there, else its v1 hierarchy), made before its spawn, joined by mpsup-exec and
+ * removed at its reap: the cost of cgroup placement per spawn (API.md part 7).
  *
  * A group holds at most 4,096 workers (API.md), so N is split evenly over
  * ceil(N / 4096) groups "bench1", "bench2", ...
@@ -31,7 +36,10 @@
 #include "mpsupervisor.h"
 #include "bench_util.h"
 
-#define USAGE "usage: lib_bench [--block-sigchld] [--idle SECONDS] WORKER N\n"
+#define USAGE "usage: lib_bench [--block-sigchld] [--limits] [--idle SECONDS] WORKER N\n"
+#define LIMITS ",\"memory_max\":\"1G\",\"pids_max\":1000,\"cpu_max\":\"max\""
+
+static bool limits;
 #define MAX_GROUP 4096
 #define MAX_GROUPS 32
 
@@ -50,7 +58,7 @@ static char *groups_json(const char *worker, int n, int groups)
         fprintf(stderr, "lib_bench: worker path must not contain quotes or backslashes\n");
         exit(2);
     }
-    size_t cap = (size_t)groups * (strlen(worker) + 128) + 8;
+    size_t cap = (size_t)groups * (strlen(worker) + 128 + sizeof LIMITS) + 8;
     char *json = malloc(cap);
     if (json == NULL)
         exit(1);
@@ -60,8 +68,8 @@ static char *groups_json(const char *worker, int n, int groups)
         int size = n / groups + (g < n % groups ? 1 : 0);
         len += (size_t)snprintf(json + len, cap - len,
                                 "%s{\"name\":\"bench%d\",\"workers\":%d,\"argv\":[\"%s\"],"
-                                "\"readiness\":\"notify\",\"inherit_env\":false}",
-                                g ? "," : "", g + 1, size, worker);
+                                "\"readiness\":\"notify\",\"inherit_env\":false%s}",
+                                g ? "," : "", g + 1, size, worker, limits ? LIMITS : "");
     }
     snprintf(json + len, cap - len, "]");
     return json;
@@ -149,6 +157,11 @@ int main(int argc, char **argv)
         sigemptyset(&chld);
         sigaddset(&chld, SIGCHLD);
         sigprocmask(SIG_BLOCK, &chld, NULL);
+        argv += 1;
+        argc -= 1;
+    }
+    if (argc >= 2 && strcmp(argv[1], "--limits") == 0) {
+        limits = true;
         argv += 1;
         argc -= 1;
     }

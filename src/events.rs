@@ -57,6 +57,8 @@ pub enum ExitReason {
     HeartbeatTimeout,
     /// It was asked to stop (only in a snapshot's `last_exit`).
     Stopped,
+    /// The OOM killer killed it: its memory cgroup (`memory_max`) was full.
+    OomKilled,
 }
 
 impl ExitReason {
@@ -67,6 +69,7 @@ impl ExitReason {
             ExitReason::ReadyTimeout => "ready_timeout",
             ExitReason::HeartbeatTimeout => "heartbeat_timeout",
             ExitReason::Stopped => "stopped",
+            ExitReason::OomKilled => "oom_killed",
         }
     }
 }

@@ -97,6 +97,20 @@ pub struct Guarantees {
     pub parallel_spawn: u32,
     /// What a worker closing its `reuse_port` socket does to the connections queued on it.
     pub reuse_port_handoff: ReusePortHandoff,
+    /// Which cgroups hold the groups' limits (`memory_max`, `pids_max`, ...).
+    pub limits: LimitsMechanism,
+}
+
+/// Which cgroups hold the groups' limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitsMechanism {
+    /// cgroup v2: the memory, pids and cpu controllers are all there, in a writable cgroup.
+    Cgroup2,
+    /// Some or all of them are cgroup v1 hierarchies (a hybrid host), writable.
+    Cgroup1,
+    /// No writable hierarchy has them: a group with a limit cannot start.
+    None,
 }
 
 /// How worker exits are watched.

@@ -62,6 +62,9 @@ type Guarantees struct {
 	// "migrate" or "reset": what a worker closing its reuse_port socket does to the
 	// connections queued on it.
 	ReusePortHandoff string `json:"reuse_port_handoff"`
+	// Which cgroups hold the groups' limits (MemoryMax, PidsMax, ...): "cgroup2", "cgroup1"
+	// (some or all v1 hierarchies, as on hybrid hosts) or "none".
+	Limits string `json:"limits"`
 }
 
 // RolloutOptions are the options of Restart. Every field is sent as it is (nil options: the

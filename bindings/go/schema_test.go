@@ -298,6 +298,14 @@ func (c *checker) compare(path string, t reflect.Type, sh *shape, omitempty, req
 		c.compareStruct(path, t, sh, nil)
 		return
 	}
+	// An integer or a string (such as a limit: 1048576, "512M", "max"): a string type with its
+	// own MarshalJSON, which sends digits as a number.
+	if len(types) == 2 && types[0] == "integer" && types[1] == "string" {
+		if t.Kind() != reflect.String || !t.Implements(marshalerType) {
+			c.differ("%s: the schema allows an integer or a string; Go type %s is not a string type with a MarshalJSON method", path, t)
+		}
+		return
+	}
 	if len(types) != 1 {
 		c.differ("%s: the schema allows %s; Go type %s cannot be all of them", path, strings.Join(types, " or "), t)
 		return

@@ -3,6 +3,7 @@ package mpsupervisor
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -118,6 +119,48 @@ type Group struct {
 	StartGate bool        `json:"start_gate,omitempty"` // workers wait for START (StartWork)
 	// StopTimeoutMs bounds the graceful stop of a worker that Scale or Restart retires.
 	StopTimeoutMs *uint64 `json:"stop_timeout_ms,omitempty"` // default 10000
+
+	// Resource limits, each per worker process with its descendants, held by cgroups (v2, or
+	// the controller's v1 hierarchy); "" is no limit. A limit that cannot be enforced fails
+	// Start with ErrUnsupported. MemoryMax and MemoryHigh: bytes ("1048576"), a size ("512M";
+	// K, M, G, T are powers of 1024) or "max"; a worker past MemoryMax is killed by the OOM
+	// killer and fails with ReasonOOMKilled; MemoryHigh needs cgroup v2. PidsMax: "64" or
+	// "max". CpuMax: "50%" of one core, "QUOTA PERIOD" in microseconds, or "max".
+	MemoryMax  Limit  `json:"memory_max,omitempty"`
+	MemoryHigh Limit  `json:"memory_high,omitempty"`
+	PidsMax    Limit  `json:"pids_max,omitempty"`
+	CpuMax     string `json:"cpu_max,omitempty"`
+}
+
+// Limit is a size or a count: decimal digits go to the library as a JSON number, anything
+// else ("512M", "max") as a string.
+type Limit string
+
+// MarshalJSON gives a number for digits, else the string.
+func (l Limit) MarshalJSON() ([]byte, error) {
+	s := string(l)
+	if s != "" && strings.Trim(s, "0123456789") == "" {
+		if n := strings.TrimLeft(s, "0"); n != "" {
+			return []byte(n), nil
+		}
+		return []byte("0"), nil
+	}
+	return json.Marshal(s)
+}
+
+// UnmarshalJSON accepts a number or a string (null: no limit).
+func (l *Limit) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err == nil {
+		*l = Limit(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(data, &n); err != nil {
+		return err
+	}
+	*l = Limit(n)
+	return nil
 }
 
 // Listen is one listen socket of a group: a name (its entry in LISTEN_FDNAMES) and either
@@ -227,6 +270,7 @@ const (
 	ReasonReadyTimeout     ExitReason = "ready_timeout"     // not ready within ReadyTimeoutMs
 	ReasonHeartbeatTimeout ExitReason = "heartbeat_timeout" // no HEARTBEAT within HeartbeatTimeoutMs
 	ReasonStopped          ExitReason = "stopped"           // asked to stop (only in LastExit)
+	ReasonOOMKilled        ExitReason = "oom_killed"        // killed by the OOM killer past MemoryMax
 )
 
 // Worker is one worker's entry in a Snapshot (schema/snapshot.schema.json).

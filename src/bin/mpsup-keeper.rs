@@ -1,6 +1,8 @@
 //! mpsup-keeper: the helper that kills a supervisor's workers when its host dies.
 //!
-//! The library spawns one per supervisor: `mpsup-keeper HOST_PID CGROUP_DIR|-`, with descriptor 3
+//! The library spawns one per supervisor: `mpsup-keeper HOST_PID CGROUP_DIR|- [DIR ...]` (the
+//! supervisor's cgroup v2 for tree kill, then its cgroups in the limits' hierarchies, which may
+//! not exist yet: made when a group with limits starts), with descriptor 3
 //! its end of a `SOCK_SEQPACKET` socket pair. The keeper watches the host through a pidfd of its
 //! parent (`pidfd_open(getppid())`, after checking that the parent is `HOST_PID`), or, where
 //! pidfds are missing, by checking `getppid()` every 50 ms (re-parenting changes it). It never
@@ -21,8 +23,9 @@
 //! When the host is gone (or the socket ends, or `Q` arrives), it first reads every message
 //! still queued, then SIGKILLs each remaining worker that its pidfd shows still there (running or
 //! a zombie, whose process group id is then still reserved) and that worker's process group,
-//! writes `1` to `cgroup.kill` of the supervisor's cgroup (which reaches descendants that left
-//! the process group), removes the cgroups once empty (bounded), and exits. It blocks every
+//! writes `1` to `cgroup.kill` of the supervisor's cgroups (which reaches descendants that left
+//! the process group; a cgroup v1 has none, its processes are killed one by one), removes the
+//! cgroups once empty (bounded), and exits. It blocks every
 //! signal and leads its own process group, so signals meant for the host's group never reach it.
 
 use std::collections::HashMap;
@@ -176,7 +179,7 @@ fn drain(workers: &mut HashMap<i32, Worker>) {
     }
 }
 
-fn kill_all(workers: &HashMap<i32, Worker>, cgroup: Option<&Path>) {
+fn kill_all(workers: &HashMap<i32, Worker>, cgroups: &[PathBuf]) {
     for (&pid, w) in workers {
         let there = match &w.pidfd {
             Some(fd) => pidfd_kill(fd),
@@ -190,8 +193,16 @@ fn kill_all(workers: &HashMap<i32, Worker>, cgroup: Option<&Path>) {
             }
         }
     }
-    if let Some(dir) = cgroup {
+    for dir in cgroups {
         let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    }
+}
+
+/// SIGKILLs each process of one cgroup (a v1 cgroup has no `cgroup.kill`).
+fn kill_procs(dir: &Path) {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 
@@ -212,7 +223,10 @@ fn remove_tree(dir: &Path, until: Instant) {
         match std::fs::remove_dir(dir) {
             Ok(()) => return,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
+            Err(_) if Instant::now() < until => {
+                kill_procs(dir);
+                std::thread::sleep(Duration::from_millis(2))
+            }
             Err(_) => return,
         }
     }
@@ -243,11 +257,18 @@ fn main() {
     let host: i32 = match args.get(1).and_then(|a| a.parse().ok()) {
         Some(pid) => pid,
         None => {
-            eprintln!("usage: mpsup-keeper HOST_PID CGROUP_DIR|- (started by libmpsupervisor)");
+            eprintln!(
+                "usage: mpsup-keeper HOST_PID CGROUP_DIR|- [DIR ...] (started by libmpsupervisor)"
+            );
             std::process::exit(2);
         }
     };
-    let cgroup: Option<PathBuf> = args.get(2).filter(|a| a.as_str() != "-").map(PathBuf::from);
+    let cgroups: Vec<PathBuf> = args
+        .iter()
+        .skip(2)
+        .filter(|a| a.as_str() != "-")
+        .map(PathBuf::from)
+        .collect();
     // Open first, then check: if the host died before the open and its pid was reused, the
     // parent is no longer the host.
     let host_fd = pidfd::pidfd_open(host).ok();
@@ -296,8 +317,9 @@ fn main() {
         }
     }
     drain(&mut workers);
-    kill_all(&workers, cgroup.as_deref());
-    if let Some(dir) = &cgroup {
-        remove_tree(dir, Instant::now() + Duration::from_secs(2));
+    kill_all(&workers, &cgroups);
+    let until = Instant::now() + Duration::from_secs(2);
+    for dir in &cgroups {
+        remove_tree(dir, until);
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::limits::{CpuMax, Limits, MemorySize, PidsMax};
 use super::{
     bounded_value, listen, Listen, Output, Restart, StopSignal, MAX_MS, MAX_TAIL_LINES, MAX_WORKERS,
 };
@@ -216,6 +217,23 @@ pub struct GroupSpec {
     /// One `SO_REUSEPORT` socket per worker instead of one shared socket (TCP only).
     #[serde(default)]
     pub reuse_port: bool,
+    // Resource limits (API.md part 7): each worker process in cgroups of its own that hold them.
+    /// The most memory each worker process (with its descendants) may use; past it the OOM
+    /// killer ends it (`reason: "oom_killed"`). cgroup `memory.max` (v1 `memory.limit_in_bytes`).
+    #[serde(default)]
+    pub memory_max: Option<MemorySize>,
+    /// Memory use past which each worker is throttled and reclaimed hard (cgroup v2's
+    /// `memory.high`; a v1 memory controller has none).
+    #[serde(default)]
+    pub memory_high: Option<MemorySize>,
+    /// The most processes and threads each worker (with its descendants) may have: a fork past
+    /// it fails. cgroup `pids.max`.
+    #[serde(default)]
+    pub pids_max: Option<PidsMax>,
+    /// The CPU time each worker (with its descendants) may use: `"50%"` of one core, `"QUOTA
+    /// PERIOD"` in µs, or `"max"`. cgroup `cpu.max` (v1 `cpu.cfs_quota_us`, `cpu.cfs_period_us`).
+    #[serde(default)]
+    pub cpu_max: Option<CpuMax>,
 }
 
 impl Default for GroupSpec {
@@ -250,11 +268,25 @@ impl Default for GroupSpec {
             output_tail_lines: twenty(),
             listen: Vec::new(),
             reuse_port: false,
+            memory_max: None,
+            memory_high: None,
+            pids_max: None,
+            cpu_max: None,
         }
     }
 }
 
 impl GroupSpec {
+    /// The group's cgroup limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            memory_max: self.memory_max,
+            memory_high: self.memory_high,
+            pids_max: self.pids_max,
+            cpu_max: self.cpu_max,
+        }
+    }
+
     pub(crate) fn restart_spec(&self) -> RestartSpec {
         RestartSpec {
             restart: self.restart,

@@ -10,12 +10,14 @@ use crate::error::{Error, Result};
 
 mod bounded;
 mod group;
+mod limits;
 mod listen;
 mod output;
 mod restart_options;
 mod signal;
 
 pub use group::{Bootstrap, ControlChannelMode, GroupSpec, KillMode, NotifyAccess, Readiness};
+pub use limits::{CpuMax, Limits, MemorySize, PidsMax};
 pub use signal::StopSignal;
 
 pub use bounded::MAX_VALUE_DEPTH;

@@ -155,6 +155,7 @@ impl State {
                 self.remove(key);
                 return;
             }
+            Phase::Starting | Phase::Ready { .. } if status.oom_killed => ExitReason::OomKilled,
             Phase::Starting | Phase::Ready { .. } => ExitReason::Exited,
             Phase::Killed(reason) => reason,
             Phase::Spawning | Phase::Restarting | Phase::Failed => return,

@@ -82,6 +82,7 @@ impl World {
         let status = ExitStatus {
             code: Some(code),
             signal: None,
+            oom_killed: false,
         };
         self.state.exited(key, status, self.now, 0);
     }

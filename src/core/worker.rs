@@ -20,6 +20,8 @@ pub type Key = u64;
 pub struct ExitStatus {
     pub code: Option<i32>,
     pub signal: Option<i32>,
+    /// Killed by SIGKILL while the OOM killer killed in its memory cgroup: `oom_killed`.
+    pub oom_killed: bool,
 }
 
 impl ExitStatus {

@@ -10,13 +10,15 @@ use crate::config::RestartOptions;
 /// Writes to `*out_json` the status of every group and what holds on this host:
 /// `{"groups": {NAME: {"started", "failed", "generation", "target", "running", "ready",
 /// "rollout", "listen"}}, "guarantees": {"exit_watch", "spawn", "host_death", "tree_kill",
-/// "parallel_spawn", "reuse_port_handoff"}}`. `rollout` is null, or `{"generation", "state"`
-/// (`"running"` or `"failed"`), `"replaced", "remaining", "worker_id", "reason"}`. `listen` is
+/// "parallel_spawn", "reuse_port_handoff", "limits"}}`. `rollout` is null, or
+/// `{"generation", "state"` (`"running"` or `"failed"`), `"replaced", "remaining", "worker_id",
+/// "reason"}`. `listen` is
 /// `[{"name", "address"}]` of the group's open listen sockets (the bound port of port 0).
 /// `guarantees` never claims more than holds: `exit_watch` is `"pidfd"` or `"poll"`,
 /// `host_death` names the mechanism that kills workers when the host dies or is `"none"`,
 /// `tree_kill` is `"cgroup"` or `"process_group"`, `reuse_port_handoff` is `"migrate"` or
-/// `"reset"`. Free it with `mpsup_string_free`.
+/// `"reset"`, `limits` (which cgroups hold the groups' limit keys) is `"cgroup2"`, `"cgroup1"`
+/// or `"none"`. Free it with `mpsup_string_free`.
 #[no_mangle]
 pub extern "C" fn mpsup_status_json(
     sup: mpsup_supervisor,
@@ -57,7 +59,8 @@ pub extern "C" fn mpsup_scale_group(
 /// the old workers stay, `rollout_failed`. Events: `rollout_started`, `worker_replaced`,
 /// `rollout_finished`. `mpsup_wait_ready` waits for rollouts in progress and gives false when
 /// one failed. All or nothing: a name never configured gives `MPSUP_ERR_UNKNOWN_GROUP`, one not
-/// started (or already rolling out) `MPSUP_ERR_INVALID_ARGUMENT`, and nothing begins.
+/// started (or already rolling out) `MPSUP_ERR_INVALID_ARGUMENT`, a configuration whose limits
+/// (`memory_max`, ...) this host cannot hold `MPSUP_ERR_UNSUPPORTED`, and nothing begins.
 #[no_mangle]
 pub extern "C" fn mpsup_restart_groups(
     sup: mpsup_supervisor,

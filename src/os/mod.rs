@@ -292,6 +292,7 @@ fn waitid(pid: i32, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
         return Ok(Some(ExitStatus {
             code: exited.then_some(status),
             signal: (!exited).then_some(status),
+            oom_killed: false,
         }));
     }
 }

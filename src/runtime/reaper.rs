@@ -166,10 +166,11 @@ impl Reaper {
         let pid = exit.pid;
         let state = exit.seen.unwrap_or_else(|| look_at_exit(pid));
         // Before the reap: until then the pid is the worker's, for the keeper too.
-        self.lifeline.reaping(pid, exit.keeper_has_pidfd);
+        let oom = self.lifeline.reaping(pid, exit.keeper_has_pidfd);
         match state {
-            ChildState::Exited(status) => {
+            ChildState::Exited(mut status) => {
                 os::try_reap(pid);
+                status.oom_killed = oom && status.signal == Some(libc::SIGKILL);
                 status
             }
             // The kernel reaped it (the host ignores SIGCHLD): the status is lost.

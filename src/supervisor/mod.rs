@@ -269,6 +269,10 @@ impl Supervisor {
         };
         let notify = self.notify_socket(&specs)?;
         let plans = prepare_all(&specs, notify.as_deref())?;
+        // Limits (API.md part 7): a new configuration's limits are checked before any rollout.
+        self.lifeline
+            .check_limits(&specs)
+            .map_err(Error::Unsupported)?;
         let mut engine = self.shared.lock();
         engine.core.check_open()?;
         let now = Instant::now();
@@ -347,6 +351,7 @@ impl Supervisor {
                 spawn: SpawnMethod::PosixSpawn,
                 host_death: self.lifeline.host_death(),
                 tree_kill: self.lifeline.tree_kill(),
+                limits: self.lifeline.limits(),
                 parallel_spawn: self.shared.spawner.parallelism() as u32,
                 reuse_port_handoff: reuse_port_handoff(),
             },

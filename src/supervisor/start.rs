@@ -16,6 +16,9 @@ impl Supervisor {
         let plans = prepare_all(&specs, notify.as_deref())?;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         self.check_shim(&specs)?;
+        self.lifeline
+            .check_limits(&specs)
+            .map_err(Error::Unsupported)?;
         // A group started again keeps the sockets it has; the others get theirs now.
         let opened = self
             .listeners

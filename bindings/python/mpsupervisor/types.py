@@ -137,6 +137,11 @@ class Group(_GroupRequired, total=False):
     bootstrap: Any  # any JSON value, null included; absent: no BOOTSTRAP line
     start_gate: bool  # default False
     stop_timeout_ms: int  # default 10000
+    # Resource limits, per worker process with its descendants (cgroups; absent: no limit).
+    memory_max: Optional[Union[int, str]]  # bytes, "512M" (K, M, G, T: powers of 1024) or "max"
+    memory_high: Optional[Union[int, str]]  # as memory_max; cgroup v2 only
+    pids_max: Optional[Union[int, Literal["max"]]]  # 1 to 4194304
+    cpu_max: Optional[str]  # "50%" of one core, "QUOTA PERIOD" in µs, or "max"
 
 
 # -- restart options (schema/restart-options.schema.json) --------------------------------
@@ -202,7 +207,7 @@ class LoggingSettings(TypedDict, total=False):
 # -- snapshot (schema/snapshot.schema.json) ----------------------------------------------
 
 WorkerState = Literal["starting", "ready", "stopping", "restarting", "failed"]
-ExitReason = Literal["exited", "ready_timeout", "heartbeat_timeout", "stopped"]
+ExitReason = Literal["exited", "ready_timeout", "heartbeat_timeout", "stopped", "oom_killed"]
 StopStrategy = Literal["event", "terminate_fallback"]
 ControlChannel = Literal["socketpair", "unavailable"]
 
@@ -286,6 +291,7 @@ class Guarantees(TypedDict):
     tree_kill: Literal["cgroup", "process_group"]
     parallel_spawn: int
     reuse_port_handoff: Literal["migrate", "reset"]
+    limits: Literal["cgroup2", "cgroup1", "none"]
 
 
 class Status(TypedDict):

@@ -1,9 +1,11 @@
 //! The workers' cgroups: where this process's own cgroup v2 is writable (root, or a delegated
 //! subtree), the supervisor makes `mpsup-<pid>-<n>` beneath it, one cgroup per group beneath that
-//! and one per worker process beneath its group's. The exec shim (`shim.rs`) joins a worker to
-//! its cgroup before the worker's program runs, so even its first fork is inside. A SIGKILL to a
-//! worker also goes to its cgroup's `cgroup.kill`; at its reap the cgroup is killed and removed,
-//! on a thread of its own (`Remover`), off the engine's lock.
+//! and one per worker process beneath its group's. A group with limits gets the same three
+//! levels in each hierarchy that holds one of its controllers (`limits.rs`), whatever the
+//! `cgroup` option says. The exec shim (`shim.rs`) joins a worker to its cgroups before the
+//! worker's program runs, so even its first fork is inside. A SIGKILL to a worker also goes to
+//! its cgroups (`cgroup.kill`, or each process of a v1 cgroup); at its reap they are killed and
+//! removed, on a thread of its own (`Remover`), off the engine's lock.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -11,92 +13,202 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::limits::{self, Controllers, Setting};
+use crate::config::Limits;
 use crate::os::cgroup;
+use crate::status::LimitsMechanism;
 use crate::sync::lock;
 use crate::threads;
 
 /// The cgroups of one supervisor.
 pub(super) struct Cgroups {
-    dir: PathBuf,
-    groups: Mutex<HashSet<String>>,
+    /// The supervisor's cgroup v2 for tree kill, when asked for and writable.
+    tree: Option<PathBuf>,
+    /// The supervisor's cgroup's name in every hierarchy, `mpsup-<pid>-<n>`.
+    name: String,
+    /// Where the limits' controllers are.
+    controllers: Controllers,
+    /// The group cgroups made so far (in every hierarchy).
+    groups: Mutex<HashSet<PathBuf>>,
+    /// The supervisor's cgroups made for limits, in hierarchies other than `tree`'s.
+    others: Mutex<Vec<PathBuf>>,
     next: AtomicU64,
-    /// The cgroup of each worker process, by pid (unique among the unreaped).
-    placed: Mutex<HashMap<i32, PathBuf>>,
+    /// The cgroups of each worker process, by pid (unique among the unreaped).
+    placed: Mutex<HashMap<i32, Vec<PathBuf>>>,
     /// The thread that kills and removes the cgroups of reaped workers, off the engine's lock.
     remover: Mutex<Option<Remover>>,
 }
 
 impl Cgroups {
-    /// Makes the supervisor's cgroup (`n`: its serial in this process), where the hierarchy
-    /// allows; None where it does not.
-    pub(super) fn start(n: u64) -> Option<Cgroups> {
-        let own = cgroup::own_cgroup_dir()?;
-        let dir = own.join(format!("mpsup-{}-{n}", std::process::id()));
-        if cgroup::make(&dir).is_err() {
-            return None;
-        }
-        if !dir.join("cgroup.kill").exists() {
-            let _ = std::fs::remove_dir(&dir);
-            return None;
-        }
-        Some(Cgroups {
-            dir,
+    /// The cgroups of supervisor `n` (its serial in this process): with `tree`, its cgroup v2
+    /// where the hierarchy allows (every worker is placed there); the limits' hierarchies are
+    /// found now and their cgroups made when a group with limits starts.
+    pub(super) fn start(n: u64, tree: bool) -> Cgroups {
+        let name = format!("mpsup-{}-{n}", std::process::id());
+        let tree = tree.then(|| make_tree(&name)).flatten();
+        Cgroups {
+            tree,
+            name,
+            controllers: Controllers::find(),
             groups: Mutex::new(HashSet::new()),
+            others: Mutex::new(Vec::new()),
             next: AtomicU64::new(0),
             placed: Mutex::new(HashMap::new()),
             remover: Mutex::new(None),
-        })
+        }
     }
 
-    /// The supervisor's cgroup (the keeper kills it when the host dies).
-    pub(super) fn dir(&self) -> &Path {
-        &self.dir
+    /// The supervisor's cgroup v2 for tree kill (the keeper kills it when the host dies).
+    pub(super) fn tree(&self) -> Option<&Path> {
+        self.tree.as_deref()
     }
 
-    /// Makes the cgroup of a new worker process of `group` (and the group's, the first time).
-    pub(super) fn make_worker_dir(&self, group: &str) -> std::io::Result<PathBuf> {
-        let gdir = self.dir.join(group_dir_name(group));
-        {
-            let mut made = lock(&self.groups);
-            if !made.contains(group) {
-                cgroup::make(&gdir).map_err(|e| context(e, &gdir))?;
-                made.insert(group.to_string());
+    /// The supervisor's cgroup in every hierarchy it may use (the tree's first), for the keeper
+    /// to kill and remove when the host dies; those of the limits are made only when a group
+    /// with limits starts.
+    pub(super) fn keeper_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.tree.iter().cloned().collect();
+        for place in self.controllers.places() {
+            let dir = place.dir().join(&self.name);
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
             }
         }
-        let dir = gdir.join(format!("w{}", self.next.fetch_add(1, Ordering::Relaxed)));
-        cgroup::make(&dir).map_err(|e| context(e, &dir))?;
-        Ok(dir)
+        dirs
     }
 
-    /// Worker `pid` runs in `dir`.
-    pub(super) fn placed(&self, pid: i32, dir: PathBuf) {
-        lock(&self.placed).insert(pid, dir);
+    /// What `guarantees.limits` says.
+    pub(super) fn mechanism(&self) -> LimitsMechanism {
+        self.controllers.mechanism()
     }
 
-    /// A SIGKILL went to worker `pid`'s process group: its cgroup gets killed too.
-    pub(super) fn kill_tree(&self, pid: i32) {
-        if let Some(dir) = lock(&self.placed).get(&pid) {
-            let _ = cgroup::kill(dir);
+    /// Whether `limits` can be had: their cgroups for `group` are made now. Err: the key that
+    /// cannot, and why.
+    pub(super) fn check(&self, group: &str, limits: &Limits) -> Result<(), (String, String)> {
+        for setting in self.controllers.files(limits)? {
+            self.group_dir(group, &setting)
+                .map_err(|e| (setting.keys[0].to_string(), e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The cgroup of `group` in the hierarchy of `setting`, made the first time (with the
+    /// supervisor's, and in v2 the controllers enabled down to it).
+    fn group_dir(&self, group: &str, setting: &Setting) -> std::io::Result<PathBuf> {
+        let own = setting.place.dir();
+        let sup = own.join(&self.name);
+        let gdir = sup.join(group_dir_name(group));
+        let mut made = lock(&self.groups);
+        if made.contains(&gdir) {
+            return Ok(gdir);
+        }
+        if let cgroup::Place::V2(_) = setting.place {
+            limits::enable(own, &setting.controllers)?;
+        }
+        limits::make_level(&sup, &setting.place, &setting.controllers)?;
+        {
+            let mut others = lock(&self.others);
+            if self.tree.as_deref() != Some(&sup) && !others.contains(&sup) {
+                others.push(sup.clone());
+            }
+        }
+        limits::make_level(&gdir, &setting.place, &setting.controllers)?;
+        made.insert(gdir.clone());
+        Ok(gdir)
+    }
+
+    /// Makes the cgroups of a new worker process of `group`: its tree cgroup, and one in each
+    /// hierarchy its limits need, with their files written.
+    pub(super) fn make_worker_dirs(
+        &self,
+        group: &str,
+        limits: &Limits,
+    ) -> std::io::Result<Vec<PathBuf>> {
+        let leaf = format!("w{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let made = self.make_worker_dirs_into(group, limits, &leaf, &mut dirs);
+        if made.is_err() {
+            for dir in dirs.iter().rev() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        made.map(|()| dirs)
+    }
+
+    fn make_worker_dirs_into(
+        &self,
+        group: &str,
+        limits: &Limits,
+        leaf: &str,
+        dirs: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
+        let settings = self.controllers.files(limits).map_err(|(key, why)| {
+            std::io::Error::new(std::io::ErrorKind::Unsupported, format!("{key}: {why}"))
+        })?;
+        for setting in &settings {
+            let dir = self.group_dir(group, setting)?.join(leaf);
+            cgroup::make(&dir).map_err(|e| context(e, &dir))?;
+            dirs.push(dir.clone());
+            limits::write_files(&dir, &setting.files)?;
+        }
+        if let Some(tree) = &self.tree {
+            let gdir = tree.join(group_dir_name(group));
+            let dir = gdir.join(leaf);
+            if !dirs.contains(&dir) {
+                {
+                    let mut made = lock(&self.groups);
+                    if !made.contains(&gdir) {
+                        cgroup::make(&gdir).map_err(|e| context(e, &gdir))?;
+                        made.insert(gdir);
+                    }
+                }
+                cgroup::make(&dir).map_err(|e| context(e, &dir))?;
+                dirs.push(dir);
+            }
+        }
+        Ok(())
+    }
+
+    /// Worker `pid` runs in `dirs`.
+    pub(super) fn placed(&self, pid: i32, dirs: Vec<PathBuf>) {
+        if !dirs.is_empty() {
+            lock(&self.placed).insert(pid, dirs);
         }
     }
 
-    /// Worker `pid` is about to be reaped: its cgroup is killed (what it left behind) and
-    /// removed, by the remover thread.
-    pub(super) fn reaping(&self, pid: i32) {
-        let Some(dir) = lock(&self.placed).remove(&pid) else {
-            return;
+    /// A SIGKILL went to worker `pid`'s process group: its cgroups get killed too.
+    pub(super) fn kill_tree(&self, pid: i32) {
+        if let Some(dirs) = lock(&self.placed).get(&pid) {
+            for dir in dirs {
+                let _ = cgroup::kill(dir);
+            }
+        }
+    }
+
+    /// Worker `pid` is about to be reaped: whether the OOM killer killed in its cgroups (read
+    /// now, before they go); its cgroups are killed (what it left behind) and removed, by the
+    /// remover thread.
+    pub(super) fn reaping(&self, pid: i32) -> bool {
+        let Some(dirs) = lock(&self.placed).remove(&pid) else {
+            return false;
         };
+        let oom = dirs.iter().any(|d| cgroup::oom_kills(d) > 0);
         let mut remover = lock(&self.remover);
         if remover.is_none() {
             *remover = Remover::start();
         }
-        match remover.as_ref() {
-            Some(r) if r.tx.send(dir.clone()).is_ok() => {}
-            _ => {
-                let _ = cgroup::kill(&dir);
-                let _ = std::fs::remove_dir(&dir);
-            }
+        let dirs = match remover.as_ref() {
+            Some(r) => match r.tx.send(dirs) {
+                Ok(()) => return oom,
+                Err(mpsc::SendError(dirs)) => dirs,
+            },
+            None => dirs,
+        };
+        for dir in dirs {
+            let _ = cgroup::kill(&dir);
+            let _ = std::fs::remove_dir(&dir);
         }
+        oom
     }
 
     /// At free: the remover finishes, and the cgroups are removed (bounded).
@@ -105,8 +217,25 @@ impl Cgroups {
             drop(r.tx);
             let _ = r.thread.join();
         }
-        cgroup::remove_tree(&self.dir, Instant::now() + Duration::from_secs(1));
+        let until = Instant::now() + Duration::from_secs(1);
+        for dir in self.tree.iter().chain(lock(&self.others).iter()) {
+            cgroup::remove_tree(dir, until);
+        }
     }
+}
+
+/// Makes the supervisor's cgroup v2 for tree kill, where the hierarchy allows and has
+/// `cgroup.kill`.
+fn make_tree(name: &str) -> Option<PathBuf> {
+    let dir = cgroup::own_cgroup_dir()?.join(name);
+    if cgroup::make(&dir).is_err() {
+        return None;
+    }
+    if !dir.join("cgroup.kill").exists() {
+        let _ = std::fs::remove_dir(&dir);
+        return None;
+    }
+    Some(dir)
 }
 
 /// A cgroup failure, with the cgroup's path.
@@ -118,13 +247,13 @@ pub(super) fn context(e: std::io::Error, path: &Path) -> std::io::Error {
 /// cgroup whose processes are still dying is tried again for up to a second; what is left then
 /// goes at `close`.
 struct Remover {
-    tx: mpsc::Sender<PathBuf>,
+    tx: mpsc::Sender<Vec<PathBuf>>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Remover {
     fn start() -> Option<Remover> {
-        let (tx, rx) = mpsc::channel::<PathBuf>();
+        let (tx, rx) = mpsc::channel::<Vec<PathBuf>>();
         let thread = threads::spawn_named("mpsup-cgroups", Some(64 * 1024), move || {
             let mut busy: Vec<(PathBuf, Instant)> = Vec::new();
             loop {
@@ -134,17 +263,23 @@ impl Remover {
                     rx.recv_timeout(Duration::from_millis(10))
                 };
                 match next {
-                    Ok(dir) => {
-                        let _ = cgroup::kill(&dir);
-                        if std::fs::remove_dir(&dir).is_err() {
-                            busy.push((dir, Instant::now() + Duration::from_secs(1)));
+                    Ok(dirs) => {
+                        for dir in dirs {
+                            let _ = cgroup::kill(&dir);
+                            if std::fs::remove_dir(&dir).is_err() {
+                                busy.push((dir, Instant::now() + Duration::from_secs(1)));
+                            }
                         }
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
                 let now = Instant::now();
-                busy.retain(|(dir, until)| std::fs::remove_dir(dir).is_err() && *until > now);
+                busy.retain(|(dir, until)| {
+                    // A v1 cgroup is killed process by process: one forked meanwhile dies now.
+                    let _ = cgroup::kill(dir);
+                    std::fs::remove_dir(dir).is_err() && *until > now
+                });
             }
         })
         .ok()?;

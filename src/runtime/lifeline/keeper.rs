@@ -16,7 +16,7 @@
 use std::ffi::CString;
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -114,17 +114,23 @@ fn wait_exit(k: &Keeper, until: Instant) {
 }
 
 /// Spawns the keeper and waits for its hello.
-fn start_keeper(program: &Path, cgroup: Option<&Path>) -> std::io::Result<Keeper> {
+fn start_keeper(program: &Path, cgroups: &[PathBuf]) -> std::io::Result<Keeper> {
     let (ours, theirs) = os::passing::message_pair()?;
     let theirs = os::dup_at_least(&theirs, spawn::FIRST_INHERITED + 1)?;
     let path = CString::new(program.as_os_str().as_encoded_bytes())
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    let cg = cgroup.map_or_else(|| "-".into(), |p| p.to_string_lossy().into_owned());
-    let argv = [
+    let mut argv = vec![
         path.clone(),
         crate::config::cstring(&std::process::id().to_string()),
-        crate::config::cstring(&cg),
     ];
+    if cgroups.is_empty() {
+        argv.push(c"-".to_owned());
+    }
+    argv.extend(
+        cgroups
+            .iter()
+            .map(|p| crate::config::cstring(&p.to_string_lossy())),
+    );
     let attrs = SpawnAttributes::new()?;
     let cmd = Command {
         program: &path,
@@ -189,10 +195,11 @@ pub(super) struct KeeperLink {
 }
 
 impl KeeperLink {
-    /// Spawns the keeper (`program`), which kills `cgroup` too when the host dies.
-    pub(super) fn start(program: &Path, cgroup: Option<&Path>) -> std::io::Result<KeeperLink> {
+    /// Spawns the keeper (`program`), which kills and removes `cgroups` too when the host dies
+    /// (the supervisor's cgroup in each hierarchy; those not made yet are skipped then).
+    pub(super) fn start(program: &Path, cgroups: &[PathBuf]) -> std::io::Result<KeeperLink> {
         Ok(KeeperLink {
-            keeper: start_keeper(program, cgroup)?,
+            keeper: start_keeper(program, cgroups)?,
             reaped: Mutex::new(Vec::new()),
         })
     }

@@ -13,9 +13,11 @@
 mod cgroup;
 mod helpers;
 mod keeper;
+mod limits;
 mod shim;
 
-pub use crate::status::{HostDeath, TreeKill};
+use crate::config::GroupSpec;
+pub use crate::status::{HostDeath, LimitsMechanism, TreeKill};
 use std::ffi::{CStr, CString};
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -54,17 +56,21 @@ impl Lifeline {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let shim = Shim::find();
-        // Only with the shim, which places each worker in its cgroup.
-        let cgroups = (wanted.cgroup && shim.is_some())
-            .then(|| Cgroups::start(n))
-            .flatten();
+        // Only with the shim, which places each worker in its cgroups.
+        let cgroups = shim.is_some().then(|| Cgroups::start(n, wanted.cgroup));
         // Without one (not found, not runnable), `host_death` says "none".
         let keeper = if wanted.keeper {
             wanted
                 .keeper_path
                 .clone()
                 .or_else(|| find_helper(KEEPER_NAME))
-                .and_then(|p| KeeperLink::start(&p, cgroups.as_ref().map(Cgroups::dir)).ok())
+                .and_then(|p| {
+                    let dirs = cgroups
+                        .as_ref()
+                        .map(Cgroups::keeper_dirs)
+                        .unwrap_or_default();
+                    KeeperLink::start(&p, &dirs).ok()
+                })
         } else {
             None
         };
@@ -84,11 +90,37 @@ impl Lifeline {
     }
 
     pub fn tree_kill(&self) -> TreeKill {
-        if self.cgroups.is_some() {
+        if self.cgroups.as_ref().is_some_and(|c| c.tree().is_some()) {
             TreeKill::Cgroup
         } else {
             TreeKill::ProcessGroup
         }
+    }
+
+    /// Which cgroups hold the groups' limits (none without the shim, which places workers).
+    pub fn limits(&self) -> LimitsMechanism {
+        self.cgroups
+            .as_ref()
+            .map_or(LimitsMechanism::None, Cgroups::mechanism)
+    }
+
+    /// Whether the limits of every group of `specs` can be enforced here (their cgroups are
+    /// made now). Err: the message of `Error::Unsupported`, naming the group, the key and why.
+    pub fn check_limits(&self, specs: &[GroupSpec]) -> Result<(), String> {
+        for spec in specs.iter().filter(|s| !s.limits().is_empty()) {
+            let unsupported = |key: &str, why: String| {
+                format!("group '{}': {key}: cannot be enforced: {why}", spec.name)
+            };
+            let Some(c) = &self.cgroups else {
+                return Err(unsupported(
+                    first_key(spec),
+                    format!("the {SHIM_NAME} helper, which places workers in cgroups, is missing"),
+                ));
+            };
+            c.check(&spec.name, &spec.limits())
+                .map_err(|(key, why)| unsupported(&key, why))?;
+        }
+        Ok(())
     }
 
     /// Whether the exec shim was found (listen sockets need it for `LISTEN_PID`).
@@ -104,22 +136,25 @@ impl Lifeline {
 
     /// Whether a spawn goes through the exec shim (and so passes its report descriptor):
     /// where cgroups are in force, or the worker needs `LISTEN_PID` (it has listen sockets).
-    fn uses_shim(&self, fds: &ChildFds<'_>) -> bool {
-        self.cgroups.is_some() || !fds.listen.is_empty()
+    fn uses_shim(&self, spec: &GroupSpec, fds: &ChildFds<'_>) -> bool {
+        self.cgroups.as_ref().is_some_and(|c| c.tree().is_some())
+            || !spec.limits().is_empty()
+            || !fds.listen.is_empty()
     }
 
-    /// Before a worker's spawn that `uses_shim`: makes its cgroup (one per worker process, under
-    /// its group's) and the command that runs the exec shim, which joins it, sets `LISTEN_PID`
-    /// when the environment asks, and then execs the worker. The shim reports on the descriptor
+    /// Before a worker's spawn that `uses_shim`: makes its cgroups (one per worker process,
+    /// under its group's, in each hierarchy it needs, with its limits written) and the command
+    /// that runs the exec shim, which joins them, sets `LISTEN_PID` when the environment asks,
+    /// and then execs the worker. The shim reports on the descriptor
     /// that `fds` has for it (`ChildFds::report_fd`); the placement's report pipe goes there.
     pub fn prepare(
         &self,
-        group: &str,
+        spec: &GroupSpec,
         program: &CStr,
         argv: &[CString],
         fds: &ChildFds<'_>,
     ) -> std::io::Result<Option<Placement>> {
-        if !self.uses_shim(fds) {
+        if !self.uses_shim(spec, fds) {
             return Ok(None);
         }
         let shim = self.shim.as_ref().ok_or_else(|| {
@@ -128,11 +163,11 @@ impl Lifeline {
                 format!("listen sockets need the {SHIM_NAME} helper next to the library"),
             )
         })?;
-        let dir = match &self.cgroups {
-            Some(c) => Some(c.make_worker_dir(group)?),
-            None => None,
+        let dirs = match &self.cgroups {
+            Some(c) => c.make_worker_dirs(&spec.name, &spec.limits())?,
+            None => Vec::new(),
         };
-        Ok(Some(shim.placement(program, argv, fds, dir)))
+        Ok(Some(shim.placement(program, argv, fds, dirs)))
     }
 
     /// A worker process was just spawned (not handed over yet, so not reaped). With a placement:
@@ -145,8 +180,9 @@ impl Lifeline {
         pidfd: Option<&OwnedFd>,
     ) -> std::io::Result<()> {
         if let Some(p) = placement {
-            if let (Some(dir), Some(c)) = (p.wait()?, &self.cgroups) {
-                c.placed(pid, dir);
+            let dirs = p.wait()?;
+            if let Some(c) = &self.cgroups {
+                c.placed(pid, dirs);
             }
         }
         if let Some(k) = &self.keeper {
@@ -163,14 +199,13 @@ impl Lifeline {
     }
 
     /// Worker `pid` has exited and is about to be reaped: the keeper forgets it
-    /// (`KeeperLink::reaping` says when), its cgroup is killed (what it left behind) and removed.
-    pub fn reaping(&self, pid: i32, keeper_has_pidfd: bool) {
+    /// (`KeeperLink::reaping` says when), its cgroups are killed (what it left behind) and
+    /// removed. Returns whether the OOM killer killed a process in them.
+    pub fn reaping(&self, pid: i32, keeper_has_pidfd: bool) -> bool {
         if let Some(k) = &self.keeper {
             k.reaping(pid, keeper_has_pidfd);
         }
-        if let Some(c) = &self.cgroups {
-            c.reaping(pid);
-        }
+        self.cgroups.as_ref().is_some_and(|c| c.reaping(pid))
     }
 
     /// At free, once every worker is reaped: the keeper is told to exit and is reaped, the
@@ -185,5 +220,19 @@ impl Lifeline {
         if let Some(c) = &self.cgroups {
             c.close();
         }
+    }
+}
+
+/// The first limit key a group sets (for a message about all of them).
+fn first_key(spec: &GroupSpec) -> &'static str {
+    let l = spec.limits();
+    if l.memory_max.is_some() {
+        "memory_max"
+    } else if l.memory_high.is_some() {
+        "memory_high"
+    } else if l.pids_max.is_some() {
+        "pids_max"
+    } else {
+        "cpu_max"
     }
 }

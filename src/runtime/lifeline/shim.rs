@@ -32,14 +32,15 @@ impl Shim {
             .map(Shim)
     }
 
-    /// The command that runs the shim for `program` and `argv`: it joins `dir` (when cgroups are
-    /// in force) and reports on the child's descriptor `ChildFds::report_fd` of `fds`.
+    /// The command that runs the shim for `program` and `argv`: it joins each of `dirs` (the
+    /// worker's cgroups, one per hierarchy) and reports on the child's descriptor
+    /// `ChildFds::report_fd` of `fds`.
     pub(super) fn placement(
         &self,
         program: &CStr,
         argv: &[CString],
         fds: &ChildFds<'_>,
-        dir: Option<PathBuf>,
+        dirs: Vec<PathBuf>,
     ) -> Placement {
         let report_fd = fds.report_fd();
         // Without descriptors to spare (EMFILE), the shim runs without its report: an exec
@@ -58,7 +59,7 @@ impl Shim {
             options.push(("-r", report_fd.to_string()));
         }
         let (read, report) = pipe.unzip();
-        if let Some(dir) = &dir {
+        for dir in &dirs {
             options.push(("-c", dir.to_string_lossy().into_owned()));
         }
         let mut shim_argv = vec![self.0.clone()];
@@ -74,7 +75,7 @@ impl Shim {
             argv: shim_argv,
             report,
             read,
-            dir,
+            dirs,
             for_program: program.to_owned(),
         }
     }
@@ -87,15 +88,15 @@ pub struct Placement {
     /// The write end of the shim's report pipe (`ChildFds::report`).
     pub report: Option<OwnedFd>,
     read: Option<OwnedFd>,
-    /// The worker's own cgroup, when cgroups are in force.
-    dir: Option<PathBuf>,
+    /// The worker's own cgroups (one per hierarchy), when cgroups are in force.
+    dirs: Vec<PathBuf>,
     for_program: CString,
 }
 
 impl Placement {
     /// After the spawn: waits (bounded) until the shim has joined the cgroup and exec'd the
-    /// worker; its failure is the spawn's. Returns the worker's cgroup.
-    pub(super) fn wait(self) -> std::io::Result<Option<PathBuf>> {
+    /// worker; its failure is the spawn's. Returns the worker's cgroups.
+    pub(super) fn wait(self) -> std::io::Result<Vec<PathBuf>> {
         drop(self.report);
         let mut buf = [0u8; 5];
         let n = match &self.read {
@@ -109,16 +110,16 @@ impl Placement {
             None => 0,
         };
         if n != buf.len() {
-            return Ok(self.dir);
+            return Ok(self.dirs);
         }
         // The caller's `Child` kills and reaps the shim, which is exiting.
         let errno = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
         let err = std::io::Error::from_raw_os_error(errno);
-        if let Some(dir) = &self.dir {
+        for dir in &self.dirs {
             let _ = std::fs::remove_dir(dir);
-            if buf[0] == b'C' {
-                return Err(context(err, &dir.join("cgroup.procs")));
-            }
+        }
+        if let (Some(dir), b'C') = (self.dirs.first(), buf[0]) {
+            return Err(context(err, &dir.join("cgroup.procs")));
         }
         Err(std::io::Error::new(
             err.kind(),

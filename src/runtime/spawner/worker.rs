@@ -159,7 +159,7 @@ pub(super) fn spawn_one(
     fds.stdio.stderr_pipe = writes[1].as_ref();
     let placement = shared
         .lifeline
-        .prepare(&spec.name, &job.plan.program, &job.plan.argv, &fds)?;
+        .prepare(spec, &job.plan.program, &job.plan.argv, &fds)?;
     fds.report = placement.as_ref().and_then(|p| p.report.as_ref());
     let (program, argv) = match &placement {
         Some(p) => (p.program.as_c_str(), &p.argv[..]),
