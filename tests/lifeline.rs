@@ -21,7 +21,9 @@ use serde_json::{json, Value};
 
 const DEAF: &str = "trap '' TERM HUP; echo READY >&3; exec sleep 1000";
 /// Two children, and a grandchild under a shell of its own: all in the worker's process group.
-const TREE: &str = "sleep 1000 & sleep 1000 & sh -c 'sleep 1000 & wait' & echo READY >&3; wait";
+/// The inner shell says READY once it has forked the grandchild (the outer one forked the rest
+/// before it), so every process exists when the worker counts as ready.
+const TREE: &str = "sleep 1000 & sleep 1000 & sh -c 'sleep 1000 & echo READY >&3; wait' & wait";
 const ESCAPED: &str = "setsid sleep 1000 & echo READY >&3; wait";
 
 fn every_kind() -> Value {
