@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 mod bounded;
 mod group;
+mod identity;
 mod listen;
 mod output;
 mod restart_options;
@@ -17,6 +18,8 @@ mod signal;
 
 pub use group::{Bootstrap, ControlChannelMode, GroupSpec, KillMode, NotifyAccess, Readiness};
 pub use signal::StopSignal;
+
+pub use identity::{parse_umask, Id, Infinity, Limit, Rlimit, Rlimits};
 
 pub use bounded::MAX_VALUE_DEPTH;
 pub(crate) use bounded::{bounded_value, TOO_DEEP};
@@ -144,6 +147,7 @@ fn validate(i: usize, g: &GroupSpec) -> Result<()> {
         ));
     }
     listen::validate(&g.listen, g.reuse_port).map_err(|(key, why)| invalid(i, &key, why))?;
+    identity::validate(g).map_err(|(key, why)| invalid(i, &key, why))?;
     Ok(())
 }
 

@@ -268,7 +268,7 @@ impl Supervisor {
             specs
         };
         let notify = self.notify_socket(&specs)?;
-        let plans = prepare_all(&specs, notify.as_deref())?;
+        let plans = prepare_all(&specs, notify.as_deref(), self.lifeline.has_shim())?;
         let mut engine = self.shared.lock();
         engine.core.check_open()?;
         let now = Instant::now();

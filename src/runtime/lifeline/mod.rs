@@ -21,6 +21,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::core::plan::Attributes;
 use crate::os::spawn::ChildFds;
 
 use cgroup::Cgroups;
@@ -103,36 +104,39 @@ impl Lifeline {
     }
 
     /// Whether a spawn goes through the exec shim (and so passes its report descriptor):
-    /// where cgroups are in force, or the worker needs `LISTEN_PID` (it has listen sockets).
-    fn uses_shim(&self, fds: &ChildFds<'_>) -> bool {
-        self.cgroups.is_some() || !fds.listen.is_empty()
+    /// where cgroups are in force, the worker needs `LISTEN_PID` (it has listen sockets), or its
+    /// group sets process attributes (identity, umask, limits).
+    fn uses_shim(&self, fds: &ChildFds<'_>, attrs: &Attributes) -> bool {
+        self.cgroups.is_some() || !fds.listen.is_empty() || attrs.first_key().is_some()
     }
 
     /// Before a worker's spawn that `uses_shim`: makes its cgroup (one per worker process, under
     /// its group's) and the command that runs the exec shim, which joins it, sets `LISTEN_PID`
     /// when the environment asks, and then execs the worker. The shim reports on the descriptor
     /// that `fds` has for it (`ChildFds::report_fd`); the placement's report pipe goes there.
+    /// `attrs`: what the shim sets before the exec.
     pub fn prepare(
         &self,
         group: &str,
         program: &CStr,
         argv: &[CString],
         fds: &ChildFds<'_>,
+        attrs: &Attributes,
     ) -> std::io::Result<Option<Placement>> {
-        if !self.uses_shim(fds) {
+        if !self.uses_shim(fds, attrs) {
             return Ok(None);
         }
         let shim = self.shim.as_ref().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                format!("listen sockets need the {SHIM_NAME} helper next to the library"),
+                format!("this worker needs the {SHIM_NAME} helper next to the library"),
             )
         })?;
         let dir = match &self.cgroups {
             Some(c) => Some(c.make_worker_dir(group)?),
             None => None,
         };
-        Ok(Some(shim.placement(program, argv, fds, dir)))
+        Ok(Some(shim.placement(program, argv, fds, dir, attrs)))
     }
 
     /// A worker process was just spawned (not handed over yet, so not reaped). With a placement:
