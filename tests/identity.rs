@@ -205,6 +205,46 @@ fn an_unknown_user_or_group_name_fails_the_start_naming_it() {
     }
 }
 
+/// Whether this process has `CAP_SYS_RESOURCE` (bit 24 of CapEff).
+fn has_cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap();
+    u64::from_str_radix(hex.trim(), 16).unwrap() & (1 << 24) != 0
+}
+
+#[test]
+fn a_hard_limit_beyond_reach_fails_the_start_naming_the_key() {
+    // Above fs.nr_open, no process may raise nofile. With CAP_SYS_RESOURCE the check at start
+    // lets it through and the shim's setrlimit fails (EPERM); without it (as in a container
+    // whose root lacks it), the start is refused before any spawn.
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let sup = supervisor(&[with(
+        sh_group("id", 1, POLITE),
+        json!({"rlimits": {"nofile": nr_open + 1}}),
+    )]);
+    match (sup.start_groups(&["id"]), has_cap_sys_resource()) {
+        (Err(e @ Error::Spawn { .. }), true) => {
+            let m = e.to_string();
+            assert!(m.contains("rlimits: setrlimit: "), "{m}");
+        }
+        (Err(Error::Unsupported(m)), false) => {
+            assert!(
+                m.contains("rlimits.nofile: ") && m.contains("CAP_SYS_RESOURCE"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(pids(&sup.snapshot_value(), "id").is_empty());
+}
+
 /// Set in the copy of this binary that runs as nobody.
 const INSIDE: &str = "MPSUP_TEST_IDENTITY_UNPRIVILEGED";
 

@@ -179,6 +179,13 @@ pub(super) fn validate(g: &super::GroupSpec) -> Result<(), (String, String)> {
 }
 
 fn check_id(key: &str, id: &Id) -> Result<(), (String, String)> {
+    if id.number() == Some(u32::MAX) {
+        // setresuid, setresgid take (uid_t)-1 as "leave it", so the worker would keep the host's.
+        return Err((
+            key.into(),
+            format!("{} is (uid_t)-1, which is no user or group", u32::MAX),
+        ));
+    }
     if let Id::Name(name) = id {
         if name.is_empty() || name.contains('\0') {
             return Err((key.into(), "must be a non-empty name without NUL".into()));
