@@ -27,11 +27,12 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mpsupervisor.h"
 #include "bench_util.h"
 
-#define USAGE "usage: lib_bench [--block-sigchld] [--idle SECONDS] WORKER N\n"
+#define USAGE "usage: lib_bench [--block-sigchld] [--identity] [--idle SECONDS] WORKER N\n"
 #define MAX_GROUP 4096
 #define MAX_GROUPS 32
 
@@ -43,6 +44,10 @@ static void check(mpsup_result r, const char *call)
     }
 }
 
+/* --identity: the process attribute keys each group adds (so every spawn goes through the exec
+ * shim, which sets them before the worker's exec); as root also a switch to nobody. */
+static const char *identity_keys = "";
+
 /* The groups JSON for n workers of `worker`, split over `groups` groups. */
 static char *groups_json(const char *worker, int n, int groups)
 {
@@ -50,7 +55,7 @@ static char *groups_json(const char *worker, int n, int groups)
         fprintf(stderr, "lib_bench: worker path must not contain quotes or backslashes\n");
         exit(2);
     }
-    size_t cap = (size_t)groups * (strlen(worker) + 128) + 8;
+    size_t cap = (size_t)groups * (strlen(worker) + strlen(identity_keys) + 128) + 8;
     char *json = malloc(cap);
     if (json == NULL)
         exit(1);
@@ -60,8 +65,8 @@ static char *groups_json(const char *worker, int n, int groups)
         int size = n / groups + (g < n % groups ? 1 : 0);
         len += (size_t)snprintf(json + len, cap - len,
                                 "%s{\"name\":\"bench%d\",\"workers\":%d,\"argv\":[\"%s\"],"
-                                "\"readiness\":\"notify\",\"inherit_env\":false}",
-                                g ? "," : "", g + 1, size, worker);
+                                "\"readiness\":\"notify\",\"inherit_env\":false%s}",
+                                g ? "," : "", g + 1, size, worker, identity_keys);
     }
     snprintf(json + len, cap - len, "]");
     return json;
@@ -149,6 +154,14 @@ int main(int argc, char **argv)
         sigemptyset(&chld);
         sigaddset(&chld, SIGCHLD);
         sigprocmask(SIG_BLOCK, &chld, NULL);
+        argv += 1;
+        argc -= 1;
+    }
+    if (argc >= 2 && strcmp(argv[1], "--identity") == 0) {
+        identity_keys = geteuid() == 0
+                            ? ",\"user\":\"nobody\",\"umask\":\"0022\",\"no_new_privileges\":true,"
+                              "\"rlimits\":{\"core\":0}"
+                            : ",\"umask\":\"0022\",\"no_new_privileges\":true,\"rlimits\":{\"core\":0}";
         argv += 1;
         argc -= 1;
     }
