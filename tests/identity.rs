@@ -174,6 +174,47 @@ fn supplementary_groups_are_set_or_cleared_and_a_group_alone_keeps_the_user() {
 }
 
 #[test]
+fn a_worker_switched_to_another_user_still_reaches_the_notify_socket_and_its_channel() {
+    // sd_notify: the supervisor's socket is abstract, so no file permission stands in the way.
+    let notify = r#"
+import os, socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1", "\0" + os.environ["NOTIFY_SOCKET"][1:])
+time.sleep(1e6)
+"#;
+    let sup = supervisor(&[
+        json!({"name": "n", "argv": ["/usr/bin/python3", "-c", notify], "readiness": "sd_notify",
+               "control_channel": "off", "user": "nobody"}),
+        // notify: READY comes through the control channel.
+        with(
+            sh_group("c", 1, POLITE),
+            json!({"user": "nobody", "readiness": "notify"}),
+        ),
+    ]);
+    sup.start_groups(&["n", "c"]).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let snap = sup.snapshot_value();
+    for group in ["n", "c"] {
+        let pid = pids(&snap, group)[0];
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(
+            status.contains("Uid:\t65534\t65534\t65534\t65534"),
+            "{status}"
+        );
+    }
+    // The control channel: a graceful stop through it ends the sh worker with 0.
+    sup.stop_groups(secs(60.0), false).unwrap();
+    let log = drain_all(&sup);
+    let stopped = of_kind(&log, "worker_stopped");
+    assert!(
+        stopped
+            .iter()
+            .any(|e| e["group_name"] == "c" && e["mode"] == "graceful" && e["exit_code"] == 0),
+        "{log:#?}"
+    );
+}
+
+#[test]
 fn an_unknown_user_or_group_name_fails_the_start_naming_it() {
     for (extra, key, name) in [
         (

@@ -163,7 +163,10 @@ fn identity_keys_parse_and_their_errors_name_the_key() {
         // (uid_t)-1 is "unchanged" to setresuid: a worker would keep the host's user.
         (r#""user":4294967295,"group":0"#, "groups[0].user"),
         (r#""group":"4294967295""#, "groups[0].group"),
-        (r#""supplementary_groups":[4294967295]"#, "groups[0].supplementary_groups[0]"),
+        (
+            r#""supplementary_groups":[4294967295]"#,
+            "groups[0].supplementary_groups[0]",
+        ),
         (r#""env_files":["relative"]"#, "groups[0].env_files[0]"),
         (r#""env_files":["-relative"]"#, "groups[0].env_files[0]"),
     ] {
