@@ -3,7 +3,7 @@
  * tiny workers: supervisor_new, configure, start_groups, wait_ready, stop_groups
  * (STOP NOW), supervisor_free, each phase timed.
  *
- * usage: lib_bench [--block-sigchld] [--limits] [--idle SECONDS] WORKER N
+ * usage: lib_bench [--block-sigchld] [--limits | --identity] [--idle SECONDS] WORKER N
  * prints one JSON line with start/ready/stop/total ms, the CPU ms of the whole
  * tree (this process and the reaped workers), and stop_self_cpu_ms, the CPU time
  * of this process (every thread) during the stop. With --idle it also sits
@@ -32,14 +32,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mpsupervisor.h"
 #include "bench_util.h"
 
-#define USAGE "usage: lib_bench [--block-sigchld] [--limits] [--idle SECONDS] WORKER N\n"
+#define USAGE "usage: lib_bench [--block-sigchld] [--limits | --identity] [--idle SECONDS] WORKER N\n"
 #define LIMITS ",\"memory_max\":\"1G\",\"pids_max\":1000,\"cpu_max\":\"max\""
-
-static bool limits;
 #define MAX_GROUP 4096
 #define MAX_GROUPS 32
 
@@ -51,6 +50,11 @@ static void check(mpsup_result r, const char *call)
     }
 }
 
+/* The keys each group adds: --limits' cgroup limits, or --identity's process attributes (so
+ * every spawn goes through the exec shim, which sets them before the worker's exec; as root
+ * also a switch to nobody). */
+static const char *extra_keys = "";
+
 /* The groups JSON for n workers of `worker`, split over `groups` groups. */
 static char *groups_json(const char *worker, int n, int groups)
 {
@@ -58,7 +62,7 @@ static char *groups_json(const char *worker, int n, int groups)
         fprintf(stderr, "lib_bench: worker path must not contain quotes or backslashes\n");
         exit(2);
     }
-    size_t cap = (size_t)groups * (strlen(worker) + 128 + sizeof LIMITS) + 8;
+    size_t cap = (size_t)groups * (strlen(worker) + strlen(extra_keys) + 128) + 8;
     char *json = malloc(cap);
     if (json == NULL)
         exit(1);
@@ -69,7 +73,7 @@ static char *groups_json(const char *worker, int n, int groups)
         len += (size_t)snprintf(json + len, cap - len,
                                 "%s{\"name\":\"bench%d\",\"workers\":%d,\"argv\":[\"%s\"],"
                                 "\"readiness\":\"notify\",\"inherit_env\":false%s}",
-                                g ? "," : "", g + 1, size, worker, limits ? LIMITS : "");
+                                g ? "," : "", g + 1, size, worker, extra_keys);
     }
     snprintf(json + len, cap - len, "]");
     return json;
@@ -161,7 +165,14 @@ int main(int argc, char **argv)
         argc -= 1;
     }
     if (argc >= 2 && strcmp(argv[1], "--limits") == 0) {
-        limits = true;
+        extra_keys = LIMITS;
+        argv += 1;
+        argc -= 1;
+    } else if (argc >= 2 && strcmp(argv[1], "--identity") == 0) {
+        extra_keys = geteuid() == 0
+                            ? ",\"user\":\"nobody\",\"umask\":\"0022\",\"no_new_privileges\":true,"
+                              "\"rlimits\":{\"core\":0}"
+                            : ",\"umask\":\"0022\",\"no_new_privileges\":true,\"rlimits\":{\"core\":0}";
         argv += 1;
         argc -= 1;
     }

@@ -29,7 +29,8 @@ BUILD = ROOT / "build" / "bench"
 LIBDIR = ROOT / "target" / "release"
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
 PHASES = ["start_ms", "ready_ms", "stop_ms", "total_ms", "cpu_ms"]
-LABELS = {"floor": "floor (C, no library)", "library": "library (C API)", "original": "original (Python spawn)"}
+LABELS = {"floor": "floor (C, no library)", "library": "library (C API)",
+          "identity": "library, identity keys", "original": "original (Python spawn)"}
 RUN_TIMEOUT_S = 600
 
 
@@ -102,6 +103,8 @@ def command(program: str, n: int) -> list[str]:
         return [str(BUILD / "floor"), worker, str(n)]
     if program == "library":
         return [str(BUILD / "lib_bench"), worker, str(n)]
+    if program == "identity":
+        return [str(BUILD / "lib_bench"), "--identity", worker, str(n)]
     return [sys.executable, str(BENCH / "original_design.py"), str(n)]
 
 
@@ -110,7 +113,7 @@ def run_rounds(args, with_library: bool) -> dict:
     results: dict = {}
     for r in range(args.rounds):
         for n in args.sizes:
-            programs = ["floor"] + (["library"] if with_library else [])
+            programs = ["floor"] + (["library", "identity"] if with_library else [])
             if n in args.original_sizes:
                 programs.append("original")
             shift = r % len(programs)
@@ -157,7 +160,7 @@ def table(args, results: dict) -> tuple[str, dict]:
              "|---:|---|---:|---:|---:|---:|---:|---|"]
     rows = {}
     for n in args.sizes:
-        for program in ("floor", "library", "original"):
+        for program in ("floor", "library", "identity", "original"):
             if (program, n) not in results:
                 continue
             row = rows[(program, n)] = medians(results[(program, n)])
@@ -169,7 +172,8 @@ def table(args, results: dict) -> tuple[str, dict]:
             cells = " | ".join(fmt_ms(row[phase]) for phase in PHASES)
             lines.append(f"| {n:,} | {LABELS[program]} | {cells} | "
                          f"{fmt_ms(row['min'])}–{fmt_ms(row['max'])} ({row['runs']}{failed}) |")
-        for label, a, b in (("library / floor", "library", "floor"), ("original / library", "original", "library")):
+        for label, a, b in (("library / floor", "library", "floor"), ("identity / library", "identity", "library"),
+                            ("original / library", "original", "library")):
             if (a, n) in rows and (b, n) in rows:
                 cells = " | ".join(fmt_ratio(rows[(a, n)], rows[(b, n)], phase) for phase in PHASES)
                 lines.append(f"| {n:,} | **{label}** | {cells} | |")

@@ -38,6 +38,7 @@
 mod clock;
 pub mod config;
 mod core;
+mod env_file;
 pub mod error;
 pub mod events;
 pub mod ffi;

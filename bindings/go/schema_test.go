@@ -255,6 +255,7 @@ func (c *checker) report(t *testing.T) {
 var (
 	rawMessageType = reflect.TypeOf(json.RawMessage(nil))
 	marshalerType  = reflect.TypeOf((*json.Marshaler)(nil)).Elem()
+	unmarshalType  = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()
 	thisPackage    = reflect.TypeOf(Group{}).PkgPath()
 )
 
@@ -284,6 +285,13 @@ func (c *checker) compare(path string, t reflect.Type, sh *shape, omitempty, req
 		return
 	}
 	types := sh.jsonTypes()
+	// Several JSON types but no object (a user as a name or a number; a limit as a number,
+	// "infinity" or [soft, hard]): a named type with its own MarshalJSON and UnmarshalJSON,
+	// which choose among them.
+	if len(types) > 1 && !sh.types["object"] && t.Name() != "" && t.Implements(marshalerType) &&
+		reflect.PtrTo(t).Implements(unmarshalType) {
+		return
+	}
 	if t.Kind() == reflect.Interface || t == rawMessageType {
 		c.differ("%s: Go type %s takes any JSON value, but the schema allows only %s", path, t, strings.Join(types, ", "))
 		return

@@ -104,6 +104,20 @@ type Group struct {
 	// (TCP only).
 	ReusePort bool `json:"reuse_port,omitempty"`
 
+	// Identity, limits and environment (identity.go), applied to every worker between its
+	// spawn and its program's exec. User and Group: "" leaves them the host's; User without
+	// SupplementaryGroups brings that user's groups, and without Group its primary group.
+	User  ID `json:"user,omitempty"`
+	Group ID `json:"group,omitempty"`
+	// SupplementaryGroups: nil leaves them (User's, or the host's); &[]ID{} clears them.
+	SupplementaryGroups *[]ID    `json:"supplementary_groups,omitempty"`
+	Umask               string   `json:"umask,omitempty"` // 3 or 4 octal digits, "0027"
+	NoNewPrivileges     bool     `json:"no_new_privileges,omitempty"`
+	Rlimits             *Rlimits `json:"rlimits,omitempty"`
+	// EnvFiles are absolute paths of systemd EnvironmentFile= files ("-" before the path: may
+	// be missing), read at every spawn, applied after the host's environment and before Env.
+	EnvFiles []string `json:"env_files,omitempty"`
+
 	Restart            Restart `json:"restart,omitempty"`              // default "never"
 	RestartDelayMs     *uint64 `json:"restart_delay_ms,omitempty"`     // default 100
 	RestartDelayMaxMs  *uint64 `json:"restart_delay_max_ms,omitempty"` // default 30000

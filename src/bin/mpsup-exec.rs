@@ -1,4 +1,4 @@
-//! mpsup-exec: joins a cgroup, then becomes the worker.
+//! mpsup-exec: sets a worker's limits, umask, cgroup and identity, then becomes the worker.
 //!
 //! `mpsup-exec [OPTION VALUE]... -- PROGRAM ARGV0 ARG...`, spawned by libmpsupervisor in place of
 //! a worker. It applies its options in the order given, sets `LISTEN_PID` to its own pid when
@@ -6,10 +6,20 @@
 //! exec keeps it), and execs `PROGRAM` with `ARGV0 ARG...` and its environment. Options:
 //! - `-r FD`: the report descriptor (first, so that every later failure reaches it). It is made
 //!   close-on-exec, so a successful exec closes it and its reader sees end of file; a failure
-//!   writes 5 bytes there (a tag: `C` for a cgroup, `E` for the exec; then the errno as a
-//!   native-endian i32) and exits 126 (127 for the exec).
+//!   writes 5 bytes there (a tag: the letter of the option that failed, `E` for the exec; then
+//!   the errno as a native-endian i32) and exits 126 (127 for the exec).
+//! - `-R NAME:SOFT:HARD`: `setrlimit` (NAME: `nofile`, `core`, `nproc`, `as`, `memlock`,
+//!   `stack`, `cpu`, `fsize`; all ones is `RLIM_INFINITY`).
+//! - `-m MODE`: `umask` (octal).
 //! - `-c DIR`: writes `0` to `DIR/cgroup.procs` (so the worker is in its cgroup before its first
-//!   instruction, and every process it ever forks is too); once per hierarchy.
+//!   instruction, and every process it ever forks is too); once per hierarchy. Before the
+//!   identity options, since joining needs root.
+//! - `-G GID,GID,...`: `setgroups` (empty: none).
+//! - `-g GID`: `setresgid` (real, effective and saved).
+//! - `-u UID`: `setresuid` (after the groups and gid, which need the privilege it drops).
+//! - `-n 1`: `PR_SET_NO_NEW_PRIVS`, last.
+//!
+//! The library writes them in that order; the shim applies them in the order given.
 //!
 //! No Rust runtime (`no_main`): nothing is changed before the exec (std would ignore SIGPIPE,
 //! which exec keeps, and would reopen closed standard descriptors).
@@ -81,11 +91,73 @@ unsafe fn apply_options(argc: usize, argv: *const *const c_char) -> Option<Optio
             }
             // -c DIR: joins the cgroup DIR (repeated: one per hierarchy).
             b"-c" => join_cgroup(value, report),
-            _ => return None,
+            _ => apply_attribute(opt, value.to_str().ok()?, report)?,
         }
         i += 2;
     }
     None
+}
+
+/// Applies one process attribute option (`-R`, `-m`, `-G`, `-g`, `-u`, `-n`), or fails with
+/// its letter as the tag; None for an option the library does not write.
+fn apply_attribute(opt: &[u8], value: &str, report: c_int) -> Option<()> {
+    // SAFETY (every block below): plain system calls with valid arguments.
+    let ok = match opt {
+        b"-R" => {
+            let mut parts = value.split(':');
+            let resource = resource(parts.next()?)?;
+            let soft = parts.next()?.parse().ok()?;
+            let hard = parts.next()?.parse().ok()?;
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            unsafe { libc::setrlimit(resource, &limit) == 0 }
+        }
+        b"-m" => {
+            let mode = libc::mode_t::from_str_radix(value, 8).ok()?;
+            unsafe { libc::umask(mode) };
+            true
+        }
+        b"-G" => {
+            let gids: Option<Vec<libc::gid_t>> = value
+                .split(',')
+                .filter(|g| !g.is_empty())
+                .map(|g| g.parse().ok())
+                .collect();
+            let gids = gids?;
+            unsafe { libc::setgroups(gids.len(), gids.as_ptr()) == 0 }
+        }
+        b"-g" => {
+            let gid: libc::gid_t = value.parse().ok()?;
+            unsafe { libc::setresgid(gid, gid, gid) == 0 }
+        }
+        b"-u" => {
+            let uid: libc::uid_t = value.parse().ok()?;
+            unsafe { libc::setresuid(uid, uid, uid) == 0 }
+        }
+        b"-n" => unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 },
+        _ => return None,
+    };
+    if !ok {
+        fail(report, opt[1], errno(), 126);
+    }
+    Some(())
+}
+
+/// The resource of an `-R` name (as the groups JSON spells it).
+fn resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "nofile" => libc::RLIMIT_NOFILE,
+        "core" => libc::RLIMIT_CORE,
+        "nproc" => libc::RLIMIT_NPROC,
+        "as" => libc::RLIMIT_AS,
+        "memlock" => libc::RLIMIT_MEMLOCK,
+        "stack" => libc::RLIMIT_STACK,
+        "cpu" => libc::RLIMIT_CPU,
+        "fsize" => libc::RLIMIT_FSIZE,
+        _ => return None,
+    })
 }
 
 /// Writes `0` (this process) to `dir/cgroup.procs`, or fails with `C`.

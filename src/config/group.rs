@@ -6,6 +6,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::identity::{Id, Rlimits};
 use super::limits::{CpuMax, Limits, MemorySize, PidsMax};
 use super::{
     bounded_value, listen, Listen, Output, Restart, StopSignal, MAX_MS, MAX_TAIL_LINES, MAX_WORKERS,
@@ -234,6 +235,37 @@ pub struct GroupSpec {
     /// PERIOD"` in µs, or `"max"`. cgroup `cpu.max` (v1 `cpu.cfs_quota_us`, `cpu.cfs_period_us`).
     #[serde(default)]
     pub cpu_max: Option<CpuMax>,
+
+    // Identity, limits and environment (API.md part 7), applied by the exec shim between the
+    // spawn and the program's exec, at every spawn and respawn.
+    /// The user the workers run as: a name or a uid, resolved when the group is started. Unless
+    /// `supplementary_groups` is given, the workers get that user's groups too, and unless
+    /// `group` is given, its primary group.
+    #[serde(default)]
+    pub user: Option<Id>,
+    /// The group the workers run as: a name or a gid, resolved when the group is started.
+    /// Without `user` (and without `supplementary_groups`), the supplementary groups are cleared.
+    #[serde(default)]
+    pub group: Option<Id>,
+    /// The workers' supplementary groups, names or gids (`[]` clears them); absent: `user`'s.
+    #[serde(default)]
+    pub supplementary_groups: Option<Vec<Id>>,
+    /// The workers' umask, 3 or 4 octal digits such as `"0027"` (absent: the host's).
+    #[serde(default)]
+    #[schemars(pattern(r"^0?[0-7]{3}$"))]
+    pub umask: Option<String>,
+    /// Sets `PR_SET_NO_NEW_PRIVS`: setuid programs and file capabilities give a worker nothing.
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    /// Resource limits (`setrlimit`) the workers start with; absent ones are the host's.
+    #[serde(default)]
+    pub rlimits: Rlimits,
+    /// Files of `KEY=VALUE` lines (systemd's `EnvironmentFile=` syntax), absolute paths, read at
+    /// every spawn, applied after the host's environment and before `env`; a `-` before the path
+    /// makes a missing file no error.
+    #[serde(default)]
+    #[schemars(extend("items" = {"type": "string", "pattern": "^-?/"}))]
+    pub env_files: Vec<String>,
 }
 
 impl Default for GroupSpec {
@@ -272,6 +304,13 @@ impl Default for GroupSpec {
             memory_high: None,
             pids_max: None,
             cpu_max: None,
+            user: None,
+            group: None,
+            supplementary_groups: None,
+            umask: None,
+            no_new_privileges: false,
+            rlimits: Rlimits::default(),
+            env_files: Vec::new(),
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 mod bounded;
 mod group;
+mod identity;
 mod limits;
 mod listen;
 mod output;
@@ -19,6 +20,8 @@ mod signal;
 pub use group::{Bootstrap, ControlChannelMode, GroupSpec, KillMode, NotifyAccess, Readiness};
 pub use limits::{CpuMax, Limits, MemorySize, PidsMax};
 pub use signal::StopSignal;
+
+pub use identity::{parse_umask, Id, Infinity, Limit, Rlimit, Rlimits};
 
 pub use bounded::MAX_VALUE_DEPTH;
 pub(crate) use bounded::{bounded_value, TOO_DEEP};
@@ -146,6 +149,7 @@ fn validate(i: usize, g: &GroupSpec) -> Result<()> {
         ));
     }
     listen::validate(&g.listen, g.reuse_port).map_err(|(key, why)| invalid(i, &key, why))?;
+    identity::validate(g).map_err(|(key, why)| invalid(i, &key, why))?;
     Ok(())
 }
 

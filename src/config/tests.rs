@@ -117,3 +117,60 @@ fn errors_name_the_json_path() {
 fn empty_array_is_a_valid_configuration() {
     assert!(parse_groups("[]").unwrap().is_empty());
 }
+
+#[test]
+fn identity_keys_parse_and_their_errors_name_the_key() {
+    let g = &parse_groups(
+        r#"[{"name":"a","argv":["x"],"user":"nobody","group":65534,
+             "supplementary_groups":["nogroup", "7"],"umask":"0027","no_new_privileges":true,
+             "rlimits":{"nofile":[64, 128],"core":0,"as":"infinity","cpu":[1,"infinity"]},
+             "env_files":["/etc/a", "-/etc/b"]}]"#,
+    )
+    .unwrap()[0];
+    assert_eq!(g.user, Some(Id::Name("nobody".into())));
+    assert_eq!(g.group, Some(Id::Number(65534)));
+    assert_eq!(
+        g.supplementary_groups.as_ref().unwrap()[1].number(),
+        Some(7)
+    );
+    assert_eq!(parse_umask(g.umask.as_deref().unwrap()), Some(0o27));
+    assert_eq!(
+        g.rlimits
+            .given()
+            .iter()
+            .map(|(n, l)| (*n, l.soft_hard()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("nofile", (64, 128)),
+            ("core", (0, 0)),
+            ("as", (u64::MAX, u64::MAX)),
+            ("cpu", (1, u64::MAX))
+        ]
+    );
+    let group = |extra: &str| format!(r#"[{{"name":"a","argv":["x"],{extra}}}]"#);
+    for (extra, named) in [
+        (r#""rlimits":{"nofiles":1}"#, "groups[0].rlimits.nofiles"),
+        (r#""rlimits":{"nofile":[2,1]}"#, "groups[0].rlimits.nofile"),
+        (r#""rlimits":{"core":-1}"#, "groups[0].rlimits.core"),
+        (r#""umask":"0778""#, "groups[0].umask"),
+        (r#""umask":"27""#, "groups[0].umask"),
+        (r#""user":"""#, "groups[0].user"),
+        (r#""user":-1"#, "groups[0].user"),
+        (
+            r#""supplementary_groups":["a",""]"#,
+            "groups[0].supplementary_groups[1]",
+        ),
+        // (uid_t)-1 is "unchanged" to setresuid: a worker would keep the host's user.
+        (r#""user":4294967295,"group":0"#, "groups[0].user"),
+        (r#""group":"4294967295""#, "groups[0].group"),
+        (
+            r#""supplementary_groups":[4294967295]"#,
+            "groups[0].supplementary_groups[0]",
+        ),
+        (r#""env_files":["relative"]"#, "groups[0].env_files[0]"),
+        (r#""env_files":["-relative"]"#, "groups[0].env_files[0]"),
+    ] {
+        let m = err(&group(extra));
+        assert!(m.starts_with(&format!("{named}: ")), "{extra}: {m}");
+    }
+}

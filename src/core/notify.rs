@@ -209,6 +209,7 @@ mod tests {
             argv: vec![],
             env: vec![],
             cwd: None,
+            attrs: Default::default(),
             spec,
         });
         let mut state = State::new(64);

@@ -22,6 +22,7 @@ fn plan(extra: &str) -> Arc<Plan> {
         argv: vec![CString::new("/bin/true").unwrap()],
         env: vec![],
         cwd: None,
+        attrs: Default::default(),
         spec,
     })
 }

@@ -416,3 +416,25 @@ impl Poller {
         }
     }
 }
+
+/// `CAP_SETGID`, `CAP_SETUID`, `CAP_SYS_RESOURCE` (linux/capability.h).
+pub(crate) const CAP_SETGID: u32 = 6;
+pub(crate) const CAP_SETUID: u32 = 7;
+pub(crate) const CAP_SYS_RESOURCE: u32 = 24;
+
+/// Whether this process has capability `cap` in its effective set (`CapEff` of
+/// /proc/self/status); without /proc, whether it runs as root.
+pub fn has_capability(cap: u32) -> bool {
+    let effective = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        });
+    match effective {
+        Some(bits) => bits & (1 << cap) != 0,
+        None => nix::unistd::geteuid().is_root(),
+    }
+}

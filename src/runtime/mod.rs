@@ -30,6 +30,7 @@ pub(crate) mod child;
 pub(crate) mod engine;
 pub(crate) mod events_out;
 pub(crate) mod figures;
+pub(crate) mod identity;
 pub(crate) mod io;
 pub(crate) mod lifeline;
 pub(crate) mod listen;

@@ -55,6 +55,7 @@ pub fn prepare(spec: &GroupSpec, notify_socket: Option<&str>) -> io::Result<Plan
         argv: spec.argv.iter().map(|a| config::cstring(a)).collect(),
         env,
         cwd: spec.cwd.as_deref().map(config::cstring),
+        attrs: Default::default(),
         spec: spec.clone(),
     })
 }

@@ -268,7 +268,7 @@ impl Supervisor {
             specs
         };
         let notify = self.notify_socket(&specs)?;
-        let plans = prepare_all(&specs, notify.as_deref())?;
+        let plans = prepare_all(&specs, notify.as_deref(), self.lifeline.has_shim())?;
         // Limits (API.md part 7): a new configuration's limits are checked before any rollout.
         self.lifeline
             .check_limits(&specs)

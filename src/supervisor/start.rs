@@ -13,7 +13,7 @@ impl Supervisor {
             engine.core.specs_of(names)?
         };
         let notify = self.notify_socket(&specs)?;
-        let plans = prepare_all(&specs, notify.as_deref())?;
+        let plans = prepare_all(&specs, notify.as_deref(), self.lifeline.has_shim())?;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         self.check_shim(&specs)?;
         self.lifeline
@@ -133,17 +133,36 @@ impl Supervisor {
     }
 }
 
-pub(super) fn prepare_all(specs: &[GroupSpec], notify: Option<&str>) -> Result<Vec<Arc<Plan>>> {
+/// The plans of `specs`: environment, program, and the attributes the exec shim sets (names
+/// resolved, privilege checked: `has_shim` says whether the shim is there to set them); every
+/// `env_files` entry without `-` is read once here, so a missing one fails the start.
+pub(super) fn prepare_all(
+    specs: &[GroupSpec],
+    notify: Option<&str>,
+    has_shim: bool,
+) -> Result<Vec<Arc<Plan>>> {
     specs
         .iter()
         .map(|spec| {
+            let attrs = crate::runtime::identity::resolve(spec)?;
+            if let (Some(key), false) = (attrs.first_key(), has_shim) {
+                return Err(Error::Unsupported(format!(
+                    "group '{}': {key}: needs the {} helper next to the library, which is missing",
+                    spec.name,
+                    crate::runtime::lifeline::SHIM_NAME
+                )));
+            }
             // Named after the first worker, which is the one that could not be spawned.
-            plan::prepare(spec, notify)
-                .map(Arc::new)
-                .map_err(|source| Error::Spawn {
-                    context: format!("group '{}' worker '{}#1'", spec.name, spec.name),
-                    source,
-                })
+            let spawn_error = |source| Error::Spawn {
+                context: format!("group '{}' worker '{}#1'", spec.name, spec.name),
+                source,
+            };
+            for file in &spec.env_files {
+                crate::env_file::read(file).map_err(spawn_error)?;
+            }
+            let mut plan = plan::prepare(spec, notify).map_err(spawn_error)?;
+            plan.attrs = attrs;
+            Ok(Arc::new(plan))
         })
         .collect()
 }

@@ -103,6 +103,29 @@ class RotateOutput(_RotateOutputRequired, total=False):
 Output = Union[OutputName, FileOutput, RotateOutput]
 
 
+# One bound of a resource limit: a number or "infinity"; a limit is one bound (soft and hard)
+# or [soft, hard].
+Limit = Union[int, Literal["infinity"]]
+Rlimit = Union[Limit, List[Limit]]
+
+# The limits a group's workers start with (setrlimit); absent ones are the host's. Functional
+# syntax, since "as" is a keyword. None is the same as absent.
+Rlimits = TypedDict(
+    "Rlimits",
+    {
+        "nofile": Optional[Rlimit],
+        "core": Optional[Rlimit],
+        "nproc": Optional[Rlimit],
+        "as": Optional[Rlimit],
+        "memlock": Optional[Rlimit],
+        "stack": Optional[Rlimit],
+        "cpu": Optional[Rlimit],
+        "fsize": Optional[Rlimit],
+    },
+    total=False,
+)
+
+
 class _GroupRequired(TypedDict):
     name: str
     argv: List[str]
@@ -126,6 +149,13 @@ class Group(_GroupRequired, total=False):
     output_tail_lines: int  # default 20
     listen: List[Listen]  # default []
     reuse_port: bool  # default False
+    user: Optional[Union[str, int]]  # default: the host's; brings that user's groups
+    group: Optional[Union[str, int]]  # default: the user's primary group
+    supplementary_groups: Optional[List[Union[str, int]]]  # [] clears them; default: the user's
+    umask: Optional[str]  # 3 or 4 octal digits, such as "0027"
+    no_new_privileges: bool  # default False
+    rlimits: Rlimits  # default {}
+    env_files: List[str]  # absolute paths, "-" before one: may be missing
     restart: Restart  # default "never"
     restart_delay_ms: int  # default 100
     restart_delay_max_ms: int  # default 30000

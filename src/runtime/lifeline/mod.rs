@@ -23,6 +23,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::core::plan::Attributes;
 use crate::os::spawn::ChildFds;
 
 use cgroup::Cgroups;
@@ -135,11 +136,13 @@ impl Lifeline {
     }
 
     /// Whether a spawn goes through the exec shim (and so passes its report descriptor):
-    /// where cgroups are in force, or the worker needs `LISTEN_PID` (it has listen sockets).
-    fn uses_shim(&self, spec: &GroupSpec, fds: &ChildFds<'_>) -> bool {
+    /// where cgroups are in force, the group has limits, the worker needs `LISTEN_PID` (it has
+    /// listen sockets), or its group sets process attributes (identity, umask, rlimits).
+    fn uses_shim(&self, spec: &GroupSpec, fds: &ChildFds<'_>, attrs: &Attributes) -> bool {
         self.cgroups.as_ref().is_some_and(|c| c.tree().is_some())
             || !spec.limits().is_empty()
             || !fds.listen.is_empty()
+            || attrs.first_key().is_some()
     }
 
     /// Before a worker's spawn that `uses_shim`: makes its cgroups (one per worker process,
@@ -147,27 +150,29 @@ impl Lifeline {
     /// that runs the exec shim, which joins them, sets `LISTEN_PID` when the environment asks,
     /// and then execs the worker. The shim reports on the descriptor
     /// that `fds` has for it (`ChildFds::report_fd`); the placement's report pipe goes there.
+    /// `attrs`: what the shim sets before the exec.
     pub fn prepare(
         &self,
         spec: &GroupSpec,
         program: &CStr,
         argv: &[CString],
         fds: &ChildFds<'_>,
+        attrs: &Attributes,
     ) -> std::io::Result<Option<Placement>> {
-        if !self.uses_shim(spec, fds) {
+        if !self.uses_shim(spec, fds, attrs) {
             return Ok(None);
         }
         let shim = self.shim.as_ref().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                format!("listen sockets need the {SHIM_NAME} helper next to the library"),
+                format!("this worker needs the {SHIM_NAME} helper next to the library"),
             )
         })?;
         let dirs = match &self.cgroups {
             Some(c) => c.make_worker_dirs(&spec.name, &spec.limits())?,
             None => Vec::new(),
         };
-        Ok(Some(shim.placement(program, argv, fds, dirs)))
+        Ok(Some(shim.placement(program, argv, fds, dirs, attrs)))
     }
 
     /// A worker process was just spawned (not handed over yet, so not reaped). With a placement:

@@ -1,8 +1,9 @@
-//! The exec shim (`mpsup-exec`): spawned in place of a worker that needs a cgroup or
-//! `LISTEN_PID`, it joins the worker's cgroup, sets `LISTEN_PID` when the environment asks, and
-//! execs the worker's program. Its report pipe tells the spawner whether that went well: end of
-//! file once the exec closed it, or 5 bytes (`C` for the cgroup or `E` for the exec, then the
-//! errno) when it failed.
+//! The exec shim (`mpsup-exec`): spawned in place of a worker that needs a cgroup, `LISTEN_PID`
+//! or process attributes (part 7: limits, umask, identity), it sets the limits and the umask,
+//! joins the worker's cgroup (as root, before dropping privileges), sets the groups, gid and uid,
+//! then `PR_SET_NO_NEW_PRIVS`, sets `LISTEN_PID` when the environment asks, and execs the
+//! worker's program. Its report pipe tells the spawner whether that went well: end of file once
+//! the exec closed it, or 5 bytes (a tag naming the step, then the errno) when it failed.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, OwnedFd};
@@ -13,6 +14,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::cgroup::context;
 use super::helpers::find_helper;
+use crate::core::plan::Attributes;
 use crate::os;
 use crate::os::spawn::ChildFds;
 
@@ -32,8 +34,8 @@ impl Shim {
             .map(Shim)
     }
 
-    /// The command that runs the shim for `program` and `argv`: it joins each of `dirs` (the
-    /// worker's cgroups, one per hierarchy) and reports on the child's descriptor
+    /// The command that runs the shim for `program` and `argv`: it sets `attrs`, joins each of
+    /// `dirs` (the worker's cgroups, one per hierarchy) and reports on the child's descriptor
     /// `ChildFds::report_fd` of `fds`.
     pub(super) fn placement(
         &self,
@@ -41,6 +43,7 @@ impl Shim {
         argv: &[CString],
         fds: &ChildFds<'_>,
         dirs: Vec<PathBuf>,
+        attrs: &Attributes,
     ) -> Placement {
         let report_fd = fds.report_fd();
         // Without descriptors to spare (EMFILE), the shim runs without its report: an exec
@@ -59,8 +62,29 @@ impl Shim {
             options.push(("-r", report_fd.to_string()));
         }
         let (read, report) = pipe.unzip();
+        // In the order the shim must apply them: limits and umask, the cgroup (joining it needs
+        // root), then identity from the groups to the uid, no_new_privs last.
+        for (name, soft, hard) in &attrs.rlimits {
+            options.push(("-R", format!("{name}:{soft}:{hard}")));
+        }
+        if let Some(umask) = attrs.umask {
+            options.push(("-m", format!("{umask:o}")));
+        }
         for dir in &dirs {
             options.push(("-c", dir.to_string_lossy().into_owned()));
+        }
+        if let Some(groups) = &attrs.groups {
+            let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+            options.push(("-G", list.join(",")));
+        }
+        if let Some(gid) = attrs.gid {
+            options.push(("-g", gid.to_string()));
+        }
+        if let Some(uid) = attrs.uid {
+            options.push(("-u", uid.to_string()));
+        }
+        if attrs.no_new_privileges {
+            options.push(("-n", "1".into()));
         }
         let mut shim_argv = vec![self.0.clone()];
         for (option, value) in options {
@@ -121,9 +145,27 @@ impl Placement {
         if let (Some(dir), b'C') = (self.dirs.first(), buf[0]) {
             return Err(context(err, &dir.join("cgroup.procs")));
         }
+        if let Some((key, call)) = attribute_step(buf[0]) {
+            return Err(std::io::Error::new(
+                err.kind(),
+                format!("{key}: {call}: {err}"),
+            ));
+        }
         Err(std::io::Error::new(
             err.kind(),
             format!("posix_spawn {}: {err}", self.for_program.to_string_lossy()),
         ))
     }
+}
+
+/// The group key and the call behind a shim's failure tag (its process attributes).
+fn attribute_step(tag: u8) -> Option<(&'static str, &'static str)> {
+    Some(match tag {
+        b'R' => ("rlimits", "setrlimit"),
+        b'G' => ("supplementary_groups", "setgroups"),
+        b'g' => ("group", "setresgid"),
+        b'u' => ("user", "setresuid"),
+        b'n' => ("no_new_privileges", "prctl(PR_SET_NO_NEW_PRIVS)"),
+        _ => return None,
+    })
 }

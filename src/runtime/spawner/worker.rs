@@ -97,12 +97,43 @@ impl ControlSocket {
     }
 }
 
-/// A worker's environment: its plan's, then the variables that tell it its group, its id, its
-/// listen sockets (`names`) and its control socket, at their numbers in `fds`.
-fn environment(job: &SpawnJob, names: Option<&str>, fds: &ChildFds<'_>) -> Vec<CString> {
+/// Adds the variables of the group's `env_files`, read now (so a rewritten file reaches the next
+/// respawn), to `envp`: over the host's, under the group's `env` (which wins); reserved `MPSUP_`
+/// names are ignored as in `env`. A missing file without `-` fails the spawn.
+fn add_env_files(spec: &config::GroupSpec, envp: &mut Vec<CString>) -> std::io::Result<()> {
+    for file in &spec.env_files {
+        for (key, value) in crate::env_file::read(file)? {
+            if key.starts_with(env::PREFIX) || spec.env.contains_key(&key) {
+                continue;
+            }
+            let prefix = format!("{key}=");
+            envp.retain(|e| !e.as_bytes().starts_with(prefix.as_bytes()));
+            match CString::new(format!("{key}={value}")) {
+                Ok(entry) => envp.push(entry),
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("env_files: {file}: {key} holds a NUL byte"),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A worker's environment: its plan's, with its group's `env_files`, then the variables that tell
+/// it its group, its id, its listen sockets (`names`) and its control socket, at their numbers
+/// in `fds`.
+fn environment(
+    job: &SpawnJob,
+    names: Option<&str>,
+    fds: &ChildFds<'_>,
+) -> std::io::Result<Vec<CString>> {
     let spec = &job.plan.spec;
     let mut envp: Vec<CString> = Vec::with_capacity(job.plan.env.len() + 8);
     envp.extend(job.plan.env.iter().cloned());
+    add_env_files(spec, &mut envp)?;
     envp.push(env_var(env::GROUP, &spec.name));
     envp.push(env_var(env::WORKER_ID, &job.id));
     if let Some(names) = names {
@@ -120,7 +151,7 @@ fn environment(job: &SpawnJob, names: Option<&str>, fds: &ChildFds<'_>) -> Vec<C
             envp.push(env_var(env::START_GATE, "1"));
         }
     }
-    envp
+    Ok(envp)
 }
 
 /// Spawns one worker process: its listen sockets (carried by the submission, or with
@@ -153,13 +184,17 @@ pub(super) fn spawn_one(
     };
     let control = ControlSocket::open(spec, fds.room());
     fds.control = control.theirs.as_ref();
-    let envp = environment(job, listen.as_ref().map(|l| l.names.as_str()), &fds);
+    let envp = environment(job, listen.as_ref().map(|l| l.names.as_str()), &fds)?;
     let (captured, writes) = crate::runtime::output::pipes(spec, &job.id)?;
     fds.stdio.stdout_pipe = writes[0].as_ref();
     fds.stdio.stderr_pipe = writes[1].as_ref();
-    let placement = shared
-        .lifeline
-        .prepare(spec, &job.plan.program, &job.plan.argv, &fds)?;
+    let placement = shared.lifeline.prepare(
+        spec,
+        &job.plan.program,
+        &job.plan.argv,
+        &fds,
+        &job.plan.attrs,
+    )?;
     fds.report = placement.as_ref().and_then(|p| p.report.as_ref());
     let (program, argv) = match &placement {
         Some(p) => (p.program.as_c_str(), &p.argv[..]),
