@@ -40,6 +40,9 @@ pub enum WorkerState {
     Starting,
     /// Running and ready.
     Ready,
+    /// Ready, and reloading since `reload_groups` sent its `reload_signal` (`sd_notify`
+    /// workers, until the `READY=1` that follows their `RELOADING=1`).
+    Reloading,
     /// Asked to stop, not reaped yet.
     Stopping,
     /// Ended unasked; waiting for its respawn delay.

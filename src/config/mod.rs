@@ -12,6 +12,7 @@ mod bounded;
 mod group;
 mod listen;
 mod output;
+mod recycle;
 mod restart_options;
 mod signal;
 
@@ -144,6 +145,7 @@ fn validate(i: usize, g: &GroupSpec) -> Result<()> {
         ));
     }
     listen::validate(&g.listen, g.reuse_port).map_err(|(key, why)| invalid(i, &key, why))?;
+    recycle::validate(g).map_err(|(key, why)| invalid(i, key, why))?;
     Ok(())
 }
 
