@@ -65,9 +65,9 @@ type Event struct {
 	Readiness         string   `json:"readiness,omitempty"`          // worker_spawned
 	Mode              StopMode `json:"mode,omitempty"`               // worker_stopping, worker_stopped
 	ExitCode          *int     `json:"exit_code,omitempty"`          // worker_stopped, worker_failed
-	Signal            *int     `json:"signal,omitempty"`             // worker_stopped, worker_failed
+	Signal            *int     `json:"signal,omitempty"`             // worker_stopped, worker_failed, worker_signaled, worker_reloading
 	StatusUnavailable bool     `json:"status_unavailable,omitempty"` // worker_stopped, worker_failed
-	Reason            string   `json:"reason,omitempty"`             // worker_failed, rollout_failed
+	Reason            string   `json:"reason,omitempty"`             // worker_failed, rollout_failed, worker_recycled
 	StderrTail        []string `json:"stderr_tail,omitempty"`        // worker_failed
 	Status            string   `json:"status,omitempty"`             // worker_status
 	Fallback          string   `json:"fallback,omitempty"`           // stop_event_unavailable
@@ -82,9 +82,11 @@ type Event struct {
 	From              int      `json:"from,omitempty"`               // group_scaled
 	To                int      `json:"to,omitempty"`                 // group_scaled
 	Workers           int      `json:"workers,omitempty"`            // rollout_started
-	OldPID            *int     `json:"old_pid,omitempty"`            // worker_replaced
-	NewPID            int      `json:"new_pid,omitempty"`            // worker_replaced
-	DurationMs        uint64   `json:"duration_ms,omitempty"`        // rollout_finished
+	OldPID            *int     `json:"old_pid,omitempty"`            // worker_replaced, worker_recycled
+	NewPID            int      `json:"new_pid,omitempty"`            // worker_replaced, worker_recycled
+	DurationMs        uint64   `json:"duration_ms,omitempty"`        // rollout_finished, worker_reloaded
+	RSSBytes          *uint64  `json:"rss_bytes,omitempty"`          // worker_recycled
+	AgeMs             uint64   `json:"age_ms,omitempty"`             // worker_recycled
 
 	Data EventData       `json:"-"`
 	Raw  json.RawMessage `json:"-"`
