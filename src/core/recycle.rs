@@ -133,13 +133,15 @@ impl State {
             (w.group.clone(), w.index, w.id.clone(), w.generation, w.pid);
         for old in self.keys_of(&group) {
             let o = &self.workers[&old];
-            if old == key || o.index != index || o.role != Role::Member || !o.counts() {
+            if old == key || o.index != index || o.role != Role::Member {
                 continue;
             }
-            if o.alive() {
-                self.stop_for_good(old, now);
-            } else {
+            // One that crashed meanwhile (failed, or waiting for its respawn) is forgotten:
+            // the slot is served. One being stopped already is left to end.
+            if !o.alive() {
                 self.remove(old);
+            } else if o.counts() {
+                self.stop_for_good(old, now);
             }
         }
         self.events.push(EventKind::WorkerRecycled {
@@ -152,6 +154,22 @@ impl State {
             rss_bytes: r.rss_bytes,
             age_ms: r.age_ms,
         });
+    }
+
+    /// A rolling restart of the group begins: replacements not ready yet are killed (the
+    /// rollout replaces their slots), so that none of them retires a worker of the rollout.
+    pub(crate) fn cancel_replacements(&mut self, name: &str) {
+        for key in self.keys_of(name) {
+            let w = &self.workers[&key];
+            if w.role != Role::Replacement {
+                continue;
+            }
+            if w.alive() {
+                self.kill(key);
+            } else {
+                self.remove(key);
+            }
+        }
     }
 
     /// A replacement ended before it was ready (its `worker_failed` is queued): it goes, the
@@ -177,8 +195,7 @@ impl State {
 
     /// The lifetime of worker `key` is over: it is replaced, or looked at again soon.
     pub(crate) fn lifetime_due(&mut self, key: Key, now: Instant) {
-        let w = &self.workers[&key];
-        if w.role == Role::Replacement || !w.counts() {
+        if !self.workers[&key].counts() {
             return;
         }
         match self.not_recyclable(key) {

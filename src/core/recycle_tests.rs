@@ -161,3 +161,38 @@ fn a_lifetime_that_ends_during_a_replacement_is_looked_at_again() {
     assert_eq!(r.reason, RecycleReason::MaxLifetime);
     assert_eq!((r.old_pid, r.age_ms), (100, 2000));
 }
+
+#[test]
+fn a_rollout_cancels_replacements_that_are_not_ready() {
+    let (mut state, keys, now) = ready_group(1, "");
+    state.replace_worker("g#1", now).unwrap();
+    let new = spawn_of(&state.take_effects());
+    assert!(state.adopt(new, spawned(200, now)));
+    let plan = state.workers[&keys[0]].plan.clone();
+    state
+        .begin_rollout("g", plan, Default::default(), now)
+        .unwrap();
+    let effects = state.take_effects();
+    assert!(
+        effects.iter().any(|e| matches!(e,
+            Effect::Signal { key, signal: libc::SIGKILL } if *key == new)),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn a_replacement_takes_the_slot_of_an_old_worker_that_crashed_meanwhile() {
+    let (mut state, keys, now) = ready_group(1, "");
+    state.replace_worker("g#1", now).unwrap();
+    let new = spawn_of(&state.take_effects());
+    assert!(state.adopt(new, spawned(200, now)));
+    let crashed = crate::core::worker::ExitStatus {
+        code: Some(1),
+        signal: None,
+    };
+    state.exited(keys[0], crashed, now, 0);
+    state.timer(new, Timer::Warmup, now);
+    assert!(!state.workers.contains_key(&keys[0]));
+    assert_eq!(state.keys_of("g"), vec![new]);
+    assert_eq!(state.readiness(), crate::core::state::Readiness::AllReady);
+}
