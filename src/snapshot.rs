@@ -75,7 +75,7 @@ pub struct WorkerSnapshot {
     pub os_pid: i32,
     /// The process has not been reaped.
     pub alive: bool,
-    /// It has become ready since its last spawn.
+    /// It has become ready since its last spawn, and is not reloading.
     pub ready: bool,
     /// Where it is in its life.
     pub state: WorkerState,

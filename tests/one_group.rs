@@ -265,6 +265,13 @@ fn wait_ready_after_reload_groups_returns_only_after_ready_follows_reloading() {
         .map(|w| w["state"].clone())
         .collect();
     assert!(states.iter().all(|s| s == "reloading"), "{states:?}");
+    // Unready until READY=1 follows RELOADING=1 (each takes 0.4 s after the signal).
+    assert!(sup.snapshot_value()["d"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["ready"] == false));
+    assert_eq!(sup.status_value()["groups"]["d"]["ready"], 0);
     assert!(sup.wait_ready(HANG).unwrap());
     // Every worker_reloaded was queued before wait_ready could answer true.
     let log = drain_all(&sup);

@@ -190,7 +190,7 @@ impl Worker {
             pid: self.pid,
             os_pid: self.pid,
             alive: self.alive(),
-            ready: self.ready(),
+            ready: self.ready() && self.reload.is_none(),
             state: self.state(),
             // Each worker leads its own process group.
             pgid: self.pid,
