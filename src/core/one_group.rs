@@ -35,8 +35,8 @@ impl State {
         }
     }
 
-    /// The group's workers that have a live process nobody asked to stop... or that are
-    /// stopping: a signal reaches every live process.
+    /// The group's workers that have a live process, those being stopped included: a signal
+    /// reaches every live process.
     fn live_keys(&self, name: &str) -> Vec<Key> {
         self.keys_of(name)
             .into_iter()
