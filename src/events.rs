@@ -325,6 +325,82 @@ pub enum EventKind {
         /// Why it halted: `"exited"`, `"ready_timeout"` or `"spawn_failed: <error>"`.
         reason: String,
     },
+    // One group at a time and recycling (API.md part 7).
+    /// `signal_group` sent a signal to a worker (to its process group or to it alone, as the
+    /// group's `kill_mode` says); `reload_groups` too, for a worker that is not `sd_notify`.
+    WorkerSignaled {
+        /// The worker's group.
+        group_name: String,
+        /// `<group>#<index>`.
+        worker_id: String,
+        /// The worker's process id.
+        pid: i32,
+        /// The generation of the configuration the worker runs.
+        generation: u32,
+        /// The signal's number.
+        signal: i32,
+    },
+    /// `reload_groups` sent an `sd_notify` worker its `reload_signal`: it is `reloading` until
+    /// the `READY=1` that follows its `RELOADING=1`.
+    WorkerReloading {
+        /// The worker's group.
+        group_name: String,
+        /// `<group>#<index>`.
+        worker_id: String,
+        /// The worker's process id.
+        pid: i32,
+        /// The generation of the configuration the worker runs.
+        generation: u32,
+        /// The signal's number.
+        signal: i32,
+    },
+    /// A reloading worker sent `READY=1` after `RELOADING=1`: it is ready again.
+    WorkerReloaded {
+        /// The worker's group.
+        group_name: String,
+        /// `<group>#<index>`.
+        worker_id: String,
+        /// The worker's process id.
+        pid: i32,
+        /// The generation of the configuration the worker runs.
+        generation: u32,
+        /// How long the reload took, in ms (from the signal to `READY=1`).
+        duration_ms: u64,
+    },
+    /// A worker was replaced as one slot of a rolling restart (its new process is ready, the
+    /// old one is being stopped): it outgrew `max_rss_bytes` or `max_lifetime_ms`, or the host
+    /// asked (`replace_worker`).
+    WorkerRecycled {
+        /// The worker's group.
+        group_name: String,
+        /// `<group>#<index>`.
+        worker_id: String,
+        /// The generation of the configuration the worker runs.
+        generation: u32,
+        /// Why it was replaced.
+        reason: RecycleReason,
+        /// The old process's pid.
+        old_pid: i32,
+        /// The new process's pid.
+        new_pid: i32,
+        /// With `max_rss`: the old process's resident set at the last sample, in bytes (else
+        /// null).
+        rss_bytes: Option<u64>,
+        /// The old process's age when its replacement began, in ms.
+        age_ms: u64,
+    },
+}
+
+/// Why a worker was recycled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecycleReason {
+    /// Its resident set stayed above `max_rss_bytes` for two samples.
+    MaxRss,
+    /// It outlived its lifetime (`max_lifetime_ms` plus its share of `lifetime_jitter_ms`).
+    MaxLifetime,
+    /// The host called `replace_worker`.
+    Requested,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -25,7 +25,11 @@ pub(crate) fn group_status(core: &State, name: &str) -> GroupStatus {
         .iter()
         .filter(|w| w.alive() && !matches!(w.phase, Phase::Stopping(_)))
         .count();
-    let ready = workers.iter().filter(|w| w.ready()).count();
+    // A worker reloading (`reload_groups`) is not ready until it says so again.
+    let ready = workers
+        .iter()
+        .filter(|w| w.ready() && w.reload.is_none())
+        .count();
     let rollout = g.rollout.as_ref().map(|r| {
         let (state, worker_id, reason) = match &r.state {
             CoreRolloutState::Running => (RolloutState::Running, None, None),

@@ -40,6 +40,9 @@ pub enum WorkerState {
     Starting,
     /// Running and ready.
     Ready,
+    /// Ready, and reloading since `reload_groups` sent its `reload_signal` (`sd_notify`
+    /// workers, until the `READY=1` that follows their `RELOADING=1`).
+    Reloading,
     /// Asked to stop, not reaped yet.
     Stopping,
     /// Ended unasked; waiting for its respawn delay.
@@ -72,7 +75,7 @@ pub struct WorkerSnapshot {
     pub os_pid: i32,
     /// The process has not been reaped.
     pub alive: bool,
-    /// It has become ready since its last spawn.
+    /// It has become ready since its last spawn, and is not reloading.
     pub ready: bool,
     /// Where it is in its life.
     pub state: WorkerState,

@@ -38,7 +38,7 @@ pub struct GroupStatus {
     pub target: u32,
     /// Workers with a process that are not stopping.
     pub running: u32,
-    /// Of those, the ready ones.
+    /// Of those, the ready ones (a worker reloading is not).
     pub ready: u32,
     /// The latest rolling restart, or null.
     pub rollout: Option<RolloutStatus>,

@@ -31,6 +31,10 @@ const (
 	EventWorkerReplaced        EventKind = "worker_replaced"
 	EventRolloutFinished       EventKind = "rollout_finished"
 	EventRolloutFailed         EventKind = "rollout_failed"
+	EventWorkerSignaled        EventKind = "worker_signaled"
+	EventWorkerReloading       EventKind = "worker_reloading"
+	EventWorkerReloaded        EventKind = "worker_reloaded"
+	EventWorkerRecycled        EventKind = "worker_recycled"
 )
 
 // StopMode says how a stop was asked for, in worker_stopping and worker_stopped events.
@@ -61,9 +65,9 @@ type Event struct {
 	Readiness         string   `json:"readiness,omitempty"`          // worker_spawned
 	Mode              StopMode `json:"mode,omitempty"`               // worker_stopping, worker_stopped
 	ExitCode          *int     `json:"exit_code,omitempty"`          // worker_stopped, worker_failed
-	Signal            *int     `json:"signal,omitempty"`             // worker_stopped, worker_failed
+	Signal            *int     `json:"signal,omitempty"`             // worker_stopped, worker_failed, worker_signaled, worker_reloading
 	StatusUnavailable bool     `json:"status_unavailable,omitempty"` // worker_stopped, worker_failed
-	Reason            string   `json:"reason,omitempty"`             // worker_failed, rollout_failed
+	Reason            string   `json:"reason,omitempty"`             // worker_failed, rollout_failed, worker_recycled
 	StderrTail        []string `json:"stderr_tail,omitempty"`        // worker_failed
 	Status            string   `json:"status,omitempty"`             // worker_status
 	Fallback          string   `json:"fallback,omitempty"`           // stop_event_unavailable
@@ -78,9 +82,11 @@ type Event struct {
 	From              int      `json:"from,omitempty"`               // group_scaled
 	To                int      `json:"to,omitempty"`                 // group_scaled
 	Workers           int      `json:"workers,omitempty"`            // rollout_started
-	OldPID            *int     `json:"old_pid,omitempty"`            // worker_replaced
-	NewPID            int      `json:"new_pid,omitempty"`            // worker_replaced
-	DurationMs        uint64   `json:"duration_ms,omitempty"`        // rollout_finished
+	OldPID            *int     `json:"old_pid,omitempty"`            // worker_replaced, worker_recycled
+	NewPID            int      `json:"new_pid,omitempty"`            // worker_replaced, worker_recycled
+	DurationMs        uint64   `json:"duration_ms,omitempty"`        // rollout_finished, worker_reloaded
+	RSSBytes          *uint64  `json:"rss_bytes,omitempty"`          // worker_recycled
+	AgeMs             uint64   `json:"age_ms,omitempty"`             // worker_recycled
 
 	Data EventData       `json:"-"`
 	Raw  json.RawMessage `json:"-"`
@@ -143,6 +149,10 @@ var eventData = map[EventKind]func() EventData{
 	EventWorkerReplaced:        func() EventData { return new(WorkerReplaced) },
 	EventRolloutFinished:       func() EventData { return new(RolloutFinished) },
 	EventRolloutFailed:         func() EventData { return new(RolloutFailed) },
+	EventWorkerSignaled:        func() EventData { return new(WorkerSignaled) },
+	EventWorkerReloading:       func() EventData { return new(WorkerReloading) },
+	EventWorkerReloaded:        func() EventData { return new(WorkerReloaded) },
+	EventWorkerRecycled:        func() EventData { return new(WorkerRecycled) },
 }
 
 // WorkerSpawned is the Data of a worker_spawned event: a worker's process was spawned.
@@ -372,3 +382,67 @@ type RolloutFailed struct {
 
 // EventKind returns EventRolloutFailed.
 func (*RolloutFailed) EventKind() EventKind { return EventRolloutFailed }
+
+// WorkerSignaled is the Data of a worker_signaled event: SignalGroup sent a worker a signal
+// (or ReloadGroups its reload_signal, to a worker that is not sd_notify).
+type WorkerSignaled struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	PID        int    `json:"pid"`
+	Generation int    `json:"generation"`
+	Signal     int    `json:"signal"`
+}
+
+// EventKind returns EventWorkerSignaled.
+func (*WorkerSignaled) EventKind() EventKind { return EventWorkerSignaled }
+
+// WorkerReloading is the Data of a worker_reloading event: ReloadGroups sent an sd_notify
+// worker its reload_signal; it is reloading until READY=1 follows its RELOADING=1.
+type WorkerReloading struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	PID        int    `json:"pid"`
+	Generation int    `json:"generation"`
+	Signal     int    `json:"signal"`
+}
+
+// EventKind returns EventWorkerReloading.
+func (*WorkerReloading) EventKind() EventKind { return EventWorkerReloading }
+
+// WorkerReloaded is the Data of a worker_reloaded event: a reloading worker is ready again.
+type WorkerReloaded struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	PID        int    `json:"pid"`
+	Generation int    `json:"generation"`
+	DurationMs uint64 `json:"duration_ms"`
+}
+
+// EventKind returns EventWorkerReloaded.
+func (*WorkerReloaded) EventKind() EventKind { return EventWorkerReloaded }
+
+// RecycleReason says why a worker was recycled: "max_rss", "max_lifetime" or "requested".
+type RecycleReason string
+
+// Reasons of worker_recycled events.
+const (
+	RecycleMaxRSS      RecycleReason = "max_rss"
+	RecycleMaxLifetime RecycleReason = "max_lifetime"
+	RecycleRequested   RecycleReason = "requested"
+)
+
+// WorkerRecycled is the Data of a worker_recycled event: a worker was replaced as one slot of
+// a rolling restart (max_rss_bytes, max_lifetime_ms, or ReplaceWorker).
+type WorkerRecycled struct {
+	GroupName  string        `json:"group_name"`
+	WorkerID   string        `json:"worker_id"`
+	Generation int           `json:"generation"`
+	Reason     RecycleReason `json:"reason"`
+	OldPID     int           `json:"old_pid"`
+	NewPID     int           `json:"new_pid"`
+	RSSBytes   *uint64       `json:"rss_bytes"`
+	AgeMs      uint64        `json:"age_ms"`
+}
+
+// EventKind returns EventWorkerRecycled.
+func (*WorkerRecycled) EventKind() EventKind { return EventWorkerRecycled }

@@ -144,6 +144,17 @@ type Group struct {
 	MemoryHigh Limit  `json:"memory_high,omitempty"`
 	PidsMax    Limit  `json:"pids_max,omitempty"`
 	CpuMax     string `json:"cpu_max,omitempty"`
+
+	// One group at a time and recycling (API.md part 7).
+	ReloadSignal Signal `json:"reload_signal,omitempty"` // what ReloadGroups sends; default "SIGHUP"
+	// MaxRSSBytes recycles a worker whose resident set stays above it for two samples, taken
+	// every RSSSampleMs; 0: off.
+	MaxRSSBytes uint64  `json:"max_rss_bytes,omitempty"`
+	RSSSampleMs *uint64 `json:"rss_sample_ms,omitempty"` // default 5000, 10 or more
+	// MaxLifetimeMs recycles a worker older than its lifetime, drawn once per worker in
+	// [MaxLifetimeMs, MaxLifetimeMs + LifetimeJitterMs]; 0: off.
+	MaxLifetimeMs    uint64 `json:"max_lifetime_ms,omitempty"`
+	LifetimeJitterMs uint64 `json:"lifetime_jitter_ms,omitempty"`
 }
 
 // Limit is a size or a count: decimal digits go to the library as a JSON number, anything
@@ -271,6 +282,7 @@ type WorkerState string
 const (
 	StateStarting   WorkerState = "starting"   // spawned, not ready yet
 	StateReady      WorkerState = "ready"      // running and ready
+	StateReloading  WorkerState = "reloading"  // ready, reloading since ReloadGroups (sd_notify)
 	StateStopping   WorkerState = "stopping"   // asked to stop, not reaped yet
 	StateRestarting WorkerState = "restarting" // ended unasked; waiting for its respawn delay
 	StateFailed     WorkerState = "failed"     // ended without being asked, not to be respawned

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::identity::{Id, Rlimits};
 use super::limits::{CpuMax, Limits, MemorySize, PidsMax};
 use super::{
-    bounded_value, listen, Listen, Output, Restart, StopSignal, MAX_MS, MAX_TAIL_LINES, MAX_WORKERS,
+    bounded_value, listen, recycle, Listen, Output, Restart, StopSignal, MAX_MS, MAX_TAIL_LINES,
+    MAX_WORKERS,
 };
 use crate::core::policy::RestartSpec;
 
@@ -266,6 +267,31 @@ pub struct GroupSpec {
     #[serde(default)]
     #[schemars(extend("items" = {"type": "string", "pattern": "^-?/"}))]
     pub env_files: Vec<String>,
+
+    // One group at a time and recycling (API.md part 7; checked in `recycle.rs`).
+    /// What `reload_groups` sends each worker (to its process group or to it alone, as
+    /// `kill_mode` says).
+    #[serde(default = "sighup")]
+    pub reload_signal: StopSignal,
+    /// A worker whose resident set stays above this many bytes for two consecutive samples is
+    /// replaced (a new one first, the old one stopped once it is ready); 0: off.
+    #[serde(default)]
+    pub max_rss_bytes: u64,
+    /// How often (ms) the resident set of each worker is sampled when `max_rss_bytes` is set,
+    /// 10 or more.
+    #[serde(default = "ms::<5_000>")]
+    #[schemars(range(min = recycle::MIN_SAMPLE_MS, max = MAX_MS))]
+    pub rss_sample_ms: u64,
+    /// A worker older than this (ms, plus its share of `lifetime_jitter_ms`) is replaced (a new
+    /// one first, the old one stopped once it is ready); 0: off.
+    #[serde(default)]
+    #[schemars(range(max = MAX_MS))]
+    pub max_lifetime_ms: u64,
+    /// Each worker's lifetime is drawn once in `[max_lifetime_ms, max_lifetime_ms + this]`, so
+    /// that the workers of a group are not all replaced at once.
+    #[serde(default)]
+    #[schemars(range(max = MAX_MS))]
+    pub lifetime_jitter_ms: u64,
 }
 
 impl Default for GroupSpec {
@@ -311,6 +337,11 @@ impl Default for GroupSpec {
             no_new_privileges: false,
             rlimits: Rlimits::default(),
             env_files: Vec::new(),
+            reload_signal: sighup(),
+            max_rss_bytes: 0,
+            rss_sample_ms: 5_000,
+            max_lifetime_ms: 0,
+            lifetime_jitter_ms: 0,
         }
     }
 }
@@ -401,6 +432,9 @@ impl JsonSchema for Bootstrap {
     }
 }
 
+fn sighup() -> StopSignal {
+    StopSignal::HUP
+}
 fn warmup() -> Readiness {
     Readiness::Warmup
 }

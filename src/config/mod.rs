@@ -14,6 +14,7 @@ mod identity;
 mod limits;
 mod listen;
 mod output;
+mod recycle;
 mod restart_options;
 mod signal;
 
@@ -150,6 +151,7 @@ fn validate(i: usize, g: &GroupSpec) -> Result<()> {
     }
     listen::validate(&g.listen, g.reuse_port).map_err(|(key, why)| invalid(i, &key, why))?;
     identity::validate(g).map_err(|(key, why)| invalid(i, &key, why))?;
+    recycle::validate(g).map_err(|(key, why)| invalid(i, key, why))?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! A signal named in the configuration (`stop_signal`), such as `"SIGTERM"`.
+//! A signal named in the configuration (`stop_signal`, `reload_signal`), such as `"SIGTERM"`.
 
 use std::borrow::Cow;
 
@@ -32,6 +32,8 @@ pub struct StopSignal(libc::c_int);
 impl StopSignal {
     /// `SIGTERM`, the default stop signal.
     pub const TERM: StopSignal = StopSignal(libc::SIGTERM);
+    /// `SIGHUP`, the default reload signal.
+    pub const HUP: StopSignal = StopSignal(libc::SIGHUP);
 
     /// The signal of that name, if a group may name it.
     pub fn named(name: &str) -> Option<StopSignal> {

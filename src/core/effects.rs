@@ -22,6 +22,17 @@ pub enum Effect {
         key: Key,
         signal: i32,
     },
+    /// Send `signal` to the worker's process group (`group`) or to the worker alone, as its
+    /// group's `kill_mode` says (`signal_group`, `reload_groups`).
+    SignalAs {
+        key: Key,
+        signal: i32,
+        group: bool,
+    },
+    /// Read the worker's resident set and tell the core (`State::rss_sampled`).
+    SampleRss {
+        key: Key,
+    },
     /// Send one line (without its `\n`) on the worker's control channel, if it has one.
     Send {
         key: Key,

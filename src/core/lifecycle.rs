@@ -68,6 +68,7 @@ impl State {
         w.notify = None;
         w.extend_until = None;
         w.stderr_tail = None;
+        w.reload = None;
         w.phase = Phase::Starting;
         w.spawned_at = Some(s.at);
         w.started_at_ms = s.at_ms;
@@ -99,6 +100,7 @@ impl State {
         if let Some(timeout) = ready_timeout {
             self.arm(s.at + timeout, key, Timer::ReadyTimeout);
         }
+        self.arm_recycling(key, s.at);
         if surge {
             if let Some(timeout) = self.rollout_ready_timeout(&group) {
                 self.arm(s.at + timeout, key, Timer::RolloutReady);
@@ -132,6 +134,8 @@ impl State {
             let (group, id) = (w.group.clone(), w.id.clone());
             self.remove(key);
             self.fail_rollout(&group, &id, format!("spawn_failed: {error}"), now);
+        } else if w.role == Role::Replacement {
+            self.replacement_failed(key, now);
         } else {
             // No process: the snapshot must not show the dead one's pid as the worker's.
             w.pid = 0;
@@ -168,6 +172,10 @@ impl State {
             w.phase = Phase::Failed;
             self.remove(key);
             self.fail_rollout(&group, &id, reason.to_string(), now);
+            return;
+        }
+        if w.role == Role::Replacement {
+            self.replacement_failed(key, now);
             return;
         }
         let ending = if reason == ExitReason::Exited && status.code == Some(0) {
@@ -290,6 +298,7 @@ impl State {
         w.extend_until = None;
         let heartbeat = w.plan.spec.heartbeat_timeout_ms;
         let surge = w.role == Role::Surge;
+        let replacement = w.role == Role::Replacement;
         let event = w.ready_event();
         self.events.push(event);
         if heartbeat > 0 {
@@ -301,6 +310,9 @@ impl State {
         }
         if surge {
             self.replace_slot(key, now);
+        }
+        if replacement {
+            self.replacement_ready(key, now);
         }
     }
 
@@ -326,7 +338,7 @@ impl State {
         // `EXTEND_TIMEOUT_USEC=` moved this deadline on.
         if matches!(
             timer,
-            Timer::ReadyTimeout | Timer::StopTimeout | Timer::RolloutReady
+            Timer::ReadyTimeout | Timer::StopTimeout | Timer::RolloutReady | Timer::ReloadTimeout
         ) {
             if let Some(until) = w.extend_until.filter(|u| *u > now) {
                 self.arm(until, key, timer);
@@ -346,6 +358,9 @@ impl State {
             }
             (Timer::Respawn, Phase::Restarting) => self.respawn(key),
             (Timer::StopTimeout, Phase::Stopping(StopMode::Graceful)) => self.kill(key),
+            (Timer::ReloadTimeout, Phase::Ready { .. }) => self.reload_timed_out(key, now),
+            (Timer::Lifetime, _) => self.lifetime_due(key, now),
+            (Timer::RssSample, _) => self.sample_due(key, now),
             (Timer::RolloutReady, Phase::Spawning | Phase::Starting) if w.role == Role::Surge => {
                 let (group, id) = (w.group.clone(), w.id.clone());
                 self.fail_rollout(&group, &id, "ready_timeout".into(), now);

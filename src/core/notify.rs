@@ -147,6 +147,7 @@ impl State {
         if m.ready && w.readiness == Readiness::SdNotify {
             self.mark_ready(key, now);
         }
+        self.reload_notified(key, m.reloading, m.ready, now);
     }
 }
 

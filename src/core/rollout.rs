@@ -45,6 +45,7 @@ impl State {
             )));
         }
         let target = g.target;
+        self.cancel_replacements(name);
         let generation = self.next_generation(name);
         let g = self.groups.get_mut(name).expect("checked");
         g.rollout = Some(Rollout {

@@ -315,7 +315,7 @@ fn scaling_down_stops_the_highest_indices_and_up_takes_the_next_ones() {
 #[test]
 fn scaling_a_group_that_is_not_started_is_refused() {
     let mut w = World::started("");
-    w.state.begin_stop(true);
+    w.state.begin_stop(None, true);
     assert!(matches!(
         w.state.scale("web", 2, w.now),
         Err(crate::error::Error::InvalidArgument(_))

@@ -270,16 +270,14 @@ impl State {
         Ok(())
     }
 
-    /// Asks every running worker to stop gracefully and returns the keys to wait for. Groups
-    /// stop: nothing is respawned, scaled or rolled out any more.
-    pub fn begin_stop(&mut self, drain: bool) -> Vec<Key> {
-        for g in self.groups.values_mut() {
-            g.started = false;
-            g.rollout = None;
-        }
-        let keys = self.keys_of_groups(None);
+    /// Asks every running worker of the named groups (every group when `None`) to stop
+    /// gracefully and returns the keys to wait for. The groups stop: nothing of them is
+    /// respawned, scaled or rolled out any more.
+    pub fn begin_stop(&mut self, names: Option<&[String]>, drain: bool) -> Vec<Key> {
+        self.mark_stopped(names);
+        let keys = self.keys_of_groups(names);
         self.forget_dead(&keys);
-        let keys = self.keys_of_groups(None);
+        let keys = self.keys_of_groups(names);
         for &key in &keys {
             self.stop_gracefully(key, drain);
         }
@@ -314,6 +312,19 @@ impl State {
     /// Kills the workers of the named groups (all when `None`): `worker_stopping` (forced) and
     /// SIGKILL for each one still running. Returns the keys to wait for.
     pub fn begin_force(&mut self, names: Option<&[String]>) -> Vec<Key> {
+        self.mark_stopped(names);
+        let keys = self.keys_of_groups(names);
+        self.forget_dead(&keys);
+        let keys = self.keys_of_groups(names);
+        for &key in &keys {
+            self.kill(key);
+        }
+        keys
+    }
+
+    /// The named groups (every group when `None`) are no longer started: nothing of them is
+    /// respawned, scaled, rolled out or recycled any more.
+    fn mark_stopped(&mut self, names: Option<&[String]>) {
         let groups: Vec<String> = match names {
             Some(n) => n.to_vec(),
             None => self.groups.keys().cloned().collect(),
@@ -324,13 +335,6 @@ impl State {
                 g.rollout = None;
             }
         }
-        let keys = self.keys_of_groups(names);
-        self.forget_dead(&keys);
-        let keys = self.keys_of_groups(names);
-        for &key in &keys {
-            self.kill(key);
-        }
-        keys
     }
 
     /// Kills the given workers (those still running) and returns them.
@@ -443,6 +447,11 @@ impl State {
             match w.phase {
                 Phase::Failed => return Readiness::Failed,
                 Phase::Stopping(_) => {}
+                // A reload in progress is waited for, as the start was.
+                Phase::Ready { .. } if w.reload.is_some() => {
+                    any = true;
+                    all_ready = false;
+                }
                 Phase::Ready { .. } => any = true,
                 Phase::Spawning | Phase::Starting | Phase::Killed(_) | Phase::Restarting => {
                     any = true;

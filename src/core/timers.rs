@@ -17,6 +17,12 @@ pub enum Timer {
     StopTimeout,
     /// A new worker of a rollout was not ready within the rollout's `ready_timeout_ms`.
     RolloutReady,
+    /// A reloading worker was not ready again within its group's `ready_timeout_ms`.
+    ReloadTimeout,
+    /// A worker outlived its lifetime (`max_lifetime_ms` plus its jitter).
+    Lifetime,
+    /// Time to read a worker's resident set (`rss_sample_ms`).
+    RssSample,
 }
 
 /// The heap size that first triggers a clean-up of stale timers.

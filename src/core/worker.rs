@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use crate::config::Readiness;
 use crate::core::notify::NotifyFacts;
+use crate::core::one_group::Reload;
 use crate::core::plan::Plan;
 use crate::core::policy::Backoff;
+use crate::core::recycle::Replaces;
 use crate::events::{ControlChannel, EventKind, ExitReason, StopMode, StopStrategy};
 use crate::snapshot::{LastExit, WorkerSnapshot, WorkerState};
 
@@ -57,6 +59,9 @@ pub enum Role {
     /// A new worker of a rollout that is not ready yet: it replaces the old one of its slot
     /// once it is.
     Surge,
+    /// A worker's replacement (recycling, `replace_worker`) that is not ready yet: the old
+    /// worker of its slot is stopped once it is.
+    Replacement,
 }
 
 #[derive(Debug)]
@@ -89,6 +94,12 @@ pub struct Worker {
     pub extend_until: Option<Instant>,
     /// The last lines of its captured stderr when its latest process ended.
     pub stderr_tail: Option<Vec<String>>,
+    /// A reload in progress (`reload_groups` on an `sd_notify` worker).
+    pub reload: Option<Reload>,
+    /// With `Role::Replacement`: what it replaces.
+    pub replaces: Option<Replaces>,
+    /// Consecutive resident-set samples above `max_rss_bytes`.
+    pub rss_over: u32,
 }
 
 impl Worker {
@@ -116,6 +127,9 @@ impl Worker {
             notify: None,
             extend_until: None,
             stderr_tail: None,
+            reload: None,
+            replaces: None,
+            rss_over: 0,
         }
     }
 
@@ -159,6 +173,7 @@ impl Worker {
     pub fn state(&self) -> WorkerState {
         match self.phase {
             Phase::Spawning | Phase::Starting => WorkerState::Starting,
+            Phase::Ready { .. } if self.reload.is_some() => WorkerState::Reloading,
             Phase::Ready { .. } => WorkerState::Ready,
             Phase::Stopping(_) | Phase::Killed(_) => WorkerState::Stopping,
             Phase::Restarting => WorkerState::Restarting,
@@ -177,7 +192,7 @@ impl Worker {
             pid: self.pid,
             os_pid: self.pid,
             alive: self.alive(),
-            ready: self.ready(),
+            ready: self.ready() && self.reload.is_none(),
             state: self.state(),
             // Each worker leads its own process group.
             pgid: self.pid,

@@ -225,6 +225,11 @@ fn signal_of(sig: i32) -> Option<Signal> {
     Signal::try_from(sig).ok()
 }
 
+/// Whether `sig` names a signal this library can send (the standard ones, 1 to 31).
+pub fn is_signal(sig: i32) -> bool {
+    signal_of(sig).is_some()
+}
+
 /// Sends `sig` to a process group. ESRCH (nothing left in it) is not an error.
 pub fn kill_group(pgid: i32, sig: i32) -> io::Result<()> {
     if pgid <= 1 {

@@ -69,7 +69,13 @@ impl Engine {
             if effects.is_empty() {
                 break;
             }
-            self.io.apply(effects);
+            let samples = self.io.apply(effects);
+            if !samples.is_empty() {
+                let now = Instant::now();
+                for (key, rss) in samples {
+                    self.core.rss_sampled(key, rss, now);
+                }
+            }
         }
         self.io.out.sync(&mut self.core.events);
         let wanted = self.wake_at();

@@ -178,15 +178,19 @@ impl Io {
     }
 
     /// Carries out effects; spawn jobs go to the spawner together.
-    pub fn apply(&mut self, effects: Vec<Effect>) {
+    /// Returns the resident sets read (`Effect::SampleRss`), for the core.
+    pub fn apply(&mut self, effects: Vec<Effect>) -> Vec<(Key, Option<u64>)> {
         let mut jobs = Vec::new();
+        let mut samples = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Spawn(job) => jobs.push(job),
                 Effect::Signal { key, signal } => self.signal(key, signal, true),
+                Effect::SignalAs { key, signal, group } => self.signal(key, signal, group),
                 Effect::Send { key, line } => {
                     self.send(key, &line, None);
                 }
+                Effect::SampleRss { key } => samples.push((key, self.rss_of(key))),
                 Effect::Stop {
                     key,
                     drain,
@@ -208,6 +212,14 @@ impl Io {
             .listeners
             .carried(jobs.iter().map(|j| j.plan.spec.name.as_str()));
         self.spawner.submit(jobs, Reply::Monitor, carried);
+        samples
+    }
+
+    /// The resident set of worker `key`'s process, from `/proc/<pid>/stat`: only while its
+    /// exit has not been seen, so the pid is still its own (unreaped).
+    fn rss_of(&self, key: Key) -> Option<u64> {
+        let p = self.procs.get(&key)?;
+        crate::os::notify::process_figures(p.pid).map(|(_, rss)| rss)
     }
 
     /// Signals the worker's whole process group (`group`), and the worker itself in case it

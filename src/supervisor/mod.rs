@@ -34,6 +34,7 @@ use crate::status::{ExitWatch, Guarantees, ReusePortHandoff, SpawnMethod, Status
 use crate::sync::lock;
 use crate::threads;
 
+mod one_group;
 mod start;
 mod stop;
 

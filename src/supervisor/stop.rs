@@ -7,13 +7,45 @@ impl Supervisor {
     /// channel, else its `stop_signal`) and waits up to `graceful_timeout` for them to exit;
     /// `Error::Timeout` when some did not stop in time (they are left running: force them).
     pub fn stop_groups(&self, graceful_timeout: Duration, drain_inflight: bool) -> Result<()> {
+        self.stop(None, graceful_timeout, drain_inflight)
+    }
+
+    /// `stop_groups` for the named groups only: the others keep running, their listen sockets
+    /// open; the named groups' sockets are closed and they are no longer started. A name never
+    /// configured is `Error::UnknownGroup`, and nothing stops.
+    pub fn stop_named_groups(
+        &self,
+        names: &[&str],
+        graceful_timeout: Duration,
+        drain_inflight: bool,
+    ) -> Result<()> {
+        let mut named: Vec<String> = Vec::with_capacity(names.len());
+        for &name in names {
+            if !named.iter().any(|n| n == name) {
+                named.push(name.to_string());
+            }
+        }
+        self.stop(Some(&named), graceful_timeout, drain_inflight)
+    }
+
+    /// Stops the named groups (every group when `None`) gracefully and waits for their workers.
+    fn stop(
+        &self,
+        names: Option<&[String]>,
+        graceful_timeout: Duration,
+        drain_inflight: bool,
+    ) -> Result<()> {
         // The deadline counts from the call, even when it waits for another call first.
         let deadline = deadline_after(graceful_timeout);
         let keys = {
             let _op = lock(&self.ops);
             let mut engine = self.shared.lock();
             engine.core.check_open()?;
-            engine.core.begin_stop(drain_inflight)
+            if let Some(names) = names {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                engine.core.check_known(&names)?;
+            }
+            engine.core.begin_stop(names, drain_inflight)
         };
         let left = self.wait_gone(&keys, deadline);
         self.close_stopped_listeners();

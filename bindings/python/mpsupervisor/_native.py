@@ -70,6 +70,14 @@ OPTIONAL: Dict[str, _Signature] = {
         c_result,
         [mpsup_supervisor, c_names, ctypes.c_size_t, ctypes.c_char_p],
     ),
+    # Part 7: one group at a time, recycling
+    "mpsup_stop_named_groups": (
+        c_result,
+        [mpsup_supervisor, c_names, ctypes.c_size_t, ctypes.c_double, ctypes.c_bool],
+    ),
+    "mpsup_signal_group": (c_result, [mpsup_supervisor, ctypes.c_char_p, ctypes.c_int]),
+    "mpsup_reload_groups": (c_result, [mpsup_supervisor, c_names, ctypes.c_size_t]),
+    "mpsup_replace_worker": (c_result, [mpsup_supervisor, ctypes.c_char_p]),
     # Part 6: the JSON Schemas
     "mpsup_schema_json": (c_result, [ctypes.c_char_p, c_out_string]),
     # C worker helpers (Python workers use mpsupervisor.worker instead)

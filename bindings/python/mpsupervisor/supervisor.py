@@ -347,6 +347,48 @@ class Supervisor:
         func = self._lib.optional("mpsup_scale_group")
         self._lib.check(func(self._handle(), name.encode("utf-8"), workers))
 
+    def stop_named_groups(
+        self, names: Iterable[str], graceful_timeout_seconds: float, drain_inflight: bool
+    ) -> None:
+        """``stop_groups`` for the named groups only: the others keep running with their
+        sockets open; the named ones are stopped (their sockets closed) and can be started
+        again. Raises TimeoutError (naming the first worker still alive) at the deadline. Like
+        ``stop_groups``, the call runs in a helper thread so that Ctrl-C is prompt."""
+        func = self._lib.optional("mpsup_stop_named_groups")
+        array, count = _names_array(names)
+        graceful = float(graceful_timeout_seconds)
+        drain = bool(drain_inflight)
+        handle = self._handle()
+        call = _BackgroundCall(lambda: self._lib.check(func(handle, array, count, graceful, drain)))
+        call.join_interruptibly()
+
+    def signal_group(self, name: str, signal: int) -> None:
+        """Send ``signal`` (a number, such as ``signal.SIGUSR1``) to every live worker of the
+        started group ``name``, to its process group or to it alone as ``kill_mode`` says."""
+        if not isinstance(signal, int) or isinstance(signal, bool) or not -(2**31) <= signal < 2**31:
+            raise ValueError(f"signal must be an int, not {signal!r}")
+        if not isinstance(name, str) or "\0" in name:
+            raise ValueError(f"name must be a str without NUL, not {name!r}")
+        func = self._lib.optional("mpsup_signal_group")
+        self._lib.check(func(self._handle(), name.encode("utf-8"), int(signal)))
+
+    def reload_groups(self, names: Iterable[str]) -> None:
+        """Send each worker of the named started groups its ``reload_signal``; returns at once.
+        An sd_notify worker is ``reloading`` until its ``READY=1`` after ``RELOADING=1``, so a
+        :meth:`wait_ready` after this waits for it."""
+        func = self._lib.optional("mpsup_reload_groups")
+        array, count = _names_array(names)
+        self._lib.check(func(self._handle(), array, count))
+
+    def replace_worker(self, worker_id: str) -> None:
+        """Replace one worker (``"<group>#<index>"``) as one slot of a rolling restart: a new
+        one first, the old one stopped once it is ready (``worker_recycled``, reason
+        ``"requested"``); returns at once."""
+        if not isinstance(worker_id, str) or "\0" in worker_id:
+            raise ValueError(f"worker_id must be a str without NUL, not {worker_id!r}")
+        func = self._lib.optional("mpsup_replace_worker")
+        self._lib.check(func(self._handle(), worker_id.encode("utf-8")))
+
     def restart_groups(self, names: Iterable[str], options: Optional[Mapping[str, Any]] = None) -> None:
         """Roll the named started groups out to their current configuration, slot by slot
         (``max_surge``, ``max_unavailable``, ``ready_timeout_ms``); returns at once. Wait with

@@ -42,6 +42,8 @@ __all__ = [
     "WorkerProtocolErrorEvent", "WorkerUnkillableEvent", "EventsDroppedEvent",
     "WorkerRestartingEvent", "GroupFailedEvent", "SupervisorStartWorkEvent", "GroupScaledEvent",
     "RolloutStartedEvent", "WorkerReplacedEvent", "RolloutFinishedEvent", "RolloutFailedEvent",
+    "WorkerSignaledEvent", "WorkerReloadingEvent", "WorkerReloadedEvent", "WorkerRecycledEvent",
+    "RecycleReason",
 ]
 
 # -- groups (schema/groups.schema.json) ---------------------------------------------------
@@ -172,6 +174,12 @@ class Group(_GroupRequired, total=False):
     memory_high: Optional[Union[int, str]]  # as memory_max; cgroup v2 only
     pids_max: Optional[Union[int, Literal["max"]]]  # 1 to 4194304
     cpu_max: Optional[str]  # "50%" of one core, "QUOTA PERIOD" in µs, or "max"
+    # one group at a time, recycling (API.md part 7)
+    reload_signal: Signal  # default "SIGHUP"
+    max_rss_bytes: int  # default 0: off
+    rss_sample_ms: int  # default 5000, 10 or more
+    max_lifetime_ms: int  # default 0: off
+    lifetime_jitter_ms: int  # default 0
 
 
 # -- restart options (schema/restart-options.schema.json) --------------------------------
@@ -236,7 +244,7 @@ class LoggingSettings(TypedDict, total=False):
 
 # -- snapshot (schema/snapshot.schema.json) ----------------------------------------------
 
-WorkerState = Literal["starting", "ready", "stopping", "restarting", "failed"]
+WorkerState = Literal["starting", "ready", "reloading", "stopping", "restarting", "failed"]
 ExitReason = Literal["exited", "ready_timeout", "heartbeat_timeout", "stopped", "oom_killed"]
 StopStrategy = Literal["event", "terminate_fallback"]
 ControlChannel = Literal["socketpair", "unavailable"]
@@ -344,6 +352,7 @@ EventKind = Literal[
     "stop_event_unavailable", "worker_protocol_error", "worker_unkillable", "events_dropped",
     "worker_restarting", "group_failed", "supervisor_start_work", "group_scaled",
     "rollout_started", "worker_replaced", "rollout_finished", "rollout_failed",
+    "worker_signaled", "worker_reloading", "worker_reloaded", "worker_recycled",
 ]
 StopMode = Literal["graceful", "forced"]
 
@@ -527,10 +536,53 @@ class RolloutFailedEvent(_EventBase):
     reason: str
 
 
+class WorkerSignaledEvent(_EventBase):
+    kind: Literal["worker_signaled"]
+    group_name: str
+    worker_id: str
+    pid: int
+    generation: int
+    signal: int
+
+
+class WorkerReloadingEvent(_EventBase):
+    kind: Literal["worker_reloading"]
+    group_name: str
+    worker_id: str
+    pid: int
+    generation: int
+    signal: int
+
+
+class WorkerReloadedEvent(_EventBase):
+    kind: Literal["worker_reloaded"]
+    group_name: str
+    worker_id: str
+    pid: int
+    generation: int
+    duration_ms: int
+
+
+RecycleReason = Literal["max_rss", "max_lifetime", "requested"]
+
+
+class WorkerRecycledEvent(_EventBase):
+    kind: Literal["worker_recycled"]
+    group_name: str
+    worker_id: str
+    generation: int
+    reason: RecycleReason
+    old_pid: int
+    new_pid: int
+    rss_bytes: Optional[int]
+    age_ms: int
+
+
 Event = Union[
     WorkerSpawnedEvent, SupervisorStartGroupsEvent, WorkerReadyEvent, WorkerStoppingEvent,
     WorkerStoppedEvent, WorkerFailedEvent, WorkerStatusEvent, WorkerSpawnFailedEvent,
     StopEventUnavailableEvent, WorkerProtocolErrorEvent, WorkerUnkillableEvent, EventsDroppedEvent,
     WorkerRestartingEvent, GroupFailedEvent, SupervisorStartWorkEvent, GroupScaledEvent,
     RolloutStartedEvent, WorkerReplacedEvent, RolloutFinishedEvent, RolloutFailedEvent,
+    WorkerSignaledEvent, WorkerReloadingEvent, WorkerReloadedEvent, WorkerRecycledEvent,
 ]
