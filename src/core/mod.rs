@@ -10,6 +10,7 @@ pub(crate) mod plan;
 pub mod policy;
 mod rollout;
 pub(crate) mod state;
+mod strategy;
 pub(crate) mod timers;
 pub(crate) mod worker;
 

@@ -2,7 +2,7 @@
 //! figures. Plain data; the descriptors of its process live in the runtime.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::Readiness;
 use crate::core::notify::NotifyFacts;
@@ -87,6 +87,9 @@ pub struct Worker {
     pub extend_until: Option<Instant>,
     /// The last lines of its captured stderr when its latest process ended.
     pub stderr_tail: Option<Vec<String>>,
+    /// Stopped by `one_for_all` because another worker ended: respawned after this delay once
+    /// its process is gone, instead of being removed.
+    pub respawn_after_stop: Option<Duration>,
 }
 
 impl Worker {
@@ -114,6 +117,7 @@ impl Worker {
             notify: None,
             extend_until: None,
             stderr_tail: None,
+            respawn_after_stop: None,
         }
     }
 
