@@ -38,6 +38,14 @@ const (
 	RestartAlways    Restart = "always"     // also after exit 0
 )
 
+// RestartStrategy says which workers of a group a respawn replaces (OTP's strategies).
+type RestartStrategy string
+
+const (
+	RestartOneForOne RestartStrategy = "one_for_one" // only the worker that ended (the default)
+	RestartOneForAll RestartStrategy = "one_for_all" // every running worker of the group with it
+)
+
 // KillMode says who gets a graceful stop's signal (systemd's KillMode). SIGKILL always goes
 // to the whole process group (and cgroup).
 type KillMode string
@@ -118,14 +126,15 @@ type Group struct {
 	// be missing), read at every spawn, applied after the host's environment and before Env.
 	EnvFiles []string `json:"env_files,omitempty"`
 
-	Restart            Restart `json:"restart,omitempty"`              // default "never"
-	RestartDelayMs     *uint64 `json:"restart_delay_ms,omitempty"`     // default 100
-	RestartDelayMaxMs  *uint64 `json:"restart_delay_max_ms,omitempty"` // default 30000
-	BackoffResetMs     *uint64 `json:"backoff_reset_ms,omitempty"`     // default 10000
-	MaxRestarts        *uint32 `json:"max_restarts,omitempty"`         // default 5
-	RestartWindowMs    *uint64 `json:"restart_window_ms,omitempty"`    // default 60000
-	ReadyTimeoutMs     uint64  `json:"ready_timeout_ms,omitempty"`     // default 0: off
-	HeartbeatTimeoutMs uint64  `json:"heartbeat_timeout_ms,omitempty"` // default 0: off
+	Restart            Restart         `json:"restart,omitempty"`              // default "never"
+	RestartStrategy    RestartStrategy `json:"restart_strategy,omitempty"`     // default "one_for_one"
+	RestartDelayMs     *uint64         `json:"restart_delay_ms,omitempty"`     // default 100
+	RestartDelayMaxMs  *uint64         `json:"restart_delay_max_ms,omitempty"` // default 30000
+	BackoffResetMs     *uint64         `json:"backoff_reset_ms,omitempty"`     // default 10000
+	MaxRestarts        *uint32         `json:"max_restarts,omitempty"`         // default 5
+	RestartWindowMs    *uint64         `json:"restart_window_ms,omitempty"`    // default 60000
+	ReadyTimeoutMs     uint64          `json:"ready_timeout_ms,omitempty"`     // default 0: off
+	HeartbeatTimeoutMs uint64          `json:"heartbeat_timeout_ms,omitempty"` // default 0: off
 	// Bootstrap is sent to each worker as its first line, BOOTSTRAP <compact JSON>. nil sends
 	// nothing; to send a JSON null, use json.RawMessage("null"). (Decoding a Group from JSON
 	// turns "bootstrap": null into nil, that is, absent.)

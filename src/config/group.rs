@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::identity::{Id, Rlimits};
 use super::limits::{CpuMax, Limits, MemorySize, PidsMax};
 use super::{
-    bounded_value, listen, recycle, Listen, Output, Restart, StopSignal, MAX_MS, MAX_TAIL_LINES,
-    MAX_WORKERS,
+    bounded_value, listen, recycle, Listen, Output, Restart, RestartStrategy, StopSignal, MAX_MS,
+    MAX_TAIL_LINES, MAX_WORKERS,
 };
 use crate::core::policy::RestartSpec;
 
@@ -158,6 +158,9 @@ pub struct GroupSpec {
     /// When a worker that ended unasked is respawned.
     #[serde(default)]
     pub restart: Restart,
+    /// Whether a respawn replaces only the worker that ended, or every worker of the group.
+    #[serde(default)]
+    pub restart_strategy: RestartStrategy,
     /// The first respawn delay in ms; it doubles with each consecutive failure of that worker.
     #[serde(default = "ms::<100>")]
     #[schemars(range(max = MAX_MS))]
@@ -312,6 +315,7 @@ impl Default for GroupSpec {
             stdout: inherit(),
             stderr: inherit(),
             restart: Restart::default(),
+            restart_strategy: RestartStrategy::default(),
             restart_delay_ms: 100,
             restart_delay_max_ms: 30_000,
             backoff_reset_ms: 10_000,

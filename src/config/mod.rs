@@ -30,7 +30,7 @@ pub(crate) use bounded::{bounded_value, TOO_DEEP};
 pub use listen::{Listen, ListenAddress};
 pub use output::Output;
 pub(crate) use output::MAX_TAIL_LINES;
-pub use restart_options::{Restart, RestartOptions};
+pub use restart_options::{Restart, RestartOptions, RestartStrategy};
 
 /// The most workers one group may have.
 pub(crate) const MAX_WORKERS: u32 = 4096;

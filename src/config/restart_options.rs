@@ -8,6 +8,18 @@ use crate::error::{Error, Result};
 
 use super::MAX_MS;
 
+/// Which workers of a group a failure replaces (Erlang/OTP's supervisor strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartStrategy {
+    /// Only the worker that ended is respawned.
+    #[default]
+    OneForOne,
+    /// When a worker that ended is to be respawned, every other running worker of the group is
+    /// stopped gracefully and respawned with it (for workers that share state).
+    OneForAll,
+}
+
 /// When a worker that ended unasked is respawned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub enum Restart {

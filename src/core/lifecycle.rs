@@ -156,7 +156,9 @@ impl State {
                 w.last_exit = Some(last_exit(status, ExitReason::Stopped, now_ms));
                 let event = w.stopped_event(mode, status);
                 self.events.push(event);
-                self.remove(key);
+                if !self.respawn_stopped(key, now) {
+                    self.remove(key);
+                }
                 return;
             }
             Phase::Starting | Phase::Ready { .. } if status.oom_killed => ExitReason::OomKilled,
@@ -213,6 +215,7 @@ impl State {
                 };
                 self.events.push(event);
                 self.arm(now + delay, key, Timer::Respawn);
+                self.restart_the_others(key, delay, now);
             }
             Decision::FailGroup { restarts } => {
                 let group = w.group.clone();

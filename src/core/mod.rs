@@ -12,6 +12,7 @@ pub mod policy;
 pub(crate) mod recycle;
 mod rollout;
 pub(crate) mod state;
+mod strategy;
 pub(crate) mod timers;
 pub(crate) mod worker;
 

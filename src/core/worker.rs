@@ -2,7 +2,7 @@
 //! figures. Plain data; the descriptors of its process live in the runtime.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::Readiness;
 use crate::core::notify::NotifyFacts;
@@ -100,6 +100,9 @@ pub struct Worker {
     pub replaces: Option<Replaces>,
     /// Consecutive resident-set samples above `max_rss_bytes`.
     pub rss_over: u32,
+    /// Stopped by `one_for_all` because another worker ended: respawned after this delay once
+    /// its process is gone, instead of being removed.
+    pub respawn_after_stop: Option<Duration>,
 }
 
 impl Worker {
@@ -130,6 +133,7 @@ impl Worker {
             reload: None,
             replaces: None,
             rss_over: 0,
+            respawn_after_stop: None,
         }
     }
 

@@ -51,6 +51,7 @@ __all__ = [
 Readiness = Literal["warmup", "notify", "sd_notify"]
 ControlChannelMode = Literal["auto", "off"]
 Restart = Literal["never", "on-failure", "always"]
+RestartStrategy = Literal["one_for_one", "one_for_all"]
 KillMode = Literal["process_group", "mixed"]
 NotifyAccess = Literal["main", "all"]
 Signal = Literal[
@@ -159,6 +160,7 @@ class Group(_GroupRequired, total=False):
     rlimits: Rlimits  # default {}
     env_files: List[str]  # absolute paths, "-" before one: may be missing
     restart: Restart  # default "never"
+    restart_strategy: RestartStrategy  # default "one_for_one"
     restart_delay_ms: int  # default 100
     restart_delay_max_ms: int  # default 30000
     backoff_reset_ms: int  # default 10000
