@@ -49,7 +49,7 @@ pub(super) fn fields_of(
     min_level: Level,
 ) -> Option<(String, Level, serde_json::Map<String, serde_json::Value>)> {
     // The event serializes as one flat object; seq, ts_ms and kind go to the envelope (or away).
-    // Taking the kind from serde keeps its name from drifting away from `events.rs`.
+    // Taking the kind from serde keeps its name from drifting away from `events/kinds.rs`.
     let serde_json::Value::Object(mut fields) = serde_json::to_value(event).ok()? else {
         return None;
     };

@@ -146,6 +146,11 @@ pub fn oom_kills(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// A cgroup failure, with the cgroup's path.
+pub fn error_at(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("cgroup {}: {e}", path.display()))
+}
+
 /// Makes a cgroup (EEXIST is fine).
 pub fn make(dir: &Path) -> io::Result<()> {
     match std::fs::create_dir(dir) {

@@ -147,7 +147,7 @@ impl Cgroups {
         })?;
         for setting in &settings {
             let dir = self.group_dir(group, setting)?.join(leaf);
-            cgroup::make(&dir).map_err(|e| context(e, &dir))?;
+            cgroup::make(&dir).map_err(|e| cgroup::error_at(e, &dir))?;
             dirs.push(dir.clone());
             limits::write_files(&dir, &setting.files)?;
         }
@@ -158,11 +158,11 @@ impl Cgroups {
                 {
                     let mut made = lock(&self.groups);
                     if !made.contains(&gdir) {
-                        cgroup::make(&gdir).map_err(|e| context(e, &gdir))?;
+                        cgroup::make(&gdir).map_err(|e| cgroup::error_at(e, &gdir))?;
                         made.insert(gdir);
                     }
                 }
-                cgroup::make(&dir).map_err(|e| context(e, &dir))?;
+                cgroup::make(&dir).map_err(|e| cgroup::error_at(e, &dir))?;
                 dirs.push(dir);
             }
         }
@@ -236,11 +236,6 @@ fn make_tree(name: &str) -> Option<PathBuf> {
         return None;
     }
     Some(dir)
-}
-
-/// A cgroup failure, with the cgroup's path.
-pub(super) fn context(e: std::io::Error, path: &Path) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("cgroup {}: {e}", path.display()))
 }
 
 /// Kills and removes the cgroups of reaped workers (what they left behind dies with them). A

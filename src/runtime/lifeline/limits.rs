@@ -202,7 +202,7 @@ fn file_values(key: &str, value: Value, v2: bool) -> Option<Vec<(&'static str, S
 /// Makes `dir` (EEXIST is fine) in a hierarchy, and in v2 enables `controllers` for its
 /// children.
 pub(super) fn make_level(dir: &Path, place: &Place, controllers: &[&str]) -> std::io::Result<()> {
-    cgroup::make(dir).map_err(|e| super::cgroup::context(e, dir))?;
+    cgroup::make(dir).map_err(|e| cgroup::error_at(e, dir))?;
     if let Place::V2(_) = place {
         enable(dir, controllers)?;
     }
@@ -213,8 +213,7 @@ pub(super) fn make_level(dir: &Path, place: &Place, controllers: &[&str]) -> std
 pub(super) fn enable(dir: &Path, controllers: &[&str]) -> std::io::Result<()> {
     let file: PathBuf = dir.join("cgroup.subtree_control");
     for c in controllers {
-        crate::os::write_text(&file, &format!("+{c}"))
-            .map_err(|e| super::cgroup::context(e, &file))?;
+        crate::os::write_text(&file, &format!("+{c}")).map_err(|e| cgroup::error_at(e, &file))?;
     }
     Ok(())
 }

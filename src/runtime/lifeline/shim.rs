@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::cgroup::context;
 use super::helpers::find_helper;
 use crate::core::plan::Attributes;
 use crate::os;
+use crate::os::cgroup::error_at;
 use crate::os::spawn::ChildFds;
 
 /// The exec shim's file name, found like the keeper.
@@ -143,7 +143,7 @@ impl Placement {
             let _ = std::fs::remove_dir(dir);
         }
         if let (Some(dir), b'C') = (self.dirs.first(), buf[0]) {
-            return Err(context(err, &dir.join("cgroup.procs")));
+            return Err(error_at(err, &dir.join("cgroup.procs")));
         }
         if let Some((key, call)) = attribute_step(buf[0]) {
             return Err(std::io::Error::new(
