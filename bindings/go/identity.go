@@ -42,8 +42,8 @@ type Rlimit struct {
 	Soft, Hard uint64
 }
 
-// Limit is a Rlimit whose soft and hard limits are both n.
-func Limit(n uint64) *Rlimit { return &Rlimit{Soft: n, Hard: n} }
+// SameLimit is a Rlimit whose soft and hard limits are both n.
+func SameLimit(n uint64) *Rlimit { return &Rlimit{Soft: n, Hard: n} }
 
 func limitJSON(n uint64) string {
 	if n == RlimitInfinity {

@@ -30,7 +30,7 @@ func TestIdentityJSON(t *testing.T) {
 	g := Group{
 		Name: "g", Argv: []string{"x"}, User: "nobody", Group: "65534",
 		SupplementaryGroups: &[]ID{"7", "wheel"},
-		Rlimits:             &Rlimits{Nofile: &Rlimit{Soft: 64, Hard: RlimitInfinity}, Core: Limit(0)},
+		Rlimits:             &Rlimits{Nofile: &Rlimit{Soft: 64, Hard: RlimitInfinity}, Core: SameLimit(0)},
 	}
 	data, err := json.Marshal(g)
 	if err != nil {
