@@ -13,6 +13,8 @@ pub(crate) mod recycle;
 mod rollout;
 pub(crate) mod state;
 mod strategy;
+#[cfg(test)]
+mod test_support;
 pub(crate) mod timers;
 pub(crate) mod worker;
 

@@ -1,73 +1,14 @@
 //! The rules of recycling, without processes.
 
-use std::ffi::CString;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::lifetime;
-use crate::config::parse_groups;
 use crate::core::effects::Effect;
-use crate::core::plan::Plan;
-use crate::core::state::State;
+use crate::core::test_support::{ready_group, spawn_of, spawned};
 use crate::core::timers::Timer;
-use crate::core::worker::{Key, Role};
-use crate::core::Spawned;
+use crate::core::worker::Role;
 use crate::error::Error;
 use crate::events::RecycleReason;
-
-/// A started group "g" of `workers` workers, ready (warm-up 0), pids 100, 101, …
-fn ready_group(workers: u32, extra: &str) -> (State, Vec<Key>, Instant) {
-    let json = format!(
-        r#"[{{"name": "g", "argv": ["/bin/true"], "workers": {workers}, "warmup_ms": 0{extra}}}]"#
-    );
-    let spec = parse_groups(&json).unwrap().remove(0);
-    let mut state = State::new(64);
-    state.config.insert(spec.name.clone(), spec.clone());
-    let plan = Arc::new(Plan {
-        program: CString::new("/bin/true").unwrap(),
-        argv: vec![],
-        env: vec![],
-        cwd: None,
-        attrs: Default::default(),
-        spec,
-    });
-    let now = Instant::now();
-    let keys: Vec<Key> = state
-        .begin_start(vec![plan])
-        .iter()
-        .map(|j| j.key)
-        .collect();
-    for (i, &key) in keys.iter().enumerate() {
-        assert!(state.adopt(key, spawned(100 + i as i32, now)));
-        state.timer(key, Timer::Warmup, now);
-    }
-    state.events.drain(0);
-    state.take_effects();
-    (state, keys, now)
-}
-
-fn spawned(pid: i32, at: Instant) -> Spawned {
-    Spawned {
-        pid,
-        has_channel: false,
-        channel_error: None,
-        at,
-        at_ms: 0,
-    }
-}
-
-/// The key of the one spawn among `effects`.
-fn spawn_of(effects: &[Effect]) -> Key {
-    let spawns: Vec<Key> = effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Spawn(job) => Some(job.key),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(spawns.len(), 1, "{effects:?}");
-    spawns[0]
-}
 
 #[test]
 fn lifetimes_are_spread_over_the_jitter_and_stay_within_it() {

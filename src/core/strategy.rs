@@ -47,6 +47,16 @@ impl State {
         let Some(delay) = w.respawn_after_stop.take() else {
             return false;
         };
+        let (group, index) = (w.group.clone(), w.index);
+        // A replacement or a rollout's new worker that became ready meanwhile serves the slot.
+        let served = self.keys_of(&group).into_iter().any(|k| {
+            let o = &self.workers[&k];
+            k != key && o.index == index && o.role == Role::Member && o.alive()
+        });
+        let w = self.workers.get_mut(&key).expect("looked up above");
+        if served {
+            return false;
+        }
         // A scale-down meanwhile may have left no room for its index.
         let running = self
             .groups
@@ -69,3 +79,7 @@ impl State {
         true
     }
 }
+
+#[cfg(test)]
+#[path = "strategy_tests.rs"]
+mod tests;

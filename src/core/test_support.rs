@@ -1,0 +1,67 @@
+//! What the core's unit tests share: a started group without processes.
+
+use std::ffi::CString;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::parse_groups;
+use crate::core::effects::Effect;
+use crate::core::plan::Plan;
+use crate::core::state::State;
+use crate::core::timers::Timer;
+use crate::core::worker::Key;
+use crate::core::Spawned;
+
+/// A started group "g" of `workers` workers, ready (warm-up 0), pids 100, 101, …
+pub(crate) fn ready_group(workers: u32, extra: &str) -> (State, Vec<Key>, Instant) {
+    let json = format!(
+        r#"[{{"name": "g", "argv": ["/bin/true"], "workers": {workers}, "warmup_ms": 0{extra}}}]"#
+    );
+    let spec = parse_groups(&json).unwrap().remove(0);
+    let mut state = State::new(64);
+    state.config.insert(spec.name.clone(), spec.clone());
+    let plan = Arc::new(Plan {
+        program: CString::new("/bin/true").unwrap(),
+        argv: vec![],
+        env: vec![],
+        cwd: None,
+        attrs: Default::default(),
+        spec,
+    });
+    let now = Instant::now();
+    let keys: Vec<Key> = state
+        .begin_start(vec![plan])
+        .iter()
+        .map(|j| j.key)
+        .collect();
+    for (i, &key) in keys.iter().enumerate() {
+        assert!(state.adopt(key, spawned(100 + i as i32, now)));
+        state.timer(key, Timer::Warmup, now);
+    }
+    state.events.drain(0);
+    state.take_effects();
+    (state, keys, now)
+}
+
+pub(crate) fn spawned(pid: i32, at: Instant) -> Spawned {
+    Spawned {
+        pid,
+        has_channel: false,
+        channel_error: None,
+        at,
+        at_ms: 0,
+    }
+}
+
+/// The key of the one spawn among `effects`.
+pub(crate) fn spawn_of(effects: &[Effect]) -> Key {
+    let spawns: Vec<Key> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Spawn(job) => Some(job.key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spawns.len(), 1, "{effects:?}");
+    spawns[0]
+}
