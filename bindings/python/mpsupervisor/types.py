@@ -43,7 +43,7 @@ __all__ = [
     "WorkerRestartingEvent", "GroupFailedEvent", "SupervisorStartWorkEvent", "GroupScaledEvent",
     "RolloutStartedEvent", "WorkerReplacedEvent", "RolloutFinishedEvent", "RolloutFailedEvent",
     "WorkerSignaledEvent", "WorkerReloadingEvent", "WorkerReloadedEvent", "WorkerRecycledEvent",
-    "RecycleReason",
+    "RecycleReason", "DependsCondition", "OnDependencyRestart",
 ]
 
 # -- groups (schema/groups.schema.json) ---------------------------------------------------
@@ -52,6 +52,8 @@ Readiness = Literal["warmup", "notify", "sd_notify"]
 ControlChannelMode = Literal["auto", "off"]
 Restart = Literal["never", "on-failure", "always"]
 RestartStrategy = Literal["one_for_one", "one_for_all"]
+DependsCondition = Literal["started", "ready", "completed"]
+OnDependencyRestart = Literal["ignore", "restart", "stop"]  # "restart": not supported yet
 KillMode = Literal["process_group", "mixed"]
 NotifyAccess = Literal["main", "all"]
 Signal = Literal[
@@ -182,6 +184,9 @@ class Group(_GroupRequired, total=False):
     rss_sample_ms: int  # default 5000, 10 or more
     max_lifetime_ms: int  # default 0: off
     lifetime_jitter_ms: int  # default 0
+    # dependencies between groups (API.md part 8)
+    depends_on: Dict[str, DependsCondition]  # default {}
+    on_dependency_restart: OnDependencyRestart  # default "ignore"
 
 
 # -- restart options (schema/restart-options.schema.json) --------------------------------
