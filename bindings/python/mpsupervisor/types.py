@@ -43,7 +43,8 @@ __all__ = [
     "WorkerRestartingEvent", "GroupFailedEvent", "SupervisorStartWorkEvent", "GroupScaledEvent",
     "RolloutStartedEvent", "WorkerReplacedEvent", "RolloutFinishedEvent", "RolloutFailedEvent",
     "WorkerSignaledEvent", "WorkerReloadingEvent", "WorkerReloadedEvent", "WorkerRecycledEvent",
-    "RecycleReason", "DependsCondition", "OnDependencyRestart",
+    "RecycleReason", "DependsCondition", "OnDependencyRestart", "GroupFailReason",
+    "GroupWaitingEvent", "GroupCompletedEvent",
 ]
 
 # -- groups (schema/groups.schema.json) ---------------------------------------------------
@@ -327,6 +328,7 @@ class GroupStatus(TypedDict):
     ready: int
     rollout: Optional[RolloutStatus]
     listen: List[ListenStatus]
+    waiting_for: List[str]
 
 
 class Guarantees(TypedDict):
@@ -360,6 +362,7 @@ EventKind = Literal[
     "worker_restarting", "group_failed", "supervisor_start_work", "group_scaled",
     "rollout_started", "worker_replaced", "rollout_finished", "rollout_failed",
     "worker_signaled", "worker_reloading", "worker_reloaded", "worker_recycled",
+    "group_waiting", "group_completed",
 ]
 StopMode = Literal["graceful", "forced"]
 
@@ -492,11 +495,28 @@ class WorkerRestartingEvent(_EventBase):
     delay_ms: int
 
 
+GroupFailReason = Literal["too_many_restarts", "dependency_failed"]
+
+
 class GroupFailedEvent(_EventBase):
     kind: Literal["group_failed"]
     group_name: str
     restarts: int
     window_ms: int
+    reason: GroupFailReason
+    dependency: Optional[str]
+
+
+class GroupWaitingEvent(_EventBase):
+    kind: Literal["group_waiting"]
+    group_name: str
+    waiting_for: List[str]
+
+
+class GroupCompletedEvent(_EventBase):
+    kind: Literal["group_completed"]
+    group_name: str
+    workers: int
 
 
 class SupervisorStartWorkEvent(_EventBase):
@@ -592,4 +612,5 @@ Event = Union[
     WorkerRestartingEvent, GroupFailedEvent, SupervisorStartWorkEvent, GroupScaledEvent,
     RolloutStartedEvent, WorkerReplacedEvent, RolloutFinishedEvent, RolloutFailedEvent,
     WorkerSignaledEvent, WorkerReloadingEvent, WorkerReloadedEvent, WorkerRecycledEvent,
+    GroupWaitingEvent, GroupCompletedEvent,
 ]
