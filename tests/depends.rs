@@ -165,6 +165,12 @@ fn a_failed_migration_fails_its_dependent() {
     for pid in db {
         assert_gone(pid);
     }
+    // Once stopped, web's failure no longer holds wait_ready down: db alone becomes ready.
+    sup.start_groups(&["db"]).unwrap();
+    assert!(sup.wait_ready(HANG).unwrap());
+    let db = pids(&sup.snapshot_value(), "db");
+    sup.stop_groups(HANG, false).unwrap();
+    assert_gone(db[0]);
 }
 
 #[test]

@@ -337,6 +337,7 @@ impl State {
             if let Some(g) = self.groups.get_mut(name) {
                 g.started = false;
                 g.rollout = None;
+                g.dependency_failed = None;
             }
         }
     }
