@@ -292,15 +292,18 @@ impl State {
         stages
     }
 
-    /// A worker of `name` ended unasked: each started group that depends on it with
-    /// `on_dependency_restart: "stop"` stops (gracefully, killed after its `stop_timeout_ms`).
+    /// A worker of `name` ended unasked: each started group that depends on it (as `"started"`
+    /// or `"ready"`) with `on_dependency_restart: "stop"` stops (gracefully, killed after its `stop_timeout_ms`).
     pub(crate) fn dependency_ended(&mut self, name: &str, now: Instant) {
         let bound: Vec<String> = self
             .config
             .iter()
+            // A `"completed"` dependency is expected to end: its end binds nothing.
             .filter(|(_, s)| {
                 s.on_dependency_restart == OnDependencyRestart::Stop
-                    && s.depends_on.contains_key(name)
+                    && s.depends_on
+                        .get(name)
+                        .is_some_and(|&c| c != DependsCondition::Completed)
             })
             .map(|(n, _)| n.clone())
             .filter(|n| self.groups.get(n).is_some_and(|g| g.started))

@@ -172,3 +172,34 @@ fn a_running_dependency_is_not_restarted_and_stops_go_dependents_first() {
     // Every group: those started or waiting (web was stopped and waits no more).
     assert_eq!(state.stop_stages(None), [vec!["migrate"], vec!["db"]]);
 }
+
+#[test]
+fn a_stop_bound_group_stops_when_a_ready_dependency_ends_not_a_completed_one() {
+    let mut state = State::new(256);
+    let json = r#"[
+        {"name": "db", "argv": ["x"], "warmup_ms": 0},
+        {"name": "m", "argv": ["x"], "warmup_ms": 0},
+        {"name": "w", "argv": ["x"], "warmup_ms": 0, "on_dependency_restart": "stop",
+         "depends_on": {"db": "ready", "m": "completed"}}
+    ]"#;
+    for spec in parse_groups(json).unwrap() {
+        state.config.insert(spec.name.clone(), spec);
+    }
+    let now = Instant::now();
+    let plans = ["db", "m", "w"].map(|n| plan(&state, n)).to_vec();
+    let keys: Vec<Key> = state.begin_start(plans).iter().map(|j| j.key).collect();
+    for &key in &keys {
+        assert!(state.adopt(key, spawned(now)));
+        state.timer(key, Timer::Warmup, now);
+    }
+    exit(&mut state, keys[1], 0, now);
+    assert!(state.groups["w"].started, "m completing binds nothing");
+    exit(&mut state, keys[0], 1, now);
+    assert!(!state.groups["w"].started, "db ended: w stops");
+    let stops = state
+        .take_effects()
+        .iter()
+        .filter(|e| matches!(e, Effect::Stop { key, .. } if *key == keys[2]))
+        .count();
+    assert_eq!(stops, 1);
+}
