@@ -13,6 +13,16 @@ use crate::status::{GroupStatus, RolloutState, RolloutStatus};
 /// One group's entry of the status: target, running, ready, generation, rollout (its listen
 /// sockets are the runtime's to add).
 pub(crate) fn group_status(core: &State, name: &str) -> GroupStatus {
+    if core.waiting.contains_key(name) {
+        // Started, its workers not spawned yet: they come once its dependencies are there.
+        let target = core.config.get(name).map_or(0, |s| s.workers);
+        return GroupStatus {
+            started: true,
+            target,
+            waiting_for: core.waiting_for(name),
+            ..GroupStatus::default()
+        };
+    }
     let Some(g) = core.groups.get(name) else {
         return GroupStatus::default();
     };
@@ -61,6 +71,7 @@ pub(crate) fn group_status(core: &State, name: &str) -> GroupStatus {
         ready: ready as u32,
         rollout,
         listen: Vec::new(),
+        waiting_for: Vec::new(),
     }
 }
 

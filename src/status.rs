@@ -44,6 +44,9 @@ pub struct GroupStatus {
     pub rollout: Option<RolloutStatus>,
     /// The group's open listen sockets.
     pub listen: Vec<ListenStatus>,
+    /// Started and waiting for these dependencies (`depends_on`) to reach their conditions;
+    /// empty otherwise.
+    pub waiting_for: Vec<String>,
 }
 
 /// Whether a rolling restart is under way or halted.

@@ -33,6 +33,8 @@ type GroupStatus struct {
 	Ready      int            `json:"ready"`
 	Rollout    *RolloutStatus `json:"rollout"` // nil when no rollout is in progress or failed
 	Listen     []ListenSocket `json:"listen"`  // the group's open listen sockets
+	// WaitingFor names the dependencies a started group still waits for (empty otherwise).
+	WaitingFor []string `json:"waiting_for"`
 }
 
 // ListenSocket is one open listen socket of a group: its name and bound address (IP:PORT with

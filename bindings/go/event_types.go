@@ -35,6 +35,8 @@ const (
 	EventWorkerReloading       EventKind = "worker_reloading"
 	EventWorkerReloaded        EventKind = "worker_reloaded"
 	EventWorkerRecycled        EventKind = "worker_recycled"
+	EventGroupWaiting          EventKind = "group_waiting"
+	EventGroupCompleted        EventKind = "group_completed"
 )
 
 // StopMode says how a stop was asked for, in worker_stopping and worker_stopped events.
@@ -67,7 +69,7 @@ type Event struct {
 	ExitCode          *int     `json:"exit_code,omitempty"`          // worker_stopped, worker_failed
 	Signal            *int     `json:"signal,omitempty"`             // worker_stopped, worker_failed, worker_signaled, worker_reloading
 	StatusUnavailable bool     `json:"status_unavailable,omitempty"` // worker_stopped, worker_failed
-	Reason            string   `json:"reason,omitempty"`             // worker_failed, rollout_failed, worker_recycled
+	Reason            string   `json:"reason,omitempty"`             // worker_failed, rollout_failed, worker_recycled, group_failed
 	StderrTail        []string `json:"stderr_tail,omitempty"`        // worker_failed
 	Status            string   `json:"status,omitempty"`             // worker_status
 	Fallback          string   `json:"fallback,omitempty"`           // stop_event_unavailable
@@ -77,11 +79,13 @@ type Event struct {
 	DelayMs           uint64   `json:"delay_ms,omitempty"`           // worker_restarting
 	Restarts          int      `json:"restarts,omitempty"`           // group_failed
 	WindowMs          uint64   `json:"window_ms,omitempty"`          // group_failed
+	Dependency        *string  `json:"dependency,omitempty"`         // group_failed
+	WaitingFor        []string `json:"waiting_for,omitempty"`        // group_waiting
 	GroupCount        int      `json:"group_count,omitempty"`        // supervisor_start_groups, supervisor_start_work
 	WorkerCount       int      `json:"worker_count,omitempty"`       // supervisor_start_groups, supervisor_start_work
 	From              int      `json:"from,omitempty"`               // group_scaled
 	To                int      `json:"to,omitempty"`                 // group_scaled
-	Workers           int      `json:"workers,omitempty"`            // rollout_started
+	Workers           int      `json:"workers,omitempty"`            // rollout_started, group_completed
 	OldPID            *int     `json:"old_pid,omitempty"`            // worker_replaced, worker_recycled
 	NewPID            int      `json:"new_pid,omitempty"`            // worker_replaced, worker_recycled
 	DurationMs        uint64   `json:"duration_ms,omitempty"`        // rollout_finished, worker_reloaded
@@ -153,6 +157,8 @@ var eventData = map[EventKind]func() EventData{
 	EventWorkerReloading:       func() EventData { return new(WorkerReloading) },
 	EventWorkerReloaded:        func() EventData { return new(WorkerReloaded) },
 	EventWorkerRecycled:        func() EventData { return new(WorkerRecycled) },
+	EventGroupWaiting:          func() EventData { return new(GroupWaiting) },
+	EventGroupCompleted:        func() EventData { return new(GroupCompleted) },
 }
 
 // WorkerSpawned is the Data of a worker_spawned event: a worker's process was spawned.
@@ -311,12 +317,35 @@ type WorkerRestarting struct {
 // EventKind returns EventWorkerRestarting.
 func (*WorkerRestarting) EventKind() EventKind { return EventWorkerRestarting }
 
-// GroupFailed is the Data of a group_failed event: a group failed for too many restarts within its window.
+// GroupFailed is the Data of a group_failed event: a group failed for too many restarts within
+// its window (Reason "too_many_restarts"), or because a group it depends on failed before it
+// could start (Reason "dependency_failed", naming Dependency).
 type GroupFailed struct {
-	GroupName string `json:"group_name"`
-	Restarts  int    `json:"restarts"`
-	WindowMs  uint64 `json:"window_ms"`
+	GroupName  string  `json:"group_name"`
+	Restarts   int     `json:"restarts"`
+	WindowMs   uint64  `json:"window_ms"`
+	Reason     string  `json:"reason"`
+	Dependency *string `json:"dependency"`
 }
+
+// GroupWaiting is the Data of a group_waiting event: a started group waits for dependencies.
+type GroupWaiting struct {
+	GroupName  string   `json:"group_name"`
+	WaitingFor []string `json:"waiting_for"`
+}
+
+// EventKind returns EventGroupWaiting.
+func (*GroupWaiting) EventKind() EventKind { return EventGroupWaiting }
+
+// GroupCompleted is the Data of a group_completed event: every worker of a group exited 0 and
+// none is respawned.
+type GroupCompleted struct {
+	GroupName string `json:"group_name"`
+	Workers   int    `json:"workers"`
+}
+
+// EventKind returns EventGroupCompleted.
+func (*GroupCompleted) EventKind() EventKind { return EventGroupCompleted }
 
 // EventKind returns EventGroupFailed.
 func (*GroupFailed) EventKind() EventKind { return EventGroupFailed }

@@ -38,6 +38,28 @@ const (
 	RestartAlways    Restart = "always"     // also after exit 0
 )
 
+// DependsCondition is what a dependency (Group.DependsOn) must have reached before its
+// dependent starts.
+type DependsCondition string
+
+// The conditions of Group.DependsOn.
+const (
+	DependsStarted   DependsCondition = "started"   // every worker of the dependency spawned
+	DependsReady     DependsCondition = "ready"     // every worker of the dependency ready
+	DependsCompleted DependsCondition = "completed" // every worker exited 0, none respawned
+)
+
+// OnDependencyRestart is what a group does when a worker of a group it depends on ends.
+type OnDependencyRestart string
+
+// The values of Group.OnDependencyRestart ("restart" is not supported yet: configure rejects
+// it).
+const (
+	OnDependencyIgnore  OnDependencyRestart = "ignore"  // nothing (the default)
+	OnDependencyReplace OnDependencyRestart = "restart" // rolling restart: not supported yet
+	OnDependencyStop    OnDependencyRestart = "stop"    // stop the group (systemd's BindsTo=)
+)
+
 // RestartStrategy says which workers of a group a respawn replaces (OTP's strategies).
 type RestartStrategy string
 
@@ -164,6 +186,12 @@ type Group struct {
 	// [MaxLifetimeMs, MaxLifetimeMs + LifetimeJitterMs]; 0: off.
 	MaxLifetimeMs    uint64 `json:"max_lifetime_ms,omitempty"`
 	LifetimeJitterMs uint64 `json:"lifetime_jitter_ms,omitempty"`
+
+	// Dependencies between groups (API.md part 8). DependsOn maps group names to the condition
+	// each must reach before this group starts; Start starts them too when they are not
+	// running. OnDependencyRestart: "ignore" (default) or "stop".
+	DependsOn           map[string]DependsCondition `json:"depends_on,omitempty"`
+	OnDependencyRestart OnDependencyRestart         `json:"on_dependency_restart,omitempty"`
 }
 
 // Limit is a size or a count: decimal digits go to the library as a JSON number, anything

@@ -6,6 +6,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::depends::{DependsCondition, OnDependencyRestart};
 use super::identity::{Id, Rlimits};
 use super::limits::{CpuMax, Limits, MemorySize, PidsMax};
 use super::{
@@ -295,6 +296,17 @@ pub struct GroupSpec {
     #[serde(default)]
     #[schemars(range(max = MAX_MS))]
     pub lifetime_jitter_ms: u64,
+
+    // Dependencies between groups (API.md part 8; checked in `depends.rs`).
+    /// Groups this one depends on, each with what it must have reached first: `"started"`,
+    /// `"ready"` or `"completed"`. `start_groups` starts them too, and this group only once
+    /// every condition holds.
+    #[serde(default)]
+    pub depends_on: BTreeMap<String, DependsCondition>,
+    /// What this group does when a worker of a group it depends on ends: `"ignore"` or
+    /// `"stop"` (`"restart"` is not supported yet).
+    #[serde(default)]
+    pub on_dependency_restart: OnDependencyRestart,
 }
 
 impl Default for GroupSpec {
@@ -346,6 +358,8 @@ impl Default for GroupSpec {
             rss_sample_ms: 5_000,
             max_lifetime_ms: 0,
             lifetime_jitter_ms: 0,
+            depends_on: BTreeMap::new(),
+            on_dependency_restart: OnDependencyRestart::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::ffi::CString;
 use crate::error::{Error, Result};
 
 mod bounded;
+mod depends;
 mod group;
 mod identity;
 mod limits;
@@ -18,6 +19,7 @@ mod recycle;
 mod restart_options;
 mod signal;
 
+pub use depends::{DependsCondition, OnDependencyRestart};
 pub use group::{Bootstrap, ControlChannelMode, GroupSpec, KillMode, NotifyAccess, Readiness};
 pub use limits::{CpuMax, Limits, MemorySize, PidsMax};
 pub use signal::StopSignal;
@@ -70,6 +72,7 @@ pub fn parse_groups(json: &str) -> Result<Vec<GroupSpec>> {
             ));
         }
     }
+    depends::validate(&groups)?;
     Ok(groups)
 }
 

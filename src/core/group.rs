@@ -29,6 +29,10 @@ pub struct Group {
     /// Failed for too many respawns; nothing respawns until it is started again.
     pub failed: bool,
     pub rollout: Option<Rollout>,
+    /// Every worker exited 0 and none is respawned (`group_completed`): it counts as ready.
+    pub completed: bool,
+    /// Failed because this dependency failed before the group could start.
+    pub dependency_failed: Option<String>,
 }
 
 impl Group {
@@ -43,6 +47,8 @@ impl Group {
             started: true,
             failed: false,
             rollout: None,
+            completed: false,
+            dependency_failed: None,
         }
     }
 

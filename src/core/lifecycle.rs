@@ -9,7 +9,7 @@ use crate::core::policy::{self, Decision, Ending};
 use crate::core::state::State;
 use crate::core::timers::Timer;
 use crate::core::worker::{ExitStatus, Key, Phase, Role};
-use crate::events::{EventKind, ExitReason, StopMode, StopStrategy};
+use crate::events::{EventKind, ExitReason, GroupFailReason, StopMode, StopStrategy};
 use crate::protocol::{from_worker, to_worker};
 use crate::snapshot::LastExit;
 
@@ -185,6 +185,8 @@ impl State {
         } else {
             Ending::Failure
         };
+        let group = w.group.clone();
+        self.dependency_ended(&group, now);
         self.apply_policy(key, ending, now);
     }
 
@@ -203,6 +205,10 @@ impl State {
         };
         let spec = w.plan.spec.restart_spec();
         match policy::decide(&spec, ending, &mut w.backoff, &mut group.intensity, now) {
+            Decision::Leave if ending == Ending::Clean => {
+                let group = w.group.clone();
+                self.check_completed(&group);
+            }
             Decision::Leave => {}
             Decision::Restart { attempt, delay } => {
                 w.phase = Phase::Restarting;
@@ -231,6 +237,8 @@ impl State {
             group_name: name.to_string(),
             restarts,
             window_ms: window.as_millis() as u64,
+            reason: GroupFailReason::TooManyRestarts,
+            dependency: None,
         });
         if let Some(g) = self.groups.get_mut(name) {
             g.failed = true;

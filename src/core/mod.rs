@@ -2,6 +2,7 @@
 //! what happened (a host call, an exit, a line, a deadline) and records events and effects,
 //! which the runtime carries out. So the rules are unit-tested without processes or sleeps.
 
+mod depends;
 pub(crate) mod effects;
 pub(crate) mod group;
 mod lifecycle;

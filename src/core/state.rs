@@ -42,6 +42,8 @@ pub struct State {
     /// look again only once this has grown by as many as it still waits for.
     pub removed: u64,
     effects: Vec<Effect>,
+    /// Groups started and waiting for their dependencies (`depends.rs`), with their plans.
+    pub(crate) waiting: BTreeMap<String, Arc<Plan>>,
 }
 
 impl State {
@@ -57,6 +59,7 @@ impl State {
             closed: false,
             removed: 0,
             effects: Vec::new(),
+            waiting: BTreeMap::new(),
         }
     }
 
@@ -325,6 +328,7 @@ impl State {
     /// The named groups (every group when `None`) are no longer started: nothing of them is
     /// respawned, scaled, rolled out or recycled any more.
     fn mark_stopped(&mut self, names: Option<&[String]>) {
+        self.forget_waiting(names);
         let groups: Vec<String> = match names {
             Some(n) => n.to_vec(),
             None => self.groups.keys().cloned().collect(),
@@ -333,6 +337,7 @@ impl State {
             if let Some(g) = self.groups.get_mut(name) {
                 g.started = false;
                 g.rollout = None;
+                g.dependency_failed = None;
             }
         }
     }
@@ -445,6 +450,8 @@ impl State {
         let mut all_ready = true;
         for w in self.workers.values() {
             match w.phase {
+                // A completed group's workers exited 0 for good: it counts as ready.
+                Phase::Failed if self.in_completed_group(w) => any = true,
                 Phase::Failed => return Readiness::Failed,
                 Phase::Stopping(_) => {}
                 // A reload in progress is waited for, as the start was.
@@ -465,6 +472,11 @@ impl State {
                 Some(_) => all_ready = false,
                 None => {}
             }
+        }
+        match self.dependency_readiness() {
+            Some(Readiness::Failed) => return Readiness::Failed,
+            Some(_) => (any, all_ready) = (true, false),
+            None => {}
         }
         match (any, all_ready) {
             (false, _) => Readiness::NoWorkers,

@@ -38,6 +38,16 @@ pub enum ControlChannel {
     Unavailable,
 }
 
+/// Why a group failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupFailReason {
+    /// More than `max_restarts` respawns within `restart_window_ms`.
+    TooManyRestarts,
+    /// A group it depends on failed (or completed unsuccessfully) before it could start.
+    DependencyFailed,
+}
+
 /// Why a worker's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -259,6 +269,26 @@ pub enum EventKind {
         restarts: u32,
         /// The window, in ms (`restart_window_ms`).
         window_ms: u64,
+        /// Why: `"too_many_restarts"`, or `"dependency_failed"` (then `restarts` and
+        /// `window_ms` are 0).
+        reason: GroupFailReason,
+        /// With `"dependency_failed"`: the group it depends on that failed; else null.
+        dependency: Option<String>,
+    },
+    /// A group started with `depends_on` waits for the named dependencies' conditions.
+    GroupWaiting {
+        /// The waiting group.
+        group_name: String,
+        /// The dependencies whose conditions do not hold yet.
+        waiting_for: Vec<String>,
+    },
+    /// Every worker of a group exited 0 and none is respawned: `"completed"` holds, and the
+    /// group counts as ready.
+    GroupCompleted {
+        /// The group.
+        group_name: String,
+        /// How many workers completed.
+        workers: u32,
     },
     /// `start_work` sent `START`.
     SupervisorStartWork {

@@ -65,6 +65,8 @@ impl Engine {
     /// on to the event fd and the log writer.
     pub fn settle(&mut self) {
         loop {
+            // Waiting groups whose conditions now hold start (or fail) in this same hold.
+            self.core.advance_dependencies();
             let effects = self.core.take_effects();
             if effects.is_empty() {
                 break;

@@ -3,14 +3,18 @@
 use super::*;
 
 impl Supervisor {
-    /// Starts the named groups in order, force-terminating any of their running workers first.
-    /// Returns once every worker is spawned (on the spawner's threads, in parallel).
+    /// Starts the named groups in order, force-terminating any of their running workers first,
+    /// with the groups they depend on (`depends_on`) that are not started. Returns once every
+    /// worker of the groups that can start now is spawned (on the spawner's threads, in
+    /// parallel); the others wait for their dependencies and start when those hold.
     pub fn start_groups(&self, names: &[&str]) -> Result<()> {
         let _op = lock(&self.ops);
         let specs = {
             let engine = self.shared.lock();
             engine.core.check_open()?;
-            engine.core.specs_of(names)?
+            let all = engine.core.with_dependencies(names)?;
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            engine.core.specs_of(&all)?
         };
         let notify = self.notify_socket(&specs)?;
         let plans = prepare_all(&specs, notify.as_deref(), self.lifeline.has_shim())?;
@@ -29,14 +33,23 @@ impl Supervisor {
             self.listeners.close(&opened);
             return Err(e);
         }
-        let jobs = self.shared.lock().core.begin_start(plans);
+        // A group whose dependencies are all there (none of them among those started now)
+        // starts at once; the others wait.
+        let (jobs, later) = {
+            let mut engine = self.shared.lock();
+            let (now, later): (Vec<_>, Vec<_>) = plans.into_iter().partition(|p| {
+                p.spec.depends_on.keys().all(|d| !names.contains(d))
+                    && engine.core.dependencies_hold(&p.spec.name)
+            });
+            (engine.core.begin_start(now), later)
+        };
         let order: Vec<Key> = jobs.iter().map(|j| j.key).collect();
         let (tx, rx) = mpsc::channel();
         let carried = self.listeners.carried(names.iter().map(String::as_str));
         self.shared.spawner.submit(jobs, Reply::Batch(tx), carried);
         // Every job answers (a panic in the spawner too); a lost one ends the loop early.
         let outcomes: HashMap<Key, SpawnOutcome> = rx.iter().map(|o| (o.key, o)).collect();
-        let (adopted, failure) = self.adopt_all(&names, &order, outcomes)?;
+        let (adopted, failure) = self.adopt_all(&names, &order, outcomes, later)?;
         if let Some(e) = failure {
             let keys = self.shared.lock().core.begin_force_keys(&adopted);
             let _ = self.wait_killed(&keys);
@@ -64,13 +77,15 @@ impl Supervisor {
     }
 
     /// Adopts the spawned workers of a start (`order`: its jobs), all under one lock together
-    /// with the `supervisor_start_groups` event, so no event of the new workers comes before it.
+    /// with the `supervisor_start_groups` event, so no event of the new workers comes before it;
+    /// then the groups of `later` wait for their dependencies.
     /// Returns those adopted, and the first failure (whose worker is removed).
     fn adopt_all(
         &self,
         names: &[String],
         order: &[Key],
         mut outcomes: HashMap<Key, SpawnOutcome>,
+        later: Vec<Arc<Plan>>,
     ) -> Result<(Vec<Key>, Option<Error>)> {
         let mut adopted = Vec::with_capacity(order.len());
         let mut failure = None;
@@ -112,6 +127,9 @@ impl Supervisor {
         engine
             .core
             .finish_start(names, adopted.len(), failure.is_none());
+        if failure.is_none() {
+            engine.core.begin_waiting(later);
+        }
         Ok((adopted, failure))
     }
 

@@ -35,6 +35,20 @@ impl Supervisor {
         graceful_timeout: Duration,
         drain_inflight: bool,
     ) -> Result<()> {
+        // Dependents stop before what they depend on: every stage but the last is stopped
+        // and waited for here, each with its own timeout; the last is the stop as it was.
+        let stages = {
+            let engine = self.shared.lock();
+            engine.core.check_open()?;
+            if let Some(names) = names {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                engine.core.check_known(&names)?;
+            }
+            engine.core.stop_stages(names)
+        };
+        for stage in stages.iter().take(stages.len().saturating_sub(1)) {
+            self.stop_stage(stage, graceful_timeout, drain_inflight)?;
+        }
         // The deadline counts from the call, even when it waits for another call first.
         let deadline = deadline_after(graceful_timeout);
         let keys = {
@@ -50,6 +64,23 @@ impl Supervisor {
         let left = self.wait_gone(&keys, deadline);
         self.close_stopped_listeners();
         match left {
+            None => Ok(()),
+            Some((id, _)) => Err(Error::Timeout(format!(
+                "worker '{id}' did not stop within graceful timeout"
+            ))),
+        }
+    }
+
+    /// One stage of a stop in dependency order: the groups of `stage`, gracefully, waited for.
+    fn stop_stage(&self, stage: &[String], timeout: Duration, drain: bool) -> Result<()> {
+        let deadline = deadline_after(timeout);
+        let keys = {
+            let _op = lock(&self.ops);
+            let mut engine = self.shared.lock();
+            engine.core.check_open()?;
+            engine.core.begin_stop(Some(stage), drain)
+        };
+        match self.wait_gone(&keys, deadline) {
             None => Ok(()),
             Some((id, _)) => Err(Error::Timeout(format!(
                 "worker '{id}' did not stop within graceful timeout"
@@ -81,6 +112,8 @@ impl Supervisor {
                 .iter()
                 .filter(|(_, g)| g.started)
                 .map(|(n, _)| n.clone())
+                // A waiting group keeps the sockets it got when it was started.
+                .chain(engine.core.waiting.keys().cloned())
                 .collect()
         };
         self.listeners.retain(|g| started.iter().any(|s| s == g));

@@ -43,7 +43,8 @@ __all__ = [
     "WorkerRestartingEvent", "GroupFailedEvent", "SupervisorStartWorkEvent", "GroupScaledEvent",
     "RolloutStartedEvent", "WorkerReplacedEvent", "RolloutFinishedEvent", "RolloutFailedEvent",
     "WorkerSignaledEvent", "WorkerReloadingEvent", "WorkerReloadedEvent", "WorkerRecycledEvent",
-    "RecycleReason",
+    "RecycleReason", "DependsCondition", "OnDependencyRestart", "GroupFailReason",
+    "GroupWaitingEvent", "GroupCompletedEvent",
 ]
 
 # -- groups (schema/groups.schema.json) ---------------------------------------------------
@@ -52,6 +53,8 @@ Readiness = Literal["warmup", "notify", "sd_notify"]
 ControlChannelMode = Literal["auto", "off"]
 Restart = Literal["never", "on-failure", "always"]
 RestartStrategy = Literal["one_for_one", "one_for_all"]
+DependsCondition = Literal["started", "ready", "completed"]
+OnDependencyRestart = Literal["ignore", "restart", "stop"]  # "restart": not supported yet
 KillMode = Literal["process_group", "mixed"]
 NotifyAccess = Literal["main", "all"]
 Signal = Literal[
@@ -182,6 +185,9 @@ class Group(_GroupRequired, total=False):
     rss_sample_ms: int  # default 5000, 10 or more
     max_lifetime_ms: int  # default 0: off
     lifetime_jitter_ms: int  # default 0
+    # dependencies between groups (API.md part 8)
+    depends_on: Dict[str, DependsCondition]  # default {}
+    on_dependency_restart: OnDependencyRestart  # default "ignore"
 
 
 # -- restart options (schema/restart-options.schema.json) --------------------------------
@@ -322,6 +328,7 @@ class GroupStatus(TypedDict):
     ready: int
     rollout: Optional[RolloutStatus]
     listen: List[ListenStatus]
+    waiting_for: List[str]
 
 
 class Guarantees(TypedDict):
@@ -355,6 +362,7 @@ EventKind = Literal[
     "worker_restarting", "group_failed", "supervisor_start_work", "group_scaled",
     "rollout_started", "worker_replaced", "rollout_finished", "rollout_failed",
     "worker_signaled", "worker_reloading", "worker_reloaded", "worker_recycled",
+    "group_waiting", "group_completed",
 ]
 StopMode = Literal["graceful", "forced"]
 
@@ -487,11 +495,28 @@ class WorkerRestartingEvent(_EventBase):
     delay_ms: int
 
 
+GroupFailReason = Literal["too_many_restarts", "dependency_failed"]
+
+
 class GroupFailedEvent(_EventBase):
     kind: Literal["group_failed"]
     group_name: str
     restarts: int
     window_ms: int
+    reason: GroupFailReason
+    dependency: Optional[str]
+
+
+class GroupWaitingEvent(_EventBase):
+    kind: Literal["group_waiting"]
+    group_name: str
+    waiting_for: List[str]
+
+
+class GroupCompletedEvent(_EventBase):
+    kind: Literal["group_completed"]
+    group_name: str
+    workers: int
 
 
 class SupervisorStartWorkEvent(_EventBase):
@@ -587,4 +612,5 @@ Event = Union[
     WorkerRestartingEvent, GroupFailedEvent, SupervisorStartWorkEvent, GroupScaledEvent,
     RolloutStartedEvent, WorkerReplacedEvent, RolloutFinishedEvent, RolloutFailedEvent,
     WorkerSignaledEvent, WorkerReloadingEvent, WorkerReloadedEvent, WorkerRecycledEvent,
+    GroupWaitingEvent, GroupCompletedEvent,
 ]

@@ -1,0 +1,205 @@
+//! The rules of dependencies between groups, without processes: `db` ← `migrate` ← `web`.
+
+use std::ffi::CString;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::parse_groups;
+use crate::core::effects::Effect;
+use crate::core::plan::Plan;
+use crate::core::state::{Readiness, State};
+use crate::core::timers::Timer;
+use crate::core::worker::{ExitStatus, Key};
+use crate::core::Spawned;
+use crate::events::{EventKind, GroupFailReason};
+
+const GROUPS: &str = r#"[
+    {"name": "db", "argv": ["x"], "warmup_ms": 0},
+    {"name": "migrate", "argv": ["x"], "depends_on": {"db": "ready"}},
+    {"name": "web", "argv": ["x"], "workers": 2, "depends_on": {"db": "ready", "migrate": "completed"}},
+    {"name": "other", "argv": ["x"]}
+]"#;
+
+fn configured() -> State {
+    let mut state = State::new(256);
+    for spec in parse_groups(GROUPS).unwrap() {
+        state.config.insert(spec.name.clone(), spec);
+    }
+    state
+}
+
+fn plan(state: &State, name: &str) -> Arc<Plan> {
+    Arc::new(Plan {
+        program: CString::new("x").unwrap(),
+        argv: vec![],
+        env: vec![],
+        cwd: None,
+        attrs: Default::default(),
+        spec: state.config[name].clone(),
+    })
+}
+
+fn spawned(at: Instant) -> Spawned {
+    Spawned {
+        pid: 100,
+        has_channel: false,
+        channel_error: None,
+        at,
+        at_ms: 0,
+    }
+}
+
+/// The keys of the spawns among the effects recorded since the last call.
+fn spawns(state: &mut State) -> Vec<Key> {
+    state.advance_dependencies();
+    state
+        .take_effects()
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Spawn(job) => Some(job.key),
+            _ => None,
+        })
+        .collect()
+}
+
+fn exit(state: &mut State, key: Key, code: i32, now: Instant) {
+    let status = ExitStatus {
+        code: Some(code),
+        signal: None,
+        oom_killed: false,
+    };
+    state.exited(key, status, now, 0);
+}
+
+/// `db` started and spawned, `migrate` and `web` waiting.
+fn started() -> (State, Key, Instant) {
+    let mut state = configured();
+    let names = state.with_dependencies(&["web"]).unwrap();
+    assert_eq!(names, ["db", "migrate", "web"]);
+    let db = state.begin_start(vec![plan(&state, "db")])[0].key;
+    let later = vec![plan(&state, "migrate"), plan(&state, "web")];
+    state.begin_waiting(later);
+    let now = Instant::now();
+    assert!(state.adopt(db, spawned(now)));
+    (state, db, now)
+}
+
+#[test]
+fn each_group_starts_once_its_conditions_hold() {
+    let (mut state, db, now) = started();
+    assert_eq!(state.waiting_for("web"), ["db", "migrate"]);
+    assert!(spawns(&mut state).is_empty(), "db is not ready yet");
+    assert_eq!(state.readiness(), Readiness::Pending);
+    state.timer(db, Timer::Warmup, now);
+    let migrate = spawns(&mut state);
+    assert_eq!(migrate.len(), 1, "db ready: migrate starts");
+    assert_eq!(state.waiting_for("web"), ["migrate"]);
+    assert!(state.adopt(migrate[0], spawned(now)));
+    assert!(
+        spawns(&mut state).is_empty(),
+        "migrate runs: web still waits"
+    );
+    exit(&mut state, migrate[0], 0, now);
+    assert!(state.groups["migrate"].completed);
+    assert_eq!(
+        spawns(&mut state).len(),
+        2,
+        "migrate completed: web's two workers"
+    );
+    assert!(state.waiting.is_empty());
+    let kinds: Vec<String> = state
+        .events
+        .drain(0)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::GroupWaiting { group_name, .. } => Some(format!("waiting {group_name}")),
+            EventKind::GroupCompleted { group_name, .. } => Some(format!("completed {group_name}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["waiting migrate", "waiting web", "completed migrate"]
+    );
+}
+
+#[test]
+fn a_dependency_that_fails_fails_its_waiting_dependents() {
+    let (mut state, db, now) = started();
+    state.timer(db, Timer::Warmup, now);
+    let migrate = spawns(&mut state);
+    assert!(state.adopt(migrate[0], spawned(now)));
+    exit(&mut state, migrate[0], 3, now);
+    assert!(spawns(&mut state).is_empty());
+    let web = &state.groups["web"];
+    assert_eq!(web.dependency_failed.as_deref(), Some("migrate"));
+    assert!(web.failed && !web.started);
+    assert_eq!(state.readiness(), Readiness::Failed);
+    let failed: Vec<(String, GroupFailReason, Option<String>)> = state
+        .events
+        .drain(0)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::GroupFailed {
+                group_name,
+                reason,
+                dependency,
+                ..
+            } => Some((group_name, reason, dependency)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [(
+            "web".to_string(),
+            GroupFailReason::DependencyFailed,
+            Some("migrate".to_string())
+        )]
+    );
+}
+
+#[test]
+fn a_running_dependency_is_not_restarted_and_stops_go_dependents_first() {
+    let (mut state, db, now) = started();
+    state.timer(db, Timer::Warmup, now);
+    // db runs and migrate is already waiting: a start of web brings neither again.
+    state.begin_force(Some(&["web".to_string()]));
+    assert_eq!(state.with_dependencies(&["web"]).unwrap(), ["web"]);
+    let all: Vec<String> = ["db", "migrate", "web", "other"].map(String::from).to_vec();
+    let stages = state.stop_stages(Some(&all));
+    assert_eq!(stages, [vec!["other", "web"], vec!["migrate"], vec!["db"]]);
+    // Every group: those started or waiting (web was stopped and waits no more).
+    assert_eq!(state.stop_stages(None), [vec!["migrate"], vec!["db"]]);
+}
+
+#[test]
+fn a_stop_bound_group_stops_when_a_ready_dependency_ends_not_a_completed_one() {
+    let mut state = State::new(256);
+    let json = r#"[
+        {"name": "db", "argv": ["x"], "warmup_ms": 0},
+        {"name": "m", "argv": ["x"], "warmup_ms": 0},
+        {"name": "w", "argv": ["x"], "warmup_ms": 0, "on_dependency_restart": "stop",
+         "depends_on": {"db": "ready", "m": "completed"}}
+    ]"#;
+    for spec in parse_groups(json).unwrap() {
+        state.config.insert(spec.name.clone(), spec);
+    }
+    let now = Instant::now();
+    let plans = ["db", "m", "w"].map(|n| plan(&state, n)).to_vec();
+    let keys: Vec<Key> = state.begin_start(plans).iter().map(|j| j.key).collect();
+    for &key in &keys {
+        assert!(state.adopt(key, spawned(now)));
+        state.timer(key, Timer::Warmup, now);
+    }
+    exit(&mut state, keys[1], 0, now);
+    assert!(state.groups["w"].started, "m completing binds nothing");
+    exit(&mut state, keys[0], 1, now);
+    assert!(!state.groups["w"].started, "db ended: w stops");
+    let stops = state
+        .take_effects()
+        .iter()
+        .filter(|e| matches!(e, Effect::Stop { key, .. } if *key == keys[2]))
+        .count();
+    assert_eq!(stops, 1);
+}
