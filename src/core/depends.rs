@@ -213,6 +213,16 @@ impl State {
         if !g.started || g.failed || g.completed || g.running_rollout().is_some() {
             return;
         }
+        // Only a group another waits for as "completed" ends on purpose; for any other, a
+        // worker that ended (with 0 too) stays a failure for `wait_ready`, as without
+        // dependencies.
+        let awaited = self
+            .config
+            .values()
+            .any(|s| s.depends_on.get(name) == Some(&DependsCondition::Completed));
+        if !awaited {
+            return;
+        }
         let all_clean = g.keys.len() == g.target as usize
             && g.keys
                 .iter()

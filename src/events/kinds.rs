@@ -282,8 +282,8 @@ pub enum EventKind {
         /// The dependencies whose conditions do not hold yet.
         waiting_for: Vec<String>,
     },
-    /// Every worker of a group exited 0 and none is respawned: `"completed"` holds, and the
-    /// group counts as ready.
+    /// Every worker of a group that another depends on as `"completed"` exited 0 and none is
+    /// respawned: `"completed"` holds, and the group counts as ready.
     GroupCompleted {
         /// The group.
         group_name: String,
