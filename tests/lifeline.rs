@@ -253,6 +253,9 @@ fn dying_host(mode: &str, with_cgroups: bool) {
     reaper.0.extend(&keepers);
     let (workers, members) = workers_and_members(&snapshot);
     reaper.0.extend(&members);
+    // Handed to the reaper before any check, so that a failing check leaves no cgroup behind.
+    let cgroup = workers.first().and_then(|&w| supervisor_cgroup(w));
+    reaper.1.extend(cgroup.clone());
     assert_eq!(workers.len(), 8, "{snapshot}");
     // Every kind is really there: the tree's two sleeps, its shell and grandchild, the escaped
     // one in a session of its own.
@@ -260,8 +263,6 @@ fn dying_host(mode: &str, with_cgroups: bool) {
     assert!(members.iter().all(|&p| alive(p)), "{members:?}");
     assert_eq!(status["guarantees"]["host_death"], "keeper", "{status}");
     assert_eq!(keepers.len(), 1, "no keeper process beside the host");
-    let cgroup = supervisor_cgroup(workers[0]);
-    reaper.1.extend(cgroup.clone());
     let tree_kill = with_cgroups && machine_has_writable_cgroup();
     // What must die with the host: without cgroups the escaped sleep is out of reach (and
     // killed by the reaper at the end); everything in a worker's process group is not.
