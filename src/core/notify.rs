@@ -191,13 +191,10 @@ mod tests {
         );
     }
 
-    use std::ffi::CString;
-    use std::sync::Arc;
-
     use crate::config::parse_groups;
-    use crate::core::plan::Plan;
+    use crate::core::test_support::{plan_of, spawned};
     use crate::core::timers::Timer;
-    use crate::core::{Line, Spawned};
+    use crate::core::Line;
 
     /// A started group of one worker of `readiness`, spawned without a control channel.
     fn started(readiness: &str, extra: &str) -> (State, Key, Instant) {
@@ -205,25 +202,11 @@ mod tests {
             r#"[{{"name": "d", "argv": ["/bin/true"], "readiness": "{readiness}"{extra}}}]"#
         );
         let spec = parse_groups(&json).unwrap().remove(0);
-        let plan = Arc::new(Plan {
-            program: CString::new("/bin/true").unwrap(),
-            argv: vec![],
-            env: vec![],
-            cwd: None,
-            attrs: Default::default(),
-            spec,
-        });
+        let plan = plan_of(spec);
         let mut state = State::new(64);
         let key = state.begin_start(vec![plan])[0].key;
         let now = Instant::now();
-        let spawned = Spawned {
-            pid: 42,
-            has_channel: false,
-            channel_error: None,
-            at: now,
-            at_ms: 0,
-        };
-        assert!(state.adopt(key, spawned));
+        assert!(state.adopt(key, spawned(42, now)));
         state.events.drain(0);
         (state, key, now)
     }

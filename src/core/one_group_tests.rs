@@ -1,17 +1,14 @@
 //! The rules of `signal_group` and `reload_groups`, without processes.
 
-use std::ffi::CString;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::parse_groups;
 use crate::core::effects::Effect;
 use crate::core::notify::NotifyMessage;
-use crate::core::plan::Plan;
 use crate::core::state::{Readiness, State};
+use crate::core::test_support::{plan_of, spawned};
 use crate::core::timers::Timer;
 use crate::core::worker::Key;
-use crate::core::Spawned;
 use crate::error::Error;
 use crate::events::EventKind;
 use crate::snapshot::WorkerState;
@@ -28,24 +25,10 @@ fn ready_worker(extra: &str) -> (State, Key, Instant) {
         state.config.insert(g.name.clone(), g.clone());
     }
     let spec = groups.remove(0);
-    let plan = Arc::new(Plan {
-        program: CString::new("/bin/true").unwrap(),
-        argv: vec![],
-        env: vec![],
-        cwd: None,
-        attrs: Default::default(),
-        spec,
-    });
+    let plan = plan_of(spec);
     let key = state.begin_start(vec![plan])[0].key;
     let now = Instant::now();
-    let spawned = Spawned {
-        pid: 42,
-        has_channel: false,
-        channel_error: None,
-        at: now,
-        at_ms: 0,
-    };
-    assert!(state.adopt(key, spawned));
+    assert!(state.adopt(key, spawned(42, now)));
     state.notify(key, message("READY=1"), now, 0);
     state.events.drain(0);
     state.take_effects();

@@ -4,7 +4,7 @@ use std::ffi::CString;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::parse_groups;
+use crate::config::{parse_groups, GroupSpec};
 use crate::core::effects::Effect;
 use crate::core::plan::Plan;
 use crate::core::state::State;
@@ -20,14 +20,7 @@ pub(crate) fn ready_group(workers: u32, extra: &str) -> (State, Vec<Key>, Instan
     let spec = parse_groups(&json).unwrap().remove(0);
     let mut state = State::new(64);
     state.config.insert(spec.name.clone(), spec.clone());
-    let plan = Arc::new(Plan {
-        program: CString::new("/bin/true").unwrap(),
-        argv: vec![],
-        env: vec![],
-        cwd: None,
-        attrs: Default::default(),
-        spec,
-    });
+    let plan = plan_of(spec);
     let now = Instant::now();
     let keys: Vec<Key> = state
         .begin_start(vec![plan])
@@ -43,6 +36,19 @@ pub(crate) fn ready_group(workers: u32, extra: &str) -> (State, Vec<Key>, Instan
     (state, keys, now)
 }
 
+/// What a group's workers run, for a core that never runs it.
+pub(crate) fn plan_of(spec: GroupSpec) -> Arc<Plan> {
+    Arc::new(Plan {
+        program: CString::new("/bin/true").unwrap(),
+        argv: vec![],
+        env: vec![],
+        cwd: None,
+        attrs: Default::default(),
+        spec,
+    })
+}
+
+/// A worker process `pid` spawned at `at`, without a control channel.
 pub(crate) fn spawned(pid: i32, at: Instant) -> Spawned {
     Spawned {
         pid,
