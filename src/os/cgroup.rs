@@ -51,8 +51,8 @@ fn own_path(proc_cgroup: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The directory of this process's own cgroup v2, when the hierarchy is mounted and has
-/// `cgroup.kill`.
+/// The directory of this process's own cgroup v2, when the hierarchy is mounted (whoever kills
+/// through it checks for `cgroup.kill`).
 pub fn own_cgroup_dir() -> Option<PathBuf> {
     let mountinfo = super::read_text("/proc/self/mountinfo").ok()?;
     let (point, root) = cgroup2_mount(&mountinfo)?;
@@ -109,7 +109,7 @@ impl Place {
 /// Where `controller` is on this host: v2 where the unified hierarchy has it, else its v1
 /// hierarchy; None where neither is mounted.
 pub fn controller_place(controller: &str) -> Option<Place> {
-    if let Some(own) = own_v2_dir() {
+    if let Some(own) = own_cgroup_dir() {
         let listed = super::read_text(own.join("cgroup.controllers")).unwrap_or_default();
         if listed.split_whitespace().any(|c| c == controller) {
             return Some(Place::V2(own));
@@ -120,16 +120,6 @@ pub fn controller_place(controller: &str) -> Option<Place> {
     v1_dir(&mountinfo, &own, controller)
         .filter(|d| d.join("cgroup.procs").exists())
         .map(Place::V1)
-}
-
-/// This process's cgroup v2 directory, with or without `cgroup.kill`.
-fn own_v2_dir() -> Option<PathBuf> {
-    let mountinfo = super::read_text("/proc/self/mountinfo").ok()?;
-    let (point, root) = cgroup2_mount(&mountinfo)?;
-    let own = own_path(&super::read_text("/proc/self/cgroup").ok()?)?;
-    let rel = own.strip_prefix(root.trim_end_matches('/'))?;
-    let dir = point.join(rel.trim_start_matches('/'));
-    dir.join("cgroup.procs").exists().then_some(dir)
 }
 
 /// How many times the OOM killer killed a process of the cgroup: v2 `memory.events`, v1
