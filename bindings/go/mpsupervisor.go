@@ -292,6 +292,12 @@ func (s *Supervisor) Stop(ctx context.Context, drainInflight bool) error {
 	err := s.call(func(h C.mpsup_supervisor) C.enum_mpsup_result {
 		return C.mpsup_stop_groups(h, C.double(nextSlice(ctx).Seconds()), C.bool(drainInflight))
 	})
+	return waitStopped(ctx, err, s.stillStopping)
+}
+
+// waitStopped turns a stop's first answer into the caller's: while it is ErrTimeout and ctx
+// allows, it waits a slice and asks still again (nil once nothing is stopping any more).
+func waitStopped(ctx context.Context, err error, still func() error) error {
 	for {
 		var e *Error
 		if err == nil || !errors.As(err, &e) || e.Code != CodeTimeout {
@@ -304,7 +310,7 @@ func (s *Supervisor) Stop(ctx context.Context, drainInflight bool) error {
 		case <-ctx.Done():
 		case <-time.After(nextSlice(ctx)):
 		}
-		err = s.stillStopping()
+		err = still()
 	}
 }
 

@@ -6,10 +6,8 @@ import "C"
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"syscall"
-	"time"
 )
 
 // StopNamed is Stop for the named groups only: their workers are stopped gracefully and
@@ -25,20 +23,7 @@ func (s *Supervisor) StopNamed(ctx context.Context, drainInflight bool, names ..
 			return C.mpsup_stop_named_groups(h, p, n, C.double(nextSlice(ctx).Seconds()), C.bool(drainInflight))
 		})
 	})
-	for {
-		var e *Error
-		if err == nil || !errors.As(err, &e) || e.Code != CodeTimeout {
-			return err
-		}
-		if ctx.Err() != nil {
-			return &Error{Code: e.Code, Message: e.Message, cause: ctx.Err()}
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(nextSlice(ctx)):
-		}
-		err = s.stillStoppingIn(names)
-	}
+	return waitStopped(ctx, err, func() error { return s.stillStoppingIn(names) })
 }
 
 // stillStoppingIn is nil once no worker of the named groups is stopping, else an ErrTimeout
