@@ -3,7 +3,7 @@
  * tiny workers: supervisor_new, configure, start_groups, wait_ready, stop_groups
  * (STOP NOW), supervisor_free, each phase timed.
  *
- * usage: lib_bench [--block-sigchld] [--limits | --identity] [--idle SECONDS] WORKER N
+ * usage: lib_bench [--block-sigchld] [--limits | --identity | --rss] [--idle SECONDS] WORKER N
  * prints one JSON line with start/ready/stop/total ms, the CPU ms of the whole
  * tree (this process and the reaped workers), and stop_self_cpu_ms, the CPU time
  * of this process (every thread) during the stop. With --idle it also sits
@@ -18,6 +18,10 @@
  * process then gets a cgroup of its own in the memory, pids and cpu hierarchies (v2 where the
  * controller is there, else its v1 hierarchy), made before its spawn, joined by mpsup-exec and
  * removed at its reap: the cost of cgroup placement per spawn (API.md part 7).
+ *
+ * --rss gives every group "max_rss_bytes" (1 TiB, never reached) and "rss_sample_ms": 1000: every
+ * worker's resident set is read once a second. With --idle, the idle CPU against a plain --idle
+ * run is what that sampling costs (API.md part 7, Recycling).
  *
  * A group holds at most 4,096 workers (API.md), so N is split evenly over
  * ceil(N / 4096) groups "bench1", "bench2", ...
@@ -37,8 +41,9 @@
 #include "mpsupervisor.h"
 #include "bench_util.h"
 
-#define USAGE "usage: lib_bench [--block-sigchld] [--limits | --identity] [--idle SECONDS] WORKER N\n"
+#define USAGE "usage: lib_bench [--block-sigchld] [--limits | --identity | --rss] [--idle SECONDS] WORKER N\n"
 #define LIMITS ",\"memory_max\":\"1G\",\"pids_max\":1000,\"cpu_max\":\"max\""
+#define RSS ",\"max_rss_bytes\":1099511627776,\"rss_sample_ms\":1000"
 #define MAX_GROUP 4096
 #define MAX_GROUPS 32
 
@@ -173,6 +178,10 @@ int main(int argc, char **argv)
                             ? ",\"user\":\"nobody\",\"umask\":\"0022\",\"no_new_privileges\":true,"
                               "\"rlimits\":{\"core\":0}"
                             : ",\"umask\":\"0022\",\"no_new_privileges\":true,\"rlimits\":{\"core\":0}";
+        argv += 1;
+        argc -= 1;
+    } else if (argc >= 2 && strcmp(argv[1], "--rss") == 0) {
+        extra_keys = RSS;
         argv += 1;
         argc -= 1;
     }

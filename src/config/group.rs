@@ -282,7 +282,8 @@ pub struct GroupSpec {
     #[serde(default)]
     pub max_rss_bytes: u64,
     /// How often (ms) the resident set of each worker is sampled when `max_rss_bytes` is set,
-    /// 10 or more.
+    /// 10 or more. Samples fall on one grid of instants (one wake-up reads every worker's): a
+    /// worker's first comes one to two periods after its spawn.
     #[serde(default = "ms::<5_000>")]
     #[schemars(range(min = recycle::MIN_SAMPLE_MS, max = MAX_MS))]
     pub rss_sample_ms: u64,

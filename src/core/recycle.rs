@@ -52,7 +52,10 @@ impl State {
             self.arm(at + lifetime(key, max_life, jitter), key, Timer::Lifetime);
         }
         if max_rss > 0 {
-            self.arm(at + Duration::from_millis(sample), key, Timer::RssSample);
+            // On the timers' grid, so that a group's samples are read in one wake-up.
+            let every = Duration::from_millis(sample);
+            let first = self.timers.on_grid(at + every, every);
+            self.arm(first, key, Timer::RssSample);
         }
     }
 
@@ -212,7 +215,9 @@ impl State {
         }
         let every = Duration::from_millis(w.plan.spec.rss_sample_ms);
         self.effect(Effect::SampleRss { key });
-        self.arm(now + every, key, Timer::RssSample);
+        // The next grid instant: one step on, though the monitor woke a little late.
+        let next = self.timers.on_grid(now + every / 2, every);
+        self.arm(next, key, Timer::RssSample);
     }
 
     /// The runtime read the resident set of worker `key` (None: it could not). Two samples in

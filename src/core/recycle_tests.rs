@@ -139,3 +139,40 @@ fn a_replacement_takes_the_slot_of_an_old_worker_that_crashed_meanwhile() {
     assert_eq!(state.keys_of("g"), vec![new]);
     assert_eq!(state.readiness(), crate::core::state::Readiness::AllReady);
 }
+
+#[test]
+fn the_resident_sets_of_a_group_are_read_in_one_wake_up() {
+    use crate::core::test_support::plan_of;
+    let json = r#"[{"name": "g", "argv": ["/bin/true"], "workers": 3, "warmup_ms": 0,
+                    "max_rss_bytes": 1000000, "rss_sample_ms": 1000}]"#;
+    let spec = crate::config::parse_groups(json).unwrap().remove(0);
+    let mut state = crate::core::state::State::new(64);
+    state.config.insert(spec.name.clone(), spec.clone());
+    let keys: Vec<_> = state
+        .begin_start(vec![plan_of(spec)])
+        .iter()
+        .map(|j| j.key)
+        .collect();
+    let t0 = std::time::Instant::now();
+    let ms = Duration::from_millis;
+    // Spawned 300 ms apart, as a big start spreads them.
+    for (i, &key) in keys.iter().enumerate() {
+        let at = t0 + ms(300 * i as u64);
+        assert!(state.adopt(key, spawned(100 + i as i32, at)));
+        state.timer(key, Timer::Warmup, at);
+    }
+    let mut samples_until = |until| {
+        let due = state.timers.pop_due(until);
+        for &(key, timer) in &due {
+            state.timer(key, timer, until);
+        }
+        due.iter().filter(|(_, t)| *t == Timer::RssSample).count()
+    };
+    // The first at the grid's origin (a step after the first spawn); none before the next step;
+    // then all three at once, and again a step later.
+    assert_eq!(samples_until(t0 + ms(1000)), 1);
+    assert_eq!(samples_until(t0 + ms(1999)), 0);
+    assert_eq!(samples_until(t0 + ms(2000)), 3);
+    assert_eq!(samples_until(t0 + ms(2999)), 0);
+    assert_eq!(samples_until(t0 + ms(3000)), 3);
+}

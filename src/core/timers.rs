@@ -2,7 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::core::worker::Key;
 
@@ -32,6 +32,8 @@ const PRUNE_FLOOR: usize = 4096;
 pub struct Timers {
     heap: BinaryHeap<Reverse<(Instant, Key, Timer)>>,
     prune_at: usize,
+    /// Where the grid of `on_grid` starts: the first instant it was asked about.
+    grid_epoch: Option<Instant>,
 }
 
 impl Default for Timers {
@@ -39,6 +41,7 @@ impl Default for Timers {
         Timers {
             heap: BinaryHeap::new(),
             prune_at: PRUNE_FLOOR,
+            grid_epoch: None,
         }
     }
 }
@@ -53,6 +56,21 @@ impl Timers {
             self.prune_at = (2 * self.heap.len()).max(PRUNE_FLOOR);
         }
         self.heap.push(Reverse((at, key, timer)));
+    }
+
+    /// The first instant at or after `after` on a grid of step `every` shared by every caller.
+    /// Periodic work of many workers (reading their resident sets) armed on it falls due in
+    /// one wake-up of the monitor instead of one per worker.
+    pub fn on_grid(&mut self, after: Instant, every: Duration) -> Instant {
+        let epoch = *self.grid_epoch.get_or_insert(after);
+        let step = every.as_nanos().max(1);
+        let since = after.saturating_duration_since(epoch).as_nanos();
+        let steps = since.div_ceil(step);
+        // Past u64 nanoseconds (584 years) the grid is of no use: `after` itself then.
+        u64::try_from(steps * step)
+            .ok()
+            .and_then(|n| epoch.checked_add(Duration::from_nanos(n)))
+            .unwrap_or(after)
     }
 
     pub fn next(&self) -> Option<Instant> {
@@ -91,6 +109,23 @@ mod tests {
         let due = timers.pop_due(t0 + Duration::from_millis(20));
         assert_eq!(due, vec![(1, Timer::Warmup), (2, Timer::Heartbeat)]);
         assert_eq!(timers.next(), Some(t0 + Duration::from_millis(30)));
+    }
+
+    #[test]
+    fn grid_instants_are_shared_and_never_early() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut timers = Timers::default();
+        assert_eq!(timers.on_grid(t0, ms(1000)), t0);
+        // Two workers spawned 300 ms apart fall due together, each at least a step after.
+        let a = timers.on_grid(t0 + ms(100) + ms(1000), ms(1000));
+        let b = timers.on_grid(t0 + ms(400) + ms(1000), ms(1000));
+        assert_eq!(a, t0 + ms(2000));
+        assert_eq!(b, a);
+        assert_eq!(timers.on_grid(t0 + ms(2000), ms(1000)), t0 + ms(2000));
+        assert_eq!(timers.on_grid(t0 + ms(2001), ms(1000)), t0 + ms(3000));
+        // Another step has its own multiples of the same epoch.
+        assert_eq!(timers.on_grid(t0 + ms(1), ms(250)), t0 + ms(250));
     }
 
     #[test]

@@ -215,11 +215,11 @@ impl Io {
         samples
     }
 
-    /// The resident set of worker `key`'s process, from `/proc/<pid>/stat`: only while its
+    /// The resident set of worker `key`'s process, from `/proc/<pid>/statm`: only while its
     /// exit has not been seen, so the pid is still its own (unreaped).
     fn rss_of(&self, key: Key) -> Option<u64> {
         let p = self.procs.get(&key)?;
-        crate::os::notify::process_figures(p.pid).map(|(_, rss)| rss)
+        crate::os::notify::resident_bytes(p.pid)
     }
 
     /// Signals the worker's whole process group (`group`), and the worker itself in case it
