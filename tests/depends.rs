@@ -1,7 +1,8 @@
 //! Dependencies between groups (`depends_on`, API.md part 8), with real processes: `db` (ready
 //! some 0.6 s after a gate opens) ← `migrate` (runs to its exit) ← `web`. `start_groups(["web"])`
 //! starts all three in order; a migration that fails fails `web`; stops go dependents first;
-//! `on_dependency_restart: "stop"` stops a dependent whose dependency's worker ends.
+//! `on_dependency_restart: "stop"` stops a dependent whose dependency's worker ends, and
+//! `"restart"` rolls it out once its dependency is ready again.
 
 mod common;
 
@@ -212,6 +213,60 @@ fn on_dependency_restart_stop_stops_the_dependent_when_its_dependency_ends() {
     assert_gone(web[0]);
     sup.stop_groups(HANG, false).unwrap();
     assert_gone(db[0]);
+}
+
+#[test]
+fn on_dependency_restart_restart_rolls_the_dependent_out_once_its_dependency_is_ready_again() {
+    let dir = scratch_dir("depends-restart");
+    let gate = dir.join("gate");
+    open_gate(&gate);
+    let sup = supervisor(&[
+        with(
+            sh_group("db", 1, DB),
+            json!({"readiness": "notify", "restart": "always", "restart_delay_ms": 1,
+                   "env": {"GATE": gate}}),
+        ),
+        with(
+            sh_group("web", 2, POLITE),
+            json!({"readiness": "notify", "depends_on": {"db": "ready"},
+                   "on_dependency_restart": "restart"}),
+        ),
+    ]);
+    sup.start_groups(&["web"]).unwrap();
+    assert!(sup.wait_ready(HANG).unwrap());
+    let snap = sup.snapshot_value();
+    let (db, web) = (pids(&snap, "db"), pids(&snap, "web"));
+    let _ = drain_all(&sup);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(db[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let mut log = Vec::new();
+    // rollout_finished comes once every slot has its new worker ready; the old ones may still
+    // be stopping.
+    wait_events(&sup, &mut log, |l| {
+        !of_group(l, "rollout_finished", "web").is_empty()
+            && of_group(l, "worker_stopped", "web").len() == 2
+    });
+    // The new db (ready some 0.6 s after its respawn) first, then web's rollout.
+    let db_ready = of_group(&log, "worker_ready", "db");
+    assert_eq!(db_ready.len(), 1, "{log:?}");
+    let rollout = of_group(&log, "rollout_started", "web");
+    assert_eq!(rollout.len(), 1, "{log:?}");
+    assert!(seq(db_ready[0]) < seq(rollout[0]));
+    assert!(seq(of_group(&log, "worker_failed", "db")[0]) < seq(db_ready[0]));
+    assert!(sup.wait_ready(HANG).unwrap());
+    let now = pids(&sup.snapshot_value(), "web");
+    assert_eq!(now.len(), 2);
+    assert!(now.iter().all(|p| !web.contains(p)), "{web:?} -> {now:?}");
+    for pid in web {
+        assert_gone(pid);
+    }
+    sup.stop_groups(HANG, false).unwrap();
+    for pid in now.into_iter().chain(pids(&snap, "db")) {
+        assert_gone(pid);
+    }
 }
 
 #[test]

@@ -1,6 +1,9 @@
 package mpsupervisor
 
-import "testing"
+import (
+	"syscall"
+	"testing"
+)
 
 // dependsGroups is db <- migrate (exits with code) <- web.
 func dependsGroups(code string) []Group {
@@ -63,5 +66,52 @@ func TestAFailedMigrationFailsWeb(t *testing.T) {
 	d, ok := ofKind(events, EventGroupFailed)[0].Data.(*GroupFailed)
 	if !ok || d.GroupName != "web" || d.Reason != "dependency_failed" || d.Dependency == nil || *d.Dependency != "migrate" {
 		t.Fatalf("group_failed = %+v", d)
+	}
+}
+
+// A group with on_dependency_restart "restart" is rolled out once its restarted dependency is
+// ready again.
+func TestARestartBoundGroupRollsOutAfterItsDependency(t *testing.T) {
+	db := shellGroup("db", 1, politeScript)
+	db.Restart = RestartAlways
+	delay := uint64(1)
+	db.RestartDelayMs = &delay
+	web := shellGroup("web", 2, politeScript)
+	web.DependsOn = map[string]DependsCondition{"db": DependsReady}
+	web.OnDependencyRestart = OnDependencyReplace
+	s := newSupervisor(t)
+	if err := s.Configure([]Group{db, web}); err != nil {
+		t.Fatalf("Configure: %v", err)
+	}
+	if err := s.Start("web"); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if ready, err := s.WaitReady(within(t, patience)); err != nil || !ready {
+		t.Fatalf("WaitReady = %v, %v", ready, err)
+	}
+	snap, err := s.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	drain(t, s)
+	if err := syscall.Kill(snap["db"][0].PID, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	ofGroup := func(events []Event, kind EventKind, group string) []Event {
+		var out []Event
+		for _, e := range ofKind(events, kind) {
+			if e.GroupName == group {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	events := collect(t, s, func(seen []Event) bool {
+		return len(ofGroup(seen, EventRolloutFinished, "web")) == 1 &&
+			len(ofGroup(seen, EventWorkerStopped, "web")) == 2
+	})
+	dbReady, rollout := ofGroup(events, EventWorkerReady, "db"), ofGroup(events, EventRolloutStarted, "web")
+	if len(dbReady) != 1 || len(rollout) != 1 || dbReady[0].Seq > rollout[0].Seq {
+		t.Fatalf("db ready %+v, web rollout started %+v", dbReady, rollout)
 	}
 }

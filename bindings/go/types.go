@@ -52,11 +52,10 @@ const (
 // OnDependencyRestart is what a group does when a worker of a group it depends on ends.
 type OnDependencyRestart string
 
-// The values of Group.OnDependencyRestart ("restart" is not supported yet: configure rejects
-// it).
+// The values of Group.OnDependencyRestart.
 const (
 	OnDependencyIgnore  OnDependencyRestart = "ignore"  // nothing (the default)
-	OnDependencyReplace OnDependencyRestart = "restart" // rolling restart: not supported yet
+	OnDependencyReplace OnDependencyRestart = "restart" // rolling restart once the dependency is ready again
 	OnDependencyStop    OnDependencyRestart = "stop"    // stop the group (systemd's BindsTo=)
 )
 

@@ -40,14 +40,14 @@ pub enum OnDependencyRestart {
     #[default]
     Ignore,
     /// Replace the group's workers as a rolling restart once the dependency is ready again
-    /// (not supported yet: rejected at configure).
+    /// (OTP's `rest_for_one` across groups).
     Restart,
     /// Stop the group (systemd's `BindsTo=`).
     Stop,
 }
 
 /// Checks every group's dependencies: each names a configured group other than itself, the
-/// graph has no cycle, and `on_dependency_restart` is one this version supports.
+/// graph has no cycle.
 pub(super) fn validate(groups: &[GroupSpec]) -> Result<()> {
     let index: HashMap<&str, usize> = groups
         .iter()
@@ -59,12 +59,6 @@ pub(super) fn validate(groups: &[GroupSpec]) -> Result<()> {
             if !index.contains_key(dep.as_str()) {
                 return Err(at(i, format!("'{dep}' is not a configured group")));
             }
-        }
-        if g.on_dependency_restart == OnDependencyRestart::Restart {
-            return Err(Error::InvalidConfig(format!(
-                "groups[{i}].on_dependency_restart: \"restart\" is not supported yet \
-                 (use \"ignore\" or \"stop\")"
-            )));
         }
     }
     for (i, g) in groups.iter().enumerate() {
@@ -168,10 +162,12 @@ mod tests {
     }
 
     #[test]
-    fn restart_on_dependency_restart_is_not_supported_yet() {
+    fn on_dependency_restart_takes_its_three_values() {
         let json = r#"[{"name": "a", "argv": ["x"], "on_dependency_restart": "restart"}]"#;
-        let e = parse_groups(json).unwrap_err().to_string();
-        assert!(e.contains("groups[0].on_dependency_restart") && e.contains("not supported yet"));
+        let g = parse_groups(json).unwrap();
+        assert_eq!(g[0].on_dependency_restart, OnDependencyRestart::Restart);
+        let json = r#"[{"name": "a", "argv": ["x"], "on_dependency_restart": "again"}]"#;
+        assert!(parse_groups(json).is_err());
         let json = r#"[{"name": "a", "argv": ["x"], "on_dependency_restart": "stop"}]"#;
         let g = parse_groups(json).unwrap();
         assert_eq!(g[0].on_dependency_restart, OnDependencyRestart::Stop);

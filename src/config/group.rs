@@ -304,8 +304,8 @@ pub struct GroupSpec {
     /// every condition holds.
     #[serde(default)]
     pub depends_on: BTreeMap<String, DependsCondition>,
-    /// What this group does when a worker of a group it depends on ends: `"ignore"` or
-    /// `"stop"` (`"restart"` is not supported yet).
+    /// What this group does when a worker of a group it depends on ends: `"ignore"`,
+    /// `"restart"` (a rolling restart once the dependency is ready again) or `"stop"`.
     #[serde(default)]
     pub on_dependency_restart: OnDependencyRestart,
 }

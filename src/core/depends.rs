@@ -1,6 +1,6 @@
 //! Dependencies between groups (API.md part 8) in the core: groups waiting for theirs, started
 //! when every condition holds, failed when one of them fails; a group's completion; the order
-//! of stops; `on_dependency_restart: "stop"`.
+//! of stops; `on_dependency_restart`'s `"stop"` and `"restart"`.
 //!
 //! `settle` calls `advance_dependencies` after every transition, so a waiting group starts in
 //! the same lock hold that made its last condition true.
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::config::{DependsCondition, OnDependencyRestart};
 use crate::core::effects::Effect;
-use crate::core::group::Group;
+use crate::core::group::{Group, RolloutOptions};
 use crate::core::plan::Plan;
 use crate::core::state::{Readiness, State};
 use crate::core::worker::{Phase, Worker};
@@ -302,27 +302,32 @@ impl State {
         stages
     }
 
-    /// A worker of `name` ended unasked: each started group that depends on it (as `"started"`
-    /// or `"ready"`) with `on_dependency_restart: "stop"` stops (gracefully, killed after its `stop_timeout_ms`).
-    pub(crate) fn dependency_ended(&mut self, name: &str, now: Instant) {
-        let bound: Vec<String> = self
-            .config
+    /// The started groups with `on_dependency_restart: on` that depend on `name` as `"started"`
+    /// or `"ready"` (a `"completed"` dependency is expected to end: its end binds nothing).
+    fn bound_to(&self, name: &str, on: OnDependencyRestart) -> Vec<String> {
+        self.config
             .iter()
-            // A `"completed"` dependency is expected to end: its end binds nothing.
             .filter(|(_, s)| {
-                s.on_dependency_restart == OnDependencyRestart::Stop
+                s.on_dependency_restart == on
                     && s.depends_on
                         .get(name)
                         .is_some_and(|&c| c != DependsCondition::Completed)
             })
             .map(|(n, _)| n.clone())
             .filter(|n| self.groups.get(n).is_some_and(|g| g.started))
-            .collect();
-        for dependent in bound {
+            .collect()
+    }
+
+    /// A worker of `name` ended unasked: each started group that depends on it with
+    /// `on_dependency_restart: "stop"` stops (gracefully, killed after its `stop_timeout_ms`);
+    /// each with `"restart"` is marked, to be rolled out once `name` is ready again.
+    pub(crate) fn dependency_ended(&mut self, name: &str, now: Instant) {
+        for dependent in self.bound_to(name, OnDependencyRestart::Stop) {
             self.forget_waiting(Some(std::slice::from_ref(&dependent)));
             if let Some(g) = self.groups.get_mut(&dependent) {
                 g.started = false;
                 g.rollout = None;
+                g.restart_pending = false;
             }
             let keys = self.keys_of(&dependent);
             self.forget_dead(&keys);
@@ -332,6 +337,59 @@ impl State {
             // Bound to a group that stops: its own bound dependents stop too, as in systemd.
             self.dependency_ended(&dependent, now);
         }
+        self.mark_for_restart(name);
+    }
+
+    /// Marks the groups restarted with `name` (`"restart"`), and theirs in turn: each is rolled
+    /// out after what it depends on, as OTP's `rest_for_one` restarts the children after one.
+    fn mark_for_restart(&mut self, name: &str) {
+        for dependent in self.bound_to(name, OnDependencyRestart::Restart) {
+            if let Some(g) = self.groups.get_mut(&dependent) {
+                g.restart_pending = true;
+            }
+            self.mark_for_restart(&dependent);
+        }
+    }
+
+    /// Whether a group waits to be rolled out for a dependency's restart.
+    pub fn dependency_restarts_pending(&self) -> bool {
+        self.groups.values().any(|g| g.restart_pending)
+    }
+
+    /// Rolls out (as `restart_groups` with its default options, to the group's running plan)
+    /// each marked group whose dependencies all hold again, none of them marked or being rolled
+    /// out itself; a marked group that stopped or failed is no longer marked.
+    pub fn advance_dependency_restarts(&mut self, now: Instant) {
+        let marked: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.restart_pending)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in marked {
+            let g = &self.groups[&name];
+            let gone = !g.started || g.failed;
+            if !gone && (g.running_rollout().is_some() || !self.restart_may_begin(&name)) {
+                continue;
+            }
+            let plan = Arc::clone(&g.plan);
+            self.groups.get_mut(&name).expect("listed").restart_pending = false;
+            if !gone {
+                // Checked above: started, not failed, not being rolled out; cannot fail.
+                let _ = self.begin_rollout(&name, plan, RolloutOptions::default(), now);
+            }
+        }
+    }
+
+    /// Every dependency of `name` holds, and none is marked or being rolled out.
+    fn restart_may_begin(&self, name: &str) -> bool {
+        let deps = self.config.get(name).map(|s| &s.depends_on);
+        let settled = deps.into_iter().flatten().all(|(d, _)| {
+            self.groups
+                .get(d)
+                .is_none_or(|g| !g.restart_pending && g.running_rollout().is_none())
+        });
+        settled && self.dependencies_hold(name)
     }
 }
 

@@ -203,3 +203,68 @@ fn a_stop_bound_group_stops_when_a_ready_dependency_ends_not_a_completed_one() {
         .count();
     assert_eq!(stops, 1);
 }
+
+#[test]
+fn a_restart_bound_group_rolls_out_once_its_restarted_dependency_is_ready_again() {
+    let mut state = State::new(256);
+    let json = r#"[
+        {"name": "db", "argv": ["x"], "warmup_ms": 0, "restart": "on-failure",
+         "restart_delay_ms": 10},
+        {"name": "web", "argv": ["x"], "workers": 2, "warmup_ms": 0,
+         "on_dependency_restart": "restart", "depends_on": {"db": "ready"}},
+        {"name": "api", "argv": ["x"], "warmup_ms": 0,
+         "on_dependency_restart": "restart", "depends_on": {"web": "ready"}}
+    ]"#;
+    for spec in parse_groups(json).unwrap() {
+        state.config.insert(spec.name.clone(), spec);
+    }
+    let now = Instant::now();
+    let plans = ["db", "web", "api"].map(|n| plan(&state, n)).to_vec();
+    let keys: Vec<Key> = state.begin_start(plans).iter().map(|j| j.key).collect();
+    for &key in &keys {
+        assert!(state.adopt(key, spawned(now)));
+        state.timer(key, Timer::Warmup, now);
+    }
+    state.take_effects();
+    exit(&mut state, keys[0], 1, now);
+    assert!(state.groups["web"].restart_pending && state.groups["api"].restart_pending);
+    state.advance_dependency_restarts(now);
+    assert!(spawns(&mut state).is_empty(), "db is not ready again yet");
+    let later = now + std::time::Duration::from_millis(10);
+    state.timer(keys[0], Timer::Respawn, later);
+    let db = spawns(&mut state);
+    assert_eq!(db.len(), 1, "db respawned");
+    assert!(state.adopt(db[0], spawned(later)));
+    state.timer(db[0], Timer::Warmup, later);
+    state.advance_dependency_restarts(later);
+    let web = spawns(&mut state);
+    assert_eq!(web.len(), 1, "web rolls out, one surge worker at a time");
+    assert_eq!(state.workers[&web[0]].group, "web");
+    assert!(
+        state.groups["api"].restart_pending,
+        "api waits for web's rollout"
+    );
+    // web's two new workers become ready one by one (a surge of one); then api rolls out.
+    let mut next = web;
+    for _ in 0..2 {
+        assert_eq!(next.len(), 1);
+        assert_eq!(state.workers[&next[0]].group, "web");
+        assert!(state.adopt(next[0], spawned(later)));
+        state.timer(next[0], Timer::Warmup, later);
+        state.advance_dependency_restarts(later);
+        next = spawns(&mut state);
+    }
+    assert_eq!(next.len(), 1);
+    assert_eq!(state.workers[&next[0]].group, "api", "then api");
+    assert!(!state.groups["web"].restart_pending && !state.groups["api"].restart_pending);
+    let rollouts: Vec<String> = state
+        .events
+        .drain(0)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::RolloutStarted { group_name, .. } => Some(group_name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rollouts, ["web", "api"]);
+}

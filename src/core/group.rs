@@ -33,6 +33,9 @@ pub struct Group {
     pub completed: bool,
     /// Failed because this dependency failed before the group could start.
     pub dependency_failed: Option<String>,
+    /// A dependency restarted (`on_dependency_restart: "restart"`): the group is rolled out
+    /// once its dependencies hold again (`depends.rs`).
+    pub restart_pending: bool,
 }
 
 impl Group {
@@ -49,6 +52,7 @@ impl Group {
             rollout: None,
             completed: false,
             dependency_failed: None,
+            restart_pending: false,
         }
     }
 

@@ -65,8 +65,12 @@ impl Engine {
     /// on to the event fd and the log writer.
     pub fn settle(&mut self) {
         loop {
-            // Waiting groups whose conditions now hold start (or fail) in this same hold.
+            // Waiting groups whose conditions now hold start (or fail) in this same hold, and
+            // groups restarted with a dependency roll out once it is ready again.
             self.core.advance_dependencies();
+            if self.core.dependency_restarts_pending() {
+                self.core.advance_dependency_restarts(Instant::now());
+            }
             let effects = self.core.take_effects();
             if effects.is_empty() {
                 break;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any, Dict, List
 
 import pytest
@@ -52,3 +54,26 @@ def test_a_cycle_is_rejected_naming_the_path(sup: Supervisor) -> None:
              {"name": "b", "argv": ["/bin/true"], "depends_on": {"a": "started"}}]
     with pytest.raises(ValueError, match=r"groups\[0\]\.depends_on: a -> b -> a"):
         sup.configure_process_groups(cycle)
+
+
+def test_a_restart_bound_group_rolls_out_once_its_dependency_is_ready_again(sup: Supervisor) -> None:
+    sup.configure_process_groups([
+        {"name": "db", "readiness": "notify", "restart": "always", "restart_delay_ms": 1,
+         "argv": ["/bin/sh", "-c", POLITE]},
+        {"name": "web", "workers": 2, "readiness": "notify", "argv": ["/bin/sh", "-c", POLITE],
+         "depends_on": {"db": "ready"}, "on_dependency_restart": "restart"},
+    ])
+    sup.start_groups(["web"])
+    assert sup.wait_ready(READY_TIMEOUT)
+    old_web = {w["pid"] for w in sup.snapshot()["web"]}
+    sup.drain_events()
+    os.kill(sup.snapshot()["db"][0]["pid"], signal.SIGKILL)
+    events = wait_for_events(sup, lambda seen: any(e["group_name"] == "web" for e in events_of(seen, "rollout_finished"))
+                             and len([e for e in events_of(seen, "worker_stopped") if e["group_name"] == "web"]) == 2)
+    db_ready = [e for e in events_of(events, "worker_ready") if e["group_name"] == "db"]
+    rollout = [e for e in events_of(events, "rollout_started") if e["group_name"] == "web"]
+    assert len(db_ready) == 1 and len(rollout) == 1
+    assert db_ready[0]["seq"] < rollout[0]["seq"]
+    assert sup.wait_ready(READY_TIMEOUT)
+    assert not old_web & {w["pid"] for w in sup.snapshot()["web"]}
+    sup.stop_groups(READY_TIMEOUT, True)
