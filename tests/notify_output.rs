@@ -17,13 +17,7 @@ fn notifier(messages: &[&str], then: &str) -> Value {
 import os, socket, signal, sys, time
 # Before anything is sent: a stop may come as soon as READY=1 is out.
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-def notify(msg):
-    addr = os.environ["NOTIFY_SOCKET"]
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.sendto(msg.encode(), addr)
-    s.close()
+{PY_NOTIFY}
 for m in {messages:?}:
     notify(m)
 {then}

@@ -205,18 +205,13 @@ fn signal_group_reaches_every_worker_as_kill_mode_says() {
 /// An sd_notify worker that, on its reload signal, sends `RELOADING=1` (with `MONOTONIC_USEC`),
 /// works 0.4 s, then sends `READY=1`.
 fn reloader(name: &str, workers: u32, extra: Value) -> Value {
-    let script = r#"
+    let script = format!(
+        r#"
 import os, signal, socket, sys, time
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 asked = []
 signal.signal(signal.SIGHUP, lambda *a: asked.append(1))
-def notify(msg):
-    addr = os.environ["NOTIFY_SOCKET"]
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.sendto(msg.encode(), addr)
-    s.close()
+{PY_NOTIFY}
 notify("READY=1")
 while True:
     if asked:
@@ -226,7 +221,8 @@ while True:
         time.sleep(0.4)
         notify("READY=1")
     time.sleep(0.01)
-"#;
+"#
+    );
     with(
         json!({"name": name, "workers": workers, "argv": ["python3", "-c", script],
                "readiness": "sd_notify", "control_channel": "off"}),

@@ -421,3 +421,15 @@ pub fn within<T: Send + 'static>(
         }
     }
 }
+
+/// Python (after `import os, socket`): `notify(msg)` sends one sd_notify datagram to
+/// `NOTIFY_SOCKET` (an abstract address when it starts with `@`).
+pub const PY_NOTIFY: &str = r#"
+def notify(msg):
+    addr = os.environ["NOTIFY_SOCKET"]
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(msg.encode(), addr)
+    s.close()
+"#;
