@@ -268,3 +268,29 @@ fn a_restart_bound_group_rolls_out_once_its_restarted_dependency_is_ready_again(
         .collect();
     assert_eq!(rollouts, ["web", "api"]);
 }
+
+#[test]
+fn a_start_pulls_in_a_dependency_that_is_stopped_or_failed_not_one_that_runs() {
+    use crate::core::group::Group;
+    let mut state = configured();
+    let pulled = |state: &State| state.with_dependencies(&["migrate"]).unwrap();
+    assert_eq!(pulled(&state), ["db", "migrate"], "never started");
+    state
+        .groups
+        .insert("db".into(), Group::new(plan(&state, "db"), 1));
+    assert_eq!(pulled(&state), ["migrate"], "running: used as it is");
+    state.groups.get_mut("db").unwrap().failed = true;
+    assert_eq!(pulled(&state), ["db", "migrate"], "failed: started again");
+    let db = state.groups.get_mut("db").unwrap();
+    db.failed = false;
+    db.started = false;
+    assert_eq!(pulled(&state), ["db", "migrate"], "stopped: started again");
+    let db = state.groups.get_mut("db").unwrap();
+    db.started = true;
+    db.dependency_failed = Some("x".into());
+    assert_eq!(
+        pulled(&state),
+        ["db", "migrate"],
+        "failed for its own dependency"
+    );
+}
