@@ -1,7 +1,7 @@
 /*
  * peer_worker: the one worker every supervisor in bench/peers runs. Linked -static. It sends its
- * pid ("<pid>\n") in one datagram to the unix socket named by argv[1] (or, with no argument, by
- * PEER_READY_SOCK: s6 runs ./run with no arguments), so that the driver sees each start the same
+ * pid ("<pid>\n") in one datagram to the unix socket named by PEER_READY_SOCK or else by argv[1]
+ * (s6 runs ./run with arguments of its own, so it gets the environment variable), so that the driver sees each start the same
  * way whoever spawned it, then sleeps until a signal ends it (default dispositions: SIGTERM,
  * SIGINT and SIGKILL all end it, whichever the supervisor sends).
  *
@@ -18,7 +18,9 @@
 
 int main(int argc, char **argv)
 {
-    const char *path = argc > 1 ? argv[1] : getenv("PEER_READY_SOCK");
+    const char *path = getenv("PEER_READY_SOCK");
+    if (path == NULL && argc > 1)
+        path = argv[1];
     if (path == NULL || strlen(path) >= sizeof ((struct sockaddr_un *)0)->sun_path)
         return 2;
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
