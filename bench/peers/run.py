@@ -70,6 +70,12 @@ def build(ctx) -> None:
         subprocess.run(["go", "build", "-o", str(ctx.build / "peer_go_loop"), "."], cwd=HERE / "go_loop", check=True)
 
 
+def short_tmp() -> str:
+    """TMPDIR, unless it is too long for the sockets' paths (108 bytes) made in it: then /tmp."""
+    base = tempfile.gettempdir()
+    return base if len(base) <= 60 else "/tmp"
+
+
 def make_peer(name: str, ctx):
     return importlib.import_module(f"p_{name}").Peer(ctx)
 
@@ -113,7 +119,7 @@ def run_one(name: str, n: int, base, args, idle: bool) -> dict:
     """One peer at one size, in a temporary folder of its own; nothing it started outlives it."""
     out: dict = {}
     workers: list[int] = []
-    with tempfile.TemporaryDirectory(prefix=f"peers-{name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"peers-{name}-", dir=short_tmp()) as tmp:
         ctx = run_ctx(base, tmp)
         listener = Listener(ctx.sock)
         peer = make_peer(name, ctx)
