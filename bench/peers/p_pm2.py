@@ -58,4 +58,5 @@ class Peer(DaemonPeer):
             run([self.pm2(), "kill"], env=self.env, limit=60)
         except Exception:  # noqa: BLE001 - the daemon is killed below whatever happened
             pass
-        kill_tree(roots, workers)
+        finally:
+            kill_tree(roots, workers)

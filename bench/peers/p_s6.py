@@ -16,6 +16,7 @@ class Peer(DaemonPeer):
         return None if shutil.which("s6-svscan") else "s6-svscan not installed (make bench-peers: apt-get install s6)"
 
     def prepare(self, n: int) -> None:
+        self.n = n
         self.scan = self.dir / "scan"
         self.scan.mkdir()
         for i in range(n):
@@ -25,7 +26,8 @@ class Peer(DaemonPeer):
 
     def start(self) -> None:
         env = dict(os.environ, PEER_READY_SOCK=str(self.ctx.sock))
-        self.launch([shutil.which("s6-svscan"), str(self.scan)], env=env)
+        # -c: how many services s6-svscan keeps (500 by default; it ignores the rest).
+        self.launch([shutil.which("s6-svscan"), "-c", str(self.n + 10), str(self.scan)], env=env)
 
     def stop(self) -> None:
         run([shutil.which("s6-svscanctl"), "-t", str(self.scan)])

@@ -147,9 +147,11 @@ def run_one(name: str, n: int, base, args, idle: bool) -> dict:
             workers = []
             return out
         finally:
-            peer.close(workers)
-            listener.close()
-            reap_children()
+            try:
+                peer.close(workers)
+            finally:
+                listener.close()
+                reap_children()
 
 
 def run_all(args, base) -> tuple[dict, dict, dict]:
@@ -293,6 +295,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown peers {unknown}; known: {', '.join(PEERS)}")
 
+    # SIGTERM ends the driver through its finally blocks, like Ctrl-C: nothing it started survives.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench/peers: terminated"))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the peers inherit it
     become_subreaper()
