@@ -149,7 +149,7 @@ def wait_gone(pids, limit: float = LIMIT_S) -> float:
         time.sleep(0.001)
 
 
-def kill_tree(roots: list[int], extra: list[int] = ()) -> None:
+def kill_tree(roots: list[int], extra: list[int] | tuple[int, ...] = ()) -> None:
     """Ends the roots, everything below them and `extra`, supervisors first (stopped, so that
     none restarts a worker), then reaps what became this process's children."""
     pids = descendants([r for r in roots if alive(r)])
