@@ -13,6 +13,9 @@
 #                     makes the Python environment build/venv (pytest, the build tools)
 #   make test         the test suite (runs make setup first)
 #   make python-package  pip installs bindings/python (cargo builds the bundled library) into build/venv
+#   make bench-peers  installs supervisord, circus (build/peers-venv), PM2 (build/peers-npm), s6 and Go
+#                     (apt-get, if missing) and runs bench/peers/run.py (PEERS_ARGS: its options)
+#   make bench-peers-smoke  the peers driver at N = 5 for the library, multiprocessing and Go (~10 s)
 #   make clean
 #
 # PROFILE=debug (or a custom [profile.NAME]) builds and links against target/$(PROFILE).
@@ -67,7 +70,7 @@ RUSTC_LOG := $(INSTALL_TARGET_DIR)/rustc.log
 FALLBACK_NATIVE_STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
 .PHONY: all lib c-examples demo demo-cpp demo-crash setup python-package test test-rust test-python \
-	test-go test-valgrind test-asan install install-build uninstall clean FORCE
+	test-go test-valgrind test-asan install install-build uninstall clean bench-peers bench-peers-smoke FORCE
 
 all: lib c-examples
 
@@ -109,6 +112,16 @@ demo-crash: lib c-examples
 # bindings as pip installs them, the Go bindings, the C examples under valgrind and ASan/UBSan.
 test: test-rust test-python test-go test-valgrind test-asan
 	@echo "test suites: 5 passed, 0 failed"
+
+# The library against the supervisors users would pick instead (bench/peers/README in bench/README.md).
+# Never part of make test: it takes minutes. Everything it installs lands in $(BUILD).
+PEERS_ARGS ?=
+bench-peers: lib
+	BUILD=$(BUILD) sh bench/peers/install.sh
+	python3 bench/peers/run.py $(PEERS_ARGS)
+
+bench-peers-smoke: lib
+	python3 bench/peers/run.py --smoke
 
 # Installs only what is missing; cheap when nothing is. Every test target runs it first.
 setup:

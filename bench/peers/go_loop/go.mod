@@ -1,0 +1,3 @@
+module peerloop
+
+go 1.19
