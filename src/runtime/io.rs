@@ -19,6 +19,7 @@ use crate::runtime::lifeline::Lifeline;
 use crate::runtime::listen::Listeners;
 use crate::runtime::notify::Notify;
 use crate::runtime::output::Captures;
+use crate::runtime::probes::Prober;
 use crate::runtime::reaper::{self, Exit, Reaper};
 use crate::runtime::sending::{self, Unlocked};
 use crate::runtime::spawner::{Reply, Spawner};
@@ -76,6 +77,8 @@ pub struct Io {
     pub(crate) reaper: Arc<Reaper>,
     /// Workers whose exit was handed to the reaper and not yet told to the core.
     exiting: HashSet<Key>,
+    /// Runs the workers' probes on its own thread (`probes/`).
+    pub(crate) prober: Arc<Prober>,
 }
 
 /// What `Io` acts through, all made before it.
@@ -110,6 +113,7 @@ impl Io {
             unlocked: Vec::new(),
             reaper,
             exiting: HashSet::new(),
+            prober: Prober::new()?,
         })
     }
 
@@ -191,6 +195,7 @@ impl Io {
                     self.send(key, &line, None);
                 }
                 Effect::SampleRss { key } => samples.push((key, self.rss_of(key))),
+                Effect::Probe(job) => self.prober.submit(job),
                 Effect::Stop {
                     key,
                     drain,

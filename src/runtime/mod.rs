@@ -38,6 +38,7 @@ pub(crate) mod monitor;
 pub(crate) mod notify;
 pub(crate) mod output;
 pub(crate) mod plan;
+pub(crate) mod probes;
 pub(crate) mod reaper;
 pub(crate) mod rotate;
 pub(crate) mod sending;

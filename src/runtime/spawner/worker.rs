@@ -122,6 +122,26 @@ fn add_env_files(spec: &config::GroupSpec, envp: &mut Vec<CString>) -> std::io::
     Ok(())
 }
 
+/// The group's `env` values that hold `{index}` or `{port}` (API.md part 8), with this
+/// worker's values (`{pid}` is refused there at configure time: the pid is not known yet).
+fn substitute_env(job: &SpawnJob, envp: &mut [CString]) {
+    let spec = &job.plan.spec;
+    // A group's name holds no `#`: the index follows the only one of the id.
+    let Some(index) = job.id.rsplit_once('#').and_then(|(_, i)| i.parse().ok()) else {
+        return;
+    };
+    let places = config::Placeholders::of(spec, index, 0);
+    for (key, value) in spec.env.iter().filter(|(_, v)| v.contains('{')) {
+        let prefix = format!("{key}=");
+        if let Some(entry) = envp
+            .iter_mut()
+            .find(|e| e.as_bytes().starts_with(prefix.as_bytes()))
+        {
+            *entry = env_var(key, &places.apply(value));
+        }
+    }
+}
+
 /// A worker's environment: its plan's, with its group's `env_files`, then the variables that tell
 /// it its group, its id, its listen sockets (`names`) and its control socket, at their numbers
 /// in `fds`.
@@ -134,6 +154,7 @@ fn environment(
     let mut envp: Vec<CString> = Vec::with_capacity(job.plan.env.len() + 8);
     envp.extend(job.plan.env.iter().cloned());
     add_env_files(spec, &mut envp)?;
+    substitute_env(job, &mut envp);
     envp.push(env_var(env::GROUP, &spec.name));
     envp.push(env_var(env::WORKER_ID, &job.id));
     if let Some(names) = names {
