@@ -91,7 +91,9 @@ fn base(def: &str) -> Option<(Value, Placement)> {
     }
     Some(match def {
         "GroupSpec" => (json!({"name": "g", "argv": ["/bin/true"]}), alone),
-        "Probe" => (json!({"tcp": "127.0.0.1:1"}), as_probe),
+        "ExecProbe" => (json!({"exec": ["/bin/true"]}), as_probe),
+        "TcpProbe" => (json!({"tcp": "127.0.0.1:1"}), as_probe),
+        "HttpProbe" => (json!({"http": "http://127.0.0.1:1/"}), as_probe),
         "RotateOutput" => (json!({"file": "/tmp/x.log", "max_bytes": 4096}), as_stdout),
         "TcpListen" => (json!({"name": "h", "tcp": "127.0.0.1:0"}), as_listen),
         "UnixListen" => (json!({"name": "h", "unix": "@mpsup-bounds"}), as_listen),

@@ -25,16 +25,14 @@ fn one() -> u32 {
 }
 
 /// One probe of a worker, as Kubernetes defines them: exactly one of `exec`, `tcp` and `http`,
-/// run every `period_ms` once `initial_delay_ms` has passed after the worker's spawn.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// run every `period_ms` once `initial_delay_ms` has passed after the worker's spawn. Its
+/// schema is one object per kind (`ExecProbe`, `TcpProbe`, `HttpProbe`), each of which needs
+/// its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schemars(extend("oneOf" = [
-    {"required": ["exec"]}, {"required": ["tcp"]}, {"required": ["http"]}
-]))]
 pub struct Probe {
     /// A program and its arguments, run with the worker's environment; success: exit status 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
     pub exec: Option<Vec<String>>,
     /// `ip:port` (or `localhost:port`); success: the connection is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,25 +42,107 @@ pub struct Probe {
     pub http: Option<String>,
     /// How often (ms) the probe runs, 10 or more.
     #[serde(default = "ms::<1000>")]
-    #[schemars(range(min = MIN_PERIOD_MS, max = MAX_MS))]
     pub period_ms: u64,
     /// How long (ms) one run may take before it counts as failed (an exec probe is killed).
     #[serde(default = "ms::<1000>")]
-    #[schemars(range(min = 1, max = MAX_MS))]
     pub timeout_ms: u64,
     /// How long (ms) after the worker's spawn the first run waits.
     #[serde(default)]
-    #[schemars(range(max = MAX_MS))]
     pub initial_delay_ms: u64,
     /// Consecutive failures that count: the worker becomes unready (readiness) or is killed
     /// (liveness).
     #[serde(default = "three")]
-    #[schemars(range(min = 1, max = MAX_THRESHOLD))]
     pub failure_threshold: u32,
     /// Consecutive successes that make the worker ready (again).
     #[serde(default = "one")]
-    #[schemars(range(min = 1, max = MAX_THRESHOLD))]
     pub success_threshold: u32,
+}
+
+impl Default for Probe {
+    /// Kubernetes' timing and no kind yet: set one of `exec`, `tcp` and `http`.
+    ///
+    /// ```
+    /// use mpsupervisor::config::Probe;
+    /// let probe = Probe { tcp: Some("127.0.0.1:{port}".into()), period_ms: 500, ..Default::default() };
+    /// assert_eq!((probe.failure_threshold, probe.timeout_ms), (3, 1000));
+    /// ```
+    fn default() -> Self {
+        Probe {
+            exec: None,
+            tcp: None,
+            http: None,
+            period_ms: 1000,
+            timeout_ms: 1000,
+            initial_delay_ms: 0,
+            failure_threshold: three(),
+            success_threshold: one(),
+        }
+    }
+}
+
+/// The schema of one kind of probe: its key, then the timing every kind shares.
+macro_rules! probe_schema {
+    ($name:ident, $title:literal, $(#[$attr:meta])* $key:ident: $ty:ty) => {
+        #[doc = $title]
+        #[derive(JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct $name {
+            $(#[$attr])*
+            $key: $ty,
+            /// How often (ms) the probe runs, 10 or more.
+            #[serde(default = "ms::<1000>")]
+            #[schemars(range(min = MIN_PERIOD_MS, max = MAX_MS))]
+            period_ms: u64,
+            /// How long (ms) one run may take before it counts as failed (an exec probe is
+            /// killed).
+            #[serde(default = "ms::<1000>")]
+            #[schemars(range(min = 1, max = MAX_MS))]
+            timeout_ms: u64,
+            /// How long (ms) after the worker's spawn the first run waits.
+            #[serde(default)]
+            #[schemars(range(max = MAX_MS))]
+            initial_delay_ms: u64,
+            /// Consecutive failures that count: the worker becomes unready (readiness) or is
+            /// killed (liveness).
+            #[serde(default = "three")]
+            #[schemars(range(min = 1, max = MAX_THRESHOLD))]
+            failure_threshold: u32,
+            /// Consecutive successes that make the worker ready (again).
+            #[serde(default = "one")]
+            #[schemars(range(min = 1, max = MAX_THRESHOLD))]
+            success_threshold: u32,
+        }
+    };
+}
+
+probe_schema!(ExecProbe, "A probe that runs a program.",
+    /// A program and its arguments, run with the worker's environment and working directory;
+    /// success: exit status 0.
+    #[schemars(length(min = 1), extend("prefixItems" = [{"type": "string", "minLength": 1}]))]
+    exec: Vec<String>);
+probe_schema!(TcpProbe, "A probe that connects.",
+    /// `ip:port` (or `localhost:port`); success: the connection is accepted.
+    tcp: String);
+probe_schema!(HttpProbe, "A probe that asks for a page.",
+    /// `http://ip:port/path` (or `localhost`); success: a status from 200 to 399.
+    http: String);
+
+impl JsonSchema for Probe {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Probe".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "One probe of a worker: exactly one of `exec`, `tcp` and `http`.",
+            "anyOf": [
+                g.subschema_for::<ExecProbe>(),
+                g.subschema_for::<TcpProbe>(),
+                g.subschema_for::<HttpProbe>()
+            ]
+        })
+    }
 }
 
 /// What a probe checks, with its placeholders substituted.
