@@ -123,7 +123,8 @@ impl Supervisor {
         };
         let shared = Arc::new(Shared::new(engine, tokens, to_monitor, spawner));
         let prober = Arc::clone(&shared.lock().io.prober);
-        prober.attach(Arc::downgrade(&shared));
+        let report: Weak<Shared> = Arc::downgrade(&shared);
+        prober.attach(report);
         // The reaper tells the engine of the exits it finished, as long as there is one.
         let told: Weak<Shared> = Arc::downgrade(&shared);
         reaper

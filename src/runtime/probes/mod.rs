@@ -26,7 +26,6 @@ use crate::core::worker::Key;
 use crate::events::ProbeKind;
 use crate::os::spawn::SpawnAttributes;
 use crate::os::{Flag, Poller};
-use crate::runtime::engine::Shared;
 use crate::sync::lock;
 use exec::ExecRun;
 use net::{NetRun, Step};
@@ -38,6 +37,14 @@ const POLL_TICK: Duration = Duration::from_millis(10);
 /// Ready descriptors read per epoll call.
 const BATCH: usize = 256;
 
+/// What the probe thread reports to (the engine's `Shared`, in `engine.rs`), so that this module
+/// does not use the engine.
+pub trait Report: Send + Sync {
+    /// Tells the core the results of one round, `(worker, probe, result)`, under one hold of
+    /// its lock; for each, whether that probe of that worker is still wanted.
+    fn probe_results(&self, results: Vec<(Key, ProbeKind, Result<(), String>)>) -> Vec<bool>;
+}
+
 /// The probe thread's handle: what the engine hands it, and how it is stopped.
 pub struct Prober {
     inbox: Mutex<Vec<ProbeJob>>,
@@ -46,7 +53,7 @@ pub struct Prober {
     shutdown: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The engine, told of results as long as there is one.
-    shared: Mutex<Weak<Shared>>,
+    shared: Mutex<Option<Weak<dyn Report>>>,
 }
 
 impl Prober {
@@ -57,15 +64,15 @@ impl Prober {
             poller: Poller::new()?,
             shutdown: AtomicBool::new(false),
             thread: Mutex::new(None),
-            shared: Mutex::new(Weak::new()),
+            shared: Mutex::new(None),
         };
         prober.poller.add(prober.wake.fd(), WAKE)?;
         Ok(Arc::new(prober))
     }
 
     /// Gives the prober the engine it reports to.
-    pub fn attach(&self, shared: Weak<Shared>) {
-        *lock(&self.shared) = shared;
+    pub fn attach(&self, shared: Weak<dyn Report>) {
+        *lock(&self.shared) = Some(shared);
     }
 
     /// Probes a worker process from now on (starting the thread at the first job). A thread
@@ -310,22 +317,17 @@ impl Probing {
         if self.results.is_empty() {
             return;
         }
-        let results = std::mem::take(&mut self.results);
-        let shared = lock(&prober.shared).upgrade();
+        let (runs, told): (Vec<_>, Vec<_>) = std::mem::take(&mut self.results)
+            .into_iter()
+            .map(|(key, which, started, result)| ((key, which, started), (key, which, result)))
+            .unzip();
+        let shared = lock(&prober.shared).as_ref().and_then(Weak::upgrade);
         let Some(shared) = shared else {
             return;
         };
+        let keep = shared.probe_results(told);
         let now = Instant::now();
-        let keep: Vec<bool> = {
-            let mut engine = shared.lock();
-            results
-                .iter()
-                .map(|(key, which, _, result)| {
-                    engine.core.probe_result(*key, *which, result.clone(), now)
-                })
-                .collect()
-        };
-        for ((key, which, started, _), keep) in results.into_iter().zip(keep) {
+        for ((key, which, started), keep) in runs.into_iter().zip(keep) {
             if !keep {
                 self.entries.remove(&(key, which));
                 continue;
