@@ -36,6 +36,10 @@ const WAKE: u64 = 0;
 const POLL_TICK: Duration = Duration::from_millis(10);
 /// Ready descriptors read per epoll call.
 const BATCH: usize = 256;
+/// Results wait this long at most to be reported together: one hold of the engine's lock per
+/// batch rather than per round, so that a thousand probes a period do not crowd the host's
+/// calls out of the lock. Far below the shortest period.
+const REPORT_EVERY: Duration = Duration::from_millis(5);
 
 /// What the probe thread reports to (the engine's `Shared`, in `engine.rs`), so that this module
 /// does not use the engine.
@@ -129,6 +133,8 @@ struct Probing {
     runs: HashMap<u64, Run>,
     next_token: u64,
     results: Vec<(Key, ProbeKind, Instant, Result<(), String>)>,
+    /// When results were last reported.
+    reported_at: Option<Instant>,
 }
 
 fn run(prober: &Prober) {
@@ -155,7 +161,9 @@ fn run(prober: &Prober) {
         p.check_polled(prober);
         p.time_out(prober, now);
         p.start_due(prober, now);
-        p.report(prober);
+        if p.reported_at.is_none_or(|at| now >= at + REPORT_EVERY) {
+            p.report(prober);
+        }
     }
     // Dropping the runs closes their sockets and kills and reaps their programs.
     for (_, run) in p.runs.drain() {
@@ -197,7 +205,14 @@ impl Probing {
             .values()
             .any(|r| matches!(&r.what, What::Exec(e) if e.pidfd.is_none()))
             .then_some(now + POLL_TICK);
-        let at = [due, deadline, polled].into_iter().flatten().min()?;
+        let report = self
+            .reported_at
+            .filter(|_| !self.results.is_empty())
+            .map(|at| at + REPORT_EVERY);
+        let at = [due, deadline, polled, report]
+            .into_iter()
+            .flatten()
+            .min()?;
         Some(at.saturating_duration_since(now))
     }
 
@@ -317,6 +332,7 @@ impl Probing {
         if self.results.is_empty() {
             return;
         }
+        self.reported_at = Some(Instant::now());
         let (runs, told): (Vec<_>, Vec<_>) = std::mem::take(&mut self.results)
             .into_iter()
             .map(|(key, which, started, result)| ((key, which, started), (key, which, result)))
