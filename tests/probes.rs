@@ -280,3 +280,32 @@ fn an_exec_probe_past_its_timeout_is_killed_and_reaped_and_fails_the_liveness_pr
         std::thread::sleep(secs(0.01));
     }
 }
+
+#[test]
+fn placeholders_in_env_give_each_worker_its_index_port_and_pid() {
+    let dir = scratch_dir("probe-env");
+    let script = format!(
+        r#"echo "$ME" > {}/me-$MPSUP_WORKER_ID.tmp && mv {0}/me-$MPSUP_WORKER_ID.tmp {0}/me-$MPSUP_WORKER_ID; exec sleep 100000"#,
+        dir.display()
+    );
+    let group = with(
+        sh_group("env", 2, &script),
+        json!({"control_channel": "off", "warmup_ms": 0, "port_base": 7000,
+               "env": {"ME": "pid={pid} index={index} port={port}"}}),
+    );
+    let sup = supervisor(&[group]);
+    sup.start_groups(&["env"]).unwrap();
+    assert!(sup.wait_ready(HANG).unwrap());
+    let pids = pids(&sup.snapshot_value(), "env");
+    for (i, pid) in pids.iter().enumerate() {
+        let file = dir.join(format!("me-env#{}", i + 1));
+        let deadline = Instant::now() + HANG;
+        while !file.exists() {
+            assert!(Instant::now() < deadline, "{file:?} never written");
+            std::thread::sleep(secs(0.01));
+        }
+        let expected = format!("pid={pid} index={} port={}\n", i + 1, 7000 + i);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), expected);
+    }
+    sup.stop_groups(HANG, false).unwrap();
+}

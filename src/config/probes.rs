@@ -163,14 +163,15 @@ pub enum Target {
 pub struct Placeholders {
     /// 1-based.
     pub index: u32,
-    pub pid: i32,
+    /// None: `{pid}` stays (in `env`, for the exec shim).
+    pub pid: Option<i32>,
     /// `port_base + index - 1`; None without `port_base`.
     pub port: Option<u32>,
 }
 
 impl Placeholders {
     /// Those of worker `index` of `spec`, whose process is `pid`.
-    pub fn of(spec: &GroupSpec, index: u32, pid: i32) -> Placeholders {
+    pub fn of(spec: &GroupSpec, index: u32, pid: Option<i32>) -> Placeholders {
         Placeholders {
             index,
             pid,
@@ -178,14 +179,16 @@ impl Placeholders {
         }
     }
 
-    /// `text` with `{index}`, `{pid}` and `{port}` replaced (`{port}` stays without a port).
+    /// `text` with `{index}`, `{pid}` and `{port}` replaced (`{pid}` stays without a pid,
+    /// `{port}` without a port).
     pub fn apply(&self, text: &str) -> String {
         if !text.contains('{') {
             return text.to_string();
         }
-        let mut out = text
-            .replace("{index}", &self.index.to_string())
-            .replace("{pid}", &self.pid.to_string());
+        let mut out = text.replace("{index}", &self.index.to_string());
+        if let Some(pid) = self.pid {
+            out = out.replace("{pid}", &pid.to_string());
+        }
         if let Some(port) = self.port {
             out = out.replace("{port}", &port.to_string());
         }
@@ -273,12 +276,6 @@ pub(super) fn validate(g: &GroupSpec) -> Result<(), (String, String)> {
         if value.contains("{port}") && g.port_base.is_none() {
             return Err((format!("env.{key}"), "{port} needs port_base".into()));
         }
-        if value.contains("{pid}") {
-            return Err((
-                format!("env.{key}"),
-                "{pid} is not substituted in env (the pid is not known before the spawn)".into(),
-            ));
-        }
     }
     Ok(())
 }
@@ -333,7 +330,7 @@ fn validate_probe(g: &GroupSpec, p: &Probe) -> Result<(), (String, String)> {
     {
         return Err((".exec".into(), "needs a program".into()));
     }
-    p.target(&Placeholders::of(g, 1, 1))
+    p.target(&Placeholders::of(g, 1, Some(1)))
         .map(drop)
         .map_err(|why| (format!(".{key}"), why))
 }
@@ -382,7 +379,7 @@ mod tests {
                  "liveness_probe": {"exec": ["/bin/test", "{pid}", "{index}"]}}]"#,
         )
         .unwrap()[0];
-        let p = Placeholders::of(g, 3, 77);
+        let p = Placeholders::of(g, 3, Some(77));
         let ready = g.readiness_probe.as_ref().unwrap().target(&p).unwrap();
         assert_eq!(
             ready,

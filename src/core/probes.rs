@@ -69,7 +69,7 @@ pub(crate) fn job(
     at: Instant,
 ) -> Option<ProbeJob> {
     let spec = &plan.spec;
-    let places = Placeholders::of(spec, index, pid);
+    let places = Placeholders::of(spec, index, Some(pid));
     let run = |which, p: &Probe| ProbeRun {
         which,
         target: p.target(&places),

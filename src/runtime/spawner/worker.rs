@@ -123,14 +123,16 @@ fn add_env_files(spec: &config::GroupSpec, envp: &mut Vec<CString>) -> std::io::
 }
 
 /// The group's `env` values that hold `{index}` or `{port}` (API.md part 8), with this
-/// worker's values (`{pid}` is refused there at configure time: the pid is not known yet).
-fn substitute_env(job: &SpawnJob, envp: &mut [CString]) {
+/// worker's values; `{pid}`, not known before the spawn, is left to the exec shim (which runs
+/// for such a group), told by `MPSUP_EXEC_PID_VARS` which variables hold it.
+fn substitute_env(job: &SpawnJob, envp: &mut Vec<CString>) {
     let spec = &job.plan.spec;
     // A group's name holds no `#`: the index follows the only one of the id.
     let Some(index) = job.id.rsplit_once('#').and_then(|(_, i)| i.parse().ok()) else {
         return;
     };
-    let places = config::Placeholders::of(spec, index, 0);
+    let places = config::Placeholders::of(spec, index, None);
+    let mut pid_vars = Vec::new();
     for (key, value) in spec.env.iter().filter(|(_, v)| v.contains('{')) {
         let prefix = format!("{key}=");
         if let Some(entry) = envp
@@ -138,7 +140,13 @@ fn substitute_env(job: &SpawnJob, envp: &mut [CString]) {
             .find(|e| e.as_bytes().starts_with(prefix.as_bytes()))
         {
             *entry = env_var(key, &places.apply(value));
+            if value.contains("{pid}") {
+                pid_vars.push(key.as_str());
+            }
         }
+    }
+    if !pid_vars.is_empty() {
+        envp.push(env_var(env::EXEC_PID_VARS, &pid_vars.join(",")));
     }
 }
 
