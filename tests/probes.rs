@@ -309,3 +309,47 @@ fn placeholders_in_env_give_each_worker_its_index_port_and_pid() {
     }
     sup.stop_groups(HANG, false).unwrap();
 }
+
+#[test]
+fn an_http_probe_fails_on_a_server_that_never_answers_or_answers_garbage() {
+    // Accepted by the kernel (the backlog) but never answered.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Answers every connection with a line that is no HTTP status line.
+    let junk = TcpListener::bind("127.0.0.1:0").unwrap();
+    let junk_port = junk.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        if let Ok((mut conn, _)) = junk.accept() {
+            let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.6\r\n\r\n");
+        }
+    });
+    let group = |name: &str, port: u16| {
+        with(
+            sh_group(name, 1, "exec sleep 100000"),
+            json!({"control_channel": "off", "warmup_ms": 0,
+                   "liveness_probe": {"http": format!("http://127.0.0.1:{port}/health"),
+                                      "timeout_ms": 200, "failure_threshold": 1}}),
+        )
+    };
+    let silent_port = silent.local_addr().unwrap().port();
+    let sup = supervisor(&[group("silent", silent_port), group("junk", junk_port)]);
+    sup.start_groups(&["silent", "junk"]).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 2);
+    let detail = |group: &str| -> String {
+        let failed = of_kind(&log, "probe_failed");
+        let e = failed.iter().find(|e| e["group_name"] == group).unwrap();
+        e["detail"].as_str().unwrap().to_string()
+    };
+    assert_eq!(detail("silent"), "timed out after 200 ms");
+    assert!(
+        detail("junk").starts_with("HTTP: malformed response"),
+        "{}",
+        detail("junk")
+    );
+    for e in of_kind(&log, "worker_failed") {
+        assert_eq!(e["reason"], "liveness_failed");
+    }
+    server.join().unwrap();
+    drop(silent);
+}
