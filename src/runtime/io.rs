@@ -99,6 +99,7 @@ impl Io {
             lifeline,
             listeners,
         } = parts;
+        let prober = Prober::new(Arc::clone(&lifeline))?;
         Ok(Io {
             procs: HashMap::new(),
             polled: BTreeSet::new(),
@@ -113,7 +114,7 @@ impl Io {
             unlocked: Vec::new(),
             reaper,
             exiting: HashSet::new(),
-            prober: Prober::new()?,
+            prober,
         })
     }
 

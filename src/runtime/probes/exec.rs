@@ -6,12 +6,14 @@
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use crate::config::Output;
 use crate::core::plan::Plan;
 use crate::os::spawn::{self, ChildFds, Command, SpawnAttributes, Stdio};
 use crate::os::{self, ChildState};
 use crate::runtime::child;
+use crate::runtime::lifeline::Lifeline;
 
 /// One exec probe in flight.
 pub(super) struct ExecRun {
@@ -19,6 +21,10 @@ pub(super) struct ExecRun {
     pub(super) pidfd: Option<OwnedFd>,
     /// Reaped (or handed to the orphanage): nothing left to do when dropped.
     done: bool,
+    /// Told of the spawn (so that the probe dies with the host) and of the reap.
+    lifeline: Arc<Lifeline>,
+    /// Whether the keeper was given a pidfd of it.
+    keeper_has_pidfd: bool,
 }
 
 /// `PATH` as the worker's environment sets it.
@@ -35,7 +41,7 @@ impl ExecRun {
         plan: &Plan,
         argv: &[String],
         attrs: &SpawnAttributes,
-        use_pidfd: bool,
+        lifeline: &Arc<Lifeline>,
     ) -> Result<ExecRun, String> {
         let program = crate::runtime::plan::resolve(&argv[0], &search_path(plan))
             .ok_or_else(|| format!("exec: {}: not found in PATH", argv[0]))?;
@@ -63,11 +69,15 @@ impl ExecRun {
             },
         };
         let pid = spawn::spawn(&cmd, attrs).map_err(|e| format!("exec: {e}"))?;
-        let pidfd = use_pidfd.then(|| os::pidfd_open(pid).ok()).flatten();
+        let pidfd = os::pidfd_open(pid).ok();
+        // Without a placement this only tells the keeper, which cannot fail the spawn.
+        let _ = lifeline.spawned(None, pid, pidfd.as_ref());
         Ok(ExecRun {
             pid,
+            keeper_has_pidfd: pidfd.is_some(),
             pidfd,
             done: false,
+            lifeline: Arc::clone(lifeline),
         })
     }
 
@@ -78,6 +88,8 @@ impl ExecRun {
             ChildState::Exited(status) => Some(status),
             ChildState::Gone => None,
         };
+        // Before the reap: until then the pid is the probe's, for the keeper too.
+        self.lifeline.reaping(self.pid, self.keeper_has_pidfd);
         os::try_reap(self.pid);
         self.done = true;
         Some(match status {
@@ -101,6 +113,8 @@ impl Drop for ExecRun {
         }
         let _ = os::kill_group(self.pid, libc::SIGKILL);
         let _ = os::kill_pid(self.pid, libc::SIGKILL);
+        // Killed now: the keeper forgets it while the pid is still its (unreaped).
+        self.lifeline.reaping(self.pid, self.keeper_has_pidfd);
         if !os::try_reap(self.pid) {
             child::orphan(self.pid);
         }

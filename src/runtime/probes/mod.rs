@@ -26,6 +26,7 @@ use crate::core::worker::Key;
 use crate::events::ProbeKind;
 use crate::os::spawn::SpawnAttributes;
 use crate::os::{Flag, Poller};
+use crate::runtime::lifeline::Lifeline;
 use crate::sync::lock;
 use exec::ExecRun;
 use net::{NetRun, Step};
@@ -58,10 +59,12 @@ pub struct Prober {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The engine, told of results as long as there is one.
     shared: Mutex<Option<Weak<dyn Report>>>,
+    /// The keeper: exec probes die with the host, as workers do.
+    lifeline: Arc<Lifeline>,
 }
 
 impl Prober {
-    pub fn new() -> std::io::Result<Arc<Prober>> {
+    pub fn new(lifeline: Arc<Lifeline>) -> std::io::Result<Arc<Prober>> {
         let prober = Prober {
             inbox: Mutex::new(Vec::new()),
             wake: Flag::new()?,
@@ -69,6 +72,7 @@ impl Prober {
             shutdown: AtomicBool::new(false),
             thread: Mutex::new(None),
             shared: Mutex::new(None),
+            lifeline,
         };
         prober.poller.add(prober.wake.fd(), WAKE)?;
         Ok(Arc::new(prober))
@@ -388,7 +392,7 @@ fn start_exec(
     argv: &[String],
     attrs: &SpawnAttributes,
 ) -> Result<Started, String> {
-    let mut run = ExecRun::start(plan, argv, attrs, true)?;
+    let mut run = ExecRun::start(plan, argv, attrs, &prober.lifeline)?;
     if let Some(fd) = &run.pidfd {
         if prober.poller.add(fd.as_fd(), token).is_err() {
             // Polled instead.
