@@ -39,6 +39,9 @@ pub mod env {
     pub const START_GATE: &str = "MPSUP_START_GATE";
     /// `1`: the exec shim sets `LISTEN_PID` to its own pid (the worker's) before the exec.
     pub const EXEC_LISTEN_PID: &str = "MPSUP_EXEC_LISTEN_PID";
+    /// Names of variables, `,`-separated, whose `{pid}` the exec shim replaces with its own pid
+    /// (the worker's) before the exec (`{pid}` in a group's `env`).
+    pub const EXEC_PID_VARS: &str = "MPSUP_EXEC_PID_VARS";
     /// systemd's socket activation, set for workers with listen sockets.
     pub const LISTEN_FDS: &str = "LISTEN_FDS";
     pub const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";

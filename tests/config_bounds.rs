@@ -83,11 +83,17 @@ fn base(def: &str) -> Option<(Value, Placement)> {
     fn as_stdout(o: Value) -> Value {
         json!({"name": "g", "argv": ["/bin/true"], "stdout": o})
     }
+    fn as_probe(p: Value) -> Value {
+        json!({"name": "g", "argv": ["/bin/true"], "liveness_probe": p})
+    }
     fn as_listen(l: Value) -> Value {
         json!({"name": "g", "argv": ["/bin/true"], "listen": [l]})
     }
     Some(match def {
         "GroupSpec" => (json!({"name": "g", "argv": ["/bin/true"]}), alone),
+        "ExecProbe" => (json!({"exec": ["/bin/true"]}), as_probe),
+        "TcpProbe" => (json!({"tcp": "127.0.0.1:1"}), as_probe),
+        "HttpProbe" => (json!({"http": "http://127.0.0.1:1/"}), as_probe),
         "RotateOutput" => (json!({"file": "/tmp/x.log", "max_bytes": 4096}), as_stdout),
         "TcpListen" => (json!({"name": "h", "tcp": "127.0.0.1:0"}), as_listen),
         "UnixListen" => (json!({"name": "h", "unix": "@mpsup-bounds"}), as_listen),

@@ -572,3 +572,54 @@ fn environment_variables_turn_the_mechanisms_off() {
         assert_eq!(exit.code(), Some(0), "{var}: {}", lines.rest());
     }
 }
+
+/// An exec probe running when its host is SIGKILLed dies with it, as workers do (the keeper knows
+/// it), though it runs in a process group of its own.
+#[test]
+fn an_exec_probe_running_when_the_host_is_killed_dies_with_it() {
+    let host = build_c("dying_host", &["tests/programs/dying_host.c"], true, &[]);
+    let probe = ["/bin/sleep", "1000.25"];
+    let groups = json!([{"name": "p", "argv": ["/bin/sh", "-c", "exec sleep 1000"],
+        "control_channel": "off", "warmup_ms": 0,
+        "liveness_probe": {"exec": probe, "period_ms": 10, "timeout_ms": 600000}}]);
+    let mut reaper = Reaper::default();
+    let mut child = Guard::new(
+        Command::new(&host)
+            .args(["sigkill", &groups.to_string(), "p"])
+            .env("MPSUP_CGROUP", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let host_pid = child.pid();
+    let mut lines = Lines::new(child.child().stdout.take().unwrap());
+    while lines.next_within(HANG).expect("the host ended early") != "WAITING" {}
+    let wanted = probe.join("\0") + "\0";
+    let deadline = Instant::now() + HANG;
+    let running = loop {
+        let found: Vec<i32> = processes()
+            .into_iter()
+            .filter(|&(pid, ppid, _)| {
+                ppid == host_pid
+                    && std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| c == wanted.as_bytes())
+            })
+            .map(|(pid, _, _)| pid)
+            .collect();
+        reaper.0.extend(&found);
+        if let Some(&pid) = found.first() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the probe never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    writeln!(child.child().stdin.as_mut().unwrap(), "go").unwrap();
+    child
+        .wait_within(HANG)
+        .expect("the host did not die when told");
+    assert!(
+        poll_until(Duration::from_secs(1), || !alive(running)),
+        "the probe {running} outlived its host"
+    );
+}

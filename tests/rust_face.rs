@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use mpsupervisor::config::{GroupSpec, Readiness, RestartOptions};
-use mpsupervisor::events::EventKind;
+use mpsupervisor::config::{GroupSpec, Probe, Readiness, RestartOptions};
+use mpsupervisor::events::{EventKind, ExitReason, ProbeKind};
 use mpsupervisor::{Error, Supervisor, WorkerState};
 
 #[test]
@@ -107,4 +107,62 @@ fn status_restart_options_and_the_event_fd_are_typed() {
         1
     );
     sup.stop_groups(Duration::from_secs(5), true).unwrap();
+}
+
+/// Probes as a Rust host writes them: a typed `Probe`, typed `probe_failed` and `worker_failed`.
+#[test]
+fn a_typed_liveness_probe_kills_a_worker_whose_check_fails() -> mpsupervisor::Result<()> {
+    let sup = Supervisor::new()?;
+    sup.configure(&[GroupSpec {
+        name: "svc".into(),
+        argv: vec!["/bin/sh".into(), "-c".into(), "exec sleep 100000".into()],
+        control_channel: mpsupervisor::config::ControlChannelMode::Off,
+        liveness_probe: Some(Probe {
+            exec: Some(vec!["/bin/sh".into(), "-c".into(), "exit 7".into()]),
+            period_ms: 20,
+            failure_threshold: 2,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }])?;
+    sup.start_groups(&["svc"])?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|k| matches!(k, EventKind::WorkerFailed { .. }))
+    {
+        assert!(std::time::Instant::now() < deadline, "{seen:#?}");
+        seen.extend(sup.drain_events(0)?.into_iter().map(|e| e.kind));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let probes: Vec<(ProbeKind, String, u32)> = seen
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::ProbeFailed {
+                probe,
+                detail,
+                failures,
+                ..
+            } => Some((*probe, detail.clone(), *failures)),
+            _ => None,
+        })
+        .collect();
+    let failed = "exec: exit status 7".to_string();
+    assert_eq!(
+        probes,
+        [
+            (ProbeKind::Liveness, failed.clone(), 1),
+            (ProbeKind::Liveness, failed, 2)
+        ]
+    );
+    assert!(seen.iter().any(|k| matches!(
+        k,
+        EventKind::WorkerFailed {
+            reason: ExitReason::LivenessFailed,
+            ..
+        }
+    )));
+    sup.stop_groups(Duration::from_secs(5), true)?;
+    Ok(())
 }

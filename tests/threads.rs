@@ -1,6 +1,7 @@
 //! Every function called from 8 threads at once on one handle while another thread configures,
 //! starts, stops, force-terminates and frees it, over and over. Nothing may crash, hang, leak a
-//! child, or answer anything but success or the documented error.
+//! child (a worker's, or a probe's: group `b` has an exec probe), or answer anything but success
+//! or the documented error.
 
 mod common;
 
@@ -15,7 +16,8 @@ use mpsupervisor::ffi::mpsup_result::*;
 use mpsupervisor::ffi::*;
 
 const CONFIG: &str = r#"[{"name":"a","workers":2,"readiness":"notify","argv":["/bin/sh","-c","echo READY >&3; read -r x <&3"]},
-                         {"name":"b","workers":1,"control_channel":"off","warmup_ms":1,"argv":["/bin/sh","-c","exec sleep 100000"]}]"#;
+                         {"name":"b","workers":1,"control_channel":"off","warmup_ms":1,"argv":["/bin/sh","-c","exec sleep 100000"],
+                          "liveness_probe":{"exec":["/bin/true"],"period_ms":10}}]"#;
 
 #[test]
 fn calls_from_many_threads_while_another_frees() {

@@ -37,6 +37,8 @@ const (
 	EventWorkerRecycled        EventKind = "worker_recycled"
 	EventGroupWaiting          EventKind = "group_waiting"
 	EventGroupCompleted        EventKind = "group_completed"
+	EventProbeFailed           EventKind = "probe_failed"
+	EventWorkerUnready         EventKind = "worker_unready"
 )
 
 // StopMode says how a stop was asked for, in worker_stopping and worker_stopped events.
@@ -91,6 +93,9 @@ type Event struct {
 	DurationMs        uint64   `json:"duration_ms,omitempty"`        // rollout_finished, worker_reloaded
 	RSSBytes          *uint64  `json:"rss_bytes,omitempty"`          // worker_recycled
 	AgeMs             uint64   `json:"age_ms,omitempty"`             // worker_recycled
+	Probe             string   `json:"probe,omitempty"`              // probe_failed
+	Detail            string   `json:"detail,omitempty"`             // probe_failed
+	Failures          int      `json:"failures,omitempty"`           // probe_failed
 
 	Data EventData       `json:"-"`
 	Raw  json.RawMessage `json:"-"`
@@ -159,6 +164,8 @@ var eventData = map[EventKind]func() EventData{
 	EventWorkerRecycled:        func() EventData { return new(WorkerRecycled) },
 	EventGroupWaiting:          func() EventData { return new(GroupWaiting) },
 	EventGroupCompleted:        func() EventData { return new(GroupCompleted) },
+	EventProbeFailed:           func() EventData { return new(ProbeFailed) },
+	EventWorkerUnready:         func() EventData { return new(WorkerUnready) },
 }
 
 // WorkerSpawned is the Data of a worker_spawned event: a worker's process was spawned.
@@ -475,3 +482,40 @@ type WorkerRecycled struct {
 
 // EventKind returns EventWorkerRecycled.
 func (*WorkerRecycled) EventKind() EventKind { return EventWorkerRecycled }
+
+// ProbeKind says which probe of a worker: "readiness" or "liveness".
+type ProbeKind string
+
+// The probes of a worker.
+const (
+	ProbeReadiness ProbeKind = "readiness" // Group.ReadinessProbe
+	ProbeLiveness  ProbeKind = "liveness"  // Group.LivenessProbe
+)
+
+// ProbeFailed is the Data of a probe_failed event: a worker's probe failed, on its first
+// failure after a success and when its failures reached FailureThreshold (never once per
+// period). Detail says what failed ("connect: Connection refused", "HTTP 503", ...).
+type ProbeFailed struct {
+	GroupName  string    `json:"group_name"`
+	WorkerID   string    `json:"worker_id"`
+	PID        int       `json:"pid"`
+	Generation int       `json:"generation"`
+	Probe      ProbeKind `json:"probe"`
+	Detail     string    `json:"detail"`
+	Failures   int       `json:"failures"`
+}
+
+// EventKind returns EventProbeFailed.
+func (*ProbeFailed) EventKind() EventKind { return EventProbeFailed }
+
+// WorkerUnready is the Data of a worker_unready event: a ready worker's readiness probe failed
+// FailureThreshold times in a row; it is not ready until the probe passes again (worker_ready).
+type WorkerUnready struct {
+	GroupName  string `json:"group_name"`
+	WorkerID   string `json:"worker_id"`
+	PID        int    `json:"pid"`
+	Generation int    `json:"generation"`
+}
+
+// EventKind returns EventWorkerUnready.
+func (*WorkerUnready) EventKind() EventKind { return EventWorkerUnready }

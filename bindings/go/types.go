@@ -17,6 +17,8 @@ const (
 	ReadinessNotify Readiness = "notify"
 	// ReadinessSdNotify: ready once it sends READY=1 to NOTIFY_SOCKET (systemd's protocol).
 	ReadinessSdNotify Readiness = "sd_notify"
+	// ReadinessProbe: ready once its ReadinessProbe succeeds (SuccessThreshold times in a row).
+	ReadinessProbe Readiness = "probe"
 )
 
 // ControlChannel says whether workers get a control socket.
@@ -191,6 +193,31 @@ type Group struct {
 	// running. OnDependencyRestart: "ignore" (default) or "stop".
 	DependsOn           map[string]DependsCondition `json:"depends_on,omitempty"`
 	OnDependencyRestart OnDependencyRestart         `json:"on_dependency_restart,omitempty"`
+
+	// Probes (API.md part 8). ReadinessProbe: with ReadinessProbe readiness it makes a worker
+	// ready; with any readiness, a ready worker whose probe then fails FailureThreshold times
+	// in a row is unready until it passes again. LivenessProbe: FailureThreshold failures in a
+	// row kill the worker (ReasonLivenessFailed). PortBase: {port} in probes and Env values is
+	// PortBase + index - 1 ({index} from 1, {pid} in probes only).
+	ReadinessProbe *Probe  `json:"readiness_probe,omitempty"`
+	LivenessProbe  *Probe  `json:"liveness_probe,omitempty"`
+	PortBase       *uint16 `json:"port_base,omitempty"`
+}
+
+// Probe is one probe of a worker, as Kubernetes defines them: exactly one of Exec (success:
+// exit status 0), TCP ("ip:port"; success: the connection is accepted) and HTTP
+// ("http://ip:port/path"; success: a status from 200 to 399). Zero values are the defaults:
+// PeriodMs 1000 (10 or more), TimeoutMs 1000, InitialDelayMs 0, FailureThreshold 3,
+// SuccessThreshold 1.
+type Probe struct {
+	Exec             []string `json:"exec,omitempty"`
+	TCP              string   `json:"tcp,omitempty"`
+	HTTP             string   `json:"http,omitempty"`
+	PeriodMs         uint64   `json:"period_ms,omitempty"`
+	TimeoutMs        uint64   `json:"timeout_ms,omitempty"`
+	InitialDelayMs   uint64   `json:"initial_delay_ms,omitempty"`
+	FailureThreshold uint32   `json:"failure_threshold,omitempty"`
+	SuccessThreshold uint32   `json:"success_threshold,omitempty"`
 }
 
 // Limit is a size or a count: decimal digits go to the library as a JSON number, anything
@@ -333,6 +360,7 @@ const (
 	ReasonHeartbeatTimeout ExitReason = "heartbeat_timeout" // no HEARTBEAT within HeartbeatTimeoutMs
 	ReasonStopped          ExitReason = "stopped"           // asked to stop (only in LastExit)
 	ReasonOOMKilled        ExitReason = "oom_killed"        // killed by the OOM killer past MemoryMax
+	ReasonLivenessFailed   ExitReason = "liveness_failed"   // its LivenessProbe failed FailureThreshold times
 )
 
 // Worker is one worker's entry in a Snapshot (schema/snapshot.schema.json).

@@ -195,7 +195,45 @@ pub unsafe extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int 
             libc::setenv(c_name(env::LISTEN_PID).as_ptr(), pid.as_ptr().cast(), 1);
             libc::unsetenv(flag_name.as_ptr());
         }
+        set_pid_vars();
         libc::execv(*argv.add(options.program), argv.add(options.program + 1));
         fail(report, b'E', errno(), 127)
     }
+}
+
+/// `{pid}` in the variables `MPSUP_EXEC_PID_VARS` names becomes this process's pid (the
+/// worker's, once it execs); the list itself is removed.
+///
+/// # Safety
+/// Single-threaded, before the exec: nothing else reads or writes the environment.
+unsafe fn set_pid_vars() {
+    let list_name = c_name(env::EXEC_PID_VARS);
+    // SAFETY: a NUL-terminated name; the value is copied before the environment changes.
+    let names = unsafe {
+        let list = libc::getenv(list_name.as_ptr());
+        if list.is_null() {
+            return;
+        }
+        CStr::from_ptr(list).to_bytes().to_vec()
+    };
+    let pid = unsafe { libc::getpid() }.to_string();
+    for name in names.split(|&b| b == b',').filter(|n| !n.is_empty()) {
+        let Ok(name) = CString::new(name) else {
+            continue;
+        };
+        // SAFETY: as above.
+        unsafe {
+            let value = libc::getenv(name.as_ptr());
+            if value.is_null() {
+                continue;
+            }
+            let value =
+                String::from_utf8_lossy(CStr::from_ptr(value).to_bytes()).replace("{pid}", &pid);
+            if let Ok(value) = CString::new(value) {
+                libc::setenv(name.as_ptr(), value.as_ptr(), 1);
+            }
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::unsetenv(list_name.as_ptr()) };
 }

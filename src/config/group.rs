@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::depends::{DependsCondition, OnDependencyRestart};
 use super::identity::{Id, Rlimits};
 use super::limits::{CpuMax, Limits, MemorySize, PidsMax};
+use super::probes::Probe;
 use super::{
     bounded_value, listen, recycle, Listen, Output, Restart, RestartStrategy, StopSignal, MAX_MS,
     MAX_TAIL_LINES, MAX_WORKERS,
@@ -26,6 +27,8 @@ pub enum Readiness {
     /// Ready once it sends `READY=1` to `NOTIFY_SOCKET` (systemd's notify protocol).
     #[serde(rename = "sd_notify")]
     SdNotify,
+    /// Ready once its `readiness_probe` succeeds (`success_threshold` times in a row).
+    Probe,
 }
 
 impl Readiness {
@@ -35,6 +38,7 @@ impl Readiness {
             Readiness::Warmup => "warmup",
             Readiness::Notify => "notify",
             Readiness::SdNotify => "sd_notify",
+            Readiness::Probe => "probe",
         }
     }
 }
@@ -107,7 +111,11 @@ fn twenty() -> u32 {
 #[serde(deny_unknown_fields)]
 #[schemars(
     title = "Group",
-    description = "One group of workers: what they run and how they are supervised."
+    description = "One group of workers: what they run and how they are supervised.",
+    extend(
+        "if" = {"properties": {"readiness": {"const": "probe"}}, "required": ["readiness"]},
+        "then" = {"properties": {"readiness_probe": {"type": "object"}}, "required": ["readiness_probe"]}
+    )
 )]
 pub struct GroupSpec {
     /// The group's name: non-empty, unique among the groups, without `#`.
@@ -308,6 +316,19 @@ pub struct GroupSpec {
     /// `"restart"` (a rolling restart once the dependency is ready again) or `"stop"`.
     #[serde(default)]
     pub on_dependency_restart: OnDependencyRestart,
+
+    // Probes (API.md part 8; checked in `probes.rs`).
+    /// Run on each worker: once ready, `failure_threshold` failures in a row make it unready
+    /// until the probe passes again; with `"readiness": "probe"` it makes the worker ready.
+    #[serde(default)]
+    pub readiness_probe: Option<Probe>,
+    /// Run on each worker: `failure_threshold` failures in a row kill it (`worker_failed` with
+    /// `reason: "liveness_failed"`), then the restart policy applies.
+    #[serde(default)]
+    pub liveness_probe: Option<Probe>,
+    /// The first worker's port: `{port}` in probes and `env` is `port_base + index - 1`.
+    #[serde(default)]
+    pub port_base: Option<u16>,
 }
 
 impl Default for GroupSpec {
@@ -361,6 +382,9 @@ impl Default for GroupSpec {
             lifetime_jitter_ms: 0,
             depends_on: BTreeMap::new(),
             on_dependency_restart: OnDependencyRestart::default(),
+            readiness_probe: None,
+            liveness_probe: None,
+            port_base: None,
         }
     }
 }

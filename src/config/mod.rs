@@ -15,6 +15,7 @@ mod identity;
 mod limits;
 mod listen;
 mod output;
+mod probes;
 mod recycle;
 mod restart_options;
 mod signal;
@@ -32,6 +33,8 @@ pub(crate) use bounded::{bounded_value, TOO_DEEP};
 pub use listen::{Listen, ListenAddress};
 pub use output::Output;
 pub(crate) use output::MAX_TAIL_LINES;
+pub use probes::Probe;
+pub(crate) use probes::{Placeholders, Target};
 pub use restart_options::{Restart, RestartOptions, RestartStrategy};
 
 /// The most workers one group may have.
@@ -155,6 +158,7 @@ fn validate(i: usize, g: &GroupSpec) -> Result<()> {
     listen::validate(&g.listen, g.reuse_port).map_err(|(key, why)| invalid(i, &key, why))?;
     identity::validate(g).map_err(|(key, why)| invalid(i, &key, why))?;
     recycle::validate(g).map_err(|(key, why)| invalid(i, key, why))?;
+    probes::validate(g).map_err(|(key, why)| invalid(i, &key, why))?;
     Ok(())
 }
 

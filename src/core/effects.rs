@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::core::plan::Plan;
+use crate::core::probes::ProbeJob;
 use crate::core::worker::Key;
 
 /// Spawn one process for worker `key`.
@@ -38,6 +39,8 @@ pub enum Effect {
         key: Key,
         line: Vec<u8>,
     },
+    /// Probe the worker's process as its group says (the probe thread, `runtime/probes/`).
+    Probe(ProbeJob),
     /// Ask the worker to stop: `STOP DRAIN`/`STOP NOW` on its channel, or `signal` when it has
     /// no usable channel: to its process group, or to the worker alone unless `group`.
     Stop {

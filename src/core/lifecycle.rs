@@ -60,7 +60,7 @@ impl State {
         w.pid = s.pid;
         w.has_channel = s.has_channel;
         // sd_notify needs no control channel.
-        w.readiness = if s.has_channel || spec.readiness == Mode::SdNotify {
+        w.readiness = if s.has_channel || matches!(spec.readiness, Mode::SdNotify | Mode::Probe) {
             spec.readiness
         } else {
             Mode::Warmup
@@ -94,6 +94,7 @@ impl State {
         }
         let event = w.spawned_event();
         self.events.push(event);
+        self.start_probes(key, s.at);
         if let Some(warmup) = warmup {
             self.arm(s.at + warmup, key, Timer::Warmup);
         }
@@ -357,7 +358,10 @@ impl State {
             }
         }
         match (timer, w.phase) {
-            (Timer::Warmup, Phase::Starting) => self.mark_ready(key, now),
+            // Only a warm-up worker is made ready by the clock (a `"probe"` one by its probe).
+            (Timer::Warmup, Phase::Starting) if w.readiness == Mode::Warmup => {
+                self.mark_ready(key, now)
+            }
             (Timer::ReadyTimeout, Phase::Starting) => self.fail_for(key, ExitReason::ReadyTimeout),
             (Timer::Heartbeat, Phase::Ready { last_heartbeat }) => {
                 let timeout = Duration::from_millis(w.plan.spec.heartbeat_timeout_ms);

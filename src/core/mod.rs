@@ -10,6 +10,7 @@ pub(crate) mod notify;
 pub(crate) mod one_group;
 pub(crate) mod plan;
 pub mod policy;
+pub(crate) mod probes;
 pub(crate) mod recycle;
 mod rollout;
 pub(crate) mod state;
@@ -20,3 +21,5 @@ pub(crate) mod timers;
 pub(crate) mod worker;
 
 pub(crate) use lifecycle::{Line, Spawned};
+#[cfg(test)]
+mod probes_tests;

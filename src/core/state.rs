@@ -455,7 +455,7 @@ impl State {
                 Phase::Failed => return Readiness::Failed,
                 Phase::Stopping(_) => {}
                 // A reload in progress is waited for, as the start was.
-                Phase::Ready { .. } if w.reload.is_some() => {
+                Phase::Ready { .. } if w.reload.is_some() || w.probes.unready => {
                     any = true;
                     all_ready = false;
                 }

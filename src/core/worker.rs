@@ -9,6 +9,7 @@ use crate::core::notify::NotifyFacts;
 use crate::core::one_group::Reload;
 use crate::core::plan::Plan;
 use crate::core::policy::Backoff;
+use crate::core::probes::ProbeState;
 use crate::core::recycle::Replaces;
 use crate::events::{ControlChannel, EventKind, ExitReason, StopMode, StopStrategy};
 use crate::snapshot::{LastExit, WorkerSnapshot, WorkerState};
@@ -103,6 +104,8 @@ pub struct Worker {
     /// Stopped by `one_for_all` because another worker ended: respawned after this delay once
     /// its process is gone, instead of being removed.
     pub respawn_after_stop: Option<Duration>,
+    /// What its probes have shown of its current process.
+    pub probes: ProbeState,
 }
 
 impl Worker {
@@ -134,6 +137,7 @@ impl Worker {
             replaces: None,
             rss_over: 0,
             respawn_after_stop: None,
+            probes: ProbeState::default(),
         }
     }
 
@@ -145,8 +149,9 @@ impl Worker {
         )
     }
 
+    /// Ready, and its readiness probe (if any) has not failed since.
     pub fn ready(&self) -> bool {
-        matches!(self.phase, Phase::Ready { .. })
+        matches!(self.phase, Phase::Ready { .. }) && !self.probes.unready
     }
 
     /// Counts towards the group's worker count: it runs, or will run again, and nobody asked it

@@ -62,6 +62,8 @@ pub enum ExitReason {
     Stopped,
     /// The OOM killer killed it: its memory cgroup (`memory_max`) was full.
     OomKilled,
+    /// Its liveness probe failed `failure_threshold` times in a row and it was killed.
+    LivenessFailed,
 }
 
 impl ExitReason {
@@ -73,6 +75,7 @@ impl ExitReason {
             ExitReason::HeartbeatTimeout => "heartbeat_timeout",
             ExitReason::Stopped => "stopped",
             ExitReason::OomKilled => "oom_killed",
+            ExitReason::LivenessFailed => "liveness_failed",
         }
     }
 }
@@ -412,6 +415,50 @@ pub enum EventKind {
         /// The old process's age when its replacement began, in ms.
         age_ms: u64,
     },
+    // Probes (API.md part 8).
+    /// A worker's probe failed: on its first failure after a success (or its first run), and
+    /// when its failures reach `failure_threshold`; never once per period.
+    ProbeFailed {
+        /// The worker's group.
+        group_name: String,
+        /// `<group>#<index>`.
+        worker_id: String,
+        /// The worker's process id.
+        pid: i32,
+        /// The generation of the configuration the worker runs.
+        generation: u32,
+        /// Which probe.
+        probe: ProbeKind,
+        /// What failed, such as `"connect: Connection refused"` or `"HTTP 503"`.
+        detail: String,
+        /// Its failures in a row so far.
+        failures: u32,
+    },
+    /// A ready worker's readiness probe failed `failure_threshold` times in a row: it counts
+    /// as not ready (snapshot, `wait_ready`, rollouts) until the probe passes again
+    /// (`worker_ready`).
+    WorkerUnready {
+        /// The worker's group.
+        group_name: String,
+        /// `<group>#<index>`.
+        worker_id: String,
+        /// The worker's process id.
+        pid: i32,
+        /// The generation of the configuration the worker runs.
+        generation: u32,
+    },
+}
+
+/// Which probe of a worker.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// `readiness_probe`.
+    Readiness,
+    /// `liveness_probe`.
+    Liveness,
 }
 
 /// Why a worker was recycled.

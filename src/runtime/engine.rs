@@ -15,6 +15,7 @@ use crate::core::Spawned;
 use crate::runtime::child;
 use crate::runtime::io::Io;
 use crate::runtime::output::Captures;
+use crate::runtime::probes::Report;
 use crate::runtime::reaper::Told;
 use crate::runtime::sending;
 use crate::runtime::spawner::{SpawnOutcome, Spawner, ToMonitor};
@@ -215,6 +216,20 @@ impl Told for Shared {
         for ((key, status), tail) in exits.into_iter().zip(tails) {
             engine.exit_reaped(key, status, tail, now);
         }
+    }
+}
+
+impl Report for Shared {
+    fn probe_results(
+        &self,
+        results: Vec<(Key, crate::events::ProbeKind, Result<(), String>)>,
+    ) -> Vec<bool> {
+        let mut engine = self.lock();
+        let now = Instant::now();
+        results
+            .into_iter()
+            .map(|(key, which, result)| engine.core.probe_result(key, which, result, now))
+            .collect()
     }
 }
 

@@ -19,6 +19,7 @@ use crate::runtime::lifeline::Lifeline;
 use crate::runtime::listen::Listeners;
 use crate::runtime::notify::Notify;
 use crate::runtime::output::Captures;
+use crate::runtime::probes::Prober;
 use crate::runtime::reaper::{self, Exit, Reaper};
 use crate::runtime::sending::{self, Unlocked};
 use crate::runtime::spawner::{Reply, Spawner};
@@ -76,6 +77,8 @@ pub struct Io {
     pub(crate) reaper: Arc<Reaper>,
     /// Workers whose exit was handed to the reaper and not yet told to the core.
     exiting: HashSet<Key>,
+    /// Runs the workers' probes on its own thread (`probes/`).
+    pub(crate) prober: Arc<Prober>,
 }
 
 /// What `Io` acts through, all made before it.
@@ -96,6 +99,7 @@ impl Io {
             lifeline,
             listeners,
         } = parts;
+        let prober = Prober::new(Arc::clone(&lifeline))?;
         Ok(Io {
             procs: HashMap::new(),
             polled: BTreeSet::new(),
@@ -110,6 +114,7 @@ impl Io {
             unlocked: Vec::new(),
             reaper,
             exiting: HashSet::new(),
+            prober,
         })
     }
 
@@ -191,6 +196,7 @@ impl Io {
                     self.send(key, &line, None);
                 }
                 Effect::SampleRss { key } => samples.push((key, self.rss_of(key))),
+                Effect::Probe(job) => self.prober.submit(job),
                 Effect::Stop {
                     key,
                     drain,

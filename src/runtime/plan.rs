@@ -62,7 +62,7 @@ pub fn prepare(spec: &GroupSpec, notify_socket: Option<&str>) -> io::Result<Plan
 
 /// `argv[0]` as given when it has a `/`, else the first executable file of that name in
 /// `search_path` (what `execvp` does, but with the group's `PATH` when it sets one).
-fn resolve(program: &str, search_path: &[u8]) -> Option<CString> {
+pub(crate) fn resolve(program: &str, search_path: &[u8]) -> Option<CString> {
     if program.contains('/') {
         return Some(config::cstring(program));
     }

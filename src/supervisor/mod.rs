@@ -122,6 +122,9 @@ impl Supervisor {
             waiting: Default::default(),
         };
         let shared = Arc::new(Shared::new(engine, tokens, to_monitor, spawner));
+        let prober = Arc::clone(&shared.lock().io.prober);
+        let report: Weak<Shared> = Arc::downgrade(&shared);
+        prober.attach(report);
         // The reaper tells the engine of the exits it finished, as long as there is one.
         let told: Weak<Shared> = Arc::downgrade(&shared);
         reaper
@@ -401,6 +404,10 @@ impl Drop for Supervisor {
             return;
         }
         let _ = self.shutdown();
+        // Its exec probes still running are killed and reaped (not under the engine's lock,
+        // which the probe thread may be waiting for).
+        let prober = Arc::clone(&self.shared.lock().io.prober);
+        prober.stop();
         // Spawns in flight finish; their children arrive closed and are killed.
         self.shared.spawner.shutdown();
         self.shared

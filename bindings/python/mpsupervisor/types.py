@@ -45,11 +45,12 @@ __all__ = [
     "WorkerSignaledEvent", "WorkerReloadingEvent", "WorkerReloadedEvent", "WorkerRecycledEvent",
     "RecycleReason", "DependsCondition", "OnDependencyRestart", "GroupFailReason",
     "GroupWaitingEvent", "GroupCompletedEvent",
+    "Probe", "ExecProbe", "TcpProbe", "HttpProbe", "ProbeKind", "ProbeFailedEvent", "WorkerUnreadyEvent",
 ]
 
 # -- groups (schema/groups.schema.json) ---------------------------------------------------
 
-Readiness = Literal["warmup", "notify", "sd_notify"]
+Readiness = Literal["warmup", "notify", "sd_notify", "probe"]
 ControlChannelMode = Literal["auto", "off"]
 Restart = Literal["never", "on-failure", "always"]
 RestartStrategy = Literal["one_for_one", "one_for_all"]
@@ -107,6 +108,42 @@ class RotateOutput(_RotateOutputRequired, total=False):
 
 
 Output = Union[OutputName, FileOutput, RotateOutput]
+
+
+class _ProbeTiming(TypedDict, total=False):
+    period_ms: int  # default 1000, 10 or more
+    timeout_ms: int  # default 1000
+    initial_delay_ms: int  # default 0
+    failure_threshold: int  # default 3, 1 to 1000
+    success_threshold: int  # default 1, 1 to 1000
+
+
+class _ExecProbeRequired(TypedDict):
+    exec: List[str]  # success: exit status 0
+
+
+class ExecProbe(_ExecProbeRequired, _ProbeTiming, total=False):
+    """Runs a program with the worker's environment (``{index}``, ``{pid}``, ``{port}`` replaced)."""
+
+
+class _TcpProbeRequired(TypedDict):
+    tcp: str  # "ip:port" or "localhost:port"; success: the connection is accepted
+
+
+class TcpProbe(_TcpProbeRequired, _ProbeTiming, total=False):
+    """Connects to the worker."""
+
+
+class _HttpProbeRequired(TypedDict):
+    http: str  # "http://ip:port/path"; success: a status from 200 to 399
+
+
+class HttpProbe(_HttpProbeRequired, _ProbeTiming, total=False):
+    """Asks the worker for a page."""
+
+
+# A probe of each worker (API.md part 8); {port} is port_base + index - 1.
+Probe = Union[ExecProbe, TcpProbe, HttpProbe]
 
 
 # One bound of a resource limit: a number or "infinity"; a limit is one bound (soft and hard)
@@ -188,6 +225,10 @@ class Group(_GroupRequired, total=False):
     # dependencies between groups (API.md part 8)
     depends_on: Dict[str, DependsCondition]  # default {}
     on_dependency_restart: OnDependencyRestart  # default "ignore"
+    # probes (API.md part 8)
+    readiness_probe: Optional[Probe]  # unready after failure_threshold failures; "probe" readiness
+    liveness_probe: Optional[Probe]  # killed after failure_threshold failures: liveness_failed
+    port_base: Optional[int]  # {port} is port_base + index - 1
 
 
 # -- restart options (schema/restart-options.schema.json) --------------------------------
@@ -253,7 +294,10 @@ class LoggingSettings(TypedDict, total=False):
 # -- snapshot (schema/snapshot.schema.json) ----------------------------------------------
 
 WorkerState = Literal["starting", "ready", "reloading", "stopping", "restarting", "failed"]
-ExitReason = Literal["exited", "ready_timeout", "heartbeat_timeout", "stopped", "oom_killed"]
+ExitReason = Literal[
+    "exited", "ready_timeout", "heartbeat_timeout", "stopped", "oom_killed", "liveness_failed"
+]
+ProbeKind = Literal["readiness", "liveness"]
 StopStrategy = Literal["event", "terminate_fallback"]
 ControlChannel = Literal["socketpair", "unavailable"]
 
@@ -605,6 +649,25 @@ class WorkerRecycledEvent(_EventBase):
     age_ms: int
 
 
+class ProbeFailedEvent(_EventBase):
+    kind: Literal["probe_failed"]
+    group_name: str
+    worker_id: str
+    pid: int
+    generation: int
+    probe: ProbeKind
+    detail: str  # "connect: Connection refused", "HTTP 503", "exec: exit status 1", ...
+    failures: int  # its failures in a row so far
+
+
+class WorkerUnreadyEvent(_EventBase):
+    kind: Literal["worker_unready"]
+    group_name: str
+    worker_id: str
+    pid: int
+    generation: int
+
+
 Event = Union[
     WorkerSpawnedEvent, SupervisorStartGroupsEvent, WorkerReadyEvent, WorkerStoppingEvent,
     WorkerStoppedEvent, WorkerFailedEvent, WorkerStatusEvent, WorkerSpawnFailedEvent,
@@ -612,5 +675,5 @@ Event = Union[
     WorkerRestartingEvent, GroupFailedEvent, SupervisorStartWorkEvent, GroupScaledEvent,
     RolloutStartedEvent, WorkerReplacedEvent, RolloutFinishedEvent, RolloutFailedEvent,
     WorkerSignaledEvent, WorkerReloadingEvent, WorkerReloadedEvent, WorkerRecycledEvent,
-    GroupWaitingEvent, GroupCompletedEvent,
+    GroupWaitingEvent, GroupCompletedEvent, ProbeFailedEvent, WorkerUnreadyEvent,
 ]

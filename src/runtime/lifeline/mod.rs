@@ -143,6 +143,7 @@ impl Lifeline {
             || !spec.limits().is_empty()
             || !fds.listen.is_empty()
             || attrs.first_key().is_some()
+            || spec.env.values().any(|v| v.contains("{pid}"))
     }
 
     /// Before a worker's spawn that `uses_shim`: makes its cgroups (one per worker process,

@@ -122,6 +122,34 @@ fn add_env_files(spec: &config::GroupSpec, envp: &mut Vec<CString>) -> std::io::
     Ok(())
 }
 
+/// The group's `env` values that hold `{index}` or `{port}` (API.md part 8), with this
+/// worker's values; `{pid}`, not known before the spawn, is left to the exec shim (which runs
+/// for such a group), told by `MPSUP_EXEC_PID_VARS` which variables hold it.
+fn substitute_env(job: &SpawnJob, envp: &mut Vec<CString>) {
+    let spec = &job.plan.spec;
+    // A group's name holds no `#`: the index follows the only one of the id.
+    let Some(index) = job.id.rsplit_once('#').and_then(|(_, i)| i.parse().ok()) else {
+        return;
+    };
+    let places = config::Placeholders::of(spec, index, None);
+    let mut pid_vars = Vec::new();
+    for (key, value) in spec.env.iter().filter(|(_, v)| v.contains('{')) {
+        let prefix = format!("{key}=");
+        if let Some(entry) = envp
+            .iter_mut()
+            .find(|e| e.as_bytes().starts_with(prefix.as_bytes()))
+        {
+            *entry = env_var(key, &places.apply(value));
+            if value.contains("{pid}") {
+                pid_vars.push(key.as_str());
+            }
+        }
+    }
+    if !pid_vars.is_empty() {
+        envp.push(env_var(env::EXEC_PID_VARS, &pid_vars.join(",")));
+    }
+}
+
 /// A worker's environment: its plan's, with its group's `env_files`, then the variables that tell
 /// it its group, its id, its listen sockets (`names`) and its control socket, at their numbers
 /// in `fds`.
@@ -134,6 +162,7 @@ fn environment(
     let mut envp: Vec<CString> = Vec::with_capacity(job.plan.env.len() + 8);
     envp.extend(job.plan.env.iter().cloned());
     add_env_files(spec, &mut envp)?;
+    substitute_env(job, &mut envp);
     envp.push(env_var(env::GROUP, &spec.name));
     envp.push(env_var(env::WORKER_ID, &job.id));
     if let Some(names) = names {

@@ -1,0 +1,167 @@
+//! The rules of probes, without processes or sockets: thresholds, readiness by probe, unready
+//! and ready again, liveness kills, and `probe_failed` only at a change or a crossing.
+
+use std::time::Instant;
+
+use crate::core::effects::Effect;
+use crate::core::state::{Readiness, State};
+use crate::core::test_support::{ready_group, spawned};
+use crate::core::worker::{Key, Phase};
+use crate::events::{EventKind, ExitReason, ProbeKind};
+
+const READINESS: &str = r#", "readiness_probe": {"tcp": "127.0.0.1:1", "failure_threshold": 3,
+    "success_threshold": 2}"#;
+const LIVENESS: &str = r#", "liveness_probe": {"tcp": "127.0.0.1:1", "failure_threshold": 2}"#;
+
+fn kinds(state: &mut State) -> Vec<String> {
+    state
+        .events
+        .drain(0)
+        .into_iter()
+        .map(|e| match e.kind {
+            EventKind::ProbeFailed {
+                detail, failures, ..
+            } => format!("probe_failed {failures} {detail}"),
+            EventKind::WorkerUnready { .. } => "worker_unready".into(),
+            EventKind::WorkerReady { .. } => "worker_ready".into(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+fn fail(state: &mut State, key: Key, which: ProbeKind, now: Instant) -> bool {
+    state.probe_result(key, which, Err("HTTP 503".into()), now)
+}
+
+#[test]
+fn a_ready_worker_becomes_unready_at_the_threshold_and_ready_after_enough_successes() {
+    let (mut state, keys, now) = ready_group(1, READINESS);
+    let k = keys[0];
+    let r = ProbeKind::Readiness;
+    assert!(fail(&mut state, k, r, now));
+    assert!(fail(&mut state, k, r, now));
+    assert!(state.workers[&k].ready());
+    assert!(fail(&mut state, k, r, now));
+    assert!(!state.workers[&k].ready());
+    assert_eq!(state.readiness(), Readiness::Pending);
+    // Failing on: no event per period.
+    for _ in 0..10 {
+        assert!(fail(&mut state, k, r, now));
+    }
+    assert_eq!(
+        kinds(&mut state),
+        [
+            "probe_failed 1 HTTP 503",
+            "probe_failed 3 HTTP 503",
+            "worker_unready"
+        ]
+    );
+    assert!(state.probe_result(k, r, Ok(()), now));
+    assert!(!state.workers[&k].ready(), "one success of the two needed");
+    assert!(state.probe_result(k, r, Ok(()), now));
+    assert!(state.workers[&k].ready());
+    assert_eq!(state.readiness(), Readiness::AllReady);
+    // A success between failures starts the count again.
+    fail(&mut state, k, r, now);
+    fail(&mut state, k, r, now);
+    state.probe_result(k, r, Ok(()), now);
+    fail(&mut state, k, r, now);
+    fail(&mut state, k, r, now);
+    assert!(state.workers[&k].ready());
+    assert_eq!(
+        kinds(&mut state),
+        [
+            "worker_ready",
+            "probe_failed 1 HTTP 503",
+            "probe_failed 1 HTTP 503"
+        ]
+    );
+    assert!(state.snapshot_json_ready(k));
+}
+
+#[test]
+fn a_probe_worker_is_ready_only_once_its_readiness_probe_passes() {
+    let extra = format!(r#", "readiness": "probe"{READINESS}"#);
+    let (mut state, keys, now) = ready_group(1, &extra);
+    let k = keys[0];
+    assert_eq!(
+        state.workers[&k].phase,
+        Phase::Starting,
+        "warm-up does not count"
+    );
+    let r = ProbeKind::Readiness;
+    state.probe_result(k, r, Ok(()), now);
+    assert_eq!(state.workers[&k].phase, Phase::Starting);
+    state.probe_result(k, r, Ok(()), now);
+    assert!(state.workers[&k].ready());
+    assert_eq!(kinds(&mut state), ["worker_ready"]);
+}
+
+#[test]
+fn the_liveness_threshold_kills_the_worker_which_fails_with_liveness_failed() {
+    let (mut state, keys, now) = ready_group(1, &format!("{LIVENESS}, \"restart\": \"always\""));
+    let k = keys[0];
+    let l = ProbeKind::Liveness;
+    fail(&mut state, k, l, now);
+    assert!(state.take_effects().is_empty());
+    assert!(fail(&mut state, k, l, now));
+    let kills = state
+        .take_effects()
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Signal { signal, .. } if *signal == libc::SIGKILL))
+        .count();
+    assert_eq!(kills, 1);
+    assert_eq!(
+        state.workers[&k].phase,
+        Phase::Killed(ExitReason::LivenessFailed)
+    );
+    // A killed worker is probed no more.
+    assert!(!fail(&mut state, k, l, now));
+    state.exited(k, Default::default(), now, 0);
+    let failed: Vec<_> = state
+        .events
+        .drain(0)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::WorkerFailed { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, [ExitReason::LivenessFailed]);
+    assert_eq!(state.workers[&k].phase, Phase::Restarting);
+}
+
+#[test]
+fn adopting_a_process_hands_its_probes_over_and_starts_their_counts_afresh() {
+    let extra = format!("{READINESS}{LIVENESS}");
+    let (mut state, keys, now) = ready_group(1, &extra);
+    let k = keys[0];
+    fail(&mut state, k, ProbeKind::Readiness, now);
+    state.exited(k, Default::default(), now, 0);
+    state.take_effects();
+    // Respawned at once (restart delay aside): the new key's adopt sends a probe job.
+    let w = state.workers.get_mut(&k).unwrap();
+    w.phase = Phase::Restarting;
+    state.timer(k, crate::core::timers::Timer::Respawn, now);
+    let key = crate::core::test_support::spawn_of(&state.take_effects());
+    assert!(state.adopt(key, spawned(200, now)));
+    let jobs: Vec<_> = state
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Probe(job) => Some(job),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].key, key);
+    assert_eq!(jobs[0].probes.len(), 2);
+    assert_eq!(state.workers[&key].probes, Default::default());
+}
+
+impl State {
+    /// The snapshot's `ready` of worker `key`.
+    fn snapshot_json_ready(&self, key: Key) -> bool {
+        self.workers[&key].snapshot(Instant::now()).ready
+    }
+}
