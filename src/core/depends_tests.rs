@@ -294,3 +294,64 @@ fn a_start_pulls_in_a_dependency_that_is_stopped_or_failed_not_one_that_runs() {
         "failed for its own dependency"
     );
 }
+
+#[test]
+fn started_holds_once_every_worker_is_spawned() {
+    let mut state = State::new(256);
+    let json = r#"[
+        {"name": "db", "argv": ["x"], "workers": 2},
+        {"name": "web", "argv": ["x"], "depends_on": {"db": "started"}}
+    ]"#;
+    for spec in parse_groups(json).unwrap() {
+        state.config.insert(spec.name.clone(), spec);
+    }
+    let db: Vec<Key> = state
+        .begin_start(vec![plan(&state, "db")])
+        .iter()
+        .map(|j| j.key)
+        .collect();
+    state.begin_waiting(vec![plan(&state, "web")]);
+    state.take_effects();
+    let now = Instant::now();
+    assert!(spawns(&mut state).is_empty(), "none spawned yet");
+    assert!(state.adopt(db[0], spawned(now)));
+    assert!(spawns(&mut state).is_empty(), "one of two spawned");
+    assert_eq!(state.waiting_for("web"), ["db"]);
+    assert!(state.adopt(db[1], spawned(now)));
+    assert_eq!(
+        spawns(&mut state).len(),
+        1,
+        "both spawned, not ready: web starts"
+    );
+}
+
+#[test]
+fn a_dependency_failed_for_too_many_restarts_fails_its_waiting_dependents() {
+    let (mut state, _db, _now) = started();
+    // The group gave up: its workers are gone, none is left failed to look at.
+    let db = state.groups.get_mut("db").unwrap();
+    db.failed = true;
+    db.keys.clear();
+    assert!(spawns(&mut state).is_empty());
+    let failed: Vec<(String, Option<String>)> = state
+        .events
+        .drain(0)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::GroupFailed {
+                group_name,
+                reason: GroupFailReason::DependencyFailed,
+                dependency,
+                ..
+            } => Some((group_name, dependency)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("migrate".to_string(), Some("db".to_string())),
+            ("web".to_string(), Some("db".to_string()))
+        ]
+    );
+}
