@@ -37,6 +37,7 @@ const (
 	EventWorkerRecycled        EventKind = "worker_recycled"
 	EventGroupWaiting          EventKind = "group_waiting"
 	EventGroupCompleted        EventKind = "group_completed"
+	EventSupervisorAdopted     EventKind = "supervisor_adopted"
 )
 
 // StopMode says how a stop was asked for, in worker_stopping and worker_stopped events.
@@ -85,7 +86,8 @@ type Event struct {
 	WorkerCount       int      `json:"worker_count,omitempty"`       // supervisor_start_groups, supervisor_start_work
 	From              int      `json:"from,omitempty"`               // group_scaled
 	To                int      `json:"to,omitempty"`                 // group_scaled
-	Workers           int      `json:"workers,omitempty"`            // rollout_started, group_completed
+	Workers           int      `json:"workers,omitempty"`            // rollout_started, group_completed, supervisor_adopted
+	ExitedMeanwhile   int      `json:"exited_meanwhile,omitempty"`   // supervisor_adopted
 	OldPID            *int     `json:"old_pid,omitempty"`            // worker_replaced, worker_recycled
 	NewPID            int      `json:"new_pid,omitempty"`            // worker_replaced, worker_recycled
 	DurationMs        uint64   `json:"duration_ms,omitempty"`        // rollout_finished, worker_reloaded
@@ -159,6 +161,7 @@ var eventData = map[EventKind]func() EventData{
 	EventWorkerRecycled:        func() EventData { return new(WorkerRecycled) },
 	EventGroupWaiting:          func() EventData { return new(GroupWaiting) },
 	EventGroupCompleted:        func() EventData { return new(GroupCompleted) },
+	EventSupervisorAdopted:     func() EventData { return new(SupervisorAdopted) },
 }
 
 // WorkerSpawned is the Data of a worker_spawned event: a worker's process was spawned.
@@ -475,3 +478,13 @@ type WorkerRecycled struct {
 
 // EventKind returns EventWorkerRecycled.
 func (*WorkerRecycled) EventKind() EventKind { return EventWorkerRecycled }
+
+// SupervisorAdopted is the Data of a supervisor_adopted event: Adopt rebuilt the supervisor in
+// the host's new image (a handover).
+type SupervisorAdopted struct {
+	Workers         int `json:"workers"`
+	ExitedMeanwhile int `json:"exited_meanwhile"`
+}
+
+// EventKind returns EventSupervisorAdopted.
+func (*SupervisorAdopted) EventKind() EventKind { return EventSupervisorAdopted }

@@ -7,7 +7,9 @@ use std::time::Instant;
 use crate::core::worker::Key;
 
 /// What a deadline is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Timer {
     Warmup,
     ReadyTimeout,
@@ -53,6 +55,11 @@ impl Timers {
             self.prune_at = (2 * self.heap.len()).max(PRUNE_FLOOR);
         }
         self.heap.push(Reverse((at, key, timer)));
+    }
+
+    /// Every timer armed (stale ones too), in no order: what a handover carries.
+    pub fn entries(&self) -> Vec<(Instant, Key, Timer)> {
+        self.heap.iter().map(|Reverse(t)| *t).collect()
     }
 
     pub fn next(&self) -> Option<Instant> {
