@@ -34,6 +34,13 @@ use state::{Clock, Handover, OptionsState, FORMAT};
 /// The library's version, written into the state and named when one is refused.
 const LIBRARY: &str = env!("CARGO_PKG_VERSION");
 
+/// What every format keeps: enough to name the versions of a state this library cannot read.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    format: Option<u64>,
+    library: Option<String>,
+}
+
 /// A prepared handover: the memfd, and the descriptors left open across `exec`.
 pub(super) struct Prepared {
     memfd: OwnedFd,
@@ -95,31 +102,39 @@ impl Supervisor {
             .map_err(|e| Error::InvalidArgument(format!("handover memfd {fd}: {e}")))?;
         let bytes = read_all(&memfd).map_err(|e| Error::os("reading the handover memfd", e))?;
         drop(memfd);
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        // The version first (a state of another format may not read as this one's); the
+        // whole text as a `Value` only for a state that is refused.
+        let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| {
             Error::InvalidArgument(format!("handover memfd {fd}: not a state: {e}"))
         })?;
-        let format = value.get("format").and_then(|f| f.as_u64());
-        if format != Some(FORMAT as u64) {
-            adopt::refuse(&value, true);
-            let library = value.get("library").and_then(|l| l.as_str()).unwrap_or("?");
-            let format = format.map_or("none".to_string(), |f| f.to_string());
+        let refuse = |close: bool| {
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                adopt::refuse(&value, close);
+            }
+        };
+        if envelope.format != Some(FORMAT as u64) {
+            refuse(true);
+            let library = envelope.library.as_deref().unwrap_or("?");
+            let format = envelope
+                .format
+                .map_or("none".to_string(), |f| f.to_string());
             return Err(Error::InvalidArgument(format!(
                 "handover: the state was written by mpsupervisor {library} (state format \
                  {format}); this is mpsupervisor {LIBRARY} (state format {FORMAT}), which cannot \
                  read it: its workers were killed"
             )));
         }
-        let state: Handover = match serde_json::from_value(value.clone()) {
+        let state: Handover = match serde_json::from_slice(&bytes) {
             Ok(s) => s,
             Err(e) => {
-                adopt::refuse(&value, true);
+                refuse(true);
                 return Err(Error::InvalidArgument(format!(
                     "handover: a state of mpsupervisor {LIBRARY} that does not read: {e}; its \
                      workers were killed"
                 )));
             }
         };
-        Self::rebuild(state).inspect_err(|_| adopt::refuse(&value, false))
+        Self::rebuild(state).inspect_err(|_| refuse(false))
     }
 
     /// The supervisor of a state of this format.
