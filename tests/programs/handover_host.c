@@ -145,7 +145,10 @@ static void hand_over(char **argv, const char *rounds) {
     snprintf(number, sizeof number, "%d", fd);
     setenv("MPSUP_HANDOVER_FD", number, 1);
     char *next[] = {"handover_host", "--adopted", argv[1], argv[2], (char *)rounds, NULL};
-    execv("/proc/self/exe", next);
+    /* The path the first image was run by (not /proc/self/exe, which under valgrind names
+     * valgrind itself). */
+    const char *self = getenv("HANDOVER_HOST_EXE");
+    execv(self ? self : "/proc/self/exe", next);
     perror("exec");
     printf("ERROR exec\n");
     check(mpsup_handover_abort(sup), "handover_abort");
@@ -269,6 +272,8 @@ int main(int argc, char **argv) {
     if (d)
         closedir(d);
     setenv("PRE_FDS", pre, 1);
+    if (strchr(argv[0], '/'))
+        setenv("HANDOVER_HOST_EXE", argv[0], 1);
     const char *names[] = {group};
     check(mpsup_supervisor_new(&sup), "new");
     check(mpsup_configure_process_groups(sup, argv[2]), "configure");
