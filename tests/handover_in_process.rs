@@ -139,3 +139,54 @@ fn a_change_in_progress_is_not_handed_over() {
     sup.handover_abort().unwrap();
     sup.stop_groups(HANG, true).unwrap();
 }
+
+/// The log writer has written every record when prepare returns (nothing is lost at the
+/// `exec`), and the adopting supervisor logs on with the same settings, to the same file.
+#[test]
+fn the_log_is_whole_across_a_handover() {
+    let dir = scratch_dir("handover-log");
+    let path = dir.path().join("events.jsonl");
+    let sup = supervisor(&[with(
+        sh_group("g", 3, POLITE),
+        json!({"readiness": "notify"}),
+    )]);
+    let settings = json!({"exporters": [{"kind": "jsonl", "settings": {"path": path}}]});
+    sup.configure_logging_json(&settings.to_string()).unwrap();
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(HANG).unwrap());
+    let fd = sup.handover_prepare().unwrap();
+    let text = read(&path);
+    assert_eq!(text.matches(".worker_ready\"").count(), 3, "{text}");
+    std::mem::forget(sup);
+    let sup = Supervisor::adopt(fd).unwrap();
+    sup.stop_groups(HANG, true).unwrap();
+    drop(sup);
+    let text = read(&path);
+    assert_eq!(text.matches(".supervisor_adopted\"").count(), 1, "{text}");
+    assert_eq!(text.matches(".worker_stopped\"").count(), 3, "{text}");
+}
+
+/// Freed after a prepare with logging on: the abort it makes first starts a new log writer and
+/// the supervisor stops its workers (this hung once: the abort held the settings' lock while it
+/// configured logging, which takes it again).
+#[test]
+fn a_supervisor_with_logging_freed_after_prepare_does_not_hang() {
+    let dir = scratch_dir("handover-free-log");
+    let path = dir.path().join("events.jsonl");
+    let sup = supervisor(&[with(
+        sh_group("g", 1, POLITE),
+        json!({"readiness": "notify"}),
+    )]);
+    let settings = json!({"exporters": [{"kind": "jsonl", "settings": {"path": path}}]});
+    sup.configure_logging_json(&settings.to_string()).unwrap();
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(HANG).unwrap());
+    let workers = pids(&sup.snapshot_value(), "g");
+    sup.handover_prepare().unwrap();
+    within(HANG, "drop after prepare", move || drop(sup));
+    for pid in workers {
+        assert_gone(pid);
+    }
+    // The new writer logged the forced stop.
+    assert_eq!(read(&path).matches(".worker_stopped\"").count(), 1);
+}

@@ -66,10 +66,24 @@ impl Supervisor {
             engine.core.handed_over = true;
         }
         self.pause_threads();
-        self.write_state().inspect_err(|_| {
+        let fd = self.write_state().inspect_err(|_| {
             self.shared.lock().core.handed_over = false;
             let _ = self.resume_threads();
-        })
+        })?;
+        self.flush_logger();
+        Ok(fd)
+    }
+
+    /// Ends the log writer once it has written every record (the next image starts its own
+    /// from the same settings): none is lost at the `exec`.
+    fn flush_logger(&self) {
+        let logger = {
+            let mut engine = self.shared.lock();
+            lock(&engine.io.captures).logger = None;
+            engine.io.out.logger.take()
+        };
+        // The last hold: dropping it waits for the writer, never under a lock.
+        drop(logger);
     }
 
     /// Undoes `handover_prepare` (for an `exec` that failed): the memfd is closed, every
@@ -86,7 +100,13 @@ impl Supervisor {
         }
         drop(prepared.memfd);
         self.shared.lock().core.handed_over = false;
-        self.resume_threads()
+        self.resume_threads()?;
+        // Its writer ended at the prepare: a new one, from the same settings.
+        let logging = lock(&self.logging).clone();
+        match logging {
+            Some(json) => self.configure_logging_json(&json),
+            None => Ok(()),
+        }
     }
 
     /// In the host's new image: the supervisor that `handover_prepare` wrote into memfd `fd`,
