@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -331,11 +331,16 @@ struct Tally {
     versions: std::collections::BTreeMap<String, u64>,
 }
 
-/// Sends requests back to back on two threads until `stop`.
-fn load(address: SocketAddr, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Tally>> {
+/// Sends requests back to back on two threads until `stop`; counts the answers of version 2 in
+/// `new`.
+fn load(
+    address: SocketAddr,
+    stop: Arc<AtomicBool>,
+    new: Arc<AtomicU64>,
+) -> Vec<std::thread::JoinHandle<Tally>> {
     (0..2)
         .map(|_| {
-            let stop = Arc::clone(&stop);
+            let (stop, new) = (Arc::clone(&stop), Arc::clone(&new));
             std::thread::spawn(move || {
                 let mut t = Tally::default();
                 while !stop.load(Ordering::Relaxed) {
@@ -343,6 +348,9 @@ fn load(address: SocketAddr, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHand
                         Ok(body) => {
                             t.ok += 1;
                             let version = body.split(' ').next().unwrap_or("").to_string();
+                            if version == "2" {
+                                new.fetch_add(1, Ordering::Relaxed);
+                            }
                             *t.versions.entry(version).or_default() += 1;
                         }
                         Err(e) => t.failed.push(e.to_string()),
@@ -380,7 +388,8 @@ fn a_prefork_http_server_is_handed_over_without_a_failed_request() {
         .parse()
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = load(address, Arc::clone(&stop));
+    let new = Arc::new(AtomicU64::new(0));
+    let clients = load(address, Arc::clone(&stop), Arc::clone(&new));
     let started = Instant::now();
     for round in 0..=rounds {
         run.until("ADOPTED");
@@ -389,13 +398,25 @@ fn a_prefork_http_server_is_handed_over_without_a_failed_request() {
     }
     run.until("ROLLED");
     let handing = started.elapsed();
-    // Answers of the new version come in while the client goes on.
-    std::thread::sleep(Duration::from_millis(500));
+    // The client goes on until answers of the new version came.
+    let until = Instant::now() + HANG;
+    while new.load(Ordering::Relaxed) < 100 && Instant::now() < until {
+        std::thread::yield_now();
+    }
     stop.store(true, Ordering::Relaxed);
     let tallies: Vec<Tally> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     writeln!(run.host.child().stdin.as_mut().unwrap(), "go").unwrap();
-    let after = pids(&run.json("SNAPSHOT"), "web");
-    killer.add(&after);
+    let snapshot = run.json("SNAPSHOT");
+    killer.add(&pids(&snapshot, "web"));
+    // The new build's workers (an old one may still be finishing its graceful stop).
+    let after: Vec<i64> = snapshot["web"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["ready"] == true)
+        .map(|w| w["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(after.len(), 4, "{snapshot}");
     run.until("DONE");
     assert_eq!(run.exit_code(), Some(0));
     let failed: Vec<&String> = tallies.iter().flat_map(|t| &t.failed).collect();
@@ -410,7 +431,7 @@ fn a_prefork_http_server_is_handed_over_without_a_failed_request() {
     );
     assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
     assert!(ok > u64::from(rounds), "too few requests: {ok}");
-    assert!(v2 > 0, "no answer of the new version: {tallies:?}");
+    assert!(v2 >= 100, "too few answers of the new version: {tallies:?}");
     assert!(
         after.iter().all(|p| !first.contains(p)),
         "{first:?} {after:?}"
