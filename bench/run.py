@@ -84,7 +84,7 @@ def build(cargo: bool) -> dict:
     notes["library"] = header.exists() and library.exists()
     if notes["library"]:
         link = [f"-I{ROOT / 'include'}", f"-L{LIBDIR}", "-lmpsupervisor", f"-Wl,-rpath,{LIBDIR}"]
-        for program in ("lib_bench", "crash_loop"):
+        for program in ("lib_bench", "crash_loop", "handover_bench"):
             result = cc([f"{program}.c"], BUILD / program, link)
             if result.returncode != 0:
                 sys.exit(f"building {program} failed:\n" + result.stderr)
@@ -291,6 +291,13 @@ def run_engine(args) -> dict:
         out["respawn"] = json.loads(result.stdout.strip().splitlines()[-1])
     except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
         log(f"respawn run FAILED: {exc}")
+    for n in [10, 1000] if args.quick else [10, 1000, 5000]:
+        wait_quiet()
+        try:
+            out.setdefault("handover", []).append(
+                run_json([str(BUILD / "handover_bench"), worker, str(n), "5"], impl="handover"))
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+            log(f"handover N={n} run FAILED: {exc}")
     seconds = "2" if args.quick else "5"
     python_runs = [("notify", [str(BENCH / "notify_latency.py"), str(BUILD / "notify_worker"), "--seconds", seconds]),
                    ("flood", [str(BENCH / "output_flood.py"), "--seconds", seconds]),
@@ -309,6 +316,11 @@ def run_engine(args) -> dict:
 
 
 def print_engine(engine: dict) -> None:
+    for h in engine.get("handover", []):
+        print(f"- handover of {h['n']:,} workers (prepare + exec + adopt, median of {h['rounds']}): "
+              f"{h['total_ms']:.1f} ms (prepare {h['prepare_ms']:.1f}, exec {h['exec_ms']:.1f}, adopt "
+              f"{h['adopt_ms']:.1f}; max {h['total_max_ms']:.1f}); longest gap in event delivery "
+              f"{h['gap_ms']:.1f} ms (max {h['gap_max_ms']:.1f}); state {h['state_bytes']:,} bytes")
     crash, respawn = engine.get("crash"), engine.get("respawn")
     if crash:
         ratio = crash["p99_ms"] / crash["baseline_p99_ms"] if crash["baseline_p99_ms"] > 0 else float("nan")

@@ -28,6 +28,11 @@
 #define MAX_VALUE_DEPTH 64
 
 /**
+ * The version of this format.
+ */
+#define FORMAT 1
+
+/**
  * The result of every fallible call. Numbers are fixed forever; retired ones are never reused.
  */
 typedef enum mpsup_result {
@@ -346,6 +351,56 @@ enum mpsup_result mpsup_restart_groups(struct mpsup_supervisor sup,
                                        const char *const *names_ptr,
                                        size_t n,
                                        const char *options_json);
+
+/**
+ * Prepares handing every worker to the next image of this host process (an upgrade of the
+ * host without restarting a worker), and writes the number of a memfd holding the state to
+ * `*out_fd`, which must not be NULL.
+ *
+ * The steps a host takes:
+ * 1. `mpsup_handover_prepare(sup, &fd)`. All change stops: no respawn, scale or rollout
+ *    begins; exits and events that happen meanwhile are kept for the next image. The memfd and
+ *    every descriptor the next image needs (the workers' pidfds and control sockets, the
+ *    groups' listen sockets, the keeper's socket) are left open across `exec`; every other
+ *    call on `sup` now gives `MPSUP_ERR_INVALID_HANDLE`.
+ * 2. `exec` the new binary (the same process: it keeps its pid, so the workers stay its
+ *    children), passing the number, by convention in the environment variable
+ *    `MPSUP_HANDOVER_FD`. Keep the library's descriptors open: do not close descriptors you
+ *    did not open before the `exec`.
+ * 3. If the `exec` fails: `mpsup_handover_abort(sup)`; the handle is live again and nothing
+ *    was lost.
+ * 4. In the new image: `mpsup_supervisor_adopt(fd, &sup)`, then `mpsup_event_fd` again if you
+ *    use it (the event fd is a new one).
+ *
+ * If the host dies between prepare and adopt, the keeper kills every worker as at any host
+ * death. `MPSUP_ERR_NOT_READY` while something is changing (a spawn, a stop, a rollout, a
+ * reload): try again when it is over. `MPSUP_ERR_UNSUPPORTED` for what cannot cross an `exec`
+ * yet: captured output (`stdout`/`stderr` `capture` or `file`), `sd_notify` groups (the notify
+ * socket), `reuse_port`, workers in cgroups (limits, `MPSUP_CGROUP=1`).
+ */
+enum mpsup_result mpsup_handover_prepare(struct mpsup_supervisor sup, int *out_fd);
+
+/**
+ * Undoes `mpsup_handover_prepare` when the `exec` failed: the memfd is closed, the library's
+ * descriptors are close-on-exec again, and the handle works on as before (what happened
+ * meanwhile is handled now). `MPSUP_ERR_INVALID_ARGUMENT` when no handover is prepared.
+ * `mpsup_supervisor_free` after a prepare aborts it first.
+ */
+enum mpsup_result mpsup_handover_abort(struct mpsup_supervisor sup);
+
+/**
+ * In the host's new image: rebuilds the supervisor that `mpsup_handover_prepare` wrote into
+ * memfd `fd`, and writes its handle to `*out`, which must not be NULL. The workers keep their
+ * pids, control sockets and listen sockets; the memfd is closed; every descriptor is
+ * close-on-exec again; exits that happened during the `exec` are seen now and go through the
+ * restart policy as usual; timers resume with the time that passed; undrained events are
+ * still there, followed by `supervisor_adopted` (`workers`, `exited_meanwhile`).
+ *
+ * A state written by a library version whose state format this one cannot read is refused
+ * with `MPSUP_ERR_INVALID_ARGUMENT` naming both versions, and its workers are killed (as at the
+ * host's death), never left without a supervisor.
+ */
+enum mpsup_result mpsup_supervisor_adopt(int fd, struct mpsup_supervisor *out_handle);
 
 /**
  * `mpsup_stop_groups` for the `n` named groups only: their workers are stopped gracefully

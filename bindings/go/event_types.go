@@ -39,6 +39,7 @@ const (
 	EventGroupCompleted        EventKind = "group_completed"
 	EventProbeFailed           EventKind = "probe_failed"
 	EventWorkerUnready         EventKind = "worker_unready"
+	EventSupervisorAdopted     EventKind = "supervisor_adopted"
 )
 
 // StopMode says how a stop was asked for, in worker_stopping and worker_stopped events.
@@ -87,7 +88,8 @@ type Event struct {
 	WorkerCount       int      `json:"worker_count,omitempty"`       // supervisor_start_groups, supervisor_start_work
 	From              int      `json:"from,omitempty"`               // group_scaled
 	To                int      `json:"to,omitempty"`                 // group_scaled
-	Workers           int      `json:"workers,omitempty"`            // rollout_started, group_completed
+	Workers           int      `json:"workers,omitempty"`            // rollout_started, group_completed, supervisor_adopted
+	ExitedMeanwhile   int      `json:"exited_meanwhile,omitempty"`   // supervisor_adopted
 	OldPID            *int     `json:"old_pid,omitempty"`            // worker_replaced, worker_recycled
 	NewPID            int      `json:"new_pid,omitempty"`            // worker_replaced, worker_recycled
 	DurationMs        uint64   `json:"duration_ms,omitempty"`        // rollout_finished, worker_reloaded
@@ -166,6 +168,7 @@ var eventData = map[EventKind]func() EventData{
 	EventGroupCompleted:        func() EventData { return new(GroupCompleted) },
 	EventProbeFailed:           func() EventData { return new(ProbeFailed) },
 	EventWorkerUnready:         func() EventData { return new(WorkerUnready) },
+	EventSupervisorAdopted:     func() EventData { return new(SupervisorAdopted) },
 }
 
 // WorkerSpawned is the Data of a worker_spawned event: a worker's process was spawned.
@@ -519,3 +522,13 @@ type WorkerUnready struct {
 
 // EventKind returns EventWorkerUnready.
 func (*WorkerUnready) EventKind() EventKind { return EventWorkerUnready }
+
+// SupervisorAdopted is the Data of a supervisor_adopted event: Adopt rebuilt the supervisor in
+// the host's new image (a handover).
+type SupervisorAdopted struct {
+	Workers         int `json:"workers"`
+	ExitedMeanwhile int `json:"exited_meanwhile"`
+}
+
+// EventKind returns EventSupervisorAdopted.
+func (*SupervisorAdopted) EventKind() EventKind { return EventSupervisorAdopted }

@@ -52,6 +52,18 @@ pub struct Intensity {
 }
 
 impl Intensity {
+    /// When the recent respawns happened, oldest first (what a handover carries).
+    pub fn times(&self) -> Vec<Instant> {
+        self.respawns.iter().copied().collect()
+    }
+
+    /// The memory of respawns at `times` (oldest first).
+    pub fn from_times(times: Vec<Instant>) -> Intensity {
+        Intensity {
+            respawns: times.into(),
+        }
+    }
+
     /// Respawns counted inside the window ending at `now`.
     pub fn recent(&mut self, window: Duration, now: Instant) -> u32 {
         while let Some(&first) = self.respawns.front() {

@@ -35,14 +35,14 @@ pub struct ProbeJob {
 }
 
 /// Consecutive results of one probe.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Streak {
     pub successes: u32,
     pub failures: u32,
 }
 
 /// What the probes of a worker's current process have shown.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeState {
     pub readiness: Streak,
     pub liveness: Streak,
@@ -99,6 +99,26 @@ impl State {
         };
         w.probes = ProbeState::default();
         if let Some(job) = job(&w.plan, key, w.index, w.pid, at) {
+            self.effect(Effect::Probe(job));
+        }
+    }
+
+    /// After a handover (or its abort): every live worker process is probed again, its first
+    /// runs due now (its initial delay has passed), what its probes showed so far kept.
+    pub fn resume_probes(&mut self, now: Instant) {
+        let mut jobs = Vec::new();
+        for (&key, w) in &self.workers {
+            if !matches!(w.phase, Phase::Starting | Phase::Ready { .. }) || w.pid <= 0 {
+                continue;
+            }
+            if let Some(mut job) = job(&w.plan, key, w.index, w.pid, now) {
+                for run in &mut job.probes {
+                    run.first_at = now;
+                }
+                jobs.push(job);
+            }
+        }
+        for job in jobs {
             self.effect(Effect::Probe(job));
         }
     }

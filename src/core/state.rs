@@ -34,10 +34,13 @@ pub struct State {
     pub events: EventQueue,
     pub(crate) timers: Timers,
     /// The last generation each group name ran, so generations only grow.
-    generations: HashMap<String, u32>,
-    next_key: Key,
+    pub(crate) generations: HashMap<String, u32>,
+    pub(crate) next_key: Key,
     /// Set by `shutdown`; later calls fail as if the handle were invalid.
     pub closed: bool,
+    /// Set by a handover's prepare (`supervisor/handover/`) until it is aborted: every call
+    /// fails, nothing changes.
+    pub handed_over: bool,
     /// How many worker records were ever removed: a call waiting for workers to go needs to
     /// look again only once this has grown by as many as it still waits for.
     pub removed: u64,
@@ -57,6 +60,7 @@ impl State {
             generations: HashMap::new(),
             next_key: 1,
             closed: false,
+            handed_over: false,
             removed: 0,
             effects: Vec::new(),
             waiting: BTreeMap::new(),
@@ -75,6 +79,13 @@ impl State {
     pub fn check_open(&self) -> Result<()> {
         if self.closed {
             return Err(Error::InvalidHandle("the supervisor has been freed".into()));
+        }
+        if self.handed_over {
+            return Err(Error::InvalidHandle(
+                "the supervisor was handed over (mpsup_handover_prepare): only \
+                 mpsup_handover_abort may use it now"
+                    .into(),
+            ));
         }
         Ok(())
     }

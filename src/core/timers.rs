@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use crate::core::worker::Key;
 
 /// What a deadline is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Timer {
     Warmup,
     ReadyTimeout,
@@ -71,6 +73,11 @@ impl Timers {
             .ok()
             .and_then(|n| epoch.checked_add(Duration::from_nanos(n)))
             .unwrap_or(after)
+    }
+
+    /// Every timer armed (stale ones too), in no order: what a handover carries.
+    pub fn entries(&self) -> Vec<(Instant, Key, Timer)> {
+        self.heap.iter().map(|Reverse(t)| *t).collect()
     }
 
     pub fn next(&self) -> Option<Instant> {

@@ -300,6 +300,14 @@ pub enum EventKind {
         /// How many workers.
         worker_count: usize,
     },
+    /// `adopt` rebuilt the supervisor in the host's new image (a handover, API.md part 9).
+    SupervisorAdopted {
+        /// How many worker processes were handed over.
+        workers: usize,
+        /// How many of them exited while the host was between images: their exits follow,
+        /// and the restart policy handles them as usual.
+        exited_meanwhile: usize,
+    },
     /// `scale_group` changed a group's worker count.
     GroupScaled {
         /// The worker's group.

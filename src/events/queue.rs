@@ -69,6 +69,23 @@ impl EventQueue {
         out
     }
 
+    /// The undrained events, the next sequence number and the count of dropped events not yet
+    /// reported: what a handover carries.
+    pub fn export(&self) -> (Vec<Event>, u64, u64) {
+        (
+            self.queue.iter().cloned().collect(),
+            self.next_seq,
+            self.dropped,
+        )
+    }
+
+    /// Takes the place of the queue `export` described (the tap is left as it is).
+    pub fn import(&mut self, events: Vec<Event>, next_seq: u64, dropped: u64) {
+        self.queue = events.into();
+        self.next_seq = next_seq;
+        self.dropped = dropped;
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.queue.len()

@@ -11,6 +11,7 @@
 
 mod boundary;
 mod engine;
+mod handover;
 mod one_group;
 mod registry;
 mod schema;
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use boundary::mpsup_result;
 use boundary::{guard, guard_void, into_c_string, names, out, text, RESULT_NAMES};
 pub use engine::{mpsup_restart_groups, mpsup_scale_group, mpsup_status_json};
+pub use handover::{mpsup_handover_abort, mpsup_handover_prepare, mpsup_supervisor_adopt};
 pub use one_group::{
     mpsup_reload_groups, mpsup_replace_worker, mpsup_signal_group, mpsup_stop_named_groups,
 };

@@ -37,7 +37,7 @@ pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<OwnedFd> {
 }
 
 /// What identifies the file a Unix socket was bound to, so that only that file is removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SocketFile {
     dev: u64,
     ino: u64,

@@ -3,6 +3,7 @@
 //! close-on-exec.
 
 pub(crate) mod cgroup;
+pub(crate) mod handover;
 pub(crate) mod listen;
 pub(crate) mod notify;
 pub(crate) mod passing;

@@ -99,6 +99,11 @@ pub fn orphan(pid: i32) {
     o.count.store(pids.len(), Ordering::Release);
 }
 
+/// The orphans not reaped yet, for the next image of the host (`handover`), which reaps them.
+pub fn orphans() -> Vec<i32> {
+    lock(&orphanage().pids).clone()
+}
+
 pub fn have_orphans() -> bool {
     orphanage().count.load(Ordering::Acquire) > 0
 }

@@ -2,7 +2,7 @@
 //! the monitor watches is registered in the one token table (`tokens.rs`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
@@ -43,6 +43,15 @@ struct Proc {
     pid: i32,
     pidfd: Option<(OwnedFd, u64)>,
     channel: Option<Channel>,
+}
+
+/// A worker process's descriptors by number, as they cross an `exec` of the host (`handover`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProcFds {
+    pub key: Key,
+    pub pid: i32,
+    pub pidfd: Option<std::os::fd::RawFd>,
+    pub control: Option<std::os::fd::RawFd>,
 }
 
 /// What one read of a control socket brought.
@@ -180,6 +189,28 @@ impl Io {
         if let Some(captured) = output {
             lock(&self.captures).watch(key, pid, captured);
         }
+    }
+
+    /// Every process's pid and the numbers of its pidfd and control socket (`handover`); Err
+    /// while an exit is being finished or a line is on its way.
+    pub fn export_procs(&self) -> Result<Vec<ProcFds>, String> {
+        if !self.exiting.is_empty() {
+            return Err("an exit is being finished".into());
+        }
+        let mut out = Vec::with_capacity(self.procs.len());
+        for (&key, p) in &self.procs {
+            let channel = p.channel.as_ref();
+            if channel.is_some_and(|c| c.sending || !c.outbox.is_empty()) {
+                return Err(format!("a line to worker process {} is on its way", p.pid));
+            }
+            out.push(ProcFds {
+                key,
+                pid: p.pid,
+                pidfd: p.pidfd.as_ref().map(|(fd, _)| fd.as_raw_fd()),
+                control: channel.map(|c| c.fd.as_raw_fd()),
+            });
+        }
+        Ok(out)
     }
 
     /// Carries out effects; spawn jobs go to the spawner together.

@@ -15,7 +15,7 @@ use crate::status::ListenStatus;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{GroupSpec, ListenAddress};
@@ -39,6 +39,24 @@ struct Socket {
     backlog: u32,
     /// The socket file this supervisor made, removed when the socket is closed.
     file: Option<(String, SocketFile)>,
+}
+
+/// A group's sockets as they cross an `exec` of the host (`handover`): by number.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ListenState {
+    pub group: String,
+    pub sockets: Vec<SocketState>,
+}
+
+/// One listen socket by number (`ListenState`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SocketState {
+    pub name: String,
+    pub fd: RawFd,
+    pub address: String,
+    pub tcp: Option<SocketAddr>,
+    pub backlog: u32,
+    pub file: Option<(String, SocketFile)>,
 }
 
 /// What a spawner thread knows of a group's sockets: no descriptor of the host's table.
@@ -255,6 +273,74 @@ impl Listeners {
             gone.iter().filter_map(|g| map.remove(g)).collect()
         };
         drop(closed);
+    }
+
+    /// Every group's sockets by number, for the next image of the host (`handover`); Err with
+    /// `reuse_port` (not carried yet).
+    pub fn export(&self) -> Result<Vec<ListenState>, String> {
+        let map = lock(&self.0);
+        let mut out = Vec::new();
+        for (group, g) in map.iter() {
+            if g.info.reuse_port.is_some() {
+                return Err(format!("group '{group}' listens with reuse_port"));
+            }
+            let sockets = g
+                .sockets
+                .iter()
+                .map(|s| SocketState {
+                    name: s.name.clone(),
+                    fd: s.fd.as_raw_fd(),
+                    address: s.address.clone(),
+                    tcp: s.tcp,
+                    backlog: s.backlog,
+                    file: s.file.clone(),
+                })
+                .collect();
+            out.push(ListenState {
+                group: group.clone(),
+                sockets,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Takes over the sockets the previous image of the host left open (`export`); `take`
+    /// turns each number into the descriptor it names.
+    pub fn import(
+        &self,
+        groups: Vec<ListenState>,
+        take: impl Fn(RawFd) -> io::Result<OwnedFd>,
+    ) -> io::Result<()> {
+        for g in groups {
+            let mut sockets = Vec::new();
+            for s in g.sockets {
+                sockets.push(Socket {
+                    name: s.name,
+                    fd: take(s.fd)?,
+                    address: s.address,
+                    tcp: s.tcp,
+                    backlog: s.backlog,
+                    file: s.file,
+                });
+            }
+            let names = sockets
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(":");
+            let info = Arc::new(ListenInfo {
+                count: sockets.len(),
+                names,
+                reuse_port: None,
+            });
+            let group = GroupSockets {
+                sockets,
+                info,
+                owner: std::process::id(),
+            };
+            lock(&self.0).insert(g.group, Arc::new(group));
+        }
+        Ok(())
     }
 
     /// The `listen` entry of a group's status.

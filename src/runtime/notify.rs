@@ -67,6 +67,21 @@ impl Notify {
         }
     }
 
+    /// The socket's number and address, for the next image of the host (`handover`).
+    pub(crate) fn export(&self) -> Option<(std::os::fd::RawFd, String)> {
+        use std::os::fd::AsRawFd;
+        self.socket
+            .as_ref()
+            .map(|(fd, _, a)| (fd.as_raw_fd(), a.clone()))
+    }
+
+    /// The socket the previous image of the host made (`export`), watched again.
+    pub(crate) fn resume(&mut self, fd: OwnedFd, address: String) -> std::io::Result<()> {
+        let token = self.tokens.watch(fd.as_fd(), Source::Notify)?;
+        self.socket = Some((fd, token, address));
+        Ok(())
+    }
+
     /// `NOTIFY_SOCKET` for the workers, when the socket exists.
     pub fn address(&self) -> Option<&str> {
         self.socket.as_ref().map(|(_, _, a)| a.as_str())

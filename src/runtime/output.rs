@@ -177,6 +177,11 @@ impl Captures {
 
     /// Watches the captured streams of worker `key` (process `pid`). A pipe the epoll set
     /// refuses is closed: the worker then gets EPIPE, which is what a closed stream means.
+    /// Whether any worker's output is captured (not carried across a handover yet).
+    pub(crate) fn watching_any(&self) -> bool {
+        !self.watched.is_empty() || self.files.is_some()
+    }
+
     pub(crate) fn watch(&mut self, key: Key, pid: i32, captured: Captured) {
         let mut pipes = Vec::with_capacity(captured.pipes.len());
         for (i, (stream, fd, sink)) in captured.pipes.into_iter().enumerate() {

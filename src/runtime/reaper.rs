@@ -69,6 +69,8 @@ impl Reaper {
     /// Starts the thread; it holds the engine only weakly, so a supervisor that is dropped
     /// ends it.
     pub fn start(self: &Arc<Self>, told: Weak<dyn Told>) -> std::io::Result<()> {
+        // Again after a `shutdown` too (a handover that was aborted).
+        lock(&self.queue).ending = false;
         let reaper = Arc::clone(self);
         let handle = crate::threads::spawn_named("mpsup-reaper", Some(128 * 1024), move || {
             reaper.run(told)

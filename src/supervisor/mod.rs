@@ -34,6 +34,7 @@ use crate::status::{ExitWatch, Guarantees, ReusePortHandoff, SpawnMethod, Status
 use crate::sync::lock;
 use crate::threads;
 
+mod handover;
 mod one_group;
 mod start;
 mod stop;
@@ -63,6 +64,12 @@ pub struct Supervisor {
     listeners: Arc<Listeners>,
     /// Finishes the workers' exits (held here too: a forked child's drop must not lock).
     reaper: Arc<Reaper>,
+    /// What it was made with (a handover carries it to the next image).
+    options: Options,
+    /// The logging settings in force, as JSON text (a handover carries them too).
+    logging: Mutex<Option<String>>,
+    /// The state written by a handover's prepare, until it is aborted (`handover/`).
+    handover: Mutex<Option<handover::Prepared>>,
 }
 
 impl Supervisor {
@@ -75,21 +82,37 @@ impl Supervisor {
 
     /// A supervisor with `options`.
     pub fn with_options(options: Options) -> Result<Self> {
-        let tokens = Tokens::new().map_err(|e| Error::os("epoll_create1", e))?;
-        let wake = Flag::new().map_err(|e| Error::os("eventfd", e))?;
+        let lifeline = Lifeline::start(&Wanted {
+            keeper: options.keeper,
+            keeper_path: options.keeper_path.clone(),
+            cgroup: options.cgroup,
+        });
+        Self::assemble(options, lifeline, Listeners::default(), None)
+    }
+
+    /// A supervisor around a lifeline and listen sockets made before it (new ones, or those a
+    /// previous image of the host handed over), its logging settings remembered as `logging`.
+    fn assemble(
+        options: Options,
+        lifeline: Lifeline,
+        listeners: Listeners,
+        logging: Option<String>,
+    ) -> Result<Self> {
+        let lifeline = Arc::new(lifeline);
+        let listeners = Arc::new(listeners);
+        let fail = |e: Error| {
+            lifeline.close();
+            e
+        };
+        let tokens = Tokens::new().map_err(|e| fail(Error::os("epoll_create1", e)))?;
+        let wake = Flag::new().map_err(|e| fail(Error::os("eventfd", e)))?;
         tokens
             .watch(wake.fd(), Source::Wake)
-            .map_err(|e| Error::os("epoll_ctl", e))?;
+            .map_err(|e| fail(Error::os("epoll_ctl", e)))?;
         let to_monitor = Arc::new(ToMonitor {
             outcomes: Mutex::new(Vec::new()),
             wake,
         });
-        let lifeline = Arc::new(Lifeline::start(&Wanted {
-            keeper: options.keeper,
-            keeper_path: options.keeper_path.clone(),
-            cgroup: options.cgroup,
-        }));
-        let listeners = Arc::new(Listeners::default());
         let spawner = Arc::new(Spawner::new(SpawnerParts {
             monitor: Arc::clone(&to_monitor),
             tokens: Arc::clone(&tokens),
@@ -100,11 +123,6 @@ impl Supervisor {
             threads: options.spawn_threads,
             private_table: options.private_fd_table,
         }));
-        // Past this point a failure must also end the keeper and remove the cgroup.
-        let closing = |e: Error| {
-            lifeline.close();
-            e
-        };
         let reaper = Arc::new(Reaper::new(Arc::clone(&lifeline)));
         let io = Io::new(IoParts {
             tokens: Arc::clone(&tokens),
@@ -113,7 +131,7 @@ impl Supervisor {
             lifeline: Arc::clone(&lifeline),
             listeners: Arc::clone(&listeners),
         })
-        .map_err(|e| closing(Error::os("eventfd", e)))?;
+        .map_err(|e| fail(Error::os("eventfd", e)))?;
         let engine = Engine {
             core: State::new(options.event_capacity),
             io,
@@ -129,14 +147,10 @@ impl Supervisor {
         let told: Weak<Shared> = Arc::downgrade(&shared);
         reaper
             .start(told)
-            .map_err(|e| closing(Error::os("spawning the reaper thread", e)))?;
-        let for_monitor = Arc::clone(&shared);
-        let monitor = threads::spawn_named("mpsup-monitor", Some(256 * 1024), move || {
-            monitor::run(for_monitor)
-        })
-        .map_err(|e| {
+            .map_err(|e| fail(Error::os("spawning the reaper thread", e)))?;
+        let monitor = start_monitor(&shared).map_err(|e| {
             reaper.shutdown();
-            closing(Error::os("spawning the monitor thread", e))
+            fail(e)
         })?;
         let exit_watch = if options.use_pidfd && os::pidfd_open(std::process::id() as i32).is_ok() {
             ExitWatch::Pidfd
@@ -153,6 +167,9 @@ impl Supervisor {
             lifeline,
             listeners,
             reaper,
+            options,
+            logging: Mutex::new(logging),
+            handover: Mutex::new(None),
         })
     }
 
@@ -197,6 +214,7 @@ impl Supervisor {
         let old = {
             let mut engine = self.shared.lock();
             engine.core.check_open()?;
+            *lock(&self.logging) = Some(settings_json.to_owned());
             engine.core.events.set_tap(true);
             lock(&engine.io.captures).logger = Some(Arc::clone(&logger));
             engine.io.out.logger.replace(logger)
@@ -430,6 +448,15 @@ impl Drop for Supervisor {
         // exits and is reaped, the cgroups go.
         self.lifeline.close();
     }
+}
+
+/// Starts the monitor thread of `shared` (again, after an aborted handover).
+fn start_monitor(shared: &Arc<Shared>) -> Result<JoinHandle<()>> {
+    let for_monitor = Arc::clone(shared);
+    threads::spawn_named("mpsup-monitor", Some(256 * 1024), move || {
+        monitor::run(for_monitor)
+    })
+    .map_err(|e| Error::os("spawning the monitor thread", e))
 }
 
 /// `"migrate"` when the kernel moves the connections queued on a closing `SO_REUSEPORT` socket

@@ -123,6 +123,9 @@ impl Supervisor {
     /// Bounded: a worker still there `KILL_BOUND` after SIGKILL is reported and left to the
     /// orphanage.
     pub fn shutdown(&self) -> Result<()> {
+        // Between a handover's prepare and an exec: live again first (no handover prepared is
+        // the usual case, and no error).
+        let _ = self.handover_abort();
         {
             let mut engine = self.shared.lock();
             if engine.core.closed {

@@ -78,6 +78,10 @@ OPTIONAL: Dict[str, _Signature] = {
     "mpsup_signal_group": (c_result, [mpsup_supervisor, ctypes.c_char_p, ctypes.c_int]),
     "mpsup_reload_groups": (c_result, [mpsup_supervisor, c_names, ctypes.c_size_t]),
     "mpsup_replace_worker": (c_result, [mpsup_supervisor, ctypes.c_char_p]),
+    # Part 9: the host hands its workers to its next version
+    "mpsup_handover_prepare": (c_result, [mpsup_supervisor, ctypes.POINTER(ctypes.c_int)]),
+    "mpsup_handover_abort": (c_result, [mpsup_supervisor]),
+    "mpsup_supervisor_adopt": (c_result, [ctypes.c_int, ctypes.POINTER(mpsup_supervisor)]),
     # Part 6: the JSON Schemas
     "mpsup_schema_json": (c_result, [ctypes.c_char_p, c_out_string]),
     # C worker helpers (Python workers use mpsupervisor.worker instead)

@@ -98,6 +98,25 @@ class Supervisor:
         lib = library if library is not None else _native.load_library()
         out = mpsup_supervisor()
         lib.check(lib.mpsup_supervisor_new(ctypes.byref(out)))
+        self._own(lib, out)
+
+    @classmethod
+    def adopt(cls, fd: int, library: Optional[NativeLibrary] = None) -> "Supervisor":
+        """In the host's new image: the supervisor ``handover_prepare`` wrote into memfd ``fd``
+        (by convention ``int(os.environ["MPSUP_HANDOVER_FD"])``), with the same workers.
+
+        The memfd is closed; exits during the ``exec`` are handled now; undrained events are
+        still there, followed by ``supervisor_adopted``. A state of a library version whose
+        format this one cannot read raises ``InvalidArgumentError`` naming both versions, and
+        its workers are killed."""
+        lib = library if library is not None else _native.load_library()
+        out = mpsup_supervisor()
+        lib.check(lib.optional("mpsup_supervisor_adopt")(int(fd), ctypes.byref(out)))
+        sup = cls.__new__(cls)
+        sup._own(lib, out)
+        return sup
+
+    def _own(self, lib: NativeLibrary, out: mpsup_supervisor) -> None:
         self._lib = lib
         self._id: int = out.id
         self._pid = os.getpid()
@@ -316,6 +335,23 @@ class Supervisor:
         self._lib.check(self._lib.mpsup_drain_events_json(self._handle(), max_events, ctypes.byref(out)))
         events: List[Dict[str, Any]] = json.loads(self._lib.take_string(out))
         return events
+
+    def handover_prepare(self) -> int:
+        """Prepare handing every worker to the next image of this process; returns the number of
+        the memfd that holds the state. Then ``os.execv`` the new program with that number in
+        ``MPSUP_HANDOVER_FD`` (``os.execv`` keeps the environment; the memfd and the library's
+        descriptors stay open across it) and call ``Supervisor.adopt`` there. Until
+        ``handover_abort``, every other call raises ``InvalidHandleError``. Raises
+        ``NotReadyError`` while something changes (try again), ``UnsupportedError`` for what
+        cannot cross an ``exec`` yet (captured output, ``reuse_port``, workers in cgroups)."""
+        fd = ctypes.c_int(-1)
+        func = self._lib.optional("mpsup_handover_prepare")
+        self._lib.check(func(self._handle(), ctypes.byref(fd)))
+        return fd.value
+
+    def handover_abort(self) -> None:
+        """Undo ``handover_prepare`` when the ``exec`` failed: the handle works on as before."""
+        self._lib.check(self._lib.optional("mpsup_handover_abort")(self._handle()))
 
     def event_fd(self) -> int:
         """A descriptor readable while undrained events exist; owned by the supervisor (do not close it)."""

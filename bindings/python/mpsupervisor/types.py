@@ -44,7 +44,7 @@ __all__ = [
     "RolloutStartedEvent", "WorkerReplacedEvent", "RolloutFinishedEvent", "RolloutFailedEvent",
     "WorkerSignaledEvent", "WorkerReloadingEvent", "WorkerReloadedEvent", "WorkerRecycledEvent",
     "RecycleReason", "DependsCondition", "OnDependencyRestart", "GroupFailReason",
-    "GroupWaitingEvent", "GroupCompletedEvent",
+    "GroupWaitingEvent", "GroupCompletedEvent", "SupervisorAdoptedEvent",
     "Probe", "ExecProbe", "TcpProbe", "HttpProbe", "ProbeKind", "ProbeFailedEvent", "WorkerUnreadyEvent",
 ]
 
@@ -406,7 +406,7 @@ EventKind = Literal[
     "worker_restarting", "group_failed", "supervisor_start_work", "group_scaled",
     "rollout_started", "worker_replaced", "rollout_finished", "rollout_failed",
     "worker_signaled", "worker_reloading", "worker_reloaded", "worker_recycled",
-    "group_waiting", "group_completed",
+    "group_waiting", "group_completed", "supervisor_adopted",
 ]
 StopMode = Literal["graceful", "forced"]
 
@@ -563,6 +563,12 @@ class GroupCompletedEvent(_EventBase):
     workers: int
 
 
+class SupervisorAdoptedEvent(_EventBase):
+    kind: Literal["supervisor_adopted"]
+    workers: int
+    exited_meanwhile: int
+
+
 class SupervisorStartWorkEvent(_EventBase):
     kind: Literal["supervisor_start_work"]
     group_count: int
@@ -675,5 +681,5 @@ Event = Union[
     WorkerRestartingEvent, GroupFailedEvent, SupervisorStartWorkEvent, GroupScaledEvent,
     RolloutStartedEvent, WorkerReplacedEvent, RolloutFinishedEvent, RolloutFailedEvent,
     WorkerSignaledEvent, WorkerReloadingEvent, WorkerReloadedEvent, WorkerRecycledEvent,
-    GroupWaitingEvent, GroupCompletedEvent, ProbeFailedEvent, WorkerUnreadyEvent,
+    GroupWaitingEvent, GroupCompletedEvent, ProbeFailedEvent, WorkerUnreadyEvent, SupervisorAdoptedEvent,
 ]

@@ -58,6 +58,30 @@ impl Cgroups {
         }
     }
 
+    /// The same cgroups in the next image of the host (`handover`): the keeper knows them by
+    /// name. Only while no worker is placed and no group has cgroups of its own (`export`).
+    pub(super) fn resume(name: String, tree: Option<PathBuf>) -> Cgroups {
+        Cgroups {
+            tree,
+            name,
+            controllers: Controllers::find(),
+            groups: Mutex::new(HashSet::new()),
+            others: Mutex::new(Vec::new()),
+            next: AtomicU64::new(0),
+            placed: Mutex::new(HashMap::new()),
+            remover: Mutex::new(None),
+        }
+    }
+
+    /// The name and tree cgroup, for `resume`; Err while workers run in cgroups of their own
+    /// (not carried across an `exec` yet).
+    pub(super) fn export(&self) -> Result<(String, Option<PathBuf>), String> {
+        if !lock(&self.placed).is_empty() || !lock(&self.groups).is_empty() {
+            return Err("workers run in cgroups (limits or MPSUP_CGROUP=1)".into());
+        }
+        Ok((self.name.clone(), self.tree.clone()))
+    }
+
     /// The supervisor's cgroup v2 for tree kill (the keeper kills it when the host dies).
     pub(super) fn tree(&self) -> Option<&Path> {
         self.tree.as_deref()

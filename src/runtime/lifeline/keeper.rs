@@ -204,6 +204,24 @@ impl KeeperLink {
         })
     }
 
+    /// The keeper the previous image of the host started (`handover`): its pid and its socket.
+    pub(super) fn resume(pid: i32, sock: OwnedFd) -> KeeperLink {
+        KeeperLink {
+            keeper: Keeper {
+                pid,
+                sock,
+                alive: AtomicBool::new(true),
+            },
+            reaped: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The keeper's pid and socket, for the next image; the waiting `D`s go first.
+    pub(super) fn export(&self) -> (i32, RawFd) {
+        self.send_reaped(&mut lock(&self.reaped));
+        (self.keeper.pid, self.keeper.sock.as_raw_fd())
+    }
+
     /// Whether the keeper still runs (and so keeps its promise).
     pub(super) fn alive(&self) -> bool {
         let k = &self.keeper;

@@ -32,6 +32,14 @@ use keeper::{KeeperLink, KEEPER_NAME};
 use shim::Shim;
 pub use shim::{Placement, SHIM_NAME};
 
+/// What crosses an `exec` of the host (`handover`): the keeper's pid and socket number, and the
+/// supervisor's cgroups' name and tree cgroup.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LifelineState {
+    pub keeper: Option<(i32, RawFd)>,
+    pub cgroups: Option<(String, Option<PathBuf>)>,
+}
+
 /// What the host asked for (from `Options`).
 #[derive(Debug, Clone)]
 pub struct Wanted {
@@ -81,6 +89,37 @@ impl Lifeline {
             shim,
             closed: AtomicBool::new(false),
         }
+    }
+
+    /// The lifeline of the previous image of the host (`handover`): the same keeper and
+    /// cgroups, the shim found again.
+    pub fn resume(state: LifelineState, keeper_sock: Option<OwnedFd>) -> Lifeline {
+        let keeper = state
+            .keeper
+            .zip(keeper_sock)
+            .map(|((pid, _), sock)| KeeperLink::resume(pid, sock));
+        let shim = Shim::find();
+        let cgroups = state
+            .cgroups
+            .filter(|_| shim.is_some())
+            .map(|(name, tree)| Cgroups::resume(name, tree));
+        Lifeline {
+            keeper,
+            cgroups,
+            shim,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// What the next image needs to `resume`; Err: why it cannot be carried yet.
+    pub fn export(&self) -> Result<LifelineState, String> {
+        let cgroups = self.cgroups.as_ref().map(Cgroups::export).transpose()?;
+        let keeper = self
+            .keeper
+            .as_ref()
+            .filter(|k| k.alive())
+            .map(KeeperLink::export);
+        Ok(LifelineState { keeper, cgroups })
     }
 
     pub fn host_death(&self) -> HostDeath {

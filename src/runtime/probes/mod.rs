@@ -97,6 +97,15 @@ impl Prober {
         self.wake.set();
     }
 
+    /// Ends the thread for a handover (`supervisor/handover`): as `stop`, but the next
+    /// submission starts it again. Jobs not taken yet are dropped: the core submits every
+    /// probed worker again once the supervisor resumes (`State::resume_probes`).
+    pub fn pause(&self) {
+        self.stop();
+        lock(&self.inbox).clear();
+        self.shutdown.store(false, Ordering::Release);
+    }
+
     /// Ends the thread: its exec probes still running are killed and reaped.
     pub fn stop(&self) {
         self.shutdown.store(true, Ordering::Release);

@@ -1,0 +1,79 @@
+//! The C calls of a handover (API.md part 9): the host hands its workers to its next version.
+
+use std::ffi::c_int;
+
+use super::boundary::{guard, out};
+use super::{mpsup_result, mpsup_supervisor, registry};
+use crate::supervisor::Supervisor;
+
+/// Prepares handing every worker to the next image of this host process (an upgrade of the
+/// host without restarting a worker), and writes the number of a memfd holding the state to
+/// `*out_fd`, which must not be NULL.
+///
+/// The steps a host takes:
+/// 1. `mpsup_handover_prepare(sup, &fd)`. All change stops: no respawn, scale or rollout
+///    begins; exits and events that happen meanwhile are kept for the next image. The memfd and
+///    every descriptor the next image needs (the workers' pidfds and control sockets, the
+///    groups' listen sockets, the keeper's socket) are left open across `exec`; every other
+///    call on `sup` now gives `MPSUP_ERR_INVALID_HANDLE`.
+/// 2. `exec` the new binary (the same process: it keeps its pid, so the workers stay its
+///    children), passing the number, by convention in the environment variable
+///    `MPSUP_HANDOVER_FD`. Keep the library's descriptors open: do not close descriptors you
+///    did not open before the `exec`.
+/// 3. If the `exec` fails: `mpsup_handover_abort(sup)`; the handle is live again and nothing
+///    was lost.
+/// 4. In the new image: `mpsup_supervisor_adopt(fd, &sup)`, then `mpsup_event_fd` again if you
+///    use it (the event fd is a new one).
+///
+/// If the host dies between prepare and adopt, the keeper kills every worker as at any host
+/// death. `MPSUP_ERR_NOT_READY` while something is changing (a spawn, a stop, a rollout, a
+/// reload): try again when it is over. `MPSUP_ERR_UNSUPPORTED` for what cannot cross an `exec`
+/// yet: captured output (`stdout`/`stderr` `capture` or `file`), `sd_notify` groups (the notify
+/// socket), `reuse_port`, workers in cgroups (limits, `MPSUP_CGROUP=1`).
+#[no_mangle]
+pub extern "C" fn mpsup_handover_prepare(
+    sup: mpsup_supervisor,
+    out_fd: *mut c_int,
+) -> mpsup_result {
+    guard(|| {
+        let supervisor = registry::get(sup.id)?;
+        out(out_fd, "out_fd")?;
+        let fd = supervisor.handover_prepare()?;
+        // SAFETY: checked non-NULL.
+        unsafe { out_fd.write(fd) };
+        Ok(())
+    })
+}
+
+/// Undoes `mpsup_handover_prepare` when the `exec` failed: the memfd is closed, the library's
+/// descriptors are close-on-exec again, and the handle works on as before (what happened
+/// meanwhile is handled now). `MPSUP_ERR_INVALID_ARGUMENT` when no handover is prepared.
+/// `mpsup_supervisor_free` after a prepare aborts it first.
+#[no_mangle]
+pub extern "C" fn mpsup_handover_abort(sup: mpsup_supervisor) -> mpsup_result {
+    guard(|| registry::get(sup.id)?.handover_abort())
+}
+
+/// In the host's new image: rebuilds the supervisor that `mpsup_handover_prepare` wrote into
+/// memfd `fd`, and writes its handle to `*out`, which must not be NULL. The workers keep their
+/// pids, control sockets and listen sockets; the memfd is closed; every descriptor is
+/// close-on-exec again; exits that happened during the `exec` are seen now and go through the
+/// restart policy as usual; timers resume with the time that passed; undrained events are
+/// still there, followed by `supervisor_adopted` (`workers`, `exited_meanwhile`).
+///
+/// A state written by a library version whose state format this one cannot read is refused
+/// with `MPSUP_ERR_INVALID_ARGUMENT` naming both versions, and its workers are killed (as at the
+/// host's death), never left without a supervisor.
+#[no_mangle]
+pub extern "C" fn mpsup_supervisor_adopt(
+    fd: c_int,
+    out_handle: *mut mpsup_supervisor,
+) -> mpsup_result {
+    guard(|| {
+        out(out_handle, "out")?;
+        let id = registry::insert(Supervisor::adopt(fd)?);
+        // SAFETY: checked non-NULL; the caller gives a writable mpsup_supervisor.
+        unsafe { out_handle.write(mpsup_supervisor { id }) };
+        Ok(())
+    })
+}

@@ -1,0 +1,187 @@
+//! Writing the state: what the engine holds, turned into `state::Handover`. Only a quiet
+//! supervisor is written: no spawn, stop, rollout, reload or replacement in progress (they are
+//! short; the caller tries again), and nothing the format does not carry yet.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::core::group::Group;
+use crate::core::plan::Plan;
+use crate::core::state::State;
+use crate::core::worker::{Phase, Role, Worker};
+use crate::error::{Error, Result};
+use crate::runtime::engine::Engine;
+use crate::sync::lock;
+
+use super::state::{Clock, CoreState, GroupState, PhaseState, PlanState, WorkerState};
+
+/// Why this supervisor cannot be handed over now, if it cannot.
+pub fn check_quiet(engine: &Engine) -> Result<()> {
+    let core = &engine.core;
+    let busy = |what: String| {
+        Err(Error::NotReady(format!(
+            "cannot hand over while {what}; try again when it is over"
+        )))
+    };
+    if !core.waiting.is_empty() {
+        return busy("groups wait for their dependencies".into());
+    }
+    if let Some((name, _)) = core.groups.iter().find(|(_, g)| g.rollout.is_some()) {
+        return busy(format!("group '{name}' has a rollout"));
+    }
+    for w in core.workers.values() {
+        let changing = matches!(
+            w.phase,
+            Phase::Spawning | Phase::Stopping(_) | Phase::Killed(_)
+        ) || w.role != Role::Member
+            || w.reload.is_some()
+            || w.replaces.is_some();
+        if changing {
+            return busy(format!("worker {} is changing ({:?})", w.id, w.phase));
+        }
+    }
+    let unsupported = |what: &str| {
+        Err(Error::Unsupported(format!(
+            "handover: {what} cannot cross an exec yet"
+        )))
+    };
+    if lock(&engine.io.captures).watching_any() {
+        return unsupported("captured output (stdout or stderr \"capture\" or \"file\")");
+    }
+    Ok(())
+}
+
+/// The core's state, its times placed on `clock`.
+pub fn core_state(core: &State, clock: &Clock) -> CoreState {
+    let mut plans = Plans::default();
+    let groups = core
+        .groups
+        .iter()
+        .map(|(name, g)| group_state(name, g, plans.index(&g.plan), clock))
+        .collect();
+    let mut workers: Vec<WorkerState> = core
+        .workers
+        .iter()
+        .map(|(&key, w)| worker_state(key, w, plans.index(&w.plan), clock))
+        .collect();
+    workers.sort_by_key(|w| w.key);
+    let timers = core
+        .timers
+        .entries()
+        .into_iter()
+        .filter(|(_, key, _)| core.workers.contains_key(key))
+        .map(|(at, key, timer)| (clock.offset(at), key, timer))
+        .collect();
+    let (events, next_seq, dropped) = core.events.export();
+    CoreState {
+        config: core.config.values().cloned().collect(),
+        generations: core.generations.clone(),
+        next_key: core.next_key,
+        removed: core.removed,
+        plans: plans.states,
+        groups,
+        workers,
+        timers,
+        events,
+        next_seq,
+        dropped,
+    }
+}
+
+/// Each plan once, by the address of its `Arc`.
+#[derive(Default)]
+struct Plans {
+    seen: HashMap<*const Plan, usize>,
+    states: Vec<PlanState>,
+}
+
+impl Plans {
+    fn index(&mut self, plan: &Arc<Plan>) -> usize {
+        let states = &mut self.states;
+        *self.seen.entry(Arc::as_ptr(plan)).or_insert_with(|| {
+            states.push(plan_state(plan));
+            states.len() - 1
+        })
+    }
+}
+
+fn plan_state(plan: &Plan) -> PlanState {
+    let bytes = |c: &std::ffi::CString| c.as_bytes().to_vec();
+    let a = &plan.attrs;
+    PlanState {
+        spec: plan.spec.clone(),
+        program: bytes(&plan.program),
+        argv: plan.argv.iter().map(bytes).collect(),
+        env: plan.env.iter().map(bytes).collect(),
+        cwd: plan.cwd.as_ref().map(bytes),
+        rlimits: a
+            .rlimits
+            .iter()
+            .map(|&(n, s, h)| (n.to_string(), s, h))
+            .collect(),
+        umask: a.umask,
+        groups: a.groups.clone(),
+        gid: a.gid,
+        uid: a.uid,
+        no_new_privileges: a.no_new_privileges,
+    }
+}
+
+fn group_state(name: &str, g: &Group, plan: usize, clock: &Clock) -> GroupState {
+    GroupState {
+        name: name.to_string(),
+        plan,
+        generation: g.generation,
+        target: g.target,
+        intensity: g
+            .intensity
+            .times()
+            .into_iter()
+            .map(|t| clock.offset(t))
+            .collect(),
+        work_started: g.work_started,
+        started: g.started,
+        failed: g.failed,
+        completed: g.completed,
+        dependency_failed: g.dependency_failed.clone(),
+        restart_pending: g.restart_pending,
+    }
+}
+
+fn worker_state(key: u64, w: &Worker, plan: usize, clock: &Clock) -> WorkerState {
+    let phase = match w.phase {
+        Phase::Ready { last_heartbeat } => PhaseState::Ready {
+            last_heartbeat: clock.offset(last_heartbeat),
+        },
+        Phase::Restarting => PhaseState::Restarting,
+        Phase::Failed => PhaseState::Failed,
+        // `check_quiet` let no other phase through.
+        _ => PhaseState::Starting,
+    };
+    WorkerState {
+        key,
+        group: w.group.clone(),
+        index: w.index,
+        generation: w.generation,
+        plan,
+        pid: w.pid,
+        phase,
+        readiness: w.readiness,
+        has_channel: w.has_channel,
+        restarts: w.restarts,
+        consecutive: w.backoff.consecutive,
+        ready_at: w.backoff.ready_at.map(|t| clock.offset(t)),
+        spawned_at: w.spawned_at.map(|t| clock.offset(t)),
+        started_at_ms: w.started_at_ms,
+        last_heartbeat_ms: w.last_heartbeat_ms,
+        exit: (w.exit.code, w.exit.signal, w.exit.oom_killed),
+        last_exit: w.last_exit.clone(),
+        status: w.status.clone(),
+        extend_until: w.extend_until.map(|t| clock.offset(t)),
+        stderr_tail: w.stderr_tail.clone(),
+        notify: w.notify.clone(),
+        rss_over: w.rss_over,
+        probes: w.probes,
+        respawn_after_stop_ms: w.respawn_after_stop.map(|d| d.as_millis() as u64),
+    }
+}
