@@ -355,3 +355,89 @@ fn a_dependency_failed_for_too_many_restarts_fails_its_waiting_dependents() {
         ]
     );
 }
+
+/// `m` (two workers) is awaited as "completed" by `w`; `other` is awaited by nobody.
+fn completing() -> (State, Vec<Key>, Key, Instant) {
+    let mut state = State::new(256);
+    let json = r#"[
+        {"name": "m", "argv": ["x"], "workers": 2, "warmup_ms": 0},
+        {"name": "w", "argv": ["x"], "depends_on": {"m": "completed"}},
+        {"name": "other", "argv": ["x"], "warmup_ms": 0}
+    ]"#;
+    for spec in parse_groups(json).unwrap() {
+        state.config.insert(spec.name.clone(), spec);
+    }
+    let now = Instant::now();
+    let keys: Vec<Key> = state
+        .begin_start(vec![plan(&state, "m"), plan(&state, "other")])
+        .iter()
+        .map(|j| j.key)
+        .collect();
+    state.begin_waiting(vec![plan(&state, "w")]);
+    for &key in &keys {
+        assert!(state.adopt(key, spawned(now)));
+        state.timer(key, Timer::Warmup, now);
+    }
+    state.take_effects();
+    (state, keys[..2].to_vec(), keys[2], now)
+}
+
+fn completed_events(state: &mut State) -> Vec<String> {
+    state
+        .events
+        .drain(0)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::GroupCompleted { group_name, .. } => Some(group_name),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_group_awaited_as_completed_completes_once_when_every_worker_exited_0() {
+    let (mut state, m, other, now) = completing();
+    assert_eq!(
+        state.readiness(),
+        Readiness::Pending,
+        "every worker ready, w waits"
+    );
+    exit(&mut state, m[0], 0, now);
+    assert!(!state.groups["m"].completed, "one of two exited");
+    assert!(spawns(&mut state).is_empty());
+    exit(&mut state, m[1], 0, now);
+    assert!(state.groups["m"].completed);
+    assert_eq!(spawns(&mut state).len(), 1, "w starts");
+    state.check_completed("m");
+    assert_eq!(completed_events(&mut state), ["m"], "once");
+    // Awaited by nobody: a worker that ended, with 0 too, is a failure for wait_ready.
+    exit(&mut state, other, 0, now);
+    assert!(!state.groups["other"].completed);
+    assert_eq!(state.readiness(), Readiness::Failed);
+}
+
+#[test]
+fn a_stopped_or_failed_group_does_not_complete() {
+    for flag in ["stopped", "failed"] {
+        let (mut state, m, _, now) = completing();
+        let g = state.groups.get_mut("m").unwrap();
+        match flag {
+            "stopped" => g.started = false,
+            _ => g.failed = true,
+        }
+        exit(&mut state, m[0], 0, now);
+        exit(&mut state, m[1], 0, now);
+        state.check_completed("m");
+        assert!(!state.groups["m"].completed, "{flag}");
+        assert!(completed_events(&mut state).is_empty(), "{flag}");
+    }
+}
+
+#[test]
+fn a_dependency_scaled_to_no_worker_is_not_ready() {
+    let (mut state, db, now) = started();
+    state.timer(db, Timer::Warmup, now);
+    state.groups.get_mut("db").unwrap().target = 0;
+    assert!(spawns(&mut state).is_empty());
+    assert_eq!(state.waiting_for("migrate"), ["db"]);
+}
