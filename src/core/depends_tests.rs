@@ -407,7 +407,11 @@ fn a_group_awaited_as_completed_completes_once_when_every_worker_exited_0() {
     assert!(spawns(&mut state).is_empty());
     exit(&mut state, m[1], 0, now);
     assert!(state.groups["m"].completed);
-    assert_eq!(spawns(&mut state).len(), 1, "w starts");
+    let w = spawns(&mut state);
+    assert_eq!(w.len(), 1, "w starts");
+    assert!(state.adopt(w[0], spawned(now)));
+    state.timer(w[0], Timer::Warmup, now);
+    assert_eq!(state.readiness(), Readiness::AllReady, "m's ended workers count as ready");
     state.check_completed("m");
     assert_eq!(completed_events(&mut state), ["m"], "once");
     // Awaited by nobody: a worker that ended, with 0 too, is a failure for wait_ready.
