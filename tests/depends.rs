@@ -174,9 +174,15 @@ fn a_failed_migration_fails_its_dependent() {
     assert_gone(db[0]);
 }
 
-#[test]
-fn on_dependency_restart_stop_stops_the_dependent_when_its_dependency_ends() {
-    let dir = scratch_dir("depends-bound");
+/// `db` (respawned at once, ready 0.6 s after) and `web` (`workers`, bound to it by
+/// `on_dependency_restart: on`), both ready; then db's worker is killed. Returns the supervisor,
+/// db's pids and web's, as they were before the kill, and the folder of db's gate (to keep
+/// while db may respawn).
+fn bound_and_db_killed(
+    on: &str,
+    workers: u32,
+) -> (TempDir, mpsupervisor::Supervisor, Vec<i64>, Vec<i64>) {
+    let dir = scratch_dir(&format!("depends-{on}"));
     let gate = dir.join("gate");
     open_gate(&gate);
     let sup = supervisor(&[
@@ -186,9 +192,9 @@ fn on_dependency_restart_stop_stops_the_dependent_when_its_dependency_ends() {
                    "env": {"GATE": gate}}),
         ),
         with(
-            sh_group("web", 1, POLITE),
+            sh_group("web", workers, POLITE),
             json!({"readiness": "notify", "depends_on": {"db": "ready"},
-                   "on_dependency_restart": "stop"}),
+                   "on_dependency_restart": on}),
         ),
     ]);
     sup.start_groups(&["web"]).unwrap();
@@ -201,6 +207,12 @@ fn on_dependency_restart_stop_stops_the_dependent_when_its_dependency_ends() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+    (dir, sup, db, web)
+}
+
+#[test]
+fn on_dependency_restart_stop_stops_the_dependent_when_its_dependency_ends() {
+    let (_dir, sup, db, web) = bound_and_db_killed("stop", 1);
     let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| {
         !of_group(l, "worker_stopped", "web").is_empty()
@@ -217,31 +229,7 @@ fn on_dependency_restart_stop_stops_the_dependent_when_its_dependency_ends() {
 
 #[test]
 fn on_dependency_restart_restart_rolls_the_dependent_out_once_its_dependency_is_ready_again() {
-    let dir = scratch_dir("depends-restart");
-    let gate = dir.join("gate");
-    open_gate(&gate);
-    let sup = supervisor(&[
-        with(
-            sh_group("db", 1, DB),
-            json!({"readiness": "notify", "restart": "always", "restart_delay_ms": 1,
-                   "env": {"GATE": gate}}),
-        ),
-        with(
-            sh_group("web", 2, POLITE),
-            json!({"readiness": "notify", "depends_on": {"db": "ready"},
-                   "on_dependency_restart": "restart"}),
-        ),
-    ]);
-    sup.start_groups(&["web"]).unwrap();
-    assert!(sup.wait_ready(HANG).unwrap());
-    let snap = sup.snapshot_value();
-    let (db, web) = (pids(&snap, "db"), pids(&snap, "web"));
-    let _ = drain_all(&sup);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(db[0] as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let (_dir, sup, db, web) = bound_and_db_killed("restart", 2);
     let mut log = Vec::new();
     // rollout_finished comes once every slot has its new worker ready; the old ones may still
     // be stopping.
@@ -263,8 +251,9 @@ fn on_dependency_restart_restart_rolls_the_dependent_out_once_its_dependency_is_
     for pid in web {
         assert_gone(pid);
     }
+    let db_now = pids(&sup.snapshot_value(), "db");
     sup.stop_groups(HANG, false).unwrap();
-    for pid in now.into_iter().chain(pids(&snap, "db")) {
+    for pid in now.into_iter().chain(db_now).chain(db) {
         assert_gone(pid);
     }
 }

@@ -169,3 +169,11 @@ pub(crate) fn cstring(s: &str) -> CString {
 
 #[cfg(test)]
 mod tests;
+
+/// The error of a one-group configuration holding `keys` (a JSON object's members), for the
+/// tests of the keys' checks.
+#[cfg(test)]
+pub(crate) fn error_of(keys: &str) -> String {
+    let json = format!(r#"[{{"name": "g", "argv": ["/bin/true"], {keys}}}]"#);
+    parse_groups(&json).unwrap_err().to_string()
+}

@@ -337,12 +337,7 @@ fn validate_probe(g: &GroupSpec, p: &Probe) -> Result<(), (String, String)> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::parse_groups;
-
-    fn error_of(keys: &str) -> String {
-        let json = format!(r#"[{{"name": "g", "argv": ["/bin/true"], {keys}}}]"#);
-        parse_groups(&json).unwrap_err().to_string()
-    }
+    use crate::config::{error_of, parse_groups};
 
     #[test]
     fn probe_errors_name_their_path() {

@@ -28,12 +28,7 @@ pub(super) fn validate(g: &GroupSpec) -> Result<(), (&'static str, String)> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::parse_groups;
-
-    fn error_of(keys: &str) -> String {
-        let json = format!(r#"[{{"name": "g", "argv": ["/bin/true"], {keys}}}]"#);
-        parse_groups(&json).unwrap_err().to_string()
-    }
+    use crate::config::{error_of, parse_groups};
 
     #[test]
     fn recycling_keys_are_bounded_and_named_in_errors() {

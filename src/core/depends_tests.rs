@@ -411,7 +411,11 @@ fn a_group_awaited_as_completed_completes_once_when_every_worker_exited_0() {
     assert_eq!(w.len(), 1, "w starts");
     assert!(state.adopt(w[0], spawned(now)));
     state.timer(w[0], Timer::Warmup, now);
-    assert_eq!(state.readiness(), Readiness::AllReady, "m's ended workers count as ready");
+    assert_eq!(
+        state.readiness(),
+        Readiness::AllReady,
+        "m's ended workers count as ready"
+    );
     state.check_completed("m");
     assert_eq!(completed_events(&mut state), ["m"], "once");
     // Awaited by nobody: a worker that ended, with 0 too, is a failure for wait_ready.

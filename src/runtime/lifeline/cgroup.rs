@@ -46,16 +46,7 @@ impl Cgroups {
     pub(super) fn start(n: u64, tree: bool) -> Cgroups {
         let name = format!("mpsup-{}-{n}", std::process::id());
         let tree = tree.then(|| make_tree(&name)).flatten();
-        Cgroups {
-            tree,
-            name,
-            controllers: Controllers::find(),
-            groups: Mutex::new(HashSet::new()),
-            others: Mutex::new(Vec::new()),
-            next: AtomicU64::new(0),
-            placed: Mutex::new(HashMap::new()),
-            remover: Mutex::new(None),
-        }
+        Cgroups::resume(name, tree)
     }
 
     /// The same cgroups in the next image of the host (`handover`): the keeper knows them by
