@@ -614,6 +614,18 @@ fn an_exec_probe_running_when_the_host_is_killed_dies_with_it() {
         assert!(Instant::now() < deadline, "the probe never ran");
         std::thread::sleep(Duration::from_millis(10));
     };
+    // The probe is announced to the keeper (with a pidfd of it) just after its spawn: kill the
+    // host once the keeper holds that pidfd, not merely once the probe runs.
+    let keeper = processes()
+        .into_iter()
+        .find(|&(pid, ppid, _)| ppid == host_pid && comm(pid) == "mpsup-keeper")
+        .map(|(pid, _, _)| pid)
+        .expect("no keeper");
+    reaper.0.insert(keeper);
+    assert!(
+        poll_until(HANG, || holds_pidfd_of(keeper, running)),
+        "the keeper never got the probe {running}"
+    );
     writeln!(child.child().stdin.as_mut().unwrap(), "go").unwrap();
     child
         .wait_within(HANG)
@@ -622,4 +634,14 @@ fn an_exec_probe_running_when_the_host_is_killed_dies_with_it() {
         poll_until(Duration::from_secs(1), || !alive(running)),
         "the probe {running} outlived its host"
     );
+}
+
+/// Whether process `holder` has a pidfd of process `pid` open (its fdinfo says `Pid: <pid>`).
+fn holds_pidfd_of(holder: i32, pid: i32) -> bool {
+    let wanted = format!("Pid:\t{pid}\n");
+    std::fs::read_dir(format!("/proc/{holder}/fdinfo"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|info| info.contains(&wanted)))
 }
