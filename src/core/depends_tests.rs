@@ -8,6 +8,7 @@ use crate::config::parse_groups;
 use crate::core::effects::Effect;
 use crate::core::plan::Plan;
 use crate::core::state::{Readiness, State};
+use crate::core::test_support::spawn_keys;
 use crate::core::timers::Timer;
 use crate::core::worker::{ExitStatus, Key};
 use crate::core::Spawned;
@@ -21,11 +22,28 @@ const GROUPS: &str = r#"[
 ]"#;
 
 fn configured() -> State {
+    configured_from(GROUPS)
+}
+
+fn configured_from(json: &str) -> State {
     let mut state = State::new(256);
-    for spec in parse_groups(GROUPS).unwrap() {
+    for spec in parse_groups(json).unwrap() {
         state.config.insert(spec.name.clone(), spec);
     }
     state
+}
+
+/// The groups of `json`, `names` started together, each worker spawned and past its warm-up.
+fn all_ready(json: &str, names: &[&str]) -> (State, Vec<Key>, Instant) {
+    let mut state = configured_from(json);
+    let now = Instant::now();
+    let plans = names.iter().map(|n| plan(&state, n)).collect();
+    let keys: Vec<Key> = state.begin_start(plans).iter().map(|j| j.key).collect();
+    for &key in &keys {
+        assert!(state.adopt(key, spawned(now)));
+        state.timer(key, Timer::Warmup, now);
+    }
+    (state, keys, now)
 }
 
 fn plan(state: &State, name: &str) -> Arc<Plan> {
@@ -52,14 +70,7 @@ fn spawned(at: Instant) -> Spawned {
 /// The keys of the spawns among the effects recorded since the last call.
 fn spawns(state: &mut State) -> Vec<Key> {
     state.advance_dependencies();
-    state
-        .take_effects()
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Spawn(job) => Some(job.key),
-            _ => None,
-        })
-        .collect()
+    spawn_keys(&state.take_effects())
 }
 
 fn exit(state: &mut State, key: Key, code: i32, now: Instant) {
@@ -175,23 +186,13 @@ fn a_running_dependency_is_not_restarted_and_stops_go_dependents_first() {
 
 #[test]
 fn a_stop_bound_group_stops_when_a_ready_dependency_ends_not_a_completed_one() {
-    let mut state = State::new(256);
     let json = r#"[
         {"name": "db", "argv": ["x"], "warmup_ms": 0},
         {"name": "m", "argv": ["x"], "warmup_ms": 0},
         {"name": "w", "argv": ["x"], "warmup_ms": 0, "on_dependency_restart": "stop",
          "depends_on": {"db": "ready", "m": "completed"}}
     ]"#;
-    for spec in parse_groups(json).unwrap() {
-        state.config.insert(spec.name.clone(), spec);
-    }
-    let now = Instant::now();
-    let plans = ["db", "m", "w"].map(|n| plan(&state, n)).to_vec();
-    let keys: Vec<Key> = state.begin_start(plans).iter().map(|j| j.key).collect();
-    for &key in &keys {
-        assert!(state.adopt(key, spawned(now)));
-        state.timer(key, Timer::Warmup, now);
-    }
+    let (mut state, keys, now) = all_ready(json, &["db", "m", "w"]);
     exit(&mut state, keys[1], 0, now);
     assert!(state.groups["w"].started, "m completing binds nothing");
     exit(&mut state, keys[0], 1, now);
@@ -206,7 +207,6 @@ fn a_stop_bound_group_stops_when_a_ready_dependency_ends_not_a_completed_one() {
 
 #[test]
 fn a_restart_bound_group_rolls_out_once_its_restarted_dependency_is_ready_again() {
-    let mut state = State::new(256);
     let json = r#"[
         {"name": "db", "argv": ["x"], "warmup_ms": 0, "restart": "on-failure",
          "restart_delay_ms": 10},
@@ -215,16 +215,7 @@ fn a_restart_bound_group_rolls_out_once_its_restarted_dependency_is_ready_again(
         {"name": "api", "argv": ["x"], "warmup_ms": 0,
          "on_dependency_restart": "restart", "depends_on": {"web": "ready"}}
     ]"#;
-    for spec in parse_groups(json).unwrap() {
-        state.config.insert(spec.name.clone(), spec);
-    }
-    let now = Instant::now();
-    let plans = ["db", "web", "api"].map(|n| plan(&state, n)).to_vec();
-    let keys: Vec<Key> = state.begin_start(plans).iter().map(|j| j.key).collect();
-    for &key in &keys {
-        assert!(state.adopt(key, spawned(now)));
-        state.timer(key, Timer::Warmup, now);
-    }
+    let (mut state, keys, now) = all_ready(json, &["db", "web", "api"]);
     state.take_effects();
     exit(&mut state, keys[0], 1, now);
     assert!(state.groups["web"].restart_pending && state.groups["api"].restart_pending);
@@ -297,14 +288,12 @@ fn a_start_pulls_in_a_dependency_that_is_stopped_or_failed_not_one_that_runs() {
 
 #[test]
 fn started_holds_once_every_worker_is_spawned() {
-    let mut state = State::new(256);
-    let json = r#"[
+    let mut state = configured_from(
+        r#"[
         {"name": "db", "argv": ["x"], "workers": 2},
         {"name": "web", "argv": ["x"], "depends_on": {"db": "started"}}
-    ]"#;
-    for spec in parse_groups(json).unwrap() {
-        state.config.insert(spec.name.clone(), spec);
-    }
+    ]"#,
+    );
     let db: Vec<Key> = state
         .begin_start(vec![plan(&state, "db")])
         .iter()
@@ -358,26 +347,13 @@ fn a_dependency_failed_for_too_many_restarts_fails_its_waiting_dependents() {
 
 /// `m` (two workers) is awaited as "completed" by `w`; `other` is awaited by nobody.
 fn completing() -> (State, Vec<Key>, Key, Instant) {
-    let mut state = State::new(256);
     let json = r#"[
         {"name": "m", "argv": ["x"], "workers": 2, "warmup_ms": 0},
         {"name": "w", "argv": ["x"], "depends_on": {"m": "completed"}},
         {"name": "other", "argv": ["x"], "warmup_ms": 0}
     ]"#;
-    for spec in parse_groups(json).unwrap() {
-        state.config.insert(spec.name.clone(), spec);
-    }
-    let now = Instant::now();
-    let keys: Vec<Key> = state
-        .begin_start(vec![plan(&state, "m"), plan(&state, "other")])
-        .iter()
-        .map(|j| j.key)
-        .collect();
+    let (mut state, keys, now) = all_ready(json, &["m", "other"]);
     state.begin_waiting(vec![plan(&state, "w")]);
-    for &key in &keys {
-        assert!(state.adopt(key, spawned(now)));
-        state.timer(key, Timer::Warmup, now);
-    }
     state.take_effects();
     (state, keys[..2].to_vec(), keys[2], now)
 }

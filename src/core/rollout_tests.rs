@@ -9,6 +9,7 @@ use crate::config::parse_groups;
 use crate::core::effects::Effect;
 use crate::core::lifecycle::{Line, Spawned};
 use crate::core::state::Readiness;
+use crate::core::test_support::spawn_keys;
 use crate::core::worker::ExitStatus;
 use crate::events::EventKind;
 
@@ -216,13 +217,7 @@ fn with_no_surge_an_old_worker_goes_first_within_max_unavailable() {
         .iter()
         .filter(|e| matches!(e, Effect::Stop { .. }))
         .count();
-    let spawns: Vec<Key> = effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Spawn(job) => Some(job.key),
-            _ => None,
-        })
-        .collect();
+    let spawns = spawn_keys(&effects);
     assert_eq!((stops, spawns.len()), (1, 1));
     w.spawned(spawns[0]);
     assert!(w.counting() <= 3);

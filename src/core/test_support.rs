@@ -59,15 +59,20 @@ pub(crate) fn spawned(pid: i32, at: Instant) -> Spawned {
     }
 }
 
-/// The key of the one spawn among `effects`.
-pub(crate) fn spawn_of(effects: &[Effect]) -> Key {
-    let spawns: Vec<Key> = effects
+/// The keys of the spawns among `effects`, in order.
+pub(crate) fn spawn_keys(effects: &[Effect]) -> Vec<Key> {
+    effects
         .iter()
         .filter_map(|e| match e {
             Effect::Spawn(job) => Some(job.key),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// The key of the one spawn among `effects`.
+pub(crate) fn spawn_of(effects: &[Effect]) -> Key {
+    let spawns = spawn_keys(effects);
     assert_eq!(spawns.len(), 1, "{effects:?}");
     spawns[0]
 }
