@@ -9,9 +9,9 @@ mod common;
 mod hosts;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -300,27 +300,10 @@ fn a_state_of_another_format_is_refused_and_its_workers_killed() {
     assert_eq!(run.exit_code(), Some(0));
 }
 
-fn server() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/prefork_http.py")
-}
-
 fn web(version: &str) -> Value {
-    json!([{"name": "web", "workers": 4, "argv": ["python3", server().to_str().unwrap()],
+    json!([{"name": "web", "workers": 4, "argv": ["python3", prefork_server().to_str().unwrap()],
             "readiness": "sd_notify", "restart": "on-failure",
             "listen": [{"name": "http", "tcp": "127.0.0.1:0"}], "env": {"VERSION": version}}])
-}
-
-/// One HTTP/1.0 request; the body of a 200 answer (`VERSION PID`).
-fn get(address: SocketAddr) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(10))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET / HTTP/1.0\r\nHost: test\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    match answer.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.0 200") => Ok(body.to_string()),
-        _ => Err(std::io::Error::other(format!("bad answer: {answer:?}"))),
-    }
 }
 
 /// What the client got: answers by version, and the failures.
@@ -344,7 +327,7 @@ fn load(
             std::thread::spawn(move || {
                 let mut t = Tally::default();
                 while !stop.load(Ordering::Relaxed) {
-                    match get(address) {
+                    match http_get(address, "/") {
                         Ok(body) => {
                             t.ok += 1;
                             let version = body.split(' ').next().unwrap_or("").to_string();

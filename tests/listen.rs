@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -17,34 +15,13 @@ use common::*;
 use mpsupervisor::Supervisor;
 use serde_json::{json, Value};
 
-fn server() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/prefork_http.py")
-}
-
 fn http_group(workers: u32, listen: Value, extra: Value) -> Value {
     with(
         json!({"name": "web", "workers": workers,
-               "argv": ["python3", server().to_str().unwrap()],
+               "argv": ["python3", prefork_server().to_str().unwrap()],
                "readiness": "sd_notify", "listen": listen, "env": {"VERSION": "1"}}),
         extra,
     )
-}
-
-/// One HTTP/1.0 request on `stream`; the body of a 200 answer.
-fn request(mut stream: impl Read + Write, path: &str) -> std::io::Result<String> {
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    match answer.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.0 200") => Ok(body.to_string()),
-        _ => Err(std::io::Error::other(format!("bad answer: {answer:?}"))),
-    }
-}
-
-fn get_tcp(address: SocketAddr, path: &str) -> std::io::Result<String> {
-    let stream = TcpStream::connect_timeout(&address, Duration::from_secs(10))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    request(stream, path)
 }
 
 fn listen_addresses(sup: &Supervisor) -> Vec<(String, String)> {
@@ -121,8 +98,8 @@ fn workers_get_the_groups_sockets_with_socket_activation_variables() {
         assert_eq!(socket_of(*pid, 3), shared, "one socket for every worker");
     }
     for env in [
-        get_tcp(http, "/env").unwrap(),
-        request(UnixStream::connect(&unix).unwrap(), "/env").unwrap(),
+        http_get(http, "/env").unwrap(),
+        http_request(UnixStream::connect(&unix).unwrap(), "/env").unwrap(),
     ] {
         let env: Value = serde_json::from_str(&env).unwrap();
         assert!(pids.contains(&env["pid"].as_i64().unwrap()), "{env}");
@@ -248,7 +225,7 @@ fn sockets_are_kept_across_respawns_scaling_and_rollouts() {
         assert!(!pids.contains(pid));
         assert_eq!(socket_of(*pid, 3), shared, "the same socket");
     }
-    let answer = get_tcp(http, "/").unwrap();
+    let answer = http_get(http, "/").unwrap();
     assert!(answer.starts_with("2 "), "{answer}");
     sup.stop_groups(secs(30.0), true).unwrap();
     assert!(!we_hold(&shared));
@@ -279,7 +256,7 @@ fn reuse_port_gives_each_worker_its_own_socket_on_one_port() {
     // Each answers on the one port: connect until every worker has answered.
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..1000 {
-        let body = get_tcp(http, "/").unwrap();
+        let body = http_get(http, "/").unwrap();
         seen.insert(body.split(' ').nth(1).unwrap().parse::<i64>().unwrap());
         if seen.len() == 3 {
             break;
@@ -374,7 +351,7 @@ impl Load {
                 let (stop, progress) = (Arc::clone(&stop), Arc::clone(&progress));
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        let result = get_tcp(address, "/");
+                        let result = http_get(address, "/");
                         let mut t = progress.0.lock().unwrap();
                         match result {
                             Ok(body) => {

@@ -433,3 +433,29 @@ def notify(msg):
     s.sendto(msg.encode(), addr)
     s.close()
 "#;
+
+/// The pre-fork HTTP server of the listen and handover tests (`tests/programs/prefork_http.py`).
+pub fn prefork_server() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/prefork_http.py")
+}
+
+/// One HTTP/1.0 request on `stream`; the body of a 200 answer.
+pub fn http_request(
+    mut stream: impl std::io::Read + std::io::Write,
+    path: &str,
+) -> std::io::Result<String> {
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.0 200") => Ok(body.to_string()),
+        _ => Err(std::io::Error::other(format!("bad answer: {answer:?}"))),
+    }
+}
+
+/// `http_request` over TCP to `address`, connecting and reading within 10 s.
+pub fn http_get(address: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    let stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(10))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    http_request(stream, path)
+}
