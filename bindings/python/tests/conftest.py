@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Set
 
 import pytest
 
@@ -108,3 +109,22 @@ def wait_for_events(
         if remaining <= 0:
             raise AssertionError(f"events did not arrive in {timeout}s; got {seen}")
         select.select([fd], [], [], remaining)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rindex(")") + 2:].split()[0] not in ("Z", "X")
+
+
+@pytest.fixture
+def seen() -> Iterator[Set[int]]:
+    """Pids a test saw; those still alive at its end are killed."""
+    pids: Set[int] = set()
+    yield pids
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)

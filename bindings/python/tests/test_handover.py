@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, List, Set
-
-import pytest
+from typing import List, Set
 
 import mpsupervisor
-from conftest import READY_TIMEOUT
+from conftest import READY_TIMEOUT, alive
 
 POLITE = 'echo READY >&3; while read -r line <&3; do case "$line" in STOP*) exit 0;; esac; done'
 
@@ -39,23 +36,6 @@ fd = sup.handover_prepare()
 os.environ["MPSUP_HANDOVER_FD"] = str(fd)
 os.execv(sys.executable, [sys.executable] + sys.argv)
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return text[text.rindex(")") + 2:].split()[0] not in ("Z", "X")
-
-
-@pytest.fixture
-def seen() -> Iterator[Set[int]]:
-    pids: Set[int] = set()
-    yield pids
-    for pid in pids:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_python_host_hands_its_workers_to_its_next_image(seen: Set[int], tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 import mpsupervisor
 
-from conftest import READY_TIMEOUT
+from conftest import READY_TIMEOUT, alive
 
 HOST = r"""
 import json, os, signal, sys
@@ -68,11 +68,6 @@ def stat(pid: int) -> Optional[Tuple[str, int, int]]:
     return fields[0], int(fields[1]), int(fields[2])
 
 
-def alive(pid: int) -> bool:
-    s = stat(pid)
-    return s is not None and s[0] not in ("Z", "X")
-
-
 def all_processes() -> Iterator[Tuple[int, int, int]]:
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -105,15 +100,6 @@ def machine_has_writable_cgroup() -> bool:
     ok = (probe / "cgroup.kill").exists()
     probe.rmdir()
     return ok
-
-
-@pytest.fixture
-def seen() -> Iterator[Set[int]]:
-    pids: Set[int] = set()
-    yield pids
-    for pid in pids:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 def poll_until(limit: float, done: Callable[[], bool]) -> bool:
