@@ -392,13 +392,7 @@ fn a_prefork_http_server_is_handed_over_without_a_failed_request() {
     let snapshot = run.json("SNAPSHOT");
     killer.add(&pids(&snapshot, "web"));
     // The new build's workers (an old one may still be finishing its graceful stop).
-    let after: Vec<i64> = snapshot["web"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|w| w["ready"] == true)
-        .map(|w| w["pid"].as_i64().unwrap())
-        .collect();
+    let after = ready_pids_of(&snapshot, "web");
     assert_eq!(after.len(), 4, "{snapshot}");
     run.until("DONE");
     assert_eq!(run.exit_code(), Some(0));

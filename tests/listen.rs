@@ -54,14 +54,7 @@ fn we_hold(socket: &str) -> bool {
 }
 
 fn ready_pids(sup: &Supervisor) -> Vec<i64> {
-    let snap = sup.snapshot_value();
-    let mut pids: Vec<i64> = snap["web"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|w| w["ready"] == true)
-        .map(|w| w["pid"].as_i64().unwrap())
-        .collect();
+    let mut pids = ready_pids_of(&sup.snapshot_value(), "web");
     pids.sort();
     pids
 }

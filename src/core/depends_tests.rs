@@ -73,6 +73,24 @@ fn spawns(state: &mut State) -> Vec<Key> {
     spawn_keys(&state.take_effects())
 }
 
+/// The `group_failed` events queued: (group, reason, dependency).
+fn group_failures(state: &mut State) -> Vec<(String, GroupFailReason, Option<String>)> {
+    state
+        .events
+        .drain(0)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::GroupFailed {
+                group_name,
+                reason,
+                dependency,
+                ..
+            } => Some((group_name, reason, dependency)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn exit(state: &mut State, key: Key, code: i32, now: Instant) {
     let status = ExitStatus {
         code: Some(code),
@@ -146,20 +164,7 @@ fn a_dependency_that_fails_fails_its_waiting_dependents() {
     assert_eq!(web.dependency_failed.as_deref(), Some("migrate"));
     assert!(web.failed && !web.started);
     assert_eq!(state.readiness(), Readiness::Failed);
-    let failed: Vec<(String, GroupFailReason, Option<String>)> = state
-        .events
-        .drain(0)
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            EventKind::GroupFailed {
-                group_name,
-                reason,
-                dependency,
-                ..
-            } => Some((group_name, reason, dependency)),
-            _ => None,
-        })
-        .collect();
+    let failed = group_failures(&mut state);
     assert_eq!(
         failed,
         [(
@@ -322,26 +327,17 @@ fn a_dependency_failed_for_too_many_restarts_fails_its_waiting_dependents() {
     db.failed = true;
     db.keys.clear();
     assert!(spawns(&mut state).is_empty());
-    let failed: Vec<(String, Option<String>)> = state
-        .events
-        .drain(0)
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            EventKind::GroupFailed {
-                group_name,
-                reason: GroupFailReason::DependencyFailed,
-                dependency,
-                ..
-            } => Some((group_name, dependency)),
-            _ => None,
-        })
-        .collect();
+    let failed = group_failures(&mut state);
+    let dependency_failed = |name: &str| {
+        (
+            name.to_string(),
+            GroupFailReason::DependencyFailed,
+            Some("db".to_string()),
+        )
+    };
     assert_eq!(
         failed,
-        [
-            ("migrate".to_string(), Some("db".to_string())),
-            ("web".to_string(), Some("db".to_string()))
-        ]
+        [dependency_failed("migrate"), dependency_failed("web")]
     );
 }
 

@@ -148,6 +148,19 @@ pub fn pids(snapshot: &Value, group: &str) -> Vec<i64> {
         .unwrap_or_default()
 }
 
+/// The pids of the ready workers of `group` in `snapshot` (not one still finishing its stop).
+pub fn ready_pids_of(snapshot: &Value, group: &str) -> Vec<i64> {
+    snapshot[group]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .filter(|w| w["ready"] == true)
+                .map(|w| w["pid"].as_i64().unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A fresh directory under the system's temporary directory, removed with everything in it when
 /// the guard is dropped, so a test leaves nothing behind whether it passes or panics.
 pub struct TempDir {
