@@ -207,7 +207,7 @@ impl Supervisor {
             exited_meanwhile,
         });
         engine.core.resume_probes(std::time::Instant::now());
-        engine.settle();
+        // Letting go settles: the probe jobs go to the probe thread.
         drop(engine);
         for pid in state.orphans {
             child::orphan(pid);
@@ -239,9 +239,11 @@ impl Supervisor {
             .start(told)
             .map_err(|e| Error::os("spawning the reaper thread", e))?;
         *lock(&self.monitor) = Some(start_monitor(&self.shared)?);
-        let mut engine = self.shared.lock();
-        engine.core.resume_probes(std::time::Instant::now());
-        engine.settle();
+        // Letting go of the lock settles: the probe jobs go to the probe thread.
+        self.shared
+            .lock()
+            .core
+            .resume_probes(std::time::Instant::now());
         Ok(())
     }
 
