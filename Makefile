@@ -1,9 +1,10 @@
 # mpsupervisor: build the library, the C examples, and run the demo.
 #
 #   make lib          cargo build (release by default)
-#   make c-examples   build/demo_host, build/example_worker, build/shell_worker.sh, build/cpp_host
+#   make c-examples   build/demo_host, build/example_worker, build/shell_worker.sh, build/cpp_host,
+#                     build/cpp_handover
 #   make demo         run the demo host for 3 seconds
-#   make demo-cpp     run the C++17 host once
+#   make demo-cpp     run the C++17 host once, then the C++17 host that hands its workers over
 #   make install      PREFIX=/usr/local (DESTDIR, LIBDIR, INCLUDEDIR too): the header,
 #                     libmpsupervisor.so.X.Y.Z with SONAME libmpsupervisor.so.X and its two
 #                     symlinks, libmpsupervisor.a, lib/pkgconfig/mpsupervisor.pc, and the
@@ -44,7 +45,8 @@ CXXFLAGS ?= -O2 -g
 ALL_CXXFLAGS := $(CXX_WARNINGS) -Iinclude $(CXXFLAGS)
 LDLIBS := -L$(LIB_DIR) -lmpsupervisor -Wl,-rpath,$(abspath $(LIB_DIR))
 
-C_EXAMPLES := $(BUILD)/demo_host $(BUILD)/example_worker $(BUILD)/shell_worker.sh $(BUILD)/cpp_host
+C_EXAMPLES := $(BUILD)/demo_host $(BUILD)/example_worker $(BUILD)/shell_worker.sh $(BUILD)/cpp_host \
+              $(BUILD)/cpp_handover
 
 # Installing. The version comes from Cargo.toml; the SONAME carries its major number.
 PREFIX ?= /usr/local
@@ -86,7 +88,7 @@ c-examples: $(C_EXAMPLES)
 $(BUILD)/%: c_examples/%.c include/mpsupervisor.h $(LIB) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/%: c_examples/%.cpp include/mpsupervisor.h $(LIB) | $(BUILD)
+$(BUILD)/%: c_examples/%.cpp c_examples/mpsupervisor.hpp include/mpsupervisor.h $(LIB) | $(BUILD)
 	$(CXX) $(ALL_CXXFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/shell_worker.sh: c_examples/shell_worker.sh | $(BUILD)
@@ -99,9 +101,11 @@ $(BUILD):
 demo: lib c-examples
 	./$(BUILD)/demo_host --seconds 3
 
-# The C++ host: one group of two shell workers, started, snapshot, stopped.
+# The C++ host: one group of two shell workers, started, snapshot, stopped; then the C++ host
+# that execs itself and adopts them (same pids) before stopping them.
 demo-cpp: lib c-examples
 	./$(BUILD)/cpp_host
+	./$(BUILD)/cpp_handover
 
 # A worker that crashes every 300 ms, respawned with backoff until the group fails (the demo
 # then exits with status 4, which is what this target shows).

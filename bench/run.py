@@ -84,8 +84,8 @@ def build(cargo: bool) -> dict:
     notes["library"] = header.exists() and library.exists()
     if notes["library"]:
         link = [f"-I{ROOT / 'include'}", f"-L{LIBDIR}", "-lmpsupervisor", f"-Wl,-rpath,{LIBDIR}"]
-        for program in ("lib_bench", "crash_loop", "handover_bench"):
-            result = cc([f"{program}.c"], BUILD / program, link)
+        for program in ("lib_bench", "crash_loop", "handover_bench", "probe_load"):
+            result = cc([f"{program}.c"], BUILD / program, link + ["-lpthread"])
             if result.returncode != 0:
                 sys.exit(f"building {program} failed:\n" + result.stderr)
     else:
@@ -281,6 +281,13 @@ def run_engine(args) -> dict:
     except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
         log(f"crash-loop run FAILED: {exc}")
     wait_quiet()
+    # quick: a smoke run of the same program; full: the 1,000 workers next to the loop.
+    probed = ["200", "100", "1"] if args.quick else ["1000", str(crashers), "5"]
+    try:
+        out["probes"] = run_json([str(BUILD / "probe_load"), worker, *probed, "100"], impl="probe_load")
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+        log(f"probe-load run FAILED: {exc}")
+    wait_quiet()
     env = dict(os.environ, MPSUPERVISOR_LIBRARY=str(LIBDIR / "libmpsupervisor.so"))
     try:
         result = subprocess.run([sys.executable, str(BENCH / "respawn.py"), worker,
@@ -330,6 +337,17 @@ def print_engine(engine: dict) -> None:
               f"({crash['respawns']:,} respawns); baseline without the crash loop, same process: p99 "
               f"{crash['baseline_p99_ms']:.2f} ms (ratio {ratio:.1f}×); false heartbeat failures: "
               f"{crash['false_heartbeat_failures']}")
+    probes = engine.get("probes")
+    if probes:
+        b, p, c = probes["baseline"], probes["probes"], probes["bare"]
+        print(f"- host calls (snapshot + drain) with {probes['workers']:,} workers next to {probes['crashers']} "
+              f"crash-looping ones: without probes p50 {b['p50_ms']:.2f} / p99 {b['p99_ms']:.2f} / max "
+              f"{b['max_ms']:.2f} ms; with a TCP readiness probe every {probes['period_ms']} ms on each "
+              f"({probes['target']} target, {probes['probes']:,.0f} probes) p50 {p['p50_ms']:.2f} / p99 "
+              f"{p['p99_ms']:.2f} / max {p['max_ms']:.2f} ms (p99 ratio {probes['p99_ratio']:.2f}); CPU per "
+              f"probe {probes['lib_cpu_us_per_probe']:.1f} µs against {probes['bare_cpu_us_per_connect']:.1f} µs "
+              f"per connect of a bare C epoll loop ({probes['bare_thread_cpu_us_per_connect']:.1f} µs on its own "
+              f"thread): {probes['lib_over_bare']:.2f}×")
     if respawn:
         print(f"- crash -> respawn -> ready, past the policy's {respawn['delay_ms']} ms delay "
               f"({respawn['samples']} respawns, event timestamps in ms): median {respawn['p50_ms']} ms, "
@@ -393,6 +411,10 @@ def targets(rows: dict, idle: dict | None, engine: dict, args) -> str:
                   f"{verdict(crash['p99_ms'] <= 10)}",
                   f"- no false heartbeat failure: {crash['false_heartbeat_failures']} "
                   f"{verdict(crash['false_heartbeat_failures'] == 0)}"]
+    probes = engine.get("probes")
+    if probes:
+        lines.append(f"- host calls p99 with {probes['workers']:,} TCP-probed workers next to the crash loop at "
+                     f"most 10 ms: {probes['probes']['p99_ms']:.2f} ms {verdict(probes['probes']['p99_ms'] <= 10)}")
     if respawn and respawn["samples"]:
         lines.append(f"- crash -> ready within 2 ms of the policy's delay (median): {respawn['p50_ms']} ms "
                      f"{verdict(respawn['p50_ms'] <= 2)}")

@@ -289,3 +289,53 @@ fn the_cpp_host_builds_as_strict_cpp17_and_stops_its_workers_gracefully() {
         "{stderr}"
     );
 }
+
+/// The C++ host hands its workers to its next image (API.md part 9): it prepares, `exec`s
+/// itself and adopts through the RAII wrapper; the new image has the same pids, says
+/// `supervisor_adopted`, and stops the workers gracefully over the first image's sockets.
+#[test]
+fn the_cpp_host_hands_its_workers_to_its_next_image() {
+    let host = build_cpp("cpp_handover", &["c_examples/cpp_handover.cpp"], true);
+    let out = Command::new(&host)
+        .arg(root().join("c_examples/shell_worker.sh"))
+        .env_remove("MPSUP_HANDOVER_FD")
+        .output()
+        .expect("cpp_handover runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let values: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    // Whatever happened, no worker is left running.
+    let seen: Vec<i64> = values.iter().take(2).flat_map(|v| pids(v, "shell")).collect();
+    for &pid in &seen {
+        if proc_state(pid).is_some_and(|s| s != 'Z') {
+            // SAFETY: plain system call on a worker of this test.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
+    assert!(stderr.contains("cpp_handover: adopted"), "{stderr}");
+    assert_eq!(values.len(), 3, "{stdout}");
+    let before = pids(&values[0], "shell");
+    assert_eq!(before.len(), 2, "{stdout}");
+    assert_eq!(pids(&values[1], "shell"), before, "{stdout}");
+    let log = values[2].as_array().expect("the events");
+    let adopted = of_kind(log, "supervisor_adopted");
+    assert_eq!(adopted.len(), 1, "{log:#?}");
+    assert_eq!(adopted[0]["workers"], 2);
+    assert_eq!(adopted[0]["exited_meanwhile"], 0);
+    let stopped = of_kind(log, "worker_stopped");
+    let mut stopped_pids: Vec<i64> = stopped.iter().map(|e| e["pid"].as_i64().unwrap()).collect();
+    stopped_pids.sort_unstable();
+    let mut want = before.clone();
+    want.sort_unstable();
+    assert_eq!(stopped_pids, want, "{log:#?}");
+    assert!(
+        stopped
+            .iter()
+            .all(|e| e["mode"] == "graceful" && e["exit_code"] == 0),
+        "{stopped:#?}"
+    );
+}

@@ -353,3 +353,57 @@ fn an_http_probe_fails_on_a_server_that_never_answers_or_answers_garbage() {
     server.join().unwrap();
     drop(silent);
 }
+
+/// With `use_pidfd: false` (as where the kernel has no pidfds), exec probes are watched by the
+/// probe thread's polling (`probes/exec.rs`): they still pass, fail, and time out (killed and
+/// reaped past `timeout_ms`).
+#[test]
+fn exec_probes_without_pidfds_pass_fail_and_time_out() {
+    let dir = scratch_dir("probe-exec-polled");
+    let check = format!("test -e {}/ok", dir.display());
+    let timed_out = ["/bin/sleep", "32.5"];
+    let groups = [
+        with(
+            sh_group("job", 1, "exec sleep 100000"),
+            json!({"control_channel": "off", "readiness": "probe",
+                   "readiness_probe": {"exec": ["/bin/sh", "-c", check], "period_ms": 50}}),
+        ),
+        with(
+            sh_group("slow", 1, "exec sleep 100000"),
+            json!({"control_channel": "off", "warmup_ms": 0,
+                   "liveness_probe": {"exec": timed_out, "period_ms": 100, "timeout_ms": 150,
+                                      "failure_threshold": 1}}),
+        ),
+    ];
+    let sup = mpsupervisor::Supervisor::with_options(mpsupervisor::Options {
+        use_pidfd: false,
+        ..Default::default()
+    })
+    .unwrap();
+    sup.configure_json(&Value::Array(groups.to_vec()).to_string())
+        .unwrap();
+    sup.start_groups(&["job", "slow"]).unwrap();
+    let mut log = Vec::new();
+    // Fails while the file is missing, not ready meanwhile.
+    wait_events(&sup, &mut log, |l| of_worker(l, "probe_failed", "job#1").len() == 2);
+    assert!(of_worker(&log, "worker_ready", "job#1").is_empty());
+    assert_eq!(of_worker(&log, "probe_failed", "job#1")[0]["detail"], "exec: exit status 1");
+    // Passes once it is there.
+    std::fs::write(dir.join("ok"), b"").unwrap();
+    wait_events(&sup, &mut log, |l| !of_worker(l, "worker_ready", "job#1").is_empty());
+    // Fails again (the default threshold, 3) once it is gone.
+    std::fs::remove_file(dir.join("ok")).unwrap();
+    wait_events(&sup, &mut log, |l| !of_worker(l, "worker_unready", "job#1").is_empty());
+    assert_eq!(snapshot_ready(&sup, "job"), [false]);
+    // Past its timeout: failed with the timeout, the worker restarted for it.
+    wait_events(&sup, &mut log, |l| !of_worker(l, "worker_failed", "slow#1").is_empty());
+    assert_eq!(of_worker(&log, "worker_failed", "slow#1")[0]["reason"], "liveness_failed");
+    assert_eq!(of_worker(&log, "probe_failed", "slow#1")[0]["detail"], "timed out after 150 ms");
+    drop(sup);
+    // No probe program is left running, nor unreaped.
+    let deadline = Instant::now() + HANG;
+    while !children_running(&timed_out).is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", children_running(&timed_out));
+        std::thread::sleep(secs(0.01));
+    }
+}

@@ -145,3 +145,78 @@ func TestHandoverThroughExec(t *testing.T) {
 		t.Fatalf("events: %v", events)
 	}
 }
+
+// An exec that failed: HandoverAbort after HandoverPrepare gives the Supervisor back; its
+// workers ran on (same pids), and Scale, Status and a graceful Stop work as before.
+func TestHandoverAbortLeavesALiveSupervisor(t *testing.T) {
+	s := started(t, shellGroup("g", 2, politeScript))
+	pidsOf := func() []int {
+		snap, err := s.Snapshot()
+		if err != nil {
+			t.Fatalf("Snapshot: %v", err)
+		}
+		var pids []int
+		for _, w := range snap["g"] {
+			pids = append(pids, w.PID)
+		}
+		return pids
+	}
+	before := pidsOf()
+	fd, err := s.HandoverPrepare()
+	if err != nil {
+		t.Fatalf("HandoverPrepare: %v", err)
+	}
+	if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err != nil ||
+		!strings.HasPrefix(target, "/memfd:") {
+		t.Fatalf("fd %d after HandoverPrepare: %q, %v; want a memfd", fd, target, err)
+	}
+	if _, err := s.Status(); err == nil {
+		t.Fatal("Status while prepared: nil error; want ErrInvalidHandle")
+	} else {
+		wantCode(t, err, ErrInvalidHandle)
+	}
+	if err := s.HandoverAbort(); err != nil {
+		t.Fatalf("HandoverAbort: %v", err)
+	}
+	if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err == nil &&
+		strings.HasPrefix(target, "/memfd:") {
+		t.Errorf("the memfd is still open after HandoverAbort: %q", target)
+	}
+	if after := pidsOf(); len(after) != 2 || after[0] != before[0] || after[1] != before[1] {
+		t.Fatalf("pids %v after HandoverAbort; want %v", after, before)
+	}
+	for _, pid := range before {
+		if err := syscall.Kill(pid, 0); err != nil {
+			t.Fatalf("worker %d: %v", pid, err)
+		}
+	}
+	if err := s.Scale("g", 3); err != nil {
+		t.Fatalf("Scale: %v", err)
+	}
+	if ready, err := s.WaitReady(within(t, patience)); err != nil || !ready {
+		t.Fatalf("WaitReady = %v, %v; want true, nil", ready, err)
+	}
+	status, err := s.Status()
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	if g := status.Groups["g"]; g.Running != 3 || g.Ready != 3 {
+		t.Fatalf("status of g: %+v", g)
+	}
+	all := pidsOf()
+	if all[0] != before[0] || all[1] != before[1] {
+		t.Fatalf("pids %v after Scale; want %v first", all, before)
+	}
+	if err := s.Stop(within(t, patience), true); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	stopped := ofKind(drain(t, s), EventWorkerStopped)
+	if len(stopped) != 3 {
+		t.Fatalf("%d worker_stopped events; want 3: %+v", len(stopped), stopped)
+	}
+	for _, e := range stopped {
+		if e.Mode != ModeGraceful || e.ExitCode == nil || *e.ExitCode != 0 {
+			t.Errorf("worker_stopped = %+v (%s)", e, e.Raw)
+		}
+	}
+}

@@ -97,6 +97,8 @@ pub struct IoParts {
     pub reaper: Arc<Reaper>,
     pub lifeline: Arc<Lifeline>,
     pub listeners: Arc<Listeners>,
+    /// Whether exec probes' exits are seen through pidfds (`Options::use_pidfd`), else polled.
+    pub use_pidfd: bool,
 }
 
 impl Io {
@@ -107,8 +109,9 @@ impl Io {
             reaper,
             lifeline,
             listeners,
+            use_pidfd,
         } = parts;
-        let prober = Prober::new(Arc::clone(&lifeline))?;
+        let prober = Prober::new(Arc::clone(&lifeline), use_pidfd)?;
         Ok(Io {
             procs: HashMap::new(),
             polled: BTreeSet::new(),

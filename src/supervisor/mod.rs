@@ -130,6 +130,7 @@ impl Supervisor {
             reaper: Arc::clone(&reaper),
             lifeline: Arc::clone(&lifeline),
             listeners: Arc::clone(&listeners),
+            use_pidfd: options.use_pidfd,
         })
         .map_err(|e| fail(Error::os("eventfd", e)))?;
         let engine = Engine {

@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 from typing import List, Set
 
+import pytest
+
 import mpsupervisor
-from conftest import READY_TIMEOUT, alive
+from conftest import READY_TIMEOUT, alive, events_of, wait_for_events
+from mpsupervisor import InvalidHandleError, Supervisor
 
 POLITE = 'echo READY >&3; while read -r line <&3; do case "$line" in STOP*) exit 0;; esac; done'
 
@@ -67,4 +70,34 @@ def test_a_python_host_hands_its_workers_to_its_next_image(seen: Set[int], tmp_p
     assert adopted and adopted[0]["workers"] == 2 and adopted[0]["exited_meanwhile"] == 0, events
     stopped = [e for e in events if e["kind"] == "worker_stopped"]
     assert sorted(e["pid"] for e in stopped) == sorted(before), events
+    assert all(e["mode"] == "graceful" and e["exit_code"] == 0 for e in stopped), events
+
+
+def test_abort_after_prepare_leaves_a_live_supervisor(sup: Supervisor, seen: Set[int]) -> None:
+    """An ``exec`` that failed: ``handover_abort`` gives the handle back; the workers ran on
+    (same pids), and scale, status and a graceful stop work as before."""
+    sup.configure_process_groups([{"name": "g", "workers": 2, "argv": ["/bin/sh", "-c", POLITE]}])
+    sup.start_groups(["g"])
+    assert sup.wait_ready(READY_TIMEOUT)
+    before = [w["pid"] for w in sup.snapshot()["g"]]
+    seen.update(before)
+    fd = sup.handover_prepare()
+    assert os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:")
+    with pytest.raises(InvalidHandleError):
+        sup.status()
+    sup.handover_abort()
+    assert not os.path.exists(f"/proc/self/fd/{fd}") or not os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:")
+    assert [w["pid"] for w in sup.snapshot()["g"]] == before
+    assert all(alive(pid) for pid in before)
+    sup.scale_group("g", 3)
+    assert sup.wait_ready(READY_TIMEOUT)
+    status = sup.status()
+    assert status["groups"]["g"]["running"] == 3 and status["groups"]["g"]["ready"] == 3, status
+    after = [w["pid"] for w in sup.snapshot()["g"]]
+    seen.update(after)
+    assert after[:2] == before
+    sup.stop_groups(READY_TIMEOUT, True)
+    events = wait_for_events(sup, lambda e: len(events_of(e, "worker_stopped")) == 3)
+    stopped = events_of(events, "worker_stopped")
+    assert sorted(e["pid"] for e in stopped) == sorted(after), events
     assert all(e["mode"] == "graceful" and e["exit_code"] == 0 for e in stopped), events

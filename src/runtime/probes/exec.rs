@@ -1,8 +1,8 @@
 //! Exec probes: a program spawned with `posix_spawn` (`os::spawn`, as workers are: its own
 //! process group, an empty signal mask, no descriptor of the host's but 0, 1 and 2, output to
 //! /dev/null), with the worker's environment and working directory. Its exit is seen through a
-//! pidfd in the probe thread's epoll set (polled where pidfds are missing); a run past its
-//! timeout is killed with its process group.
+//! pidfd in the probe thread's epoll set (polled every `POLL_TICK` where pidfds are missing or
+//! `Options::use_pidfd` is false); a run past its timeout is killed with its process group.
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -36,12 +36,14 @@ fn search_path(plan: &Plan) -> Vec<u8> {
 }
 
 impl ExecRun {
-    /// Spawns `argv` (its `argv[0]` searched in the worker's `PATH` when it has no `/`).
+    /// Spawns `argv` (its `argv[0]` searched in the worker's `PATH` when it has no `/`); with
+    /// `use_pidfd`, opens a pidfd of it where the kernel allows.
     pub(super) fn start(
         plan: &Plan,
         argv: &[String],
         attrs: &SpawnAttributes,
         lifeline: &Arc<Lifeline>,
+        use_pidfd: bool,
     ) -> Result<ExecRun, String> {
         let program = crate::runtime::plan::resolve(&argv[0], &search_path(plan))
             .ok_or_else(|| format!("exec: {}: not found in PATH", argv[0]))?;
@@ -69,7 +71,7 @@ impl ExecRun {
             },
         };
         let pid = spawn::spawn(&cmd, attrs).map_err(|e| format!("exec: {e}"))?;
-        let pidfd = os::pidfd_open(pid).ok();
+        let pidfd = use_pidfd.then(|| os::pidfd_open(pid).ok()).flatten();
         // Without a placement this only tells the keeper, which cannot fail the spawn.
         let _ = lifeline.spawned(None, pid, pidfd.as_ref());
         Ok(ExecRun {

@@ -61,10 +61,13 @@ pub struct Prober {
     shared: Mutex<Option<Weak<dyn Report>>>,
     /// The keeper: exec probes die with the host, as workers do.
     lifeline: Arc<Lifeline>,
+    /// Exec probes' exits are seen through pidfds; false (`Options::use_pidfd`): polled every
+    /// `POLL_TICK`, as where the kernel has no pidfds.
+    use_pidfd: bool,
 }
 
 impl Prober {
-    pub fn new(lifeline: Arc<Lifeline>) -> std::io::Result<Arc<Prober>> {
+    pub fn new(lifeline: Arc<Lifeline>, use_pidfd: bool) -> std::io::Result<Arc<Prober>> {
         let prober = Prober {
             inbox: Mutex::new(Vec::new()),
             wake: Flag::new()?,
@@ -73,6 +76,7 @@ impl Prober {
             thread: Mutex::new(None),
             shared: Mutex::new(None),
             lifeline,
+            use_pidfd,
         };
         prober.poller.add(prober.wake.fd(), WAKE)?;
         Ok(Arc::new(prober))
@@ -401,7 +405,7 @@ fn start_exec(
     argv: &[String],
     attrs: &SpawnAttributes,
 ) -> Result<Started, String> {
-    let mut run = ExecRun::start(plan, argv, attrs, &prober.lifeline)?;
+    let mut run = ExecRun::start(plan, argv, attrs, &prober.lifeline, prober.use_pidfd)?;
     if let Some(fd) = &run.pidfd {
         if prober.poller.add(fd.as_fd(), token).is_err() {
             // Polled instead.
