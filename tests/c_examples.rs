@@ -308,7 +308,11 @@ fn the_cpp_host_hands_its_workers_to_its_next_image() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
         .collect();
     // Whatever happened, no worker is left running.
-    let seen: Vec<i64> = values.iter().take(2).flat_map(|v| pids(v, "shell")).collect();
+    let seen: Vec<i64> = values
+        .iter()
+        .take(2)
+        .flat_map(|v| pids(v, "shell"))
+        .collect();
     for &pid in &seen {
         if proc_state(pid).is_some_and(|s| s != 'Z') {
             // SAFETY: plain system call on a worker of this test.

@@ -385,25 +385,46 @@ fn exec_probes_without_pidfds_pass_fail_and_time_out() {
     sup.start_groups(&["job", "slow"]).unwrap();
     let mut log = Vec::new();
     // Fails while the file is missing, not ready meanwhile.
-    wait_events(&sup, &mut log, |l| of_worker(l, "probe_failed", "job#1").len() == 2);
+    wait_events(&sup, &mut log, |l| {
+        of_worker(l, "probe_failed", "job#1").len() == 2
+    });
     assert!(of_worker(&log, "worker_ready", "job#1").is_empty());
-    assert_eq!(of_worker(&log, "probe_failed", "job#1")[0]["detail"], "exec: exit status 1");
+    assert_eq!(
+        of_worker(&log, "probe_failed", "job#1")[0]["detail"],
+        "exec: exit status 1"
+    );
     // Passes once it is there.
     std::fs::write(dir.join("ok"), b"").unwrap();
-    wait_events(&sup, &mut log, |l| !of_worker(l, "worker_ready", "job#1").is_empty());
+    wait_events(&sup, &mut log, |l| {
+        !of_worker(l, "worker_ready", "job#1").is_empty()
+    });
     // Fails again (the default threshold, 3) once it is gone.
     std::fs::remove_file(dir.join("ok")).unwrap();
-    wait_events(&sup, &mut log, |l| !of_worker(l, "worker_unready", "job#1").is_empty());
+    wait_events(&sup, &mut log, |l| {
+        !of_worker(l, "worker_unready", "job#1").is_empty()
+    });
     assert_eq!(snapshot_ready(&sup, "job"), [false]);
     // Past its timeout: failed with the timeout, the worker restarted for it.
-    wait_events(&sup, &mut log, |l| !of_worker(l, "worker_failed", "slow#1").is_empty());
-    assert_eq!(of_worker(&log, "worker_failed", "slow#1")[0]["reason"], "liveness_failed");
-    assert_eq!(of_worker(&log, "probe_failed", "slow#1")[0]["detail"], "timed out after 150 ms");
+    wait_events(&sup, &mut log, |l| {
+        !of_worker(l, "worker_failed", "slow#1").is_empty()
+    });
+    assert_eq!(
+        of_worker(&log, "worker_failed", "slow#1")[0]["reason"],
+        "liveness_failed"
+    );
+    assert_eq!(
+        of_worker(&log, "probe_failed", "slow#1")[0]["detail"],
+        "timed out after 150 ms"
+    );
     drop(sup);
     // No probe program is left running, nor unreaped.
     let deadline = Instant::now() + HANG;
     while !children_running(&timed_out).is_empty() {
-        assert!(Instant::now() < deadline, "{:?}", children_running(&timed_out));
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            children_running(&timed_out)
+        );
         std::thread::sleep(secs(0.01));
     }
 }
