@@ -25,6 +25,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -242,7 +243,8 @@ static void *bare_loop(void *arg)
 /* ---- the phases ---- */
 
 struct phase {
-    double p50, p99, max, own_p99, cpu_ms, probe_thread_ms, seconds;
+    double p50, p99, max, own_p99, queued_p99, blocked_p99, blocked_max, cpu_ms, probe_thread_ms,
+        seconds;
     int calls, respawns;
     unsigned long accepted;
 };
@@ -255,21 +257,51 @@ static int count(const char *text, const char *needle)
     return n;
 }
 
+/* This thread's time on a CPU and waiting on a run queue (ms), from its schedstat. */
+static void sched_ms(int fd, double *on_cpu, double *queued)
+{
+    char buf[96] = "";
+    unsigned long long run = 0, wait = 0;
+    if (pread(fd, buf, sizeof buf - 1, 0) > 0)
+        sscanf(buf, "%llu %llu", &run, &wait);
+    *on_cpu = (double)run / 1e6;
+    *queued = (double)wait / 1e6;
+}
+
+static double p99_of(double *values, int n)
+{
+    qsort(values, (size_t)n, sizeof *values, by_value);
+    return values[(n * 99) / 100];
+}
+
 static void measure(mpsup_supervisor sup, double seconds, double *samples, struct phase *ph,
                     const struct target *t)
 {
-    static double own[MAX_CALLS];
+    /* Per call: its own CPU, its time waiting for a CPU, and the rest of its wall time, when
+     * it was blocked (on the engine's lock, or a page fault): where a slow call's time went. */
+    static double own[MAX_CALLS], queued[MAX_CALLS], blocked[MAX_CALLS];
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", gettid());
+    int sched = open(path, O_RDONLY | O_CLOEXEC);
+    if (sched < 0)
+        die(path);
     struct timespec pause = {0, 2000000};
     unsigned long accepted0 = accepted(t);
     double probe0 = threads_cpu_ms("mpsup-probes");
     double cpu0 = self_cpu_ms(), t0 = now_ms(), until = t0 + seconds * 1e3;
     while (now_ms() < until && ph->calls < MAX_CALLS) {
         char *snapshot = NULL, *events = NULL;
-        double c0 = now_ms(), own0 = thread_cpu_ms();
+        double run0, wait0, run1, wait1;
+        sched_ms(sched, &run0, &wait0);
+        double c0 = now_ms();
         check(mpsup_snapshot_json(sup, &snapshot), "snapshot");
         check(mpsup_drain_events_json(sup, 0, &events), "drain");
-        samples[ph->calls] = now_ms() - c0;
-        own[ph->calls++] = thread_cpu_ms() - own0;
+        double wall = now_ms() - c0;
+        sched_ms(sched, &run1, &wait1);
+        samples[ph->calls] = wall;
+        own[ph->calls] = run1 - run0;
+        queued[ph->calls] = wait1 - wait0;
+        blocked[ph->calls++] = wall - (run1 - run0) - (wait1 - wait0);
         ph->respawns += count(events, "\"worker_spawned\"");
         mpsup_string_free(snapshot);
         mpsup_string_free(events);
@@ -283,10 +315,11 @@ static void measure(mpsup_supervisor sup, double seconds, double *samples, struc
     ph->p50 = samples[ph->calls / 2];
     ph->p99 = samples[(ph->calls * 99) / 100];
     ph->max = samples[ph->calls - 1];
-    /* The calls' own CPU: a slow call that used little was waiting (for the engine's lock, or
-     * for a CPU). */
-    qsort(own, (size_t)ph->calls, sizeof *own, by_value);
-    ph->own_p99 = own[(ph->calls * 99) / 100];
+    ph->own_p99 = p99_of(own, ph->calls);
+    ph->queued_p99 = p99_of(queued, ph->calls);
+    ph->blocked_p99 = p99_of(blocked, ph->calls);
+    ph->blocked_max = blocked[ph->calls - 1];
+    close(sched);
 }
 
 /* One phase: `group` (WORKERS workers) ready, then the crash loop for 0.5 s, then measured
@@ -324,8 +357,10 @@ static struct phase run_phase(mpsup_supervisor sup, const char *group, double se
 static void print_phase(const char *name, const struct phase *ph)
 {
     printf("\"%s\":{\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"calls\":%d,\"respawns\":%d,"
-           "\"own_cpu_p99_ms\":%.3f,\"cpu_ms\":%.1f,\"probe_thread_ms\":%.1f,\"seconds\":%.3f},",
-           name, ph->p50, ph->p99, ph->max, ph->calls, ph->respawns, ph->own_p99, ph->cpu_ms, ph->probe_thread_ms,
+           "\"own_cpu_p99_ms\":%.3f,\"queued_p99_ms\":%.3f,\"blocked_p99_ms\":%.3f,"
+           "\"blocked_max_ms\":%.3f,\"cpu_ms\":%.1f,\"probe_thread_ms\":%.1f,\"seconds\":%.3f},",
+           name, ph->p50, ph->p99, ph->max, ph->calls, ph->respawns, ph->own_p99, ph->queued_p99,
+           ph->blocked_p99, ph->blocked_max, ph->cpu_ms, ph->probe_thread_ms,
            ph->seconds);
 }
 

@@ -349,6 +349,9 @@ def print_engine(engine: dict) -> None:
               f"{probes['bare_thread_us_per_connect']:.1f} µs per connect of a bare C epoll loop's thread: "
               f"{probes['lib_over_bare']:.2f}× (whole process over the baseline: {probes['lib_process_us_per_probe']:.1f} "
               f"against {probes['bare_process_us_per_connect']:.1f} µs)")
+        print(f"  (where the probed phase's slow calls' time went, p99 of each: own CPU {p['own_cpu_p99_ms']:.2f} ms, "
+              f"waiting for a CPU {p['queued_p99_ms']:.2f} ms, blocked {p['blocked_p99_ms']:.2f} ms; baseline "
+              f"{b['own_cpu_p99_ms']:.2f} / {b['queued_p99_ms']:.2f} / {b['blocked_p99_ms']:.2f} ms)")
     if respawn:
         print(f"- crash -> respawn -> ready, past the policy's {respawn['delay_ms']} ms delay "
               f"({respawn['samples']} respawns, event timestamps in ms): median {respawn['p50_ms']} ms, "
