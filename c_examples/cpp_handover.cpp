@@ -6,15 +6,19 @@
  *
  * The first image starts the group "shell" of two copies of SHELL_WORKER (default:
  * shell_worker.sh next to this executable), waits until both are ready, prints the snapshot,
- * prepares the handover and execs itself (/proc/self/exe: a new build would be another path)
- * with the state's memfd in MPSUP_HANDOVER_FD. The new image adopts the supervisor (same
+ * prepares the handover and execs itself (/proc/self/exe, or CPP_HANDOVER_EXE: a new build
+ * would be another path) with the state's memfd in MPSUP_HANDOVER_FD. The new image adopts the supervisor (same
  * workers, same pids), prints the snapshot again, stops the workers gracefully over the
  * control sockets the first image made, and prints every event drained (those of the first
  * image included, then supervisor_adopted).
  *
+ * If the exec fails, handover_abort() gives the handle back and the first image stops the
+ * workers gracefully itself and prints the events.
+ *
  * stdout carries JSON only: the first image's snapshot, the new image's snapshot, the events,
- * one per line. Status goes to stderr. Exit status: 0 clean run; 1 an mpsup call failed, the
- * workers were not all ready or the exec failed (after handover_abort); 2 bad arguments.
+ * one per line (without the second snapshot when the exec failed). Status goes to stderr.
+ * Exit status: 0 clean run; 1 an mpsup call failed, the workers were not all ready or the exec
+ * failed; 2 bad arguments.
  */
 #include "mpsupervisor.hpp"
 
@@ -59,14 +63,18 @@ int first(char **argv, const std::string &shell_worker)
     }
     std::cout << sup.snapshot().get() << std::endl;
 
+    const char *next = std::getenv("CPP_HANDOVER_EXE");
     const int fd = sup.handover_prepare();
     setenv(HANDOVER_FD, std::to_string(fd).c_str(), 1);
-    execv("/proc/self/exe", argv);
-    /* Still here: the exec failed. The handle works again; sup's destructor frees it. */
+    execv(next ? next : "/proc/self/exe", argv);
+    /* Still here: the exec failed. The handle works again, nothing was lost. */
     const int err = errno;
     unsetenv(HANDOVER_FD);
     sup.handover_abort();
-    std::cerr << "cpp_handover: exec: " << std::strerror(err) << '\n';
+    std::cerr << "cpp_handover: exec: " << std::strerror(err) << "; aborted\n";
+    sup.stop(STOP_TIMEOUT_SECONDS, true);
+    std::cout << sup.drain_events().get() << std::endl;
+    sup.close();
     return 1;
 }
 

@@ -343,3 +343,43 @@ fn the_cpp_host_hands_its_workers_to_its_next_image() {
         "{stopped:#?}"
     );
 }
+
+/// The C++ host whose `exec` fails: `handover_abort` gives the handle back, and the same
+/// handle stops the workers gracefully.
+#[test]
+fn the_cpp_host_whose_exec_fails_aborts_and_keeps_its_workers() {
+    let host = build_cpp("cpp_handover", &["c_examples/cpp_handover.cpp"], true);
+    let out = Command::new(&host)
+        .arg(root().join("c_examples/shell_worker.sh"))
+        .env_remove("MPSUP_HANDOVER_FD")
+        .env("CPP_HANDOVER_EXE", "/nonexistent/cpp_handover")
+        .output()
+        .expect("cpp_handover runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let values: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert_eq!(out.status.code(), Some(1), "{stderr}\n{stdout}");
+    assert!(
+        stderr.contains("cpp_handover: exec: No such file or directory; aborted"),
+        "{stderr}"
+    );
+    assert_eq!(values.len(), 2, "{stdout}");
+    let before = pids(&values[0], "shell");
+    let log = values[1].as_array().expect("the events");
+    assert!(of_kind(log, "supervisor_adopted").is_empty(), "{log:#?}");
+    let stopped = of_kind(log, "worker_stopped");
+    let mut stopped_pids: Vec<i64> = stopped.iter().map(|e| e["pid"].as_i64().unwrap()).collect();
+    stopped_pids.sort_unstable();
+    let mut want = before.clone();
+    want.sort_unstable();
+    assert_eq!(stopped_pids, want, "{log:#?}");
+    assert!(
+        stopped
+            .iter()
+            .all(|e| e["mode"] == "graceful" && e["exit_code"] == 0),
+        "{stopped:#?}"
+    );
+}
