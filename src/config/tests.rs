@@ -174,3 +174,21 @@ fn identity_keys_parse_and_their_errors_name_the_key() {
         assert!(m.starts_with(&format!("{named}: ")), "{extra}: {m}");
     }
 }
+
+/// The bounded parser of free-form values keeps each scalar as it was written: a boolean, a
+/// negative, an unsigned past `i64::MAX`, a fraction, a string and null (each kind has its
+/// own visitor method; a method answering a default value would lose the host's data).
+#[test]
+fn bootstrap_keeps_every_kind_of_json_value() {
+    let text = r#"{"b":true,"f":1.5,"i":-3,"n":null,"s":"x","u":18446744073709551615}"#;
+    let g = &parse_groups(&format!(
+        r#"[{{"name":"a","argv":["x"],"bootstrap":{text}}}]"#
+    ))
+    .unwrap()[0];
+    assert_eq!(g.bootstrap.as_ref().map(Bootstrap::as_str), Some(text));
+    let g = &parse_groups(r#"[{"name":"a","argv":["x"],"bootstrap":[false,[7]]}]"#).unwrap()[0];
+    assert_eq!(
+        g.bootstrap.as_ref().map(Bootstrap::as_str),
+        Some("[false,[7]]")
+    );
+}
