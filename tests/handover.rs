@@ -428,9 +428,11 @@ impl Drop for HostCgroups {
     }
 }
 
-/// Says hello on stdout and goodbye when told to stop (over the control socket), on stderr too.
+/// Says hello (on stdout and stderr), numbers lines on stdout in a loop in the background
+/// (`n PID I`, a pause every 20), and says goodbye when told to stop over its control socket.
 const CHATTY: &str = r#"
 echo "hello $$"; echo "hello $$" >&2
+( i=0; while :; do echo "n $$ $i"; i=$((i+1)); case $i in *[02468]0) sleep 0.01;; esac; done ) &
 echo READY >&"$MPSUP_CONTROL_FD"
 while read -r line <&"$MPSUP_CONTROL_FD"; do
   case "$line" in STOP*) echo "bye $$"; exit 0;; esac
@@ -454,7 +456,9 @@ fn what_format_2_carries_crosses_a_real_exec() {
                "listen": [{"name": "http", "tcp": "127.0.0.1:0"}],
                "memory_max": "64M", "pids_max": 32}),
     );
-    let mut run = Run::start("basic", &json!([group]).to_string(), &[("EVENT_FD", "1")]);
+    let go = dir.join("go");
+    let env = [("EVENT_FD", "1"), ("WAIT_FOR", go.to_str().unwrap())];
+    let mut run = Run::start("basic", &json!([group]).to_string(), &env);
     let host = run.host.pid() as u32;
     let _cgroups = HostCgroups(host);
     let before = worker_pids(&run.json("SNAPSHOT"));
@@ -463,6 +467,18 @@ fn what_format_2_carries_crosses_a_real_exec() {
     assert_eq!(status["guarantees"]["limits"], "cgroup1", "{status}");
     let number = run.until("EVENT_FD");
     run.until("ADOPTED");
+    // The loops go on writing after the adoption, and their lines land.
+    let numbered = || {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        text.lines().filter(|l| l.starts_with("n ")).count()
+    };
+    let landed = numbered();
+    let until = Instant::now() + HANG;
+    while numbered() < landed + 200 {
+        assert!(Instant::now() < until, "no output after the adoption");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(&go, b"").unwrap();
     assert_eq!(run.until("EVENT_FD"), format!("{number} 1"));
     assert_eq!(run.said("INHERITABLE"), Vec::<&str>::new());
     assert_eq!(run.said("MEMFD_OPEN"), Vec::<&str>::new());
@@ -474,7 +490,23 @@ fn what_format_2_carries_crosses_a_real_exec() {
     let stopped = of_kind(&log, "worker_stopped");
     assert_eq!(stopped.len(), 2, "{log:#?}");
     assert!(stopped.iter().all(|e| e["exit_code"] == 0), "{log:#?}");
-    let mut lines: Vec<String> = read(&out).lines().map(str::to_string).collect();
+    let text = read(&out);
+    // Each worker's numbered lines: none lost or doubled across the exec, in order.
+    for pid in &before {
+        let prefix = format!("n {pid} ");
+        let numbers: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert!(numbers.len() > 100, "{pid}: {}", numbers.len());
+        assert_eq!(numbers, (0..numbers.len() as u64).collect::<Vec<_>>());
+    }
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with("n "))
+        .map(str::to_string)
+        .collect();
     lines.sort();
     let mut want: Vec<String> = before
         .iter()

@@ -22,7 +22,8 @@
  *              the rest. GROUP names the group (default "g").
  * With EVENT_FD=1 the first image takes the event fd before the prepare ("EVENT_FD <fd>"), and
  * the new image says which number it has after the adoption and whether it polls readable
- * ("EVENT_FD <fd> <0|1>"). */
+ * ("EVENT_FD <fd> <0|1>"). With WAIT_FOR=PATH the new image waits (up to a minute) until PATH
+ * exists before the rest. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -237,6 +238,10 @@ static void adopted(char **argv) {
         for (;;)
             pause();
     }
+    /* The test says when the workers have done what it waits for after the adoption. */
+    const char *wait_for = getenv("WAIT_FOR");
+    for (int i = 0; wait_for && i < 60000 && access(wait_for, F_OK) != 0; i++)
+        sleep_ms(1);
     if (!strcmp(mode, "meanwhile")) {
         /* The first worker exited during the exec: wait for its respawn. */
         const char *since = NULL;

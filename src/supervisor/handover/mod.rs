@@ -114,7 +114,8 @@ impl Supervisor {
     }
 
     /// In the host's new image: the supervisor that `handover_prepare` wrote into memfd `fd`,
-    /// with the same workers (their pids, control sockets and listen sockets never closed).
+    /// with the same workers (their pids, control sockets, listen sockets, output pipes and
+    /// cgroups), and the event fd at its number if the host had it.
     /// The memfd is closed; every descriptor is close-on-exec again; exits that happened during
     /// the `exec` are handled now; event `supervisor_adopted`.
     ///
