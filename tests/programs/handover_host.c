@@ -319,6 +319,7 @@ int main(int argc, char **argv) {
     setenv("FIRST_PID", first, 1);
     if (!strcmp(argv[1], "abort")) {
         int fd = -1;
+        event_fd(false);
         check(mpsup_handover_prepare(sup, &fd), "handover_prepare");
         char *json = NULL;
         printf("LOCKED %s\n", mpsup_result_name(mpsup_snapshot_json(sup, &json)));
