@@ -6,6 +6,9 @@
 //! (level-triggered epoll brings the monitor back for the rest), a bounded tail, a bounded queue
 //! to the file writer whose overflow is dropped and counted. A worker's pipe is drained briefly
 //! and closed when the worker is reaped, so a grandchild that keeps it open delays nothing.
+//!
+//! A handover carries the pipes by number with what was read of them (`export`, `resume`),
+//! after the file writer has written everything (`take_files`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
