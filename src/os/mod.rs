@@ -124,10 +124,14 @@ impl Flag {
     }
 
     /// The flag of an eventfd that the host's previous image left open (`handover`); Err when
-    /// `fd` is no eventfd. Its counter is cleared: the owner sets it again as it should be.
+    /// `fd` is something else (without /proc to tell, it is taken at its word). Its counter is
+    /// cleared: the owner sets it again as it should be.
     pub fn inherited(fd: OwnedFd) -> io::Result<Flag> {
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
-        if link.as_os_str() != "anon_inode:[eventfd]" {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        if let Some(link) = link
+            .ok()
+            .filter(|l| l.as_os_str() != "anon_inode:[eventfd]")
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
