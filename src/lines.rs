@@ -82,6 +82,30 @@ impl Splitter {
         Ok(())
     }
 
+    /// The bytes of the unfinished line, and whether the rest of a cut line is being dropped
+    /// (what crosses a handover, `resume`).
+    pub(crate) fn pending(&self) -> (&[u8], bool) {
+        (&self.partial, self.skipping)
+    }
+
+    /// A splitter that goes on where one that had `pending` left off (the host's previous
+    /// image): the unfinished line is neither lost nor cut in two.
+    pub(crate) fn resume(
+        limit: usize,
+        overlong: Overlong,
+        partial: Vec<u8>,
+        skipping: bool,
+    ) -> Splitter {
+        let mut partial = partial;
+        partial.truncate(limit);
+        Splitter {
+            partial,
+            limit,
+            overlong,
+            skipping,
+        }
+    }
+
     /// The stream ended: an unfinished line counts as a line.
     pub(crate) fn finish(&mut self, line: &mut impl FnMut(&[u8])) {
         if !self.partial.is_empty() {

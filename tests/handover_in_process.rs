@@ -72,49 +72,6 @@ fn a_restart_delay_resumes_with_the_time_that_passed() {
     sup.stop_groups(HANG, true).unwrap();
 }
 
-/// What the state does not carry yet is refused before anything is handed over, and the
-/// supervisor goes on working: its threads run again and its workers stop as usual.
-#[test]
-fn what_cannot_cross_yet_is_refused_and_the_supervisor_goes_on() {
-    let sup = supervisor(&[
-        with(
-            sh_group("ports", 1, POLITE),
-            json!({"readiness": "notify", "reuse_port": true,
-                   "listen": [{"name": "http", "tcp": "127.0.0.1:0"}]}),
-        ),
-        with(
-            sh_group("out", 1, POLITE),
-            json!({"readiness": "notify", "stdout": "capture"}),
-        ),
-    ]);
-    sup.start_groups(&["ports"]).unwrap();
-    assert!(sup.wait_ready(HANG).unwrap());
-    // Refused after the threads were stopped: they run again.
-    match sup.handover_prepare() {
-        Err(Error::Unsupported(m)) => assert!(m.contains("reuse_port"), "{m}"),
-        other => panic!("{other:?}"),
-    }
-    sup.start_groups(&["out"]).unwrap();
-    assert!(sup.wait_ready(HANG).unwrap());
-    match sup.handover_prepare() {
-        Err(Error::Unsupported(m)) => assert!(m.contains("captured output"), "{m}"),
-        other => panic!("{other:?}"),
-    }
-    assert!(matches!(
-        sup.handover_abort(),
-        Err(Error::InvalidArgument(_))
-    ));
-    // A worker that exits now is still seen and reaped.
-    let pid = pids(&sup.snapshot_value(), "ports")[0];
-    // SAFETY: plain system call on our own worker.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let mut log = Vec::new();
-    wait_events(&sup, &mut log, |l| count(l, "worker_failed") == 1);
-    sup.stop_groups(HANG, true).unwrap();
-    let log = drain_all(&sup);
-    assert_eq!(count(&log, "worker_stopped"), 1, "{log:#?}");
-}
-
 /// A change in progress (here a rolling restart whose new worker is not ready yet) makes the
 /// prepare wait for nothing: it is refused with NotReady, and the change goes on.
 #[test]

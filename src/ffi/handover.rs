@@ -14,22 +14,28 @@ use crate::supervisor::Supervisor;
 /// 1. `mpsup_handover_prepare(sup, &fd)`. All change stops: no respawn, scale or rollout
 ///    begins; exits and events that happen meanwhile are kept for the next image. The memfd and
 ///    every descriptor the next image needs (the workers' pidfds and control sockets, the
-///    groups' listen sockets, the keeper's socket) are left open across `exec`; every other
-///    call on `sup` now gives `MPSUP_ERR_INVALID_HANDLE`.
+///    groups' listen sockets, `reuse_port` ones included, the sd_notify socket, the captured
+///    output's pipes, the keeper's socket, and the event fd if you took it with
+///    `mpsup_event_fd`) are left open across `exec`; every other call on `sup` now gives
+///    `MPSUP_ERR_INVALID_HANDLE`. Captured output read so far is written out first (rotating
+///    files, log records); what the workers write meanwhile waits in the pipes, so no line is
+///    lost or doubled.
 /// 2. `exec` the new binary (the same process: it keeps its pid, so the workers stay its
 ///    children), passing the number, by convention in the environment variable
 ///    `MPSUP_HANDOVER_FD`. Keep the library's descriptors open: do not close descriptors you
 ///    did not open before the `exec`.
 /// 3. If the `exec` fails: `mpsup_handover_abort(sup)`; the handle is live again and nothing
 ///    was lost.
-/// 4. In the new image: `mpsup_supervisor_adopt(fd, &sup)`, then `mpsup_event_fd` again if you
-///    use it (the event fd is a new one).
+/// 4. In the new image: `mpsup_supervisor_adopt(fd, &sup)`. An event fd you took before the
+///    prepare is the adopted supervisor's, at the same number, and polls readable while events
+///    wait (`supervisor_adopted` at least): a poll loop that registers that number again goes
+///    on working (`mpsup_event_fd` gives the same number).
 ///
-/// If the host dies between prepare and adopt, the keeper kills every worker as at any host
-/// death. `MPSUP_ERR_NOT_READY` while something is changing (a spawn, a stop, a rollout, a
-/// reload): try again when it is over. `MPSUP_ERR_UNSUPPORTED` for what cannot cross an `exec`
-/// yet: captured output (`stdout`/`stderr` `capture` or `file`), `sd_notify` groups (the notify
-/// socket), `reuse_port`, workers in cgroups (limits, `MPSUP_CGROUP=1`).
+/// Workers in cgroups of their own (limits, `MPSUP_CGROUP=1`) stay in them: after the adoption a
+/// forced kill still reaches their whole cgroup, an exit removes it, the limits stay in force
+/// (an OOM kill is still `oom_killed`). If the host dies between prepare and adopt, the keeper
+/// kills every worker (and their cgroups) as at any host death. `MPSUP_ERR_NOT_READY` while
+/// something is changing (a spawn, a stop, a rollout, a reload): try again when it is over.
 #[no_mangle]
 pub extern "C" fn mpsup_handover_prepare(
     sup: mpsup_supervisor,
@@ -56,10 +62,11 @@ pub extern "C" fn mpsup_handover_abort(sup: mpsup_supervisor) -> mpsup_result {
 
 /// In the host's new image: rebuilds the supervisor that `mpsup_handover_prepare` wrote into
 /// memfd `fd`, and writes its handle to `*out`, which must not be NULL. The workers keep their
-/// pids, control sockets and listen sockets; the memfd is closed; every descriptor is
-/// close-on-exec again; exits that happened during the `exec` are seen now and go through the
-/// restart policy as usual; timers resume with the time that passed; undrained events are
-/// still there, followed by `supervisor_adopted` (`workers`, `exited_meanwhile`).
+/// pids, control sockets, listen sockets, captured output (pipes, tails, rotating files) and
+/// cgroups; the event fd, if the host took it, keeps its number; the memfd is closed; every
+/// descriptor is close-on-exec again; exits that happened during the `exec` are seen now and go
+/// through the restart policy as usual; timers resume with the time that passed; undrained
+/// events are still there, followed by `supervisor_adopted` (`workers`, `exited_meanwhile`).
 ///
 /// A state written by a library version whose state format this one cannot read is refused
 /// with `MPSUP_ERR_INVALID_ARGUMENT` naming both versions, and its workers are killed (as at the

@@ -264,7 +264,8 @@ pub extern "C" fn mpsup_drain_events_json(
 
 /// Writes to `*out_fd` a descriptor that polls readable while undrained events exist. It is
 /// owned by the supervisor: do not read, write or close it; it is closed by
-/// `mpsup_supervisor_free`.
+/// `mpsup_supervisor_free`. Across a handover (`mpsup_handover_prepare`) it stays open at the
+/// same number and belongs to the adopted supervisor.
 #[no_mangle]
 pub extern "C" fn mpsup_event_fd(sup: mpsup_supervisor, out_fd: *mut c_int) -> mpsup_result {
     guard(|| {

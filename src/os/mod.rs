@@ -122,6 +122,31 @@ impl Flag {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+
+    /// The flag of an eventfd that the host's previous image left open (`handover`); Err when
+    /// `fd` is something else (without /proc to tell, it is taken at its word). Its counter is
+    /// cleared: the owner sets it again as it should be.
+    pub fn inherited(fd: OwnedFd) -> io::Result<Flag> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        if let Some(link) = link
+            .ok()
+            .filter(|l| l.as_os_str() != "anon_inode:[eventfd]")
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "descriptor {} is no eventfd: {}",
+                    fd.as_raw_fd(),
+                    link.display()
+                ),
+            ));
+        }
+        set_nonblocking(&fd)?;
+        // SAFETY: an eventfd (checked above), owned.
+        let flag = Flag(unsafe { EventFd::from_owned_fd(fd) });
+        flag.clear();
+        Ok(flag)
+    }
 }
 
 /// A connected pair of close-on-exec stream Unix sockets: ours non-blocking, theirs numbered

@@ -46,6 +46,10 @@ struct Socket {
 pub struct ListenState {
     pub group: String,
     pub sockets: Vec<SocketState>,
+    /// The sockets hold `reuse_port` addresses (bound, not listening): each worker has its
+    /// own listening socket, which lives in the worker alone, and each spawn makes a new one.
+    #[serde(default)]
+    pub reuse_port: bool,
 }
 
 /// One listen socket by number (`ListenState`).
@@ -275,15 +279,13 @@ impl Listeners {
         drop(closed);
     }
 
-    /// Every group's sockets by number, for the next image of the host (`handover`); Err with
-    /// `reuse_port` (not carried yet).
-    pub fn export(&self) -> Result<Vec<ListenState>, String> {
+    /// Every group's sockets by number, for the next image of the host (`handover`). With
+    /// `reuse_port`, the sockets that hold the addresses: the workers' own listening sockets
+    /// are theirs alone (the spawner closes its copy), so they never close across the `exec`.
+    pub fn export(&self) -> Vec<ListenState> {
         let map = lock(&self.0);
         let mut out = Vec::new();
         for (group, g) in map.iter() {
-            if g.info.reuse_port.is_some() {
-                return Err(format!("group '{group}' listens with reuse_port"));
-            }
             let sockets = g
                 .sockets
                 .iter()
@@ -299,9 +301,10 @@ impl Listeners {
             out.push(ListenState {
                 group: group.clone(),
                 sockets,
+                reuse_port: g.info.reuse_port.is_some(),
             });
         }
-        Ok(out)
+        out
     }
 
     /// Takes over the sockets the previous image of the host left open (`export`); `take`
@@ -328,10 +331,17 @@ impl Listeners {
                 .map(|s| s.name.as_str())
                 .collect::<Vec<_>>()
                 .join(":");
+            // A respawn binds its worker's own socket to the same address, as before.
+            let reuse_port = g.reuse_port.then(|| {
+                sockets
+                    .iter()
+                    .filter_map(|s| s.tcp.map(|a| (a, s.backlog)))
+                    .collect()
+            });
             let info = Arc::new(ListenInfo {
                 count: sockets.len(),
                 names,
-                reuse_port: None,
+                reuse_port,
             });
             let group = GroupSockets {
                 sockets,

@@ -6,15 +6,18 @@
 //! (level-triggered epoll brings the monitor back for the rest), a bounded tail, a bounded queue
 //! to the file writer whose overflow is dropped and counted. A worker's pipe is drained briefly
 //! and closed when the worker is reaped, so a grandchild that keeps it open delays nothing.
+//!
+//! A handover carries the pipes by number with what was read of them (`export`, `resume`),
+//! after the file writer has written everything (`take_files`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{GroupSpec, Output};
 use crate::core::worker::Key;
@@ -29,7 +32,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// The most bytes read from a pipe when its worker is reaped.
 const DRAIN_LIMIT: usize = 1024 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     Stdout,
@@ -147,7 +150,43 @@ pub struct Captures {
     pub logger: Option<Arc<Logger>>,
     /// Lines that did not reach the log writer (its queue was full).
     pub lines_dropped: u64,
+    /// Bytes dropped by file writers that ended (at a handover), counted on.
+    file_bytes_dropped_before: u64,
     buf: Vec<u8>,
+}
+
+/// A worker's captured streams as they cross an `exec` of the host (`handover`): the pipes by
+/// number, with what was read of them and not yet a whole line, and the tails.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputState {
+    pub key: Key,
+    pub pid: i32,
+    pub worker_id: String,
+    pub group: String,
+    pub tail_lines: usize,
+    pub pipes: Vec<PipeState>,
+}
+
+/// One captured stream of `OutputState`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipeState {
+    pub stream: Stream,
+    /// None once the pipe ended.
+    pub fd: Option<RawFd>,
+    /// The bytes of an unfinished line, and whether the rest of a cut line is being dropped.
+    pub partial: Vec<u8>,
+    pub skipping: bool,
+    pub tail: Vec<String>,
+    /// The rotating file (path, max_bytes, keep); None: log records.
+    pub file: Option<(PathBuf, u64, u32)>,
+}
+
+/// Every worker's captured streams, and the counters `status_json` shows (`handover`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CapturesState {
+    pub watched: Vec<OutputState>,
+    pub lines_dropped: u64,
+    pub file_bytes_dropped: u64,
 }
 
 impl Captures {
@@ -159,15 +198,18 @@ impl Captures {
             files: None,
             logger: None,
             lines_dropped: 0,
+            file_bytes_dropped_before: 0,
             buf: Vec::new(),
         }
     }
 
     /// Bytes of rotating-file output dropped because the file writer fell behind.
     pub fn file_bytes_dropped(&self) -> u64 {
-        self.files
-            .as_ref()
-            .map_or(0, |f| f.dropped.load(Ordering::Relaxed))
+        self.file_bytes_dropped_before
+            + self
+                .files
+                .as_ref()
+                .map_or(0, |f| f.dropped.load(Ordering::Relaxed))
     }
 
     /// The stderr tail of worker `key`, reaped just now (None when stderr was not captured).
@@ -175,13 +217,85 @@ impl Captures {
         self.ended.remove(&key).flatten()
     }
 
-    /// Watches the captured streams of worker `key` (process `pid`). A pipe the epoll set
-    /// refuses is closed: the worker then gets EPIPE, which is what a closed stream means.
-    /// Whether any worker's output is captured (not carried across a handover yet).
-    pub(crate) fn watching_any(&self) -> bool {
-        !self.watched.is_empty() || self.files.is_some()
+    /// Ends the rotating-file writer, which first writes every byte queued to it (bounded, as
+    /// at free): before a handover, so that what was read of the pipes is in the files when the
+    /// next image opens them again (and goes on at their size). It is started again by the next
+    /// write. Returned to be dropped outside the lock, which waits for the writer.
+    pub(crate) fn take_files(&mut self) -> Option<FileWriter> {
+        let files = self.files.take()?;
+        self.file_bytes_dropped_before += files.dropped.load(Ordering::Relaxed);
+        Some(files)
     }
 
+    /// Every worker's captured streams by number, for the next image of the host (with the
+    /// monitor stopped: nothing is read meanwhile, what the workers write waits in the pipes).
+    pub(crate) fn export(&self) -> CapturesState {
+        let watched = self.watched.iter().map(|(&key, w)| OutputState {
+            key,
+            pid: w.pid,
+            worker_id: w.worker_id.to_string(),
+            group: w.group.to_string(),
+            tail_lines: w.tail_lines,
+            pipes: w.pipes.iter().map(pipe_state).collect(),
+        });
+        CapturesState {
+            watched: watched.collect(),
+            lines_dropped: self.lines_dropped,
+            file_bytes_dropped: self.file_bytes_dropped(),
+        }
+    }
+
+    /// Takes over the captured streams the previous image of the host left open (`export`);
+    /// `take` turns each number into the descriptor it names. The pipes are watched again.
+    pub(crate) fn resume(
+        &mut self,
+        state: CapturesState,
+        take: impl Fn(RawFd) -> io::Result<OwnedFd>,
+    ) -> io::Result<()> {
+        self.lines_dropped = state.lines_dropped;
+        self.file_bytes_dropped_before = state.file_bytes_dropped;
+        for w in state.watched {
+            let mut fds = Vec::new();
+            let mut pipes = Vec::new();
+            for p in w.pipes {
+                let sink = match p.file {
+                    Some((path, max_bytes, keep)) => Sink::File(Arc::new(RotateSpec {
+                        path,
+                        max_bytes,
+                        keep,
+                    })),
+                    None => Sink::Log,
+                };
+                fds.push(p.fd.map(&take).transpose()?);
+                pipes.push(Pipe {
+                    stream: p.stream,
+                    fd: None,
+                    cutter: Splitter::resume(MAX_LINE, Overlong::Cut, p.partial, p.skipping),
+                    tail: p.tail.into(),
+                    sink,
+                });
+            }
+            for (i, fd) in fds.into_iter().enumerate() {
+                let fd = fd.and_then(|fd| {
+                    let token = self.tokens.watch(fd.as_fd(), Source::Output(w.key, i));
+                    token.ok().map(|t| (fd, t))
+                });
+                pipes[i].fd = fd;
+            }
+            let watched = Watched {
+                pid: w.pid,
+                worker_id: w.worker_id.into(),
+                group: w.group.into(),
+                tail_lines: w.tail_lines,
+                pipes,
+            };
+            self.watched.insert(w.key, watched);
+        }
+        Ok(())
+    }
+
+    /// Watches the captured streams of worker `key` (process `pid`). A pipe the epoll set
+    /// refuses is closed: the worker then gets EPIPE, which is what a closed stream means.
     pub(crate) fn watch(&mut self, key: Key, pid: i32, captured: Captured) {
         let mut pipes = Vec::with_capacity(captured.pipes.len());
         for (i, (stream, fd, sink)) in captured.pipes.into_iter().enumerate() {
@@ -331,6 +445,21 @@ impl Captures {
             .find(|p| p.stream == Stream::Stderr)
             .map(|p| p.tail.into_iter().collect());
         self.ended.insert(key, stderr);
+    }
+}
+
+fn pipe_state(p: &Pipe) -> PipeState {
+    let (partial, skipping) = p.cutter.pending();
+    PipeState {
+        stream: p.stream,
+        fd: p.fd.as_ref().map(|(fd, _)| fd.as_raw_fd()),
+        partial: partial.to_vec(),
+        skipping,
+        tail: p.tail.iter().cloned().collect(),
+        file: match &p.sink {
+            Sink::File(spec) => Some((spec.path.clone(), spec.max_bytes, spec.keep)),
+            Sink::Log => None,
+        },
     }
 }
 

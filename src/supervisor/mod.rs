@@ -394,9 +394,10 @@ impl Supervisor {
     }
 
     /// A descriptor that is readable while undrained events exist, for the host's own poll
-    /// loop; it stays the supervisor's and lives as long as it does.
+    /// loop; it stays the supervisor's and lives as long as it does. Once taken, it crosses a
+    /// handover at the same number (the adopted supervisor's).
     pub fn event_fd(&self) -> Result<BorrowedFd<'_>> {
-        let engine = self.shared.lock();
+        let mut engine = self.shared.lock();
         engine.core.check_open()?;
         let fd = engine.io.out.fd();
         // SAFETY: the event fd is made with the supervisor and closed only when it is dropped,

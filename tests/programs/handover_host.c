@@ -13,15 +13,22 @@
  *   abort      no exec: a call on the prepared handle must fail ("LOCKED <result>"), abort, then
  *              the rest on the same handle;
  *   die        prints "PREPARED" and waits to be killed;
+ *   dieafter   the new image adopts, prints "ADOPTED" and its descriptors, "SNAPSHOT", and
+ *              waits to be killed;
  *   badversion rewrites the state's format before the exec; the new image prints
  *              "REFUSED <result> <message>";
  *   http       ROUNDS handovers one second apart (each image prints "SNAPSHOT"), then a rolling
  *              restart to the configuration in CONFIG2 ("ROLLED"), then, after a line on stdin,
- *              the rest. GROUP names the group (default "g"). */
+ *              the rest. GROUP names the group (default "g").
+ * With EVENT_FD=1 the first image takes the event fd before the prepare ("EVENT_FD <fd>"), and
+ * the new image says which number it has after the adoption and whether it polls readable
+ * ("EVENT_FD <fd> <0|1>"). With WAIT_FOR=PATH the new image waits (up to a minute) until PATH
+ * exists before the rest. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,13 +112,13 @@ static char proc_state(int pid) {
     return close && close[1] ? close[2] : 0;
 }
 
-/* The state's format, rewritten to one no library writes. */
+/* The state's format (one digit), rewritten to one no library writes. */
 static void corrupt_format(int fd) {
     char buf[64];
     ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
     buf[n > 0 ? n : 0] = 0;
-    char *at = strstr(buf, "\"format\":1,");
-    if (!at) {
+    char *at = strstr(buf, "\"format\":");
+    if (!at || at[9] < '0' || at[9] > '8' || at[10] != ',') {
         printf("ERROR no format in %s\n", buf);
         exit(3);
     }
@@ -119,9 +126,25 @@ static void corrupt_format(int fd) {
         exit(3);
 }
 
+/* With EVENT_FD=1: the event fd's number (and in the new image, whether it polls readable). */
+static void event_fd(bool adopted) {
+    if (!getenv("EVENT_FD"))
+        return;
+    int fd = -1;
+    check(mpsup_event_fd(sup, &fd), "event_fd");
+    if (!adopted) {
+        printf("EVENT_FD %d\n", fd);
+    } else {
+        struct pollfd p = {fd, POLLIN, 0};
+        printf("EVENT_FD %d %d\n", fd, poll(&p, 1, 0) == 1);
+    }
+    fflush(stdout);
+}
+
 /* argv: {program, MODE, GROUPS_JSON, ...}. */
 static void hand_over(char **argv, const char *rounds) {
     int fd = -1;
+    event_fd(false);
     check(mpsup_handover_prepare(sup, &fd), "handover_prepare");
     const char *mode = argv[1];
     if (!strcmp(mode, "die")) {
@@ -209,6 +232,16 @@ static void adopted(char **argv) {
     printf("ADOPTED\n");
     report_descriptors(fd);
     fflush(stdout);
+    event_fd(true);
+    if (!strcmp(mode, "dieafter")) {
+        print("SNAPSHOT", mpsup_snapshot_json);
+        for (;;)
+            pause();
+    }
+    /* The test says when the workers have done what it waits for after the adoption. */
+    const char *wait_for = getenv("WAIT_FOR");
+    for (int i = 0; wait_for && i < 60000 && access(wait_for, F_OK) != 0; i++)
+        sleep_ms(1);
     if (!strcmp(mode, "meanwhile")) {
         /* The first worker exited during the exec: wait for its respawn. */
         const char *since = NULL;
@@ -286,6 +319,7 @@ int main(int argc, char **argv) {
     setenv("FIRST_PID", first, 1);
     if (!strcmp(argv[1], "abort")) {
         int fd = -1;
+        event_fd(false);
         check(mpsup_handover_prepare(sup, &fd), "handover_prepare");
         char *json = NULL;
         printf("LOCKED %s\n", mpsup_result_name(mpsup_snapshot_json(sup, &json)));

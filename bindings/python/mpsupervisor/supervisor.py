@@ -342,8 +342,9 @@ class Supervisor:
         ``MPSUP_HANDOVER_FD`` (``os.execv`` keeps the environment; the memfd and the library's
         descriptors stay open across it) and call ``Supervisor.adopt`` there. Until
         ``handover_abort``, every other call raises ``InvalidHandleError``. Raises
-        ``NotReadyError`` while something changes (try again), ``UnsupportedError`` for what
-        cannot cross an ``exec`` yet (captured output, ``reuse_port``, workers in cgroups)."""
+        ``NotReadyError`` while something changes (try again). Everything crosses: captured
+        output, listen sockets (``reuse_port`` too), the workers' cgroups, and the event fd at
+        the same number."""
         fd = ctypes.c_int(-1)
         func = self._lib.optional("mpsup_handover_prepare")
         self._lib.check(func(self._handle(), ctypes.byref(fd)))

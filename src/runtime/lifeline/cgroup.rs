@@ -37,6 +37,27 @@ pub(super) struct Cgroups {
     placed: Mutex<HashMap<i32, Vec<PathBuf>>>,
     /// The thread that kills and removes the cgroups of reaped workers, off the engine's lock.
     remover: Mutex<Option<Remover>>,
+    /// Cgroups whose removal a stopped remover had not finished (a handover): the next
+    /// remover tries them again, and `close` removes whatever is left.
+    leftover: Mutex<Vec<PathBuf>>,
+}
+
+/// The cgroups of one supervisor as they cross an `exec` of the host (`handover`): all by
+/// path, since a cgroup is no descriptor. The keeper (same pid) knows the supervisor's by name.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CgroupsState {
+    pub name: String,
+    pub tree: Option<PathBuf>,
+    /// The group cgroups made so far (in every hierarchy).
+    pub groups: Vec<PathBuf>,
+    /// The supervisor's cgroups made for limits, in hierarchies other than `tree`'s.
+    pub others: Vec<PathBuf>,
+    /// The serial of the next worker cgroup (`w<n>`): a new one never takes a live one's name.
+    pub next: u64,
+    /// Each unreaped worker process's cgroups.
+    pub placed: Vec<(i32, Vec<PathBuf>)>,
+    /// Cgroups of reaped workers not removed yet.
+    pub removing: Vec<PathBuf>,
 }
 
 impl Cgroups {
@@ -46,31 +67,60 @@ impl Cgroups {
     pub(super) fn start(n: u64, tree: bool) -> Cgroups {
         let name = format!("mpsup-{}-{n}", std::process::id());
         let tree = tree.then(|| make_tree(&name)).flatten();
-        Cgroups::resume(name, tree)
-    }
-
-    /// The same cgroups in the next image of the host (`handover`): the keeper knows them by
-    /// name. Only while no worker is placed and no group has cgroups of its own (`export`).
-    pub(super) fn resume(name: String, tree: Option<PathBuf>) -> Cgroups {
-        Cgroups {
-            tree,
+        Cgroups::resume(CgroupsState {
             name,
+            tree,
+            groups: Vec::new(),
+            others: Vec::new(),
+            next: 0,
+            placed: Vec::new(),
+            removing: Vec::new(),
+        })
+    }
+
+    /// The same cgroups in the next image of the host (`handover`): every worker's cgroups
+    /// still known by its pid (a forced kill reaches them, its reap removes them, its OOM kill
+    /// is read from them), the limits already written in them; the keeper knows the
+    /// supervisor's by name.
+    pub(super) fn resume(s: CgroupsState) -> Cgroups {
+        Cgroups {
+            tree: s.tree,
+            name: s.name,
             controllers: Controllers::find(),
-            groups: Mutex::new(HashSet::new()),
-            others: Mutex::new(Vec::new()),
-            next: AtomicU64::new(0),
-            placed: Mutex::new(HashMap::new()),
+            groups: Mutex::new(s.groups.into_iter().collect()),
+            others: Mutex::new(s.others),
+            next: AtomicU64::new(s.next),
+            placed: Mutex::new(s.placed.into_iter().collect()),
             remover: Mutex::new(None),
+            leftover: Mutex::new(s.removing),
         }
     }
 
-    /// The name and tree cgroup, for `resume`; Err while workers run in cgroups of their own
-    /// (not carried across an `exec` yet).
-    pub(super) fn export(&self) -> Result<(String, Option<PathBuf>), String> {
-        if !lock(&self.placed).is_empty() || !lock(&self.groups).is_empty() {
-            return Err("workers run in cgroups (limits or MPSUP_CGROUP=1)".into());
+    /// Everything `resume` needs. The remover is stopped first (what it had not removed yet
+    /// is carried); with the reaper stopped, nothing starts it again before the `exec`, and
+    /// after an aborted handover the next reap does.
+    pub(super) fn export(&self) -> CgroupsState {
+        if let Some(r) = lock(&self.remover).take() {
+            drop(r.tx);
+            let left = r.thread.join().unwrap_or_default();
+            lock(&self.leftover).extend(left);
         }
-        Ok((self.name.clone(), self.tree.clone()))
+        let mut placed: Vec<(i32, Vec<PathBuf>)> = lock(&self.placed)
+            .iter()
+            .map(|(&pid, dirs)| (pid, dirs.clone()))
+            .collect();
+        placed.sort();
+        let mut groups: Vec<PathBuf> = lock(&self.groups).iter().cloned().collect();
+        groups.sort();
+        CgroupsState {
+            name: self.name.clone(),
+            tree: self.tree.clone(),
+            groups,
+            others: lock(&self.others).clone(),
+            next: self.next.load(Ordering::Relaxed),
+            placed,
+            removing: lock(&self.leftover).clone(),
+        }
     }
 
     /// The supervisor's cgroup v2 for tree kill (the keeper kills it when the host dies).
@@ -211,6 +261,11 @@ impl Cgroups {
         let mut remover = lock(&self.remover);
         if remover.is_none() {
             *remover = Remover::start();
+            // What a remover stopped at a handover had not removed yet.
+            let left = std::mem::take(&mut *lock(&self.leftover));
+            if let (Some(r), false) = (remover.as_ref(), left.is_empty()) {
+                let _ = r.tx.send(left);
+            }
         }
         let dirs = match remover.as_ref() {
             Some(r) => match r.tx.send(dirs) {
@@ -233,6 +288,10 @@ impl Cgroups {
             let _ = r.thread.join();
         }
         let until = Instant::now() + Duration::from_secs(1);
+        for dir in lock(&self.leftover).drain(..) {
+            let _ = cgroup::kill(&dir);
+            let _ = std::fs::remove_dir(&dir);
+        }
         for dir in self.tree.iter().chain(lock(&self.others).iter()) {
             cgroup::remove_tree(dir, until);
         }
@@ -258,7 +317,9 @@ fn make_tree(name: &str) -> Option<PathBuf> {
 /// goes at `close`.
 struct Remover {
     tx: mpsc::Sender<Vec<PathBuf>>,
-    thread: std::thread::JoinHandle<()>,
+    /// Returns the cgroups it had not removed when it was told to stop (every one sent to it
+    /// was tried first).
+    thread: std::thread::JoinHandle<Vec<PathBuf>>,
 }
 
 impl Remover {
@@ -282,7 +343,9 @@ impl Remover {
                         }
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        return busy.into_iter().map(|(dir, _)| dir).collect();
+                    }
                 }
                 let now = Instant::now();
                 busy.retain(|(dir, until)| {

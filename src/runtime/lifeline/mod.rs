@@ -27,17 +27,18 @@ use crate::core::plan::Attributes;
 use crate::os::spawn::ChildFds;
 
 use cgroup::Cgroups;
+pub use cgroup::CgroupsState;
 use helpers::find_helper;
 use keeper::{KeeperLink, KEEPER_NAME};
 use shim::Shim;
 pub use shim::{Placement, SHIM_NAME};
 
 /// What crosses an `exec` of the host (`handover`): the keeper's pid and socket number, and the
-/// supervisor's cgroups' name and tree cgroup.
+/// supervisor's cgroups with every worker's.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LifelineState {
     pub keeper: Option<(i32, RawFd)>,
-    pub cgroups: Option<(String, Option<PathBuf>)>,
+    pub cgroups: Option<CgroupsState>,
 }
 
 /// What the host asked for (from `Options`).
@@ -92,7 +93,7 @@ impl Lifeline {
     }
 
     /// The lifeline of the previous image of the host (`handover`): the same keeper and
-    /// cgroups, the shim found again.
+    /// cgroups (the workers' among them), the shim found again.
     pub fn resume(state: LifelineState, keeper_sock: Option<OwnedFd>) -> Lifeline {
         let keeper = state
             .keeper
@@ -102,7 +103,7 @@ impl Lifeline {
         let cgroups = state
             .cgroups
             .filter(|_| shim.is_some())
-            .map(|(name, tree)| Cgroups::resume(name, tree));
+            .map(Cgroups::resume);
         Lifeline {
             keeper,
             cgroups,
@@ -111,15 +112,16 @@ impl Lifeline {
         }
     }
 
-    /// What the next image needs to `resume`; Err: why it cannot be carried yet.
-    pub fn export(&self) -> Result<LifelineState, String> {
-        let cgroups = self.cgroups.as_ref().map(Cgroups::export).transpose()?;
+    /// What the next image needs to `resume` (with the reaper stopped: no cgroup is removed
+    /// meanwhile).
+    pub fn export(&self) -> LifelineState {
+        let cgroups = self.cgroups.as_ref().map(Cgroups::export);
         let keeper = self
             .keeper
             .as_ref()
             .filter(|k| k.alive())
             .map(KeeperLink::export);
-        Ok(LifelineState { keeper, cgroups })
+        LifelineState { keeper, cgroups }
     }
 
     pub fn host_death(&self) -> HostDeath {

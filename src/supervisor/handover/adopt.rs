@@ -194,6 +194,7 @@ pub fn refuse(value: &serde_json::Value, close: bool) {
             fds.extend(s.iter().filter_map(|s| s["fd"].as_i64()));
         }
     }
+    fds.extend(super::carry::descriptors_of(value));
     for fd in fds.into_iter().filter(|&f| f > 2 && f <= i32::MAX as i64) {
         drop(os::handover::take_inherited(fd as i32));
     }

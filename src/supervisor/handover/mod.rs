@@ -8,9 +8,11 @@
 //! threads are stopped (an exit meanwhile stays unreaped, and so is seen by the next image),
 //! nothing is spawned. `handover_abort` undoes it all (an `exec` that failed).
 //!
-//! `state.rs` is the format, `prepare.rs` writes it, `adopt.rs` reads it.
+//! `state.rs` is the format, `prepare.rs` writes it, `adopt.rs` reads it; `carry.rs` carries
+//! captured output and the event fd.
 
 mod adopt;
+mod carry;
 mod prepare;
 mod state;
 
@@ -55,8 +57,9 @@ impl Supervisor {
     /// `handover_abort`, every other call fails with `Error::InvalidHandle`.
     ///
     /// `Error::NotReady` while something is changing (a spawn, a stop, a rollout, a reload:
-    /// try again when it is over); `Error::Unsupported` for what cannot cross an `exec` yet
-    /// (captured output, the sd_notify socket, `reuse_port`, workers in cgroups).
+    /// try again when it is over). Everything else crosses: captured output (pipes, tails,
+    /// rotating files), listen sockets (`reuse_port` too), the sd_notify socket, the workers'
+    /// cgroups, and the event fd at its number if the host has it.
     pub fn handover_prepare(&self) -> Result<RawFd> {
         let _op = lock(&self.ops);
         {
@@ -66,6 +69,7 @@ impl Supervisor {
             engine.core.handed_over = true;
         }
         self.pause_threads();
+        carry::flush_files(&self.shared);
         let fd = self.write_state().inspect_err(|_| {
             self.shared.lock().core.handed_over = false;
             let _ = self.resume_threads();
@@ -110,7 +114,8 @@ impl Supervisor {
     }
 
     /// In the host's new image: the supervisor that `handover_prepare` wrote into memfd `fd`,
-    /// with the same workers (their pids, control sockets and listen sockets never closed).
+    /// with the same workers (their pids, control sockets, listen sockets, output pipes and
+    /// cgroups), and the event fd at its number if the host had it.
     /// The memfd is closed; every descriptor is close-on-exec again; exits that happened during
     /// the `exec` are handled now; event `supervisor_adopted`.
     ///
@@ -187,6 +192,7 @@ impl Supervisor {
                 .resume(fd, address)
                 .map_err(|e| Error::os("handover: the sd_notify socket", e))?;
         }
+        carry::resume(&mut engine, state.outputs, state.event_fd)?;
         adopt::restore_core(&mut engine.core, state.core, &clock)?;
         let workers = children.len();
         let mut exited_meanwhile = 0;
@@ -250,7 +256,6 @@ impl Supervisor {
     /// With the threads stopped: the state into a memfd, and every descriptor it names left
     /// open across `exec`. Returns the memfd's number.
     fn write_state(&self) -> Result<RawFd> {
-        let unsupported = |what: String| Error::Unsupported(format!("handover: {what}"));
         let engine = self.shared.lock();
         // Again: the threads may have changed something before they stopped.
         prepare::check_quiet(&engine)?;
@@ -263,8 +268,7 @@ impl Supervisor {
             .io
             .export_procs()
             .map_err(|e| Error::NotReady(format!("cannot hand over while {e}")))?;
-        let lifeline = self.lifeline.export().map_err(unsupported)?;
-        let listen = self.listeners.export().map_err(unsupported)?;
+        let (outputs, event_fd) = carry::export(&engine);
         let (clock, written_ns) = Clock::writing();
         let state = Handover {
             format: FORMAT,
@@ -275,10 +279,12 @@ impl Supervisor {
             options: options_state(&self.options),
             logging: lock(&self.logging).clone(),
             core: prepare::core_state(&engine.core, &clock),
-            lifeline,
+            lifeline: self.lifeline.export(),
             notify: engine.io.notify.export(),
             procs,
-            listen,
+            listen: self.listeners.export(),
+            outputs,
+            event_fd,
         };
         drop(engine);
         let mut open: Vec<RawFd> = state.lifeline.keeper.iter().map(|k| k.1).collect();
@@ -289,6 +295,7 @@ impl Supervisor {
         for g in &state.listen {
             open.extend(g.sockets.iter().map(|s| s.fd));
         }
+        open.extend(carry::descriptors(&state));
         let bytes = serde_json::to_vec(&state)
             .map_err(|e| Error::InvalidArgument(format!("handover state: {e}")))?;
         let memfd = memfd_with(&bytes).map_err(|e| Error::os("memfd_create", e))?;

@@ -1,6 +1,6 @@
 //! Writing the state: what the engine holds, turned into `state::Handover`. Only a quiet
 //! supervisor is written: no spawn, stop, rollout, reload or replacement in progress (they are
-//! short; the caller tries again), and nothing the format does not carry yet.
+//! short; the caller tries again).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +11,6 @@ use crate::core::state::State;
 use crate::core::worker::{Phase, Role, Worker};
 use crate::error::{Error, Result};
 use crate::runtime::engine::Engine;
-use crate::sync::lock;
 
 use super::state::{Clock, CoreState, GroupState, PhaseState, PlanState, WorkerState};
 
@@ -39,14 +38,6 @@ pub fn check_quiet(engine: &Engine) -> Result<()> {
         if changing {
             return busy(format!("worker {} is changing ({:?})", w.id, w.phase));
         }
-    }
-    let unsupported = |what: &str| {
-        Err(Error::Unsupported(format!(
-            "handover: {what} cannot cross an exec yet"
-        )))
-    };
-    if lock(&engine.io.captures).watching_any() {
-        return unsupported("captured output (stdout or stderr \"capture\" or \"file\")");
     }
     Ok(())
 }

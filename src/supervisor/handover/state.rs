@@ -24,10 +24,12 @@ use crate::os::handover::monotonic_ns;
 use crate::runtime::io::ProcFds;
 use crate::runtime::lifeline::LifelineState;
 use crate::runtime::listen::ListenState;
+use crate::runtime::output::CapturesState;
 use crate::snapshot::LastExit;
 
-/// The version of this format.
-pub const FORMAT: u32 = 1;
+/// The version of this format. 2: captured output, `reuse_port` listen sockets, the workers'
+/// cgroups and the event fd cross (`carry.rs`); format 1 refused them.
+pub const FORMAT: u32 = 2;
 
 /// Everything the next image needs.
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +52,10 @@ pub struct Handover {
     pub listen: Vec<ListenState>,
     /// The sd_notify socket: its number and address.
     pub notify: Option<(i32, String)>,
+    // Carried since format 2 (`carry.rs`): captured output, and the event fd if the host has
+    // it (at the same number).
+    pub outputs: CapturesState,
+    pub event_fd: Option<i32>,
 }
 
 /// The options the supervisor was made with (all but the tests' spawn hook).
