@@ -135,6 +135,18 @@ mod tests {
         assert_eq!(g[2].depends_on["migrate"], DependsCondition::Completed);
     }
 
+    /// `as_str` names a condition as its JSON does (the Rust face prints what a host wrote).
+    #[test]
+    fn each_condition_is_named_as_in_json() {
+        for c in [
+            DependsCondition::Started,
+            DependsCondition::Ready,
+            DependsCondition::Completed,
+        ] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+    }
+
     #[test]
     fn unknown_dependency_and_bad_condition_are_named() {
         let e = error_of(&[("db", "{}"), ("web", r#"{"dbx": "ready"}"#)]);
