@@ -28,9 +28,9 @@
 #define MAX_VALUE_DEPTH 64
 
 /**
- * The version of this format.
+ * The version of this format (2: changes in progress cross, `changes.rs`).
  */
-#define FORMAT 1
+#define FORMAT 2
 
 /**
  * The result of every fallible call. Numbers are fixed forever; retired ones are never reused.
@@ -373,8 +373,11 @@ enum mpsup_result mpsup_restart_groups(struct mpsup_supervisor sup,
  *    use it (the event fd is a new one).
  *
  * If the host dies between prepare and adopt, the keeper kills every worker as at any host
- * death. `MPSUP_ERR_NOT_READY` while something is changing (a spawn, a stop, a rollout, a
- * reload): try again when it is over. `MPSUP_ERR_UNSUPPORTED` for what cannot cross an `exec`
+ * death. Changes in progress (a rollout, a worker being stopped, a reload, a replacement,
+ * groups waiting for their dependencies) cross with their timers and go on in the next image;
+ * spawns in flight are waited for (they take milliseconds). `MPSUP_ERR_NOT_READY` only when a
+ * spawn has not arrived within 2 s or a control line to a worker is still on its way: try
+ * again. `MPSUP_ERR_UNSUPPORTED` for what cannot cross an `exec`
  * yet: captured output (`stdout`/`stderr` `capture` or `file`), `sd_notify` groups (the notify
  * socket), `reuse_port`, workers in cgroups (limits, `MPSUP_CGROUP=1`).
  */

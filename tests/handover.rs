@@ -288,7 +288,7 @@ fn a_state_of_another_format_is_refused_and_its_workers_killed() {
     let version = env!("CARGO_PKG_VERSION");
     for needle in [
         format!("written by mpsupervisor {version} (state format 9)"),
-        format!("this is mpsupervisor {version} (state format 1)"),
+        format!("this is mpsupervisor {version} (state format 2)"),
         "its workers were killed".to_string(),
     ] {
         assert!(refused.contains(&needle), "{needle:?} not in {refused}");

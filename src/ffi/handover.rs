@@ -26,8 +26,11 @@ use crate::supervisor::Supervisor;
 ///    use it (the event fd is a new one).
 ///
 /// If the host dies between prepare and adopt, the keeper kills every worker as at any host
-/// death. `MPSUP_ERR_NOT_READY` while something is changing (a spawn, a stop, a rollout, a
-/// reload): try again when it is over. `MPSUP_ERR_UNSUPPORTED` for what cannot cross an `exec`
+/// death. Changes in progress (a rollout, a worker being stopped, a reload, a replacement,
+/// groups waiting for their dependencies) cross with their timers and go on in the next image;
+/// spawns in flight are waited for (they take milliseconds). `MPSUP_ERR_NOT_READY` only when a
+/// spawn has not arrived within 2 s or a control line to a worker is still on its way: try
+/// again. `MPSUP_ERR_UNSUPPORTED` for what cannot cross an `exec`
 /// yet: captured output (`stdout`/`stderr` `capture` or `file`), `sd_notify` groups (the notify
 /// socket), `reuse_port`, workers in cgroups (limits, `MPSUP_CGROUP=1`).
 #[no_mangle]

@@ -341,9 +341,11 @@ class Supervisor:
         the memfd that holds the state. Then ``os.execv`` the new program with that number in
         ``MPSUP_HANDOVER_FD`` (``os.execv`` keeps the environment; the memfd and the library's
         descriptors stay open across it) and call ``Supervisor.adopt`` there. Until
-        ``handover_abort``, every other call raises ``InvalidHandleError``. Raises
-        ``NotReadyError`` while something changes (try again), ``UnsupportedError`` for what
-        cannot cross an ``exec`` yet (captured output, ``reuse_port``, workers in cgroups)."""
+        ``handover_abort``, every other call raises ``InvalidHandleError``. Changes in progress
+        (rollouts, stops, reloads, replacements, groups waiting for dependencies) cross and go on
+        in the next image. Raises ``NotReadyError`` only when a spawn has not arrived within 2 s
+        or a control line is still on its way (try again), ``UnsupportedError`` for what cannot
+        cross an ``exec`` yet (captured output, ``reuse_port``, workers in cgroups)."""
         fd = ctypes.c_int(-1)
         func = self._lib.optional("mpsup_handover_prepare")
         self._lib.check(func(self._handle(), ctypes.byref(fd)))

@@ -26,8 +26,14 @@ use crate::runtime::lifeline::LifelineState;
 use crate::runtime::listen::ListenState;
 use crate::snapshot::LastExit;
 
-/// The version of this format.
-pub const FORMAT: u32 = 1;
+// Changes in progress (`changes.rs`).
+pub use super::changes::{ReloadState, RolloutState};
+use crate::core::recycle::Replaces;
+use crate::core::worker::Role;
+use crate::events::{ExitReason, StopMode};
+
+/// The version of this format (2: changes in progress cross, `changes.rs`).
+pub const FORMAT: u32 = 2;
 
 /// Everything the next image needs.
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,6 +85,9 @@ pub struct CoreState {
     pub events: Vec<Event>,
     pub next_seq: u64,
     pub dropped: u64,
+    // Changes in progress (`changes.rs`).
+    /// Groups waiting for their dependencies, with their plans' indices.
+    pub waiting: Vec<(String, usize)>,
 }
 
 /// A `Plan`, its C strings as bytes.
@@ -114,15 +123,22 @@ pub struct GroupState {
     /// Waiting to be rolled out for a dependency's restart.
     #[serde(default)]
     pub restart_pending: bool,
+    // Changes in progress (`changes.rs`).
+    /// Its rolling restart, running or failed.
+    pub rollout: Option<RolloutState>,
 }
 
-/// Where a worker is in its life: the phases a quiet supervisor has.
+/// Where a worker is in its life: every phase but `Spawning` (the prepare lands every spawn
+/// first, `changes.rs`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub enum PhaseState {
     Starting,
     Ready { last_heartbeat: i64 },
     Restarting,
     Failed,
+    // Changes in progress (`changes.rs`): its stop deadline, if any, is among the timers.
+    Stopping(StopMode),
+    Killed(ExitReason),
 }
 
 /// One worker.
@@ -155,6 +171,11 @@ pub struct WorkerState {
     #[serde(default)]
     pub probes: ProbeState,
     pub respawn_after_stop_ms: Option<u64>,
+    // Changes in progress (`changes.rs`).
+    /// Its part in a rollout or a replacement.
+    pub role: Role,
+    pub reload: Option<ReloadState>,
+    pub replaces: Option<Replaces>,
 }
 
 /// Places `Instant`s on the time line of the state: µs from the moment it was written.
