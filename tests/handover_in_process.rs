@@ -341,13 +341,16 @@ fn a_replacement_in_progress_completes_after_adoption() {
     assert!(sup.wait_ready(HANG).unwrap());
     let old = pids(&sup.snapshot_value(), "g")[0];
     std::fs::remove_file(&gate).unwrap();
+    let _ = drain_all(&sup);
     sup.replace_worker("g#1").unwrap();
+    let mut log = Vec::new();
+    // Spawned (not in flight): what crosses is the replacement itself.
+    wait_events(&sup, &mut log, |l| count(l, "worker_spawned") == 1);
     let fd = sup.handover_prepare().unwrap();
     std::mem::forget(sup);
     let sup = Supervisor::adopt(fd).unwrap();
     assert_eq!(pids(&sup.snapshot_value(), "g").len(), 2);
     std::fs::write(&gate, b"").unwrap();
-    let mut log = Vec::new();
     wait_events(&sup, &mut log, |l| {
         count(l, "worker_recycled") == 1 && count(l, "worker_stopped") == 1
     });
