@@ -15,6 +15,9 @@
  *   die        prints "PREPARED" and waits to be killed;
  *   badversion rewrites the state's format before the exec; the new image prints
  *              "REFUSED <result> <message>";
+ *   rolling    before the prepare, begins a rolling restart of the group and waits for its
+ *              first "worker_replaced" (printing the events so far as "EVENTS1 <json>"); the
+ *              new image waits for "rollout_finished" before the rest;
  *   http       ROUNDS handovers one second apart (each image prints "SNAPSHOT"), then a rolling
  *              restart to the configuration in CONFIG2 ("ROLLED"), then, after a line on stdin,
  *              the rest. GROUP names the group (default "g"). */
@@ -210,6 +213,13 @@ static void adopted(char **argv) {
     printf("ADOPTED\n");
     report_descriptors(fd);
     fflush(stdout);
+    if (!strcmp(mode, "rolling")) {
+        /* The rollout crossed in its middle: wait for its end. */
+        for (int i = 0; i < 60000 && !strstr(events, "\"rollout_finished\""); i++) {
+            drain();
+            sleep_ms(1);
+        }
+    }
     if (!strcmp(mode, "meanwhile")) {
         /* The first worker exited during the exec: wait for its respawn. */
         const char *since = NULL;
@@ -295,6 +305,15 @@ int main(int argc, char **argv) {
         wait_ready();
         finish();
         return 0;
+    }
+    if (!strcmp(argv[1], "rolling")) {
+        check(mpsup_restart_groups(sup, names, 1, NULL), "restart");
+        for (int i = 0; i < 60000 && !strstr(events, "\"worker_replaced\""); i++) {
+            drain();
+            sleep_ms(1);
+        }
+        printf("EVENTS1 [%s]\n", events);
+        fflush(stdout);
     }
     hand_over(argv, argc > 3 ? argv[3] : "0");
     return 3;
