@@ -28,8 +28,14 @@
 #define MAX_VALUE_DEPTH 64
 
 /**
+ * How many stale figures one call reads again at most (new workers' are always read).
+ */
+#define REFRESH_BUDGET 64
+
+/**
  * The version of this format. 2: captured output, `reuse_port` listen sockets, the workers'
- * cgroups and the event fd cross (`carry.rs`); format 1 refused them.
+ * cgroups and the event fd cross (`carry.rs`), and so do changes in progress (`changes.rs`);
+ * format 1 refused them.
  */
 #define FORMAT 2
 
@@ -383,8 +389,11 @@ enum mpsup_result mpsup_restart_groups(struct mpsup_supervisor sup,
  * Workers in cgroups of their own (limits, `MPSUP_CGROUP=1`) stay in them: after the adoption a
  * forced kill still reaches their whole cgroup, an exit removes it, the limits stay in force
  * (an OOM kill is still `oom_killed`). If the host dies between prepare and adopt, the keeper
- * kills every worker (and their cgroups) as at any host death. `MPSUP_ERR_NOT_READY` while
- * something is changing (a spawn, a stop, a rollout, a reload): try again when it is over.
+ * kills every worker (and their cgroups) as at any host death. Changes in progress (a rollout,
+ * a worker being stopped, a reload, a replacement, groups waiting for their dependencies)
+ * cross with their timers and go on in the next image; spawns in flight are waited for (they
+ * take milliseconds). `MPSUP_ERR_NOT_READY` only when a spawn has not arrived within 2 s or a
+ * control line to a worker is still on its way: try again.
  */
 enum mpsup_result mpsup_handover_prepare(struct mpsup_supervisor sup, int *out_fd);
 

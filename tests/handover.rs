@@ -185,6 +185,69 @@ fn the_next_image_adopts_the_same_workers() {
     }
 }
 
+/// A rolling restart of workers that take 0.5 s to be ready crosses an `exec` in its middle:
+/// the prepare succeeds, the new image finishes the rollout (every worker of the new
+/// generation), the worker replaced before the `exec` keeps its pid, and the old workers stopped
+/// after it get `STOP` over the control sockets the first image made (graceful, exit 0).
+#[test]
+fn a_rollout_crosses_the_exec_and_finishes() {
+    let killer = Killer::default();
+    let slow = POLITE.replacen("echo READY", "sleep 0.5; echo READY", 1);
+    let groups = json!([with(
+        sh_group("g", 3, &slow),
+        json!({"readiness": "notify"})
+    )]);
+    let mut run = Run::start("rolling", &groups.to_string(), &[]);
+    let before = worker_pids(&run.json("SNAPSHOT"));
+    killer.add(&before);
+    let first = events(&run.until("EVENTS1"));
+    let replaced: Vec<&Value> = of_kind(&first, "worker_replaced");
+    assert_eq!(replaced.len(), 1, "{first:#?}");
+    killer.add(&[replaced[0]["new_pid"].as_i64().unwrap()]);
+    run.until("ADOPTED");
+    let after = run.json("SNAPSHOT");
+    killer.add(&worker_pids(&after));
+    let log = events(&run.until("EVENTS"));
+    run.until("DONE");
+    assert_eq!(run.exit_code(), Some(0));
+    let adopted = log
+        .iter()
+        .position(|e| e["kind"] == "supervisor_adopted")
+        .expect("supervisor_adopted");
+    let finished = log
+        .iter()
+        .position(|e| e["kind"] == "rollout_finished")
+        .expect("rollout_finished");
+    assert!(adopted < finished, "{log:#?}");
+    assert_eq!(count(&log, "worker_replaced"), 2, "{log:#?}");
+    let generation = &log[finished]["generation"];
+    let workers = after["g"].as_array().unwrap();
+    assert_eq!(workers.len(), 3, "{after}");
+    assert!(workers
+        .iter()
+        .all(|w| &w["generation"] == generation && w["ready"] == true));
+    let slot = &replaced[0]["worker_id"];
+    let kept = workers.iter().find(|w| &w["worker_id"] == slot).unwrap();
+    assert_eq!(kept["pid"], replaced[0]["new_pid"], "{after}");
+    // Old workers stopped after the exec, over the first image's control sockets.
+    let old_stopped: Vec<&Value> = of_kind(&log, "worker_stopped")
+        .into_iter()
+        .filter(|e| e["generation"] != *generation)
+        .collect();
+    assert!(!old_stopped.is_empty(), "{log:#?}");
+    for e in old_stopped {
+        assert!(before.contains(&e["pid"].as_i64().unwrap()));
+        assert_eq!(
+            (&e["mode"], &e["exit_code"]),
+            (&json!("graceful"), &json!(0)),
+            "{e}"
+        );
+    }
+    for pid in before {
+        assert_gone(pid);
+    }
+}
+
 /// A worker that exits while the host is between images is seen by the next one and goes
 /// through the restart policy; the others keep their pids.
 #[test]

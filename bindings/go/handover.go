@@ -10,9 +10,11 @@ import "runtime"
 // holds the state. Then syscall.Exec the new binary with that number in the environment
 // variable MPSUP_HANDOVER_FD (the memfd and the library's descriptors stay open across it) and
 // call Adopt there. If the exec fails, call HandoverAbort. Until then every other method fails
-// with ErrInvalidHandle. ErrNotReady while something changes (try again). Everything crosses:
-// captured output, listen sockets (reuse_port too), workers' cgroups, and the event fd (EventFD)
-// at the same number.
+// with ErrInvalidHandle. Changes in progress (rollouts, stops, reloads, replacements, groups
+// waiting for dependencies) cross and go on in the next image. ErrNotReady only when a spawn
+// has not arrived within 2 s or a control line is still on its way (try again). Everything
+// else crosses too: captured output, listen sockets (reuse_port too), workers' cgroups, and the
+// event fd (EventFD) at the same number.
 func (s *Supervisor) HandoverPrepare() (int, error) {
 	var fd C.int
 	err := s.call(func(h C.mpsup_supervisor) C.enum_mpsup_result {

@@ -98,6 +98,11 @@ impl State {
             return;
         };
         w.probes = ProbeState::default();
+        // Between a handover's prepare and its end no probe runs: `resume_probes` submits this
+        // worker's with every other's once the supervisor resumes (adopted or aborted).
+        if self.handed_over {
+            return;
+        }
         if let Some(job) = job(&w.plan, key, w.index, w.pid, at) {
             self.effect(Effect::Probe(job));
         }

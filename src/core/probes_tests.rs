@@ -159,6 +159,35 @@ fn adopting_a_process_hands_its_probes_over_and_starts_their_counts_afresh() {
     assert_eq!(state.workers[&key].probes, Default::default());
 }
 
+/// A process that arrives while a handover is prepared (a spawn in flight, landed by the
+/// prepare) gets no probe job: no probe runs between the images, and `resume_probes` probes it
+/// with every other worker once the supervisor resumes.
+#[test]
+fn a_process_adopted_during_a_handover_is_probed_only_once_the_supervisor_resumes() {
+    let (mut state, keys, now) = ready_group(1, READINESS);
+    let k = keys[0];
+    state.exited(k, Default::default(), now, 0);
+    state.take_effects();
+    state.workers.get_mut(&k).unwrap().phase = Phase::Restarting;
+    state.timer(k, crate::core::timers::Timer::Respawn, now);
+    let key = crate::core::test_support::spawn_of(&state.take_effects());
+    state.handed_over = true;
+    assert!(state.adopt(key, spawned(200, now)));
+    let probes = |effects: Vec<Effect>| {
+        effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Probe(job) => Some(job.key),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(probes(state.take_effects()), Vec::<Key>::new());
+    state.handed_over = false;
+    state.resume_probes(now);
+    assert_eq!(probes(state.take_effects()), [key]);
+}
+
 impl State {
     /// The snapshot's `ready` of worker `key`.
     fn snapshot_json_ready(&self, key: Key) -> bool {

@@ -17,8 +17,9 @@ use crate::events::{EventKind, RecycleReason};
 /// (not ready, its group being rolled out, or a replacement of its slot under way).
 const LIFETIME_RETRY: Duration = Duration::from_secs(1);
 
-/// What a replacement worker replaces, kept on it until it is ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a replacement worker replaces, kept on it until it is ready (serde: it crosses a
+/// handover as it is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Replaces {
     pub reason: RecycleReason,
     pub old_pid: i32,

@@ -52,8 +52,8 @@ pub enum Phase {
     Failed,
 }
 
-/// A worker's part in a rolling restart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A worker's part in a rolling restart (serde: it crosses a handover as it is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Role {
     /// An ordinary member of its group.
     Member,

@@ -34,8 +34,11 @@ use crate::supervisor::Supervisor;
 /// Workers in cgroups of their own (limits, `MPSUP_CGROUP=1`) stay in them: after the adoption a
 /// forced kill still reaches their whole cgroup, an exit removes it, the limits stay in force
 /// (an OOM kill is still `oom_killed`). If the host dies between prepare and adopt, the keeper
-/// kills every worker (and their cgroups) as at any host death. `MPSUP_ERR_NOT_READY` while
-/// something is changing (a spawn, a stop, a rollout, a reload): try again when it is over.
+/// kills every worker (and their cgroups) as at any host death. Changes in progress (a rollout,
+/// a worker being stopped, a reload, a replacement, groups waiting for their dependencies)
+/// cross with their timers and go on in the next image; spawns in flight are waited for (they
+/// take milliseconds). `MPSUP_ERR_NOT_READY` only when a spawn has not arrived within 2 s or a
+/// control line to a worker is still on its way: try again.
 #[no_mangle]
 pub extern "C" fn mpsup_handover_prepare(
     sup: mpsup_supervisor,

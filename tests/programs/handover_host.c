@@ -17,6 +17,9 @@
  *              waits to be killed;
  *   badversion rewrites the state's format before the exec; the new image prints
  *              "REFUSED <result> <message>";
+ *   rolling    before the prepare, begins a rolling restart of the group and waits for its
+ *              first "worker_replaced" (printing the events so far as "EVENTS1 <json>"); the
+ *              new image waits for "rollout_finished" before the rest;
  *   http       ROUNDS handovers one second apart (each image prints "SNAPSHOT"), then a rolling
  *              restart to the configuration in CONFIG2 ("ROLLED"), then, after a line on stdin,
  *              the rest. GROUP names the group (default "g").
@@ -117,6 +120,7 @@ static void corrupt_format(int fd) {
     char buf[64];
     ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
     buf[n > 0 ? n : 0] = 0;
+    /* Any one-digit format this library writes. */
     char *at = strstr(buf, "\"format\":");
     if (!at || at[9] < '0' || at[9] > '8' || at[10] != ',') {
         printf("ERROR no format in %s\n", buf);
@@ -242,6 +246,13 @@ static void adopted(char **argv) {
     const char *wait_for = getenv("WAIT_FOR");
     for (int i = 0; wait_for && i < 60000 && access(wait_for, F_OK) != 0; i++)
         sleep_ms(1);
+    if (!strcmp(mode, "rolling")) {
+        /* The rollout crossed in its middle: wait for its end. */
+        for (int i = 0; i < 60000 && !strstr(events, "\"rollout_finished\""); i++) {
+            drain();
+            sleep_ms(1);
+        }
+    }
     if (!strcmp(mode, "meanwhile")) {
         /* The first worker exited during the exec: wait for its respawn. */
         const char *since = NULL;
@@ -328,6 +339,15 @@ int main(int argc, char **argv) {
         wait_ready();
         finish();
         return 0;
+    }
+    if (!strcmp(argv[1], "rolling")) {
+        check(mpsup_restart_groups(sup, names, 1, NULL), "restart");
+        for (int i = 0; i < 60000 && !strstr(events, "\"worker_replaced\""); i++) {
+            drain();
+            sleep_ms(1);
+        }
+        printf("EVENTS1 [%s]\n", events);
+        fflush(stdout);
     }
     hand_over(argv, argc > 3 ? argv[3] : "0");
     return 3;

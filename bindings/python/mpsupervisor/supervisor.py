@@ -341,8 +341,10 @@ class Supervisor:
         the memfd that holds the state. Then ``os.execv`` the new program with that number in
         ``MPSUP_HANDOVER_FD`` (``os.execv`` keeps the environment; the memfd and the library's
         descriptors stay open across it) and call ``Supervisor.adopt`` there. Until
-        ``handover_abort``, every other call raises ``InvalidHandleError``. Raises
-        ``NotReadyError`` while something changes (try again). Everything crosses: captured
+        ``handover_abort``, every other call raises ``InvalidHandleError``. Changes in progress
+        (rollouts, stops, reloads, replacements, groups waiting for dependencies) cross and go on
+        in the next image. Raises ``NotReadyError`` only when a spawn has not arrived within 2 s
+        or a control line is still on its way (try again). Everything else crosses too: captured
         output, listen sockets (``reuse_port`` too), the workers' cgroups, and the event fd at
         the same number."""
         fd = ctypes.c_int(-1)

@@ -13,6 +13,7 @@ use crate::core::worker::{ExitStatus, Phase, Role, Worker};
 use crate::error::{Error, Result};
 use crate::os;
 
+use super::changes;
 use super::state::{Clock, CoreState, GroupState, PhaseState, PlanState, WorkerState};
 
 /// The names `Attributes::rlimits` uses (those of `Rlimits::given`).
@@ -42,8 +43,16 @@ pub fn restore_core(core: &mut State, s: CoreState, clock: &Clock) -> Result<()>
             .ok_or_else(|| bad(format!("plan {i} is missing")))
     };
     for g in s.groups {
-        let group = group_of(&g, plan(g.plan)?, clock);
+        let mut group = group_of(&g, plan(g.plan)?, clock);
+        // Changes in progress (`changes.rs`).
+        if let Some(r) = g.rollout {
+            let p = plan(r.plan)?;
+            group.rollout = Some(changes::rollout_of(r, p, clock));
+        }
         core.groups.insert(g.name, group);
+    }
+    for (name, i) in s.waiting {
+        core.waiting.insert(name, plan(i)?);
     }
     for w in s.workers {
         let key = w.key;
@@ -121,6 +130,9 @@ fn worker_of(
         },
         PhaseState::Restarting => Phase::Restarting,
         PhaseState::Failed => Phase::Failed,
+        // Changes in progress (`changes.rs`).
+        PhaseState::Stopping(mode) => Phase::Stopping(mode),
+        PhaseState::Killed(reason) => Phase::Killed(reason),
     };
     worker.readiness = w.readiness;
     worker.has_channel = w.has_channel;
@@ -145,6 +157,10 @@ fn worker_of(
     worker.rss_over = w.rss_over;
     worker.probes = w.probes;
     worker.respawn_after_stop = w.respawn_after_stop_ms.map(Duration::from_millis);
+    // Changes in progress (`changes.rs`).
+    worker.role = w.role;
+    worker.reload = w.reload.map(|r| changes::reload_of(r, clock));
+    worker.replaces = w.replaces;
     Ok(worker)
 }
 

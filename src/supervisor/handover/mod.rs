@@ -6,13 +6,16 @@
 //!
 //! Between prepare and the `exec` nothing changes: host calls fail, the monitor and the reaper
 //! threads are stopped (an exit meanwhile stays unreaped, and so is seen by the next image),
-//! nothing is spawned. `handover_abort` undoes it all (an `exec` that failed).
+//! nothing is spawned (the spawns in flight landed first). Changes in progress (rollouts,
+//! stops, reloads, replacements, groups waiting for dependencies) cross (`changes.rs`).
+//! `handover_abort` undoes it all (an `exec` that failed).
 //!
 //! `state.rs` is the format, `prepare.rs` writes it, `adopt.rs` reads it; `carry.rs` carries
 //! captured output and the event fd.
 
 mod adopt;
 mod carry;
+mod changes;
 mod prepare;
 mod state;
 
@@ -56,21 +59,27 @@ impl Supervisor {
     /// `Supervisor::adopt` in the new image (by convention in `MPSUP_HANDOVER_FD`). Until
     /// `handover_abort`, every other call fails with `Error::InvalidHandle`.
     ///
-    /// `Error::NotReady` while something is changing (a spawn, a stop, a rollout, a reload:
-    /// try again when it is over). Everything else crosses: captured output (pipes, tails,
-    /// rotating files), listen sockets (`reuse_port` too), the sd_notify socket, the workers'
-    /// cgroups, and the event fd at its number if the host has it.
+    /// Changes in progress (rollouts, stops, reloads, replacements, groups waiting for their
+    /// dependencies) cross and go on in the next image (`changes.rs`); spawns in flight are
+    /// waited for. `Error::NotReady` only when a spawn has not arrived within 2 s or a control
+    /// line is still on its way (try again). Everything else crosses too: captured output
+    /// (pipes, tails, rotating files), listen sockets (`reuse_port` too), the sd_notify socket,
+    /// the workers' cgroups, and the event fd at its number if the host has it.
     pub fn handover_prepare(&self) -> Result<RawFd> {
         let _op = lock(&self.ops);
         {
             let mut engine = self.shared.lock();
             engine.core.check_open()?;
-            prepare::check_quiet(&engine)?;
             engine.core.handed_over = true;
         }
         self.pause_threads();
-        carry::flush_files(&self.shared);
-        let fd = self.write_state().inspect_err(|_| {
+        // Changes in progress (`changes.rs`): the spawns in flight land first, then the files
+        // of captured output are written out (`carry.rs`).
+        let fd = self.land_spawns().and_then(|_| {
+            carry::flush_files(&self.shared);
+            self.write_state()
+        });
+        let fd = fd.inspect_err(|_| {
             self.shared.lock().core.handed_over = false;
             let _ = self.resume_threads();
         })?;
@@ -257,13 +266,9 @@ impl Supervisor {
     /// open across `exec`. Returns the memfd's number.
     fn write_state(&self) -> Result<RawFd> {
         let engine = self.shared.lock();
-        // Again: the threads may have changed something before they stopped.
-        prepare::check_quiet(&engine)?;
-        if !lock(&self.shared.to_monitor.outcomes).is_empty() {
-            return Err(Error::NotReady(
-                "cannot hand over while a spawn arrives".into(),
-            ));
-        }
+        // Changes in progress (`changes.rs`): none may be a spawn in flight.
+        let outcomes_pending = !lock(&self.shared.to_monitor.outcomes).is_empty();
+        changes::check_landed(&engine, outcomes_pending)?;
         let procs = engine
             .io
             .export_procs()

@@ -1,6 +1,6 @@
-//! Writing the state: what the engine holds, turned into `state::Handover`. Only a quiet
-//! supervisor is written: no spawn, stop, rollout, reload or replacement in progress (they are
-//! short; the caller tries again).
+//! Writing the state: what the engine holds, turned into `state::Handover`. Changes in progress
+//! (rollouts, stops, reloads, replacements, groups waiting for dependencies) are written with it
+//! (`changes.rs`); spawns in flight are landed first.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,39 +8,10 @@ use std::sync::Arc;
 use crate::core::group::Group;
 use crate::core::plan::Plan;
 use crate::core::state::State;
-use crate::core::worker::{Phase, Role, Worker};
-use crate::error::{Error, Result};
-use crate::runtime::engine::Engine;
+use crate::core::worker::{Phase, Worker};
 
+use super::changes;
 use super::state::{Clock, CoreState, GroupState, PhaseState, PlanState, WorkerState};
-
-/// Why this supervisor cannot be handed over now, if it cannot.
-pub fn check_quiet(engine: &Engine) -> Result<()> {
-    let core = &engine.core;
-    let busy = |what: String| {
-        Err(Error::NotReady(format!(
-            "cannot hand over while {what}; try again when it is over"
-        )))
-    };
-    if !core.waiting.is_empty() {
-        return busy("groups wait for their dependencies".into());
-    }
-    if let Some((name, _)) = core.groups.iter().find(|(_, g)| g.rollout.is_some()) {
-        return busy(format!("group '{name}' has a rollout"));
-    }
-    for w in core.workers.values() {
-        let changing = matches!(
-            w.phase,
-            Phase::Spawning | Phase::Stopping(_) | Phase::Killed(_)
-        ) || w.role != Role::Member
-            || w.reload.is_some()
-            || w.replaces.is_some();
-        if changing {
-            return busy(format!("worker {} is changing ({:?})", w.id, w.phase));
-        }
-    }
-    Ok(())
-}
 
 /// The core's state, its times placed on `clock`.
 pub fn core_state(core: &State, clock: &Clock) -> CoreState {
@@ -48,7 +19,15 @@ pub fn core_state(core: &State, clock: &Clock) -> CoreState {
     let groups = core
         .groups
         .iter()
-        .map(|(name, g)| group_state(name, g, plans.index(&g.plan), clock))
+        .map(|(name, g)| {
+            let mut state = group_state(name, g, plans.index(&g.plan), clock);
+            // Changes in progress (`changes.rs`).
+            state.rollout = g
+                .rollout
+                .as_ref()
+                .map(|r| changes::rollout_state(r, plans.index(&r.plan), clock));
+            state
+        })
         .collect();
     let mut workers: Vec<WorkerState> = core
         .workers
@@ -64,6 +43,7 @@ pub fn core_state(core: &State, clock: &Clock) -> CoreState {
         .map(|(at, key, timer)| (clock.offset(at), key, timer))
         .collect();
     let (events, next_seq, dropped) = core.events.export();
+    let waiting = changes::waiting_state(core, |p| plans.index(p));
     CoreState {
         config: core.config.values().cloned().collect(),
         generations: core.generations.clone(),
@@ -76,6 +56,7 @@ pub fn core_state(core: &State, clock: &Clock) -> CoreState {
         events,
         next_seq,
         dropped,
+        waiting,
     }
 }
 
@@ -136,6 +117,7 @@ fn group_state(name: &str, g: &Group, plan: usize, clock: &Clock) -> GroupState 
         completed: g.completed,
         dependency_failed: g.dependency_failed.clone(),
         restart_pending: g.restart_pending,
+        rollout: None,
     }
 }
 
@@ -146,8 +128,11 @@ fn worker_state(key: u64, w: &Worker, plan: usize, clock: &Clock) -> WorkerState
         },
         Phase::Restarting => PhaseState::Restarting,
         Phase::Failed => PhaseState::Failed,
-        // `check_quiet` let no other phase through.
-        _ => PhaseState::Starting,
+        // Changes in progress (`changes.rs`).
+        Phase::Stopping(mode) => PhaseState::Stopping(mode),
+        Phase::Killed(reason) => PhaseState::Killed(reason),
+        // `changes::check_landed` lets no spawn in flight through.
+        Phase::Starting | Phase::Spawning => PhaseState::Starting,
     };
     WorkerState {
         key,
@@ -174,5 +159,9 @@ fn worker_state(key: u64, w: &Worker, plan: usize, clock: &Clock) -> WorkerState
         rss_over: w.rss_over,
         probes: w.probes,
         respawn_after_stop_ms: w.respawn_after_stop.map(|d| d.as_millis() as u64),
+        // Changes in progress (`changes.rs`).
+        role: w.role,
+        reload: w.reload.as_ref().map(|r| changes::reload_state(r, clock)),
+        replaces: w.replaces,
     }
 }

@@ -27,8 +27,15 @@ use crate::runtime::listen::ListenState;
 use crate::runtime::output::CapturesState;
 use crate::snapshot::LastExit;
 
+// Changes in progress (`changes.rs`).
+pub use super::changes::{ReloadState, RolloutState};
+use crate::core::recycle::Replaces;
+use crate::core::worker::Role;
+use crate::events::{ExitReason, StopMode};
+
 /// The version of this format. 2: captured output, `reuse_port` listen sockets, the workers'
-/// cgroups and the event fd cross (`carry.rs`); format 1 refused them.
+/// cgroups and the event fd cross (`carry.rs`), and so do changes in progress (`changes.rs`);
+/// format 1 refused them.
 pub const FORMAT: u32 = 2;
 
 /// Everything the next image needs.
@@ -85,6 +92,9 @@ pub struct CoreState {
     pub events: Vec<Event>,
     pub next_seq: u64,
     pub dropped: u64,
+    // Changes in progress (`changes.rs`).
+    /// Groups waiting for their dependencies, with their plans' indices.
+    pub waiting: Vec<(String, usize)>,
 }
 
 /// A `Plan`, its C strings as bytes.
@@ -120,15 +130,22 @@ pub struct GroupState {
     /// Waiting to be rolled out for a dependency's restart.
     #[serde(default)]
     pub restart_pending: bool,
+    // Changes in progress (`changes.rs`).
+    /// Its rolling restart, running or failed.
+    pub rollout: Option<RolloutState>,
 }
 
-/// Where a worker is in its life: the phases a quiet supervisor has.
+/// Where a worker is in its life: every phase but `Spawning` (the prepare lands every spawn
+/// first, `changes.rs`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub enum PhaseState {
     Starting,
     Ready { last_heartbeat: i64 },
     Restarting,
     Failed,
+    // Changes in progress (`changes.rs`): its stop deadline, if any, is among the timers.
+    Stopping(StopMode),
+    Killed(ExitReason),
 }
 
 /// One worker.
@@ -161,6 +178,11 @@ pub struct WorkerState {
     #[serde(default)]
     pub probes: ProbeState,
     pub respawn_after_stop_ms: Option<u64>,
+    // Changes in progress (`changes.rs`).
+    /// Its part in a rollout or a replacement.
+    pub role: Role,
+    pub reload: Option<ReloadState>,
+    pub replaces: Option<Replaces>,
 }
 
 /// Places `Instant`s on the time line of the state: µs from the moment it was written.
