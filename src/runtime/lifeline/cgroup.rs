@@ -24,6 +24,8 @@ use crate::threads;
 pub(super) struct Cgroups {
     /// The supervisor's cgroup v2 for tree kill, when asked for and writable.
     tree: Option<PathBuf>,
+    /// Workers are moved into their cgroup v2 rather than born there (`born_in`).
+    by_move: bool,
     /// The supervisor's cgroup's name in every hierarchy, `mpsup-<pid>-<n>`.
     name: String,
     /// Where the limits' controllers are.
@@ -43,10 +45,13 @@ impl Cgroups {
     /// The cgroups of supervisor `n` (its serial in this process): with `tree`, its cgroup v2
     /// where the hierarchy allows (every worker is placed there); the limits' hierarchies are
     /// found now and their cgroups made when a group with limits starts.
-    pub(super) fn start(n: u64, tree: bool) -> Cgroups {
+    pub(super) fn start(n: u64, tree: bool, by_move: bool) -> Cgroups {
         let name = format!("mpsup-{}-{n}", std::process::id());
         let tree = tree.then(|| make_tree(&name)).flatten();
-        Cgroups::resume(name, tree)
+        Cgroups {
+            by_move,
+            ..Cgroups::resume(name, tree)
+        }
     }
 
     /// The same cgroups in the next image of the host (`handover`): the keeper knows them by
@@ -54,6 +59,7 @@ impl Cgroups {
     pub(super) fn resume(name: String, tree: Option<PathBuf>) -> Cgroups {
         Cgroups {
             tree,
+            by_move: false,
             name,
             controllers: Controllers::find(),
             groups: Mutex::new(HashSet::new()),
@@ -182,6 +188,13 @@ impl Cgroups {
             }
         }
         Ok(())
+    }
+
+    /// Which of a worker's cgroups (`make_worker_dirs`) it is born in rather than moved to: its
+    /// cgroup v2 (`CLONE_INTO_CGROUP` takes no v1 cgroup).
+    pub(super) fn born_in(&self, dirs: &[PathBuf]) -> Option<usize> {
+        let tree = self.tree.as_ref().filter(|_| !self.by_move)?;
+        dirs.iter().position(|d| d.starts_with(tree))
     }
 
     /// Worker `pid` runs in `dirs`.

@@ -70,8 +70,7 @@ impl ExecRun {
         };
         let pid = spawn::spawn(&cmd, attrs).map_err(|e| format!("exec: {e}"))?;
         let pidfd = os::pidfd_open(pid).ok();
-        // Without a placement this only tells the keeper, which cannot fail the spawn.
-        let _ = lifeline.spawned(None, pid, pidfd.as_ref());
+        lifeline.announce(pid, pidfd.as_ref());
         Ok(ExecRun {
             pid,
             keeper_has_pidfd: pidfd.is_some(),
