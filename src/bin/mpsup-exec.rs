@@ -241,10 +241,12 @@ fn born_in(dir: &CStr, report: c_int) {
         }
         if pid == 0 {
             libc::close(cgroup);
-            // As posix_spawn made the shim; the library also sets it, whichever comes first.
+            // A worker leads its own process group, as posix_spawn made the shim: before the
+            // exec, which the library waits for.
             libc::setpgid(0, 0);
             return;
         }
+        // The pid, in the report's message format, and the shim leaves.
         fail(report, b'P', pid as c_int, 0)
     }
 }
