@@ -11,15 +11,17 @@ takes, for each way of placing workers (`MPSUP_CGROUP`, read when each superviso
   worker born there (the shim's clone3 with CLONE_INTO_CGROUP).
 
 usage: python3 bench/respawn.py WORKER [--workers 20] [--delay-ms 50] [--seconds 5]
-                                [--start-workers 500] [--rounds 3] [--modes none,move,clone]
+                                [--start-workers 0] [--rounds 1] [--modes none]
+side by side: --modes none,move,clone --rounds 5 --seconds 10 --start-workers 300
 
 WORKER is bench's tiny_worker: with TINY_EXIT_AFTER_MS it says READY, then exits 1. The group
 restarts it on failure after exactly --delay-ms (restart_delay_max_ms caps the doubling at it).
 For every worker_failed followed by that worker's next worker_ready, the overshoot is
 ready.ts_ms - failed.ts_ms - delay_ms: what spawning, exec and the READY line cost on top of
 the policy. The modes take turns, --rounds times (the machine's load falls on all of them).
-Prints one JSON line per mode (overshoot distribution, start/stop medians) and one of ratios
-against `none`.
+Prints one JSON line per mode (overshoot distribution; start/stop medians with
+--start-workers) and, with `none` and another mode, one of ratios against `none`. Alone (the
+defaults, as bench/run.py runs it) the one line is `none`'s.
 """
 
 import argparse
@@ -87,16 +89,17 @@ def start_stop(mode: str, args) -> tuple[float, float]:
     return (t1 - t0) * 1e3, (t2 - t1) * 1e3
 
 
-def summary(mode: str, overshoot: list[int], starts: list[float], stops: list[float]) -> dict:
+def summary(mode: str, overshoot: list[int], starts: list[float], stops: list[float],
+            delay_ms: int) -> dict:
     overshoot.sort()
     n = len(overshoot)
-    return {"impl": "respawn", "mode": mode, "samples": n,
+    return {"impl": "respawn", "mode": mode, "samples": n, "delay_ms": delay_ms,
             "p50_ms": statistics.median(overshoot) if n else None,
             "p90_ms": overshoot[n * 9 // 10] if n else None,
             "p99_ms": overshoot[n * 99 // 100] if n else None,
             "max_ms": overshoot[-1] if n else None,
-            "start_ready_ms": round(statistics.median(starts), 1),
-            "stop_ms": round(statistics.median(stops), 1)}
+            "start_ready_ms": round(statistics.median(starts), 1) if starts else None,
+            "stop_ms": round(statistics.median(stops), 1) if stops else None}
 
 
 def main() -> int:
@@ -105,9 +108,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=20)
     parser.add_argument("--delay-ms", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--start-workers", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--modes", default="none,move,clone")
+    parser.add_argument("--start-workers", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--modes", default="none")
     args = parser.parse_args()
     modes = args.modes.split(",")
     if any(m not in MODES for m in modes):
@@ -119,13 +122,14 @@ def main() -> int:
     for _ in range(args.rounds):
         for mode in modes:
             overshoot[mode] += respawns(mode, argparse.Namespace(**{**vars(args), "seconds": seconds}))
-            start, stop = start_stop(mode, args)
-            starts[mode].append(start)
-            stops[mode].append(stop)
-    rows = {m: summary(m, overshoot[m], starts[m], stops[m]) for m in modes}
+            if args.start_workers > 0:
+                start, stop = start_stop(mode, args)
+                starts[mode].append(start)
+                stops[mode].append(stop)
+    rows = {m: summary(m, overshoot[m], starts[m], stops[m], args.delay_ms) for m in modes}
     for row in rows.values():
         print(json.dumps(row))
-    if "none" in rows:
+    if "none" in rows and len(rows) > 1 and args.start_workers > 0:
         base = rows["none"]
         print(json.dumps({"impl": "respawn_ratios", "against": "none", **{
             m: {"p50_overshoot_minus_none_ms": (r["p50_ms"] - base["p50_ms"])

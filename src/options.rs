@@ -31,7 +31,7 @@ pub struct Options {
     /// forced stop kills descendants that left the worker's process group too; elsewhere (an
     /// unprivileged host) workers run without, as with `false`. Off by default
     /// (`MPSUP_CGROUP=1` turns it on): each spawn then goes through the exec shim, which forks
-    /// the worker into its cgroup (`clone3` with `CLONE_INTO_CGROUP`), about 3× the spawn time
+    /// the worker into its cgroup (`clone3` with `CLONE_INTO_CGROUP`), 2 to 4× the spawn time
     /// of a worker spawned directly (`bench/respawn.py`).
     pub cgroup: bool,
     /// For `bench/` only: workers are moved into their cgroup v2 (a write to `cgroup.procs`)
