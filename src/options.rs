@@ -28,10 +28,16 @@ pub struct Options {
     /// The keeper program; None: `MPSUP_KEEPER`, else `mpsup-keeper` next to the library.
     pub keeper_path: Option<std::path::PathBuf>,
     /// Put each worker process in a cgroup of its own where cgroup v2 is writable, so that a
-    /// forced stop kills descendants that left the worker's process group too. Off by default
-    /// (`MPSUP_CGROUP=1` turns it on): moving a process into a cgroup waits for an RCU grace
-    /// period on current kernels, which costs milliseconds per spawn.
+    /// forced stop kills descendants that left the worker's process group too; elsewhere (an
+    /// unprivileged host) workers run without, as with `false`. Off by default
+    /// (`MPSUP_CGROUP=1` turns it on): each spawn then goes through the exec shim, which forks
+    /// the worker into its cgroup (`clone3` with `CLONE_INTO_CGROUP`), 2 to 4× the spawn time
+    /// of a worker spawned directly (`bench/respawn.py`).
     pub cgroup: bool,
+    /// For `bench/` only: workers are moved into their cgroup v2 (a write to `cgroup.procs`)
+    /// instead of born there (`MPSUP_CGROUP=move`, which also turns `cgroup` on).
+    #[doc(hidden)]
+    pub cgroup_by_move: bool,
     /// Run the spawner threads in a descriptor table of their own, where the system allows
     /// (`src/runtime/spawner/table.rs`); `MPSUP_SHARED_FD_TABLE=1` turns it off.
     pub private_fd_table: bool,
@@ -66,7 +72,8 @@ impl Default for Options {
             keeper_path: std::env::var_os(env::KEEPER)
                 .filter(|v| !v.is_empty())
                 .map(std::path::PathBuf::from),
-            cgroup: env_is(env::CGROUP, "1"),
+            cgroup: env_is(env::CGROUP, "1") || env_is(env::CGROUP, "move"),
+            cgroup_by_move: env_is(env::CGROUP, "move"),
             private_fd_table: !env_is(env::SHARED_FD_TABLE, "1"),
         }
     }

@@ -211,19 +211,21 @@ fn poll_until(limit: Duration, what: impl Fn() -> bool) -> bool {
     }
 }
 
-/// `cgroup`: with cgroups (every descendant must die) or without (every process of a worker's
-/// process group must die: the keeper kills the groups, not only the workers).
-fn dying_host(mode: &str, with_cgroups: bool) {
+/// `cgroups`: the host's `MPSUP_CGROUP` (None: unset, the default: no cgroups). With cgroups
+/// (`"1"`, `"move"`, where writable) every descendant must die; without, every process of a
+/// worker's process group must (the keeper kills the groups, not only the workers).
+fn dying_host(mode: &str, cgroups: Option<&str>) {
     let host = build_c("dying_host", &["tests/programs/dying_host.c"], true, &[]);
     let groups = every_kind().to_string();
     let mut reaper = Reaper::default();
+    let mut command = Command::new(&host);
+    command.arg(mode).arg(&groups).args(KINDS);
+    match cgroups {
+        Some(value) => command.env("MPSUP_CGROUP", value),
+        None => command.env_remove("MPSUP_CGROUP"),
+    };
     let mut child = Guard::new(
-        Command::new(&host)
-            .arg(mode)
-            .arg(&groups)
-            .args(KINDS)
-            // Cgroups are opt-in.
-            .env("MPSUP_CGROUP", if with_cgroups { "1" } else { "0" })
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -263,7 +265,15 @@ fn dying_host(mode: &str, with_cgroups: bool) {
     assert!(members.iter().all(|&p| alive(p)), "{members:?}");
     assert_eq!(status["guarantees"]["host_death"], "keeper", "{status}");
     assert_eq!(keepers.len(), 1, "no keeper process beside the host");
-    let tree_kill = with_cgroups && machine_has_writable_cgroup();
+    // The keeper was told of each worker (not of an exec shim that forked one): it holds the
+    // worker's pidfd.
+    assert!(
+        poll_until(HANG, || workers
+            .iter()
+            .all(|&w| holds_pidfd_of(keepers[0], w))),
+        "the keeper holds no pidfd of some worker of {workers:?}"
+    );
+    let tree_kill = matches!(cgroups, Some("1" | "move")) && machine_has_writable_cgroup();
     // What must die with the host: without cgroups the escaped sleep is out of reach (and
     // killed by the reaper at the end); everything in a worker's process group is not.
     let members = if tree_kill {
@@ -328,31 +338,39 @@ fn dying_host(mode: &str, with_cgroups: bool) {
     }
 }
 
+/// With cgroups, where one is writable, even a descendant that called setsid dies with the host.
 #[test]
 fn workers_die_within_a_second_of_a_host_killed_by_sigkill() {
-    dying_host("sigkill", true);
+    dying_host("sigkill", Some("1"));
 }
 
 #[test]
 fn workers_die_within_a_second_of_a_host_that_exits_without_freeing() {
-    dying_host("exit", true);
+    dying_host("exit", Some("1"));
 }
 
 /// Without cgroups the keeper kills each worker's whole process group: the workers' children and
 /// grandchildren die too.
 #[test]
 fn workers_children_and_grandchildren_die_with_a_host_killed_without_cgroups() {
-    dying_host("sigkill", false);
+    dying_host("sigkill", Some("0"));
+}
+
+/// Workers moved into their cgroups rather than born there (`MPSUP_CGROUP=move`, for bench/)
+/// die with the host as well.
+#[test]
+fn workers_moved_into_their_cgroups_die_with_a_host_killed_by_sigkill() {
+    dying_host("sigkill", Some("move"));
 }
 
 #[test]
 fn a_forked_child_holding_the_hosts_descriptors_keeps_no_worker_alive() {
-    dying_host("fork-sigkill", true);
+    dying_host("fork-sigkill", Some("1"));
 }
 
 #[test]
 fn workers_started_on_a_host_thread_that_exited_die_with_the_host() {
-    dying_host("thread-sigkill", true);
+    dying_host("thread-sigkill", Some("1"));
 }
 
 /// A host thread that made the supervisor and started the workers exits: nothing dies; the
@@ -395,37 +413,39 @@ fn a_host_thread_that_exits_kills_no_worker() {
     }
 }
 
-/// With cgroups, a forced stop kills a descendant that left the worker's process group; the
-/// worker's siblings are untouched by one worker's kill.
-#[test]
-fn a_setsid_child_dies_at_force_terminate_groups_with_cgroup_tree_kill() {
-    let mut reaper = Reaper::default();
+/// A worker whose child left its process group (setsid), in group `esc` (with `esc_keys`), and
+/// its sibling in group `other`, started with cgroups; None where no cgroup is writable (then
+/// the report says process groups).
+fn escaped_workers(
+    script: &str,
+    esc_keys: Value,
+    reaper: &mut Reaper,
+) -> Option<(Supervisor, [i32; 4])> {
     let sup = Supervisor::with_options(Options {
         cgroup: true,
         ..Options::default()
     })
     .unwrap();
     let groups = json!([
-        with(sh_group("esc", 1, ESCAPED), json!({"readiness": "notify"})),
         with(
-            sh_group("other", 1, ESCAPED),
-            json!({"readiness": "notify"}),
+            with(sh_group("esc", 1, script), json!({"readiness": "notify"})),
+            esc_keys
         ),
+        with(sh_group("other", 1, script), json!({"readiness": "notify"})),
     ]);
     sup.configure_json(&groups.to_string()).unwrap();
     let status = sup.status_value();
     if !machine_has_writable_cgroup() {
         assert_eq!(status["guarantees"]["tree_kill"], "process_group");
         eprintln!("no writable cgroup v2 here: tree kill by cgroup is not in force");
-        return;
+        return None;
     }
     assert_eq!(status["guarantees"]["tree_kill"], "cgroup", "{status}");
     sup.start_groups(&["esc", "other"]).unwrap();
     assert!(sup.wait_ready(secs(60.0)).unwrap());
     let snap = sup.snapshot_value();
     let child_of = |w: i64| -> i32 {
-        let procs = processes();
-        procs
+        processes()
             .iter()
             .find(|&&(_, ppid, _)| ppid == w as i32)
             .map(|&(p, _, _)| p)
@@ -433,9 +453,18 @@ fn a_setsid_child_dies_at_force_terminate_groups_with_cgroup_tree_kill() {
     };
     let (esc, other) = (pids(&snap, "esc")[0], pids(&snap, "other")[0]);
     let (esc_child, other_child) = (child_of(esc), child_of(other));
-    reaper
-        .0
-        .extend([esc as i32, other as i32, esc_child, other_child]);
+    let all = [esc as i32, other as i32, esc_child, other_child];
+    reaper.0.extend(all);
+    reaper.1.extend(supervisor_cgroup(esc as i32));
+    // The workers (born in their cgroups by the exec shim's fork) are the host's children,
+    // each leading its own process group.
+    let me = std::process::id() as i32;
+    for &(pid, ppid, pgid) in processes()
+        .iter()
+        .filter(|p| p.0 == all[0] || p.0 == all[1])
+    {
+        assert_eq!((ppid, pgid), (me, pid), "worker {pid}");
+    }
     // The child is in a session (so a process group) of its own once setsid has run.
     assert!(
         poll_until(HANG, || comm(esc_child) == "sleep"),
@@ -447,14 +476,176 @@ fn a_setsid_child_dies_at_force_terminate_groups_with_cgroup_tree_kill() {
         .unwrap()
         .2;
     assert_eq!(pgid, esc_child, "the child did not leave the group");
+    Some((sup, all))
+}
+
+/// With cgroups a forced stop kills a descendant that left the worker's process group; the
+/// worker's siblings are untouched by one worker's kill.
+#[test]
+fn a_setsid_child_dies_at_force_terminate_groups_with_cgroup_tree_kill() {
+    let mut reaper = Reaper::default();
+    let Some((sup, [_, other, esc_child, other_child])) =
+        escaped_workers(ESCAPED, json!({}), &mut reaper)
+    else {
+        return;
+    };
     sup.force_terminate_groups(&["esc"]).unwrap();
     assert!(
         poll_until(Duration::from_secs(1), || !alive(esc_child)),
         "the setsid child outlived the forced stop"
     );
-    assert!(alive(other as i32) && alive(other_child));
+    assert!(alive(other) && alive(other_child));
     sup.force_terminate_groups(&["other"]).unwrap();
     assert!(poll_until(Duration::from_secs(1), || !alive(other_child)));
+}
+
+/// With cgroups a graceful stop of a worker that ignores SIGTERM (a scale-down) ends, past its
+/// `stop_timeout_ms`, with a kill that reaches its descendant that left the process group (and
+/// ignores SIGTERM too).
+#[test]
+fn a_setsid_child_dies_at_a_graceful_stop_past_its_timeout_with_cgroup_tree_kill() {
+    let mut reaper = Reaper::default();
+    let deaf_escaped = "trap '' TERM HUP; setsid sleep 1000 & echo READY >&3; wait";
+    let Some((sup, [esc, other, esc_child, other_child])) =
+        escaped_workers(deaf_escaped, json!({"stop_timeout_ms": 200}), &mut reaper)
+    else {
+        return;
+    };
+    sup.scale_group("esc", 0).unwrap();
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |log| {
+        !of_kind(log, "worker_stopped").is_empty() || !of_kind(log, "worker_failed").is_empty()
+    });
+    let stopping = of_kind(&log, "worker_stopping");
+    assert!(
+        stopping.iter().any(|e| e["mode"] == "graceful"),
+        "no graceful stop: {log:?}"
+    );
+    assert!(
+        stopping.iter().any(|e| e["mode"] == "forced"),
+        "the deaf worker was not killed past its timeout: {log:?}"
+    );
+    assert_gone(i64::from(esc));
+    assert!(
+        poll_until(Duration::from_secs(1), || !alive(esc_child)),
+        "the setsid child outlived the stop"
+    );
+    assert!(alive(other) && alive(other_child));
+    sup.force_terminate_groups(&["other"]).unwrap();
+    assert!(poll_until(Duration::from_secs(1), || !alive(other_child)));
+}
+
+/// With cgroups, a program that cannot be exec'd is the spawn's error, as without (the worker
+/// the exec shim forked into its cgroup reports it, and is reaped); the other workers, born in
+/// cgroups of their own, run.
+#[test]
+fn an_exec_failure_with_cgroups_is_the_spawns_error_and_leaves_nothing() {
+    let mut reaper = Reaper::default();
+    let sup = Supervisor::with_options(Options {
+        cgroup: true,
+        ..Options::default()
+    })
+    .unwrap();
+    sup.configure_json(
+        &json!([
+            with(sh_group("ok", 2, POLITE), json!({"readiness": "notify"})),
+            {"name": "bad", "argv": ["/nonexistent/worker"]},
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    sup.start_groups(&["ok"]).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let workers = pids(&sup.snapshot_value(), "ok");
+    reaper.0.extend(workers.iter().map(|&p| p as i32));
+    let cgroup = supervisor_cgroup(workers[0] as i32);
+    reaper.1.extend(cgroup.clone());
+    assert_eq!(cgroup.is_some(), machine_has_writable_cgroup());
+    match sup.start_groups(&["bad"]) {
+        Err(mpsupervisor::Error::Spawn { context, source }) => {
+            assert!(context.contains("bad#1"), "{context}");
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound, "{source}");
+        }
+        other => panic!("expected a spawn error, got {other:?}"),
+    }
+    // Nothing of the failed spawn is left (this binary's other tests have children too): no
+    // exec shim, no process in the failed group's cgroups, not even a zombie.
+    let me = std::process::id() as i32;
+    let in_bad = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains("/g-bad/"))
+    };
+    let left = || -> Vec<(i32, String)> {
+        processes()
+            .into_iter()
+            .filter(|&(p, ppid, _)| ppid == me && (comm(p) == "mpsup-exec" || in_bad(p)))
+            .map(|(p, _, _)| (p, comm(p)))
+            .collect()
+    };
+    assert!(poll_until(HANG, || left().is_empty()), "{:?}", left());
+    sup.force_terminate_groups(&["ok"]).unwrap();
+    for w in workers {
+        assert_gone(w);
+    }
+}
+
+/// Set in the copy of this binary that runs as nobody.
+const UNPRIVILEGED: &str = "MPSUP_TEST_LIFELINE_UNPRIVILEGED";
+
+/// A host without the right to make cgroups (nobody, no capabilities) runs its workers without
+/// them, by default and with `MPSUP_CGROUP=1`: process groups, never an error.
+#[test]
+fn an_unprivileged_host_runs_its_workers_without_cgroups() {
+    if std::env::var_os(UNPRIVILEGED).is_none() {
+        for cgroup in [None, Some("1")] {
+            let mut command = Command::new("setpriv");
+            command
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg("--inh-caps=-all")
+                .arg(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "an_unprivileged_host_runs_its_workers_without_cgroups",
+                    "--nocapture",
+                ])
+                .env(UNPRIVILEGED, "1");
+            match cgroup {
+                Some(v) => command.env("MPSUP_CGROUP", v),
+                None => command.env_remove("MPSUP_CGROUP"),
+            };
+            let out = command.output().expect("setpriv (util-linux)");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "MPSUP_CGROUP={cgroup:?}: {text}");
+            assert!(text.contains("1 passed"), "{text}");
+        }
+        return;
+    }
+    assert_eq!(nix::unistd::geteuid().as_raw(), 65534);
+    let mut reaper = Reaper::default();
+    let sup = supervisor(&[with(
+        sh_group("g", 2, POLITE),
+        json!({"readiness": "notify"}),
+    )]);
+    let status = sup.status_value();
+    assert_eq!(
+        status["guarantees"]["tree_kill"], "process_group",
+        "{status}"
+    );
+    assert_eq!(status["guarantees"]["host_death"], "keeper", "{status}");
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    let workers = pids(&sup.snapshot_value(), "g");
+    reaper.0.extend(workers.iter().map(|&p| p as i32));
+    for &w in &workers {
+        assert_eq!(supervisor_cgroup(w as i32), None, "worker {w} in a cgroup");
+    }
+    sup.force_terminate_groups(&["g"]).unwrap();
+    for w in workers {
+        assert_gone(w);
+    }
 }
 
 /// The report follows the machine, and the fallbacks report themselves.
@@ -483,8 +674,7 @@ fn guarantees_report_what_is_in_force() {
         cgroup: false,
         ..Options::default()
     };
-    // The defaults without those variables: the keeper, and process groups (cgroups are
-    // opt-in).
+    // The keeper, and process groups.
     let (default, cgroup, pid) = run(keeper_only.clone());
     reaper.0.insert(pid);
     assert_eq!(default["host_death"], "keeper", "{default}");
@@ -550,10 +740,15 @@ fn environment_variables_turn_the_mechanisms_off() {
         ),
         ("MPSUP_CGROUP", "0", "tree_kill", "process_group"),
         ("MPSUP_CGROUP", "1", "tree_kill", with_cgroup),
+        // Workers moved rather than born in their cgroups (for bench/).
+        ("MPSUP_CGROUP", "move", "tree_kill", with_cgroup),
+        // Neither on nor off: the default, no cgroups.
+        ("MPSUP_CGROUP", "", "tree_kill", "process_group"),
     ] {
         let mut child = Guard::new(
             Command::new(&host)
                 .args(["free", &groups.to_string(), "g"])
+                .env_remove("MPSUP_CGROUP")
                 .env(var, value)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())

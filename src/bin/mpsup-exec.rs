@@ -8,6 +8,14 @@
 //!   close-on-exec, so a successful exec closes it and its reader sees end of file; a failure
 //!   writes 5 bytes there (a tag: the letter of the option that failed, `E` for the exec; then
 //!   the errno as a native-endian i32) and exits 126 (127 for the exec).
+//! - `-C DIR`: the worker is born in the cgroup v2 `DIR` instead of moved there (a move waits
+//!   for an RCU grace period: milliseconds): `clone3` with `CLONE_INTO_CGROUP | CLONE_PARENT`,
+//!   a fork of this tiny process whose child is the library's child, as every worker is. The
+//!   shim then writes 5 bytes on the report descriptor (`P`, then the child's pid as a
+//!   native-endian i32) and exits 0; the child leads its own process group, as the shim did,
+//!   and goes on with the options after this one. Right after `-r`. Where the kernel has no
+//!   `clone3` (ENOSYS, or too old for `CLONE_INTO_CGROUP`: EINVAL, E2BIG), it joins `DIR` as
+//!   `-c` does and nothing is reported.
 //! - `-R NAME:SOFT:HARD`: `setrlimit` (NAME: `nofile`, `core`, `nproc`, `as`, `memlock`,
 //!   `stack`, `cpu`, `fsize`; all ones is `RLIM_INFINITY`).
 //! - `-m MODE`: `umask` (octal).
@@ -91,6 +99,8 @@ unsafe fn apply_options(argc: usize, argv: *const *const c_char) -> Option<Optio
             }
             // -c DIR: joins the cgroup DIR (repeated: one per hierarchy).
             b"-c" => join_cgroup(value, report),
+            // -C DIR: from here on, a child born in the cgroup DIR.
+            b"-C" => born_in(value, report),
             _ => apply_attribute(opt, value.to_str().ok()?, report)?,
         }
         i += 2;
@@ -174,6 +184,70 @@ fn join_cgroup(dir: &CStr, report: c_int) {
             fail(report, b'C', errno(), 126);
         }
         libc::close(fd);
+    }
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7), which libc defines for some targets only.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The kernel's `struct clone_args` up to `cgroup` (its second version, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    /// 0: with CLONE_PARENT the child's exit signal is the shim's (SIGCHLD).
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Forks into the cgroup v2 `dir` (`-C`): returns in the child, which leads its own process
+/// group; the shim reports the child's pid and exits. Fails with `C`.
+fn born_in(dir: &CStr, report: c_int) {
+    // SAFETY: plain system calls with valid arguments; `clone3` without CLONE_VM returns twice
+    // like fork, each side on its own copy of this single-threaded process.
+    unsafe {
+        let cgroup = libc::open(
+            dir.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if cgroup < 0 {
+            fail(report, b'C', errno(), 126);
+        }
+        let args = CloneArgs {
+            flags: CLONE_INTO_CGROUP | libc::CLONE_PARENT as u64,
+            cgroup: cgroup as u64,
+            ..CloneArgs::default()
+        };
+        let pid = libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        );
+        if pid < 0 {
+            let err = errno();
+            libc::close(cgroup);
+            if matches!(err, libc::ENOSYS | libc::EINVAL | libc::E2BIG) {
+                return join_cgroup(dir, report);
+            }
+            fail(report, b'C', err, 126);
+        }
+        if pid == 0 {
+            libc::close(cgroup);
+            // A worker leads its own process group, as posix_spawn made the shim: before the
+            // exec, which the library waits for.
+            libc::setpgid(0, 0);
+            return;
+        }
+        // The pid, in the report's message format, and the shim leaves.
+        fail(report, b'P', pid as c_int, 0)
     }
 }
 

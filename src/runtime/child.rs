@@ -41,6 +41,14 @@ impl Child {
         }
     }
 
+    /// The exec shim forked the worker (`worker`, also this process's child) and exits: the
+    /// worker is tracked from now on, the shim goes to the orphanage, which reaps it.
+    pub fn forked(&mut self, worker: i32) {
+        let shim = std::mem::replace(&mut self.pid, worker);
+        orphan(shim);
+        reap_orphans();
+    }
+
     /// Hands the process over to whoever tracks it from now on: dropping what is left of this
     /// value no longer kills it.
     pub fn adopt(mut self) -> (Option<OwnedFd>, Option<OwnedFd>) {

@@ -86,6 +86,7 @@ impl Supervisor {
             keeper: options.keeper,
             keeper_path: options.keeper_path.clone(),
             cgroup: options.cgroup,
+            cgroup_by_move: options.cgroup_by_move,
         });
         Self::assemble(options, lifeline, Listeners::default(), None)
     }

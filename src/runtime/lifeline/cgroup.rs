@@ -24,6 +24,8 @@ use crate::threads;
 pub(super) struct Cgroups {
     /// The supervisor's cgroup v2 for tree kill, when asked for and writable.
     tree: Option<PathBuf>,
+    /// Workers are moved into their cgroup v2 rather than born there (`born_in`).
+    by_move: bool,
     /// The supervisor's cgroup's name in every hierarchy, `mpsup-<pid>-<n>`.
     name: String,
     /// Where the limits' controllers are.
@@ -48,6 +50,10 @@ pub(super) struct Cgroups {
 pub struct CgroupsState {
     pub name: String,
     pub tree: Option<PathBuf>,
+    /// Workers move into their cgroup (`MPSUP_CGROUP=move`, for `bench/`) instead of being
+    /// born there.
+    #[serde(default)]
+    pub by_move: bool,
     /// The group cgroups made so far (in every hierarchy).
     pub groups: Vec<PathBuf>,
     /// The supervisor's cgroups made for limits, in hierarchies other than `tree`'s.
@@ -64,12 +70,13 @@ impl Cgroups {
     /// The cgroups of supervisor `n` (its serial in this process): with `tree`, its cgroup v2
     /// where the hierarchy allows (every worker is placed there); the limits' hierarchies are
     /// found now and their cgroups made when a group with limits starts.
-    pub(super) fn start(n: u64, tree: bool) -> Cgroups {
+    pub(super) fn start(n: u64, tree: bool, by_move: bool) -> Cgroups {
         let name = format!("mpsup-{}-{n}", std::process::id());
         let tree = tree.then(|| make_tree(&name)).flatten();
         Cgroups::resume(CgroupsState {
             name,
             tree,
+            by_move,
             groups: Vec::new(),
             others: Vec::new(),
             next: 0,
@@ -85,6 +92,7 @@ impl Cgroups {
     pub(super) fn resume(s: CgroupsState) -> Cgroups {
         Cgroups {
             tree: s.tree,
+            by_move: s.by_move,
             name: s.name,
             controllers: Controllers::find(),
             groups: Mutex::new(s.groups.into_iter().collect()),
@@ -115,6 +123,7 @@ impl Cgroups {
         CgroupsState {
             name: self.name.clone(),
             tree: self.tree.clone(),
+            by_move: self.by_move,
             groups,
             others: lock(&self.others).clone(),
             next: self.next.load(Ordering::Relaxed),
@@ -232,6 +241,13 @@ impl Cgroups {
             }
         }
         Ok(())
+    }
+
+    /// Which of a worker's cgroups (`make_worker_dirs`) it is born in rather than moved to: its
+    /// cgroup v2 (`CLONE_INTO_CGROUP` takes no v1 cgroup).
+    pub(super) fn born_in(&self, dirs: &[PathBuf]) -> Option<usize> {
+        let tree = self.tree.as_ref().filter(|_| !self.by_move)?;
+        dirs.iter().position(|d| d.starts_with(tree))
     }
 
     /// Worker `pid` runs in `dirs`.

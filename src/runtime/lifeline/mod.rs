@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::core::plan::Attributes;
 use crate::os::spawn::ChildFds;
+use crate::runtime::child::Child;
 
 use cgroup::Cgroups;
 pub use cgroup::CgroupsState;
@@ -48,6 +49,8 @@ pub struct Wanted {
     /// The keeper program to run; None: looked up next to the library.
     pub keeper_path: Option<PathBuf>,
     pub cgroup: bool,
+    /// Workers are moved into their cgroup v2 instead of born there (`bench/` compares them).
+    pub cgroup_by_move: bool,
 }
 
 /// The keeper, the cgroups and the exec shim of one supervisor. Nothing here runs at drop: a
@@ -67,7 +70,9 @@ impl Lifeline {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let shim = Shim::find();
         // Only with the shim, which places each worker in its cgroups.
-        let cgroups = shim.is_some().then(|| Cgroups::start(n, wanted.cgroup));
+        let cgroups = shim
+            .is_some()
+            .then(|| Cgroups::start(n, wanted.cgroup, wanted.cgroup_by_move));
         // Without one (not found, not runnable), `host_death` says "none".
         let keeper = if wanted.keeper {
             wanted
@@ -210,32 +215,51 @@ impl Lifeline {
                 format!("this worker needs the {SHIM_NAME} helper next to the library"),
             )
         })?;
-        let dirs = match &self.cgroups {
-            Some(c) => c.make_worker_dirs(&spec.name, &spec.limits())?,
-            None => Vec::new(),
+        let (dirs, born) = match &self.cgroups {
+            Some(c) => {
+                let dirs = c.make_worker_dirs(&spec.name, &spec.limits())?;
+                let born = c.born_in(&dirs);
+                (dirs, born)
+            }
+            None => (Vec::new(), None),
         };
-        Ok(Some(shim.placement(program, argv, fds, dirs, attrs)))
+        Ok(Some(shim.placement(program, argv, fds, dirs, born, attrs)))
     }
 
     /// A worker process was just spawned (not handed over yet, so not reaped). With a placement:
-    /// waits until the shim has joined the cgroup and exec'd the worker; its failure is the
-    /// spawn's. Then tells the keeper.
+    /// waits until the shim has placed and exec'd the worker; its failure is the spawn's. Where
+    /// the shim forked the worker into its cgroup, `child` tracks the worker's pid from then on
+    /// (even when the spawn fails: it is killed and reaped as the child). Then `child` gets its
+    /// pidfd (`use_pidfd`) and the keeper is told.
     pub fn spawned(
         &self,
         placement: Option<Placement>,
-        pid: i32,
-        pidfd: Option<&OwnedFd>,
+        child: &mut Child,
+        use_pidfd: bool,
     ) -> std::io::Result<()> {
         if let Some(p) = placement {
-            let dirs = p.wait()?;
+            let (forked, dirs) = p.wait();
+            if let Some(worker) = forked {
+                child.forked(worker);
+            }
+            let dirs = dirs?;
             if let Some(c) = &self.cgroups {
-                c.placed(pid, dirs);
+                c.placed(child.pid, dirs);
             }
         }
+        if use_pidfd {
+            child.pidfd = crate::os::pidfd_open(child.pid).ok();
+        }
+        self.announce(child.pid, child.pidfd.as_ref());
+        Ok(())
+    }
+
+    /// Tells the keeper of process `pid`, just spawned (not reaped yet), which it kills if the
+    /// host dies.
+    pub fn announce(&self, pid: i32, pidfd: Option<&OwnedFd>) {
         if let Some(k) = &self.keeper {
             k.spawned(pid, pidfd);
         }
-        Ok(())
     }
 
     /// A SIGKILL went to worker `pid`'s process group: its cgroup gets killed too.

@@ -4,11 +4,17 @@
 //! then `PR_SET_NO_NEW_PRIVS`, sets `LISTEN_PID` when the environment asks, and execs the
 //! worker's program. Its report pipe tells the spawner whether that went well: end of file once
 //! the exec closed it, or 5 bytes (a tag naming the step, then the errno) when it failed.
+//!
+//! A worker with a cgroup v2 of its own is born there rather than moved (a lone move waits for
+//! an RCU grace period, ~10 ms): the shim forks it into the cgroup as the host's child (`-C`),
+//! reports its pid (`P`, then the pid) and exits; the worker goes on with the shim's other
+//! steps and execs. The spawner then tracks the worker's pid and lets the orphanage reap the
+//! shim's.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -35,14 +41,16 @@ impl Shim {
     }
 
     /// The command that runs the shim for `program` and `argv`: it sets `attrs`, joins each of
-    /// `dirs` (the worker's cgroups, one per hierarchy) and reports on the child's descriptor
-    /// `ChildFds::report_fd` of `fds`.
+    /// `dirs` (the worker's cgroups, one per hierarchy; `born`: the index of the one the worker
+    /// is born in, when it has a report pipe to say its pid) and reports on the child's
+    /// descriptor `ChildFds::report_fd` of `fds`.
     pub(super) fn placement(
         &self,
         program: &CStr,
         argv: &[CString],
         fds: &ChildFds<'_>,
         dirs: Vec<PathBuf>,
+        born: Option<usize>,
         attrs: &Attributes,
     ) -> Placement {
         let report_fd = fds.report_fd();
@@ -58,8 +66,15 @@ impl Shim {
             })
             .ok();
         let mut options = Vec::new();
+        // Born in its cgroup first (only with a report pipe, which says the new pid), so that
+        // the worker, not the shim, does everything after: joins the v1 cgroups (so a
+        // `pids_max` counts it alone) and drops privileges.
+        let born = born.filter(|_| pipe.is_some());
         if pipe.is_some() {
             options.push(("-r", report_fd.to_string()));
+        }
+        if let Some(i) = born {
+            options.push(("-C", dirs[i].to_string_lossy().into_owned()));
         }
         let (read, report) = pipe.unzip();
         // In the order the shim must apply them: limits and umask, the cgroup (joining it needs
@@ -70,7 +85,7 @@ impl Shim {
         if let Some(umask) = attrs.umask {
             options.push(("-m", format!("{umask:o}")));
         }
-        for dir in &dirs {
+        for (_, dir) in dirs.iter().enumerate().filter(|(i, _)| Some(*i) != born) {
             options.push(("-c", dir.to_string_lossy().into_owned()));
         }
         if let Some(groups) = &attrs.groups {
@@ -117,35 +132,71 @@ pub struct Placement {
     for_program: CString,
 }
 
-impl Placement {
-    /// After the spawn: waits (bounded) until the shim has joined the cgroup and exec'd the
-    /// worker; its failure is the spawn's. Returns the worker's cgroups.
-    pub(super) fn wait(self) -> std::io::Result<Vec<PathBuf>> {
-        drop(self.report);
-        let mut buf = [0u8; 5];
-        let n = match &self.read {
-            Some(read) => {
-                let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
-                match poll(&mut fds, PollTimeout::from(SHIM_BOUND.as_millis() as u16)) {
-                    Ok(1..) => nix::unistd::read(read, &mut buf).unwrap_or(0),
-                    _ => 0,
-                }
-            }
-            None => 0,
-        };
-        if n != buf.len() {
-            return Ok(self.dirs);
+/// What the shim's report pipe said: the pid of the worker it forked (`-C`), and the failure of
+/// a step (its tag and errno).
+#[derive(Default)]
+struct Report {
+    forked: Option<i32>,
+    failed: Option<(u8, i32)>,
+}
+
+/// Reads the shim's report until end of file (every writer gone: the shim exited or exec'd,
+/// and so did the worker it forked) or `SHIM_BOUND`. Each message is 5 bytes, written at once
+/// (atomic in a pipe), by the shim or the worker it forked, in either order.
+fn read_report(read: &OwnedFd) -> Report {
+    let until = Instant::now() + SHIM_BOUND;
+    let mut buf = [0u8; 10];
+    let mut len = 0;
+    while len < buf.len() {
+        let left = until.saturating_duration_since(Instant::now()).as_millis();
+        let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(left.min(1000) as u16)) {
+            Ok(1..) => match nix::unistd::read(read, &mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            },
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => break,
         }
-        // The caller's `Child` kills and reaps the shim, which is exiting.
-        let errno = i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    }
+    let mut report = Report::default();
+    for msg in buf[..len].chunks_exact(5) {
+        let value = i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]);
+        match msg[0] {
+            b'P' => report.forked = Some(value),
+            tag => report.failed = Some((tag, value)),
+        }
+    }
+    report
+}
+
+impl Placement {
+    /// After the spawn: waits (bounded) until the shim has placed and exec'd the worker; its
+    /// failure is the spawn's. Returns the worker's pid when the shim forked it (whatever
+    /// else happened: the caller owns it from then on) and the worker's cgroups.
+    pub(super) fn wait(mut self) -> (Option<i32>, std::io::Result<Vec<PathBuf>>) {
+        drop(self.report.take());
+        let report = self.read.as_ref().map(read_report).unwrap_or_default();
+        (report.forked, self.outcome(report.failed))
+    }
+
+    /// The worker's cgroups, or the error of the step that failed (`failed`: its tag and errno).
+    fn outcome(self, failed: Option<(u8, i32)>) -> std::io::Result<Vec<PathBuf>> {
+        let Some((tag, errno)) = failed else {
+            return Ok(self.dirs);
+        };
+        // The caller's `Child` kills and reaps the shim (or the worker it forked), which is
+        // exiting.
         let err = std::io::Error::from_raw_os_error(errno);
         for dir in &self.dirs {
             let _ = std::fs::remove_dir(dir);
         }
-        if let (Some(dir), b'C') = (self.dirs.first(), buf[0]) {
+        if let (Some(dir), b'C') = (self.dirs.first(), tag) {
             return Err(error_at(err, &dir.join("cgroup.procs")));
         }
-        if let Some((key, call)) = attribute_step(buf[0]) {
+        if let Some((key, call)) = attribute_step(tag) {
             return Err(std::io::Error::new(
                 err.kind(),
                 format!("{key}: {call}: {err}"),

@@ -72,8 +72,7 @@ impl ExecRun {
         };
         let pid = spawn::spawn(&cmd, attrs).map_err(|e| format!("exec: {e}"))?;
         let pidfd = use_pidfd.then(|| os::pidfd_open(pid).ok()).flatten();
-        // Without a placement this only tells the keeper, which cannot fail the spawn.
-        let _ = lifeline.spawned(None, pid, pidfd.as_ref());
+        lifeline.announce(pid, pidfd.as_ref());
         Ok(ExecRun {
             pid,
             keeper_has_pidfd: pidfd.is_some(),

@@ -253,20 +253,17 @@ pub(super) fn spawn_one(
     placed(shared, child, placement)
 }
 
-/// After the spawn: the child's pidfd, the lifeline told (which waits for the exec shim), the
-/// test hook.
+/// After the spawn: the lifeline told (which waits for the exec shim, and gives the child the
+/// pid of the worker the shim forked, and its pidfd), the test hook.
 fn placed(
     shared: &Spawning,
     mut child: Child,
     placement: Option<Placement>,
 ) -> std::io::Result<Child> {
-    let pid = child.pid;
-    if shared.use_pidfd {
-        child.pidfd = os::pidfd_open(pid).ok();
-    }
     shared
         .lifeline
-        .spawned(placement, pid, child.pidfd.as_ref())?;
+        .spawned(placement, &mut child, shared.use_pidfd)?;
+    let pid = child.pid;
     // The worker's own program runs from now on (after the exec shim's).
     child.spawned_at = Instant::now();
     child.spawned_at_ms = clock::now_ms();
