@@ -19,18 +19,11 @@
 #include <time.h>
 
 #include "mpsupervisor.h"
+#include "bench_lib.h"
 #include "bench_util.h"
 
 #define USAGE "usage: crash_loop WORKER [CRASHERS [BEATERS [SECONDS]]]\n"
 #define MAX_CALLS 200000
-
-static void check(mpsup_result r, const char *call)
-{
-    if (r != MPSUP_OK) {
-        fprintf(stderr, "crash_loop: %s: %s: %s\n", call, mpsup_result_name(r), mpsup_last_error_message());
-        exit(1);
-    }
-}
 
 static int count(const char *text, const char *needle)
 {

@@ -26,19 +26,11 @@
 #include <unistd.h>
 
 #include "mpsupervisor.h"
+#include "bench_lib.h"
 #include "bench_util.h"
 
 #define MAX_GROUP 4096
 #define MAX_ROUNDS 64
-
-static void check(mpsup_result r, const char *call)
-{
-    if (r != MPSUP_OK) {
-        fprintf(stderr, "handover_bench: %s: %s: %s\n", call, mpsup_result_name(r),
-                mpsup_last_error_message());
-        exit(1);
-    }
-}
 
 /* Every worker pid of a snapshot, in order, as one string (to compare across images). */
 static char *pids_of(mpsup_supervisor sup)

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "mpsupervisor.h"
+#include "bench_lib.h"
 #include "bench_util.h"
 
 #define USAGE "usage: lib_bench [--block-sigchld] [--limits | --identity | --rss] [--idle SECONDS] WORKER N\n"
@@ -46,14 +47,6 @@
 #define RSS ",\"max_rss_bytes\":1099511627776,\"rss_sample_ms\":1000"
 #define MAX_GROUP 4096
 #define MAX_GROUPS 32
-
-static void check(mpsup_result r, const char *call)
-{
-    if (r != MPSUP_OK) {
-        fprintf(stderr, "lib_bench: %s: %s: %s\n", call, mpsup_result_name(r), mpsup_last_error_message());
-        exit(1);
-    }
-}
 
 /* The keys each group adds: --limits' cgroup limits, or --identity's process attributes (so
  * every spawn goes through the exec shim, which sets them before the worker's exec; as root

@@ -43,18 +43,11 @@
 #include <unistd.h>
 
 #include "mpsupervisor.h"
+#include "bench_lib.h"
 #include "bench_util.h"
 
 #define USAGE "usage: probe_load [--refused] WORKER [WORKERS [CRASHERS [SECONDS [PERIOD_MS]]]]\n"
 #define MAX_CALLS 200000
-
-static void check(mpsup_result r, const char *call)
-{
-    if (r != MPSUP_OK) {
-        fprintf(stderr, "probe_load: %s: %s: %s\n", call, mpsup_result_name(r), mpsup_last_error_message());
-        exit(1);
-    }
-}
 
 static void die(const char *what)
 {

@@ -330,18 +330,7 @@ fn the_cpp_host_hands_its_workers_to_its_next_image() {
     assert_eq!(adopted.len(), 1, "{log:#?}");
     assert_eq!(adopted[0]["workers"], 2);
     assert_eq!(adopted[0]["exited_meanwhile"], 0);
-    let stopped = of_kind(log, "worker_stopped");
-    let mut stopped_pids: Vec<i64> = stopped.iter().map(|e| e["pid"].as_i64().unwrap()).collect();
-    stopped_pids.sort_unstable();
-    let mut want = before.clone();
-    want.sort_unstable();
-    assert_eq!(stopped_pids, want, "{log:#?}");
-    assert!(
-        stopped
-            .iter()
-            .all(|e| e["mode"] == "graceful" && e["exit_code"] == 0),
-        "{stopped:#?}"
-    );
+    assert_stopped_gracefully(log, &before);
 }
 
 /// The C++ host whose `exec` fails: `handover_abort` gives the handle back, and the same
@@ -370,10 +359,15 @@ fn the_cpp_host_whose_exec_fails_aborts_and_keeps_its_workers() {
     let before = pids(&values[0], "shell");
     let log = values[1].as_array().expect("the events");
     assert!(of_kind(log, "supervisor_adopted").is_empty(), "{log:#?}");
+    assert_stopped_gracefully(log, &before);
+}
+
+/// `log`'s `worker_stopped` events are exactly `pids`, each graceful with exit code 0.
+fn assert_stopped_gracefully(log: &[Value], pids: &[i64]) {
     let stopped = of_kind(log, "worker_stopped");
     let mut stopped_pids: Vec<i64> = stopped.iter().map(|e| e["pid"].as_i64().unwrap()).collect();
     stopped_pids.sort_unstable();
-    let mut want = before.clone();
+    let mut want = pids.to_vec();
     want.sort_unstable();
     assert_eq!(stopped_pids, want, "{log:#?}");
     assert!(

@@ -240,24 +240,9 @@ fn a_group_waiting_for_its_dependency_starts_after_adoption() {
 fn a_reload_in_progress_completes_after_adoption() {
     let dir = scratch_dir("handover-reload");
     let gate = dir.join("gate");
-    let script = format!(
-        r#"
-import os, signal, socket, sys, time
-signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-asked = []
-signal.signal(signal.SIGHUP, lambda *a: asked.append(1))
-{PY_NOTIFY}
-notify("READY=1")
-while True:
-    if asked:
-        asked.clear()
-        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        notify("RELOADING=1\nMONOTONIC_USEC=%d" % usec)
-        while not os.path.exists(os.environ["GATE"]):
-            time.sleep(0.02)
-        notify("READY=1")
-    time.sleep(0.01)
-"#
+    let script = py_reloader(
+        r#"while not os.path.exists(os.environ["GATE"]):
+    time.sleep(0.02)"#,
     );
     let sup = supervisor(&[json!({"name": "d", "workers": 1,
         "argv": ["python3", "-c", script], "readiness": "sd_notify",

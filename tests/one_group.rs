@@ -205,24 +205,7 @@ fn signal_group_reaches_every_worker_as_kill_mode_says() {
 /// An sd_notify worker that, on its reload signal, sends `RELOADING=1` (with `MONOTONIC_USEC`),
 /// works 0.4 s, then sends `READY=1`.
 fn reloader(name: &str, workers: u32, extra: Value) -> Value {
-    let script = format!(
-        r#"
-import os, signal, socket, sys, time
-signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-asked = []
-signal.signal(signal.SIGHUP, lambda *a: asked.append(1))
-{PY_NOTIFY}
-notify("READY=1")
-while True:
-    if asked:
-        asked.clear()
-        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        notify("RELOADING=1\nMONOTONIC_USEC=%d" % usec)
-        time.sleep(0.4)
-        notify("READY=1")
-    time.sleep(0.01)
-"#
-    );
+    let script = py_reloader("time.sleep(0.4)");
     with(
         json!({"name": name, "workers": workers, "argv": ["python3", "-c", script],
                "readiness": "sd_notify", "control_channel": "off"}),

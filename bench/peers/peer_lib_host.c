@@ -17,17 +17,10 @@
 #include <string.h>
 
 #include "mpsupervisor.h"
+#include "../bench_lib.h"
 
 #define MAX_GROUP 4096
 #define MAX_GROUPS 32
-
-static void check(mpsup_result r, const char *call)
-{
-    if (r != MPSUP_OK) {
-        fprintf(stderr, "peer_lib_host: %s: %s: %s\n", call, mpsup_result_name(r), mpsup_last_error_message());
-        exit(1);
-    }
-}
 
 static void reply(const char *line)
 {

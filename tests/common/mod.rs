@@ -472,3 +472,26 @@ pub fn http_get(address: std::net::SocketAddr, path: &str) -> std::io::Result<St
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     http_request(stream, path)
 }
+
+/// A Python sd_notify worker that sends `READY=1`, and on its reload signal (SIGHUP) sends
+/// `RELOADING=1` (with `MONOTONIC_USEC`), runs `work` (Python lines), then sends `READY=1`.
+pub fn py_reloader(work: &str) -> String {
+    let work: String = work.lines().map(|l| format!("        {l}\n")).collect();
+    format!(
+        r#"
+import os, signal, socket, sys, time
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+asked = []
+signal.signal(signal.SIGHUP, lambda *a: asked.append(1))
+{PY_NOTIFY}
+notify("READY=1")
+while True:
+    if asked:
+        asked.clear()
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        notify("RELOADING=1\nMONOTONIC_USEC=%d" % usec)
+{work}        notify("READY=1")
+    time.sleep(0.01)
+"#
+    )
+}
