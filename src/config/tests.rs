@@ -191,4 +191,11 @@ fn bootstrap_keeps_every_kind_of_json_value() {
         g.bootstrap.as_ref().map(Bootstrap::as_str),
         Some("[false,[7]]")
     );
+    // From a `serde_json::Value` (a Rust host's path), strings arrive owned (`visit_string`).
+    let value = serde_json::json!({"name": "a", "argv": ["x"], "bootstrap": {"s": "x", "t": true}});
+    let g: GroupSpec = serde_json::from_value(value).unwrap();
+    assert_eq!(
+        g.bootstrap.as_ref().map(Bootstrap::as_str),
+        Some(r#"{"s":"x","t":true}"#)
+    );
 }
