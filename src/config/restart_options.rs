@@ -110,3 +110,26 @@ impl RestartOptions {
         parsed.validate()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys left out of `options_json` take the documented defaults (`max_surge` 1,
+    /// `max_unavailable` 0, `ready_timeout_ms` 30 s), the same as `RestartOptions::default()`.
+    #[test]
+    fn left_out_options_take_their_documented_defaults() {
+        let parsed = RestartOptions::parse("{}").unwrap();
+        assert_eq!(
+            (
+                parsed.max_surge,
+                parsed.max_unavailable,
+                parsed.ready_timeout_ms
+            ),
+            (1, 0, 30_000)
+        );
+        assert_eq!(parsed, RestartOptions::default());
+        let only_surge = RestartOptions::parse(r#"{"max_surge": 3}"#).unwrap();
+        assert_eq!(only_surge.ready_timeout_ms, 30_000);
+    }
+}
