@@ -199,3 +199,23 @@ fn bootstrap_keeps_every_kind_of_json_value() {
         Some(r#"{"s":"x","t":true}"#)
     );
 }
+
+/// Each output form parses to its kind (`"inherit"` too, though it is the default), and
+/// `captured` says which ones the supervisor reads through a pipe.
+#[test]
+fn each_output_form_parses_and_says_whether_it_is_captured() {
+    let forms = [
+        (r#""inherit""#, false),
+        (r#""null""#, false),
+        (r#""capture""#, true),
+        (r#"{"file": "/tmp/o.log"}"#, false),
+        (r#"{"file": "/tmp/o.log", "max_bytes": 10}"#, true),
+    ];
+    for (form, captured) in forms {
+        let g = &parse_groups(&format!(r#"[{{"name":"a","argv":["x"],"stdout":{form}}}]"#))
+            .unwrap_or_else(|e| panic!("{form}: {e}"))[0];
+        assert_eq!(g.stdout.captured(), captured, "{form}");
+    }
+    let g = &parse_groups(r#"[{"name":"a","argv":["x"],"stderr":"inherit"}]"#).unwrap()[0];
+    assert_eq!(g.stderr, Output::Inherit);
+}
