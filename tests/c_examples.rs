@@ -295,30 +295,7 @@ fn the_cpp_host_builds_as_strict_cpp17_and_stops_its_workers_gracefully() {
 /// `supervisor_adopted`, and stops the workers gracefully over the first image's sockets.
 #[test]
 fn the_cpp_host_hands_its_workers_to_its_next_image() {
-    let host = build_cpp("cpp_handover", &["c_examples/cpp_handover.cpp"], true);
-    let out = Command::new(&host)
-        .arg(root().join("c_examples/shell_worker.sh"))
-        .env_remove("MPSUP_HANDOVER_FD")
-        .output()
-        .expect("cpp_handover runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let values: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect();
-    // Whatever happened, no worker is left running.
-    let seen: Vec<i64> = values
-        .iter()
-        .take(2)
-        .flat_map(|v| pids(v, "shell"))
-        .collect();
-    for &pid in &seen {
-        if proc_state(pid).is_some_and(|s| s != 'Z') {
-            // SAFETY: plain system call on a worker of this test.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    }
+    let (out, stderr, stdout, values) = run_cpp_handover(&[]);
     assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
     assert!(stderr.contains("cpp_handover: adopted"), "{stderr}");
     assert_eq!(values.len(), 3, "{stdout}");
@@ -337,19 +314,8 @@ fn the_cpp_host_hands_its_workers_to_its_next_image() {
 /// handle stops the workers gracefully.
 #[test]
 fn the_cpp_host_whose_exec_fails_aborts_and_keeps_its_workers() {
-    let host = build_cpp("cpp_handover", &["c_examples/cpp_handover.cpp"], true);
-    let out = Command::new(&host)
-        .arg(root().join("c_examples/shell_worker.sh"))
-        .env_remove("MPSUP_HANDOVER_FD")
-        .env("CPP_HANDOVER_EXE", "/nonexistent/cpp_handover")
-        .output()
-        .expect("cpp_handover runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let values: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect();
+    let (out, stderr, stdout, values) =
+        run_cpp_handover(&[("CPP_HANDOVER_EXE", "/nonexistent/cpp_handover")]);
     assert_eq!(out.status.code(), Some(1), "{stderr}\n{stdout}");
     assert!(
         stderr.contains("cpp_handover: exec: No such file or directory; aborted"),
@@ -376,4 +342,34 @@ fn assert_stopped_gracefully(log: &[Value], pids: &[i64]) {
             .all(|e| e["mode"] == "graceful" && e["exit_code"] == 0),
         "{stopped:#?}"
     );
+}
+
+/// Runs `c_examples/cpp_handover.cpp` with `env`: its exit status, stderr, stdout, and the JSON
+/// values of its stdout lines. Whatever happened, no worker it printed is left running.
+fn run_cpp_handover(env: &[(&str, &str)]) -> (std::process::Output, String, String, Vec<Value>) {
+    let host = build_cpp("cpp_handover", &["c_examples/cpp_handover.cpp"], true);
+    let out = Command::new(&host)
+        .arg(root().join("c_examples/shell_worker.sh"))
+        .env_remove("MPSUP_HANDOVER_FD")
+        .envs(env.iter().copied())
+        .output()
+        .expect("cpp_handover runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let values: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let seen: Vec<i64> = values
+        .iter()
+        .take(2)
+        .flat_map(|v| pids(v, "shell"))
+        .collect();
+    for &pid in &seen {
+        if proc_state(pid).is_some_and(|s| s != 'Z') {
+            // SAFETY: plain system call on a worker of this test.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+    (out, stderr, stdout, values)
 }
