@@ -132,16 +132,21 @@ pub fn waiting_state(
 /// Refuses a state with a spawn in flight (`land_spawns` landed them all; this is the check
 /// made under the lock the state is written under).
 pub fn check_landed(engine: &Engine, outcomes_pending: bool) -> Result<()> {
-    let spawning = engine
-        .core
-        .workers
-        .values()
-        .find(|w| w.phase == Phase::Spawning);
-    match spawning {
-        Some(w) => Err(in_flight(&w.id)),
+    match spawning(engine) {
+        Some(id) => Err(in_flight(id)),
         None if outcomes_pending => Err(in_flight("a worker")),
         None => Ok(()),
     }
+}
+
+/// The id of a worker whose spawn has not arrived, if any.
+fn spawning(engine: &Engine) -> Option<&str> {
+    engine
+        .core
+        .workers
+        .values()
+        .find(|w| w.phase == Phase::Spawning)
+        .map(|w| w.id.as_str())
 }
 
 fn in_flight(who: &str) -> Error {
@@ -169,17 +174,9 @@ impl Supervisor {
                 }
                 // Letting go settles: a spawn this began is submitted, and seen below.
             }
-            let engine = self.shared.lock();
-            let spawning = engine
-                .core
-                .workers
-                .values()
-                .find(|w| w.phase == Phase::Spawning)
-                .map(|w| w.id.clone());
-            let Some(id) = spawning else {
+            let Some(id) = spawning(&self.shared.lock()).map(str::to_string) else {
                 return Ok(());
             };
-            drop(engine);
             if Instant::now() >= until {
                 return Err(in_flight(&id));
             }
