@@ -2,6 +2,7 @@
 //! nix has no call (each in one small function that says why). Every descriptor made here is
 //! close-on-exec.
 
+pub(crate) mod born_in;
 pub(crate) mod cgroup;
 pub(crate) mod handover;
 pub(crate) mod listen;
@@ -63,6 +64,12 @@ pub fn inheritable(fd: RawFd) -> bool {
 fn open_above_stdio(path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
     let mode = nix::sys::stat::Mode::empty();
     above_stdio(nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, mode).map_err(io_err)?)
+}
+
+/// A directory opened for reference only (`O_PATH`), close-on-exec, above 2: a cgroup to be
+/// born in (`born_in`).
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    open_above_stdio(path, OFlag::O_PATH | OFlag::O_DIRECTORY)
 }
 
 /// The text of a small file (/proc, /sys), read through a descriptor above 2.

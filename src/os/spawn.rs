@@ -153,6 +153,7 @@ pub struct Stdio<'a> {
 /// Built by the spawner once the control socket exists (without one, the report pipe takes its
 /// number), given the report pipe by the lifeline, which needs its number first (`report_fd`),
 /// and carried out by `spawn`.
+#[derive(Clone)]
 pub struct ChildFds<'a> {
     pub stdio: Stdio<'a>,
     pub listen: Vec<&'a OwnedFd>,
@@ -303,63 +304,109 @@ fn stdio_sources<'b>(
     ]
 }
 
-/// The file actions that give the child its descriptors: the host's leaked ones closed, 0, 1
-/// and 2, then 3, 4, ...
-fn add_descriptors(
-    actions: &mut PosixSpawnFileActions,
-    attrs: &SpawnAttributes,
-    sources: &Sources,
-    from_host: bool,
-) -> io::Result<()> {
+/// One step of a child's descriptor layout, carried out in the child in order before its exec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FdStep {
+    Close(RawFd),
+    Dup2 {
+        from: RawFd,
+        to: RawFd,
+    },
+    /// `/dev/null`, opened read-write at this number.
+    DevNull(RawFd),
+}
+
+/// The steps that give the child its descriptors: the host's leaked ones closed, 0, 1 and 2,
+/// then 3, 4, ...
+fn fd_steps(attrs: &SpawnAttributes, sources: &Sources, from_host: bool) -> Vec<FdStep> {
+    let mut steps = Vec::new();
     // Whatever the host leaked without O_CLOEXEC must not reach the worker. Closing just those
     // descriptors lets exec close the rest after the parent is released, instead of a
     // closefrom in the child while the parent waits. They are closed first, so that nothing
     // set up below is closed after being set up.
     if let Some(leaked) = &attrs.leaked {
-        for &fd in leaked.iter().filter(|&&fd| !sources.keeps(fd)) {
-            actions
-                .add_close(fd)
-                .map_err(context("file_actions_addclose"))?;
-        }
+        steps.extend(
+            leaked
+                .iter()
+                .filter(|&&fd| !sources.keeps(fd))
+                .map(|&fd| FdStep::Close(fd)),
+        );
     }
     for (target, fd) in (0..).zip(sources.stdio) {
         match fd {
-            Some(fd) => actions
-                .add_dup2(fd, target)
-                .map_err(context("file_actions_adddup2"))?,
+            Some(from) => steps.push(FdStep::Dup2 { from, to: target }),
             // Closed in the host (`Stdio::host`), or nothing this thread's table would pass on:
             // the child gets /dev/null, never an empty 0, 1 or 2 that its first open would take.
-            None if from_host || !super::inheritable(target) => actions
-                .add_open(target, c"/dev/null", OFlag::O_RDWR, Mode::empty())
-                .map_err(context("file_actions_addopen"))?,
+            None if from_host || !super::inheritable(target) => steps.push(FdStep::DevNull(target)),
             None => {}
         }
     }
-    for (target, &fd) in (FIRST_INHERITED..).zip(&sources.inherited) {
-        actions
-            .add_dup2(fd, target)
-            .map_err(context("file_actions_adddup2"))?;
+    for (to, &from) in (FIRST_INHERITED..).zip(&sources.inherited) {
+        steps.push(FdStep::Dup2 { from, to });
+    }
+    steps
+}
+
+/// A child's descriptor layout made ready in the spawning thread: the files it writes to
+/// opened, the sources moved above every target, the steps in order.
+pub(crate) struct Layout {
+    pub(crate) steps: Vec<FdStep>,
+    /// Where the host's leaked descriptors could not be listed: everything from this number up
+    /// is closed in the child.
+    pub(crate) close_from: Option<RawFd>,
+    _opened: [Option<OwnedFd>; 2],
+    _sources: Sources,
+}
+
+impl Layout {
+    pub(crate) fn new(fds: &ChildFds<'_>, attrs: &SpawnAttributes) -> io::Result<Layout> {
+        let stdio = &fds.stdio;
+        // Opened here rather than in the child: the child of a vfork-style spawn keeps its
+        // parent suspended, so an open that blocks (a FIFO without a reader) would block the
+        // spawner. Non-blocking, such an open fails at once with ENXIO instead.
+        let opened = [open_output(stdio.stdout)?, open_output(stdio.stderr)?];
+        let sources = Sources::new(stdio_sources(stdio, &opened), fds)?;
+        Ok(Layout {
+            steps: fd_steps(attrs, &sources, stdio.host.is_some()),
+            close_from: attrs.leaked.is_none().then(|| fds.last_target() + 1),
+            _opened: opened,
+            _sources: sources,
+        })
+    }
+}
+
+/// The file actions that carry out `layout`'s steps.
+fn add_descriptors(actions: &mut PosixSpawnFileActions, layout: &Layout) -> io::Result<()> {
+    for step in &layout.steps {
+        match *step {
+            FdStep::Close(fd) => actions
+                .add_close(fd)
+                .map_err(context("file_actions_addclose"))?,
+            FdStep::Dup2 { from, to } => actions
+                .add_dup2(from, to)
+                .map_err(context("file_actions_adddup2"))?,
+            FdStep::DevNull(fd) => actions
+                .add_open(fd, c"/dev/null", OFlag::O_RDWR, Mode::empty())
+                .map_err(context("file_actions_addopen"))?,
+        }
     }
     Ok(())
 }
 
-/// The file actions of the glibc extensions: closing everything above `last_target` where the
+/// The file actions of the glibc extensions: closing everything from `close_from` up where the
 /// host's leaked descriptors could not be listed, and the working directory.
 fn add_extensions(
     actions: &mut PosixSpawnFileActions,
-    attrs: &SpawnAttributes,
-    last_target: RawFd,
+    close_from: Option<RawFd>,
     cwd: Option<&CStr>,
 ) -> io::Result<()> {
     let ext = &*EXTENSIONS;
-    if attrs.leaked.is_none() {
-        if let Some(addclosefrom) = ext.addclosefrom {
-            // SAFETY: the symbol has this signature; the actions object is initialised.
-            check(
-                unsafe { addclosefrom(raw_actions(actions), last_target + 1) },
-                "file_actions_addclosefrom_np",
-            )?;
-        }
+    if let (Some(first), Some(addclosefrom)) = (close_from, ext.addclosefrom) {
+        // SAFETY: the symbol has this signature; the actions object is initialised.
+        check(
+            unsafe { addclosefrom(raw_actions(actions), first) },
+            "file_actions_addclosefrom_np",
+        )?;
     }
     if let Some(cwd) = cwd {
         let addchdir = ext.addchdir.ok_or_else(|| {
@@ -380,20 +427,18 @@ fn add_extensions(
 /// Spawns one process with the descriptors of `cmd.fds` and returns its pid.
 pub fn spawn(cmd: &Command<'_>, attrs: &SpawnAttributes) -> io::Result<i32> {
     let mut actions = PosixSpawnFileActions::init().map_err(context("file_actions_init"))?;
-    let stdio = &cmd.fds.stdio;
-    // Opened here rather than by a file action in the child: the child of a vfork-style spawn
-    // keeps its parent suspended, so an open that blocks (a FIFO without a reader) would block
-    // the spawner. Non-blocking, such an open fails at once with ENXIO instead.
-    let opened = [open_output(stdio.stdout)?, open_output(stdio.stderr)?];
-    let sources = Sources::new(stdio_sources(stdio, &opened), &cmd.fds)?;
-    add_descriptors(&mut actions, attrs, &sources, stdio.host.is_some())?;
-    add_extensions(&mut actions, attrs, cmd.fds.last_target(), cmd.cwd)?;
-    let pid = posix_spawn(cmd.program, &actions, &attrs.attr, cmd.argv, cmd.envp).map_err(|e| {
-        let err = io::Error::from(e);
-        io::Error::new(
-            err.kind(),
-            format!("posix_spawn {}: {err}", cmd.program.to_string_lossy()),
-        )
-    })?;
+    let layout = Layout::new(&cmd.fds, attrs)?;
+    add_descriptors(&mut actions, &layout)?;
+    add_extensions(&mut actions, layout.close_from, cmd.cwd)?;
+    let pid = posix_spawn(cmd.program, &actions, &attrs.attr, cmd.argv, cmd.envp)
+        .map_err(|e| spawn_error(cmd.program, e.into()))?;
     Ok(pid.as_raw())
+}
+
+/// A spawn's failure, naming the program.
+pub(crate) fn spawn_error(program: &CStr, err: io::Error) -> io::Error {
+    io::Error::new(
+        err.kind(),
+        format!("posix_spawn {}: {err}", program.to_string_lossy()),
+    )
 }

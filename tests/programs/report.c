@@ -2,7 +2,11 @@
  *   fd N          one line per inherited descriptor
  *   SigBlk: HEX   its signal mask, from /proc/self/status
  *   SigIgn: HEX   the signals it ignores
+ *   SigCgt: HEX   the signals it catches
  *   pgid P pid Q  its process group and pid
+ *   ppid P        its parent
+ *   cwd DIR       its working directory
+ *   0::PATH       its cgroup v2, from /proc/self/cgroup
  * then says READY and waits until the supervisor stops it or closes the channel. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -25,9 +29,19 @@ int main(void) {
     if (!status) return 2;
     char line[256];
     while (fgets(line, sizeof line, status))
-        if (strncmp(line, "SigBlk:", 7) == 0 || strncmp(line, "SigIgn:", 7) == 0) fputs(line, stdout);
+        if (strncmp(line, "SigBlk:", 7) == 0 || strncmp(line, "SigIgn:", 7) == 0 ||
+            strncmp(line, "SigCgt:", 7) == 0)
+            fputs(line, stdout);
     fclose(status);
     printf("pgid %d pid %d\n", (int)getpgrp(), (int)getpid());
+    printf("ppid %d\n", (int)getppid());
+    char cwd[4096];
+    printf("cwd %s\n", getcwd(cwd, sizeof cwd) ? cwd : "?");
+    FILE *cgroup = fopen("/proc/self/cgroup", "re");
+    if (!cgroup) return 2;
+    while (fgets(line, sizeof line, cgroup))
+        if (strncmp(line, "0::", 3) == 0) fputs(line, stdout);
+    fclose(cgroup);
     fflush(stdout);
     const char *fd_text = getenv("MPSUP_CONTROL_FD");
     if (!fd_text) return 0;

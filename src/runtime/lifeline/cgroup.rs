@@ -2,8 +2,9 @@
 //! subtree), the supervisor makes `mpsup-<pid>-<n>` beneath it, one cgroup per group beneath that
 //! and one per worker process beneath its group's. A group with limits gets the same three
 //! levels in each hierarchy that holds one of its controllers (`limits.rs`), whatever the
-//! `cgroup` option says. The exec shim (`shim.rs`) joins a worker to its cgroups before the
-//! worker's program runs, so even its first fork is inside. A SIGKILL to a worker also goes to
+//! `cgroup` option says. A worker is in its cgroups before its program runs, so even its first
+//! fork is inside: born in its cgroup v2 by the spawn (`os::born_in`) or by the exec shim
+//! (`shim.rs`), which also joins the v1 cgroups of its limits. A SIGKILL to a worker also goes to
 //! its cgroups (`cgroup.kill`, or each process of a v1 cgroup); at its reap they are killed and
 //! removed, on a thread of its own (`Remover`), off the engine's lock.
 

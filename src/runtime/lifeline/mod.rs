@@ -3,8 +3,10 @@
 //!   worker's process group and cgroup;
 //! - `cgroup.rs`: the workers' cgroups, which reach descendants that left their process group,
 //!   and the thread that removes them;
-//! - `shim.rs`: the exec shim, which places a worker in its cgroup (and sets `LISTEN_PID`) before
-//!   its program runs;
+//! - `shim.rs`: the exec shim, which places a worker in its cgroups (and sets `LISTEN_PID` and
+//!   process attributes) before its program runs, where the spawn itself cannot start it in its
+//!   cgroup (`os::born_in`: a worker whose only cgroup is its cgroup v2 and that needs nothing
+//!   else of the shim);
 //! - `helpers.rs`: finding the keeper and the shim next to the library.
 //!
 //! `Lifeline` holds the three together for the rest of the runtime, and says which guarantees
@@ -32,7 +34,8 @@ pub use cgroup::CgroupsState;
 use helpers::find_helper;
 use keeper::{KeeperLink, KEEPER_NAME};
 use shim::Shim;
-pub use shim::{Placement, SHIM_NAME};
+use shim::ShimPlacement;
+pub use shim::SHIM_NAME;
 
 /// What crosses an `exec` of the host (`handover`): the keeper's pid and socket number, and the
 /// supervisor's cgroups with every worker's.
@@ -181,23 +184,25 @@ impl Lifeline {
         self.keeper.iter().map(KeeperLink::socket).collect()
     }
 
-    /// Whether a spawn goes through the exec shim (and so passes its report descriptor):
-    /// where cgroups are in force, the group has limits, the worker needs `LISTEN_PID` (it has
-    /// listen sockets), or its group sets process attributes (identity, umask, rlimits).
-    fn uses_shim(&self, spec: &GroupSpec, fds: &ChildFds<'_>, attrs: &Attributes) -> bool {
-        self.cgroups.as_ref().is_some_and(|c| c.tree().is_some())
-            || !spec.limits().is_empty()
+    /// Whether a spawn needs the exec shim for more than its cgroup v2: its group has limits
+    /// (cgroups of other hierarchies to join), the worker needs `LISTEN_PID` (it has listen
+    /// sockets) or `{pid}` in its environment, or its group sets process attributes (identity,
+    /// umask, rlimits).
+    fn needs_shim(&self, spec: &GroupSpec, fds: &ChildFds<'_>, attrs: &Attributes) -> bool {
+        !spec.limits().is_empty()
             || !fds.listen.is_empty()
             || attrs.first_key().is_some()
             || spec.env.values().any(|v| v.contains("{pid}"))
     }
 
-    /// Before a worker's spawn that `uses_shim`: makes its cgroups (one per worker process,
-    /// under its group's, in each hierarchy it needs, with its limits written) and the command
-    /// that runs the exec shim, which joins them, sets `LISTEN_PID` when the environment asks,
-    /// and then execs the worker. The shim reports on the descriptor
-    /// that `fds` has for it (`ChildFds::report_fd`); the placement's report pipe goes there.
-    /// `attrs`: what the shim sets before the exec.
+    /// Before a worker's spawn: makes its cgroups (one per worker process, under its group's,
+    /// in each hierarchy it needs, with its limits written), and says how it is placed in them
+    /// and given what else it needs. None: a plain spawn. `Born`: where the worker's only
+    /// cgroup is its cgroup v2 and it needs nothing else of the shim, the spawn itself makes it
+    /// there (`os::born_in`). `Shim`: the command that runs the exec shim, which joins the
+    /// cgroups, sets `attrs` and `LISTEN_PID` when the environment asks, then execs the worker;
+    /// it reports on the descriptor that `fds` has for it (`ChildFds::report_fd`), where the
+    /// placement's report pipe goes.
     pub fn prepare(
         &self,
         spec: &GroupSpec,
@@ -206,15 +211,11 @@ impl Lifeline {
         fds: &ChildFds<'_>,
         attrs: &Attributes,
     ) -> std::io::Result<Option<Placement>> {
-        if !self.uses_shim(spec, fds, attrs) {
+        let tree = self.cgroups.as_ref().and_then(|c| c.tree());
+        let needs_shim = self.needs_shim(spec, fds, attrs);
+        if tree.is_none() && !needs_shim {
             return Ok(None);
         }
-        let shim = self.shim.as_ref().ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("this worker needs the {SHIM_NAME} helper next to the library"),
-            )
-        })?;
         let (dirs, born) = match &self.cgroups {
             Some(c) => {
                 let dirs = c.make_worker_dirs(&spec.name, &spec.limits())?;
@@ -223,29 +224,49 @@ impl Lifeline {
             }
             None => (Vec::new(), None),
         };
-        Ok(Some(shim.placement(program, argv, fds, dirs, born, attrs)))
+        if let (false, [dir], Some(0), true) =
+            (needs_shim, &dirs[..], born, crate::os::born_in::available())
+        {
+            // Without a descriptor to spare for it (EMFILE), the shim places the worker.
+            if let Ok(cgroup) = crate::os::open_dir(dir) {
+                return Ok(Some(Placement::Born(Born { cgroup, dirs })));
+            }
+        }
+        let Some(shim) = &self.shim else {
+            remove_dirs(&dirs);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("this worker needs the {SHIM_NAME} helper next to the library"),
+            ));
+        };
+        let placement = shim.placement(program, argv, fds, dirs, born, attrs);
+        Ok(Some(Placement::Shim(placement)))
     }
 
-    /// A worker process was just spawned (not handed over yet, so not reaped). With a placement:
-    /// waits until the shim has placed and exec'd the worker; its failure is the spawn's. Where
-    /// the shim forked the worker into its cgroup, `child` tracks the worker's pid from then on
-    /// (even when the spawn fails: it is killed and reaped as the child). Then `child` gets its
-    /// pidfd (`use_pidfd`) and the keeper is told.
+    /// A worker process was just spawned (not handed over yet, so not reaped). Through the
+    /// shim: waits until the shim has placed and exec'd the worker; its failure is the
+    /// spawn's. Where the shim forked the worker into its cgroup, `child` tracks the worker's
+    /// pid from then on (even when the spawn fails: it is killed and reaped as the child). Then
+    /// `child` gets its pidfd (`use_pidfd`) and the keeper is told.
     pub fn spawned(
         &self,
         placement: Option<Placement>,
         child: &mut Child,
         use_pidfd: bool,
     ) -> std::io::Result<()> {
-        if let Some(p) = placement {
-            let (forked, dirs) = p.wait();
-            if let Some(worker) = forked {
-                child.forked(worker);
+        let dirs = match placement {
+            Some(Placement::Shim(p)) => {
+                let (forked, dirs) = p.wait();
+                if let Some(worker) = forked {
+                    child.forked(worker);
+                }
+                dirs?
             }
-            let dirs = dirs?;
-            if let Some(c) = &self.cgroups {
-                c.placed(child.pid, dirs);
-            }
+            Some(Placement::Born(b)) => b.placed(),
+            None => Vec::new(),
+        };
+        if let Some(c) = &self.cgroups {
+            c.placed(child.pid, dirs);
         }
         if use_pidfd {
             child.pidfd = crate::os::pidfd_open(child.pid).ok();
@@ -305,5 +326,59 @@ fn first_key(spec: &GroupSpec) -> &'static str {
         "pids_max"
     } else {
         "cpu_max"
+    }
+}
+
+/// How a worker is placed in its cgroups and given what its group asks before its program
+/// runs (`Lifeline::prepare`).
+pub enum Placement {
+    /// Spawned as the exec shim, which does it.
+    Shim(ShimPlacement),
+    /// Born in its cgroup v2 by the spawn itself.
+    Born(Born),
+}
+
+impl Placement {
+    /// The write end of the shim's report pipe (`ChildFds::report`).
+    pub fn report(&self) -> Option<&OwnedFd> {
+        match self {
+            Placement::Shim(p) => p.report.as_ref(),
+            Placement::Born(_) => None,
+        }
+    }
+
+    /// What to spawn instead of the worker's own program, when something else.
+    pub fn command(&self) -> Option<(&CStr, &[CString])> {
+        match self {
+            Placement::Shim(p) => Some((p.program.as_c_str(), &p.argv[..])),
+            Placement::Born(_) => None,
+        }
+    }
+}
+
+/// A worker's cgroup v2, open for `clone3`, and its cgroups; removed at drop unless the worker
+/// was `placed` there.
+pub struct Born {
+    pub cgroup: OwnedFd,
+    dirs: Vec<PathBuf>,
+}
+
+impl Born {
+    /// The worker runs in its cgroups: the lifeline has them from now on.
+    fn placed(mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.dirs)
+    }
+}
+
+impl Drop for Born {
+    fn drop(&mut self) {
+        remove_dirs(&self.dirs);
+    }
+}
+
+/// Removes a worker's cgroups that no process entered.
+fn remove_dirs(dirs: &[PathBuf]) {
+    for dir in dirs.iter().rev() {
+        let _ = std::fs::remove_dir(dir);
     }
 }

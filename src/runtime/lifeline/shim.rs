@@ -52,7 +52,7 @@ impl Shim {
         dirs: Vec<PathBuf>,
         born: Option<usize>,
         attrs: &Attributes,
-    ) -> Placement {
+    ) -> ShimPlacement {
         let report_fd = fds.report_fd();
         // Without descriptors to spare (EMFILE), the shim runs without its report: an exec
         // failure is then the worker's exit (127) instead of the spawn's error.
@@ -109,7 +109,7 @@ impl Shim {
         shim_argv.push(crate::config::cstring("--"));
         shim_argv.push(program.to_owned());
         shim_argv.extend(argv.iter().cloned());
-        Placement {
+        ShimPlacement {
             program: self.0.clone(),
             argv: shim_argv,
             report,
@@ -121,7 +121,7 @@ impl Shim {
 }
 
 /// A worker's spawn through the exec shim: what to spawn instead, and the report pipe.
-pub struct Placement {
+pub struct ShimPlacement {
     pub program: CString,
     pub argv: Vec<CString>,
     /// The write end of the shim's report pipe (`ChildFds::report`).
@@ -172,7 +172,7 @@ fn read_report(read: &OwnedFd) -> Report {
     report
 }
 
-impl Placement {
+impl ShimPlacement {
     /// After the spawn: waits (bounded) until the shim has placed and exec'd the worker; its
     /// failure is the spawn's. Returns the worker's pid when the shim forked it (whatever
     /// else happened: the caller owns it from then on) and the worker's cgroups.

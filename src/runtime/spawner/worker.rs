@@ -217,26 +217,7 @@ pub(super) fn spawn_one(
     let (captured, writes) = crate::runtime::output::pipes(spec, &job.id)?;
     fds.stdio.stdout_pipe = writes[0].as_ref();
     fds.stdio.stderr_pipe = writes[1].as_ref();
-    let placement = shared.lifeline.prepare(
-        spec,
-        &job.plan.program,
-        &job.plan.argv,
-        &fds,
-        &job.plan.attrs,
-    )?;
-    fds.report = placement.as_ref().and_then(|p| p.report.as_ref());
-    let (program, argv) = match &placement {
-        Some(p) => (p.program.as_c_str(), &p.argv[..]),
-        None => (job.plan.program.as_c_str(), &job.plan.argv[..]),
-    };
-    let cmd = Command {
-        program,
-        argv,
-        envp: &envp,
-        cwd: job.plan.cwd.as_deref(),
-        fds,
-    };
-    let pid = spawn::spawn(&cmd, attrs)?;
+    let (pid, placement) = launch(shared, job, attrs, fds, &envp)?;
     // From here on the child is owned: whatever happens, it is killed and reaped or adopted.
     let mut child = Child::new(pid, Instant::now(), clock::now_ms());
     let ControlSocket {
@@ -251,6 +232,47 @@ pub(super) fn spawn_one(
     child.control = ours;
     child.channel_error = error;
     placed(shared, child, placement)
+}
+
+/// The spawn itself, placed as the lifeline says; where the kernel refuses to spawn into a
+/// cgroup (a seccomp filter, an older kernel), placed through the exec shim instead.
+fn launch(
+    shared: &Spawning,
+    job: &SpawnJob,
+    attrs: &SpawnAttributes,
+    fds: ChildFds<'_>,
+    envp: &[CString],
+) -> std::io::Result<(i32, Option<Placement>)> {
+    loop {
+        let plan = &job.plan;
+        let placement =
+            shared
+                .lifeline
+                .prepare(&plan.spec, &plan.program, &plan.argv, &fds, &plan.attrs)?;
+        let mut fds = fds.clone();
+        fds.report = placement.as_ref().and_then(Placement::report);
+        let (program, argv) = placement
+            .as_ref()
+            .and_then(Placement::command)
+            .unwrap_or((plan.program.as_c_str(), &plan.argv[..]));
+        let cmd = Command {
+            program,
+            argv,
+            envp,
+            cwd: plan.cwd.as_deref(),
+            fds,
+        };
+        let spawned = match &placement {
+            Some(Placement::Born(b)) => os::born_in::spawn_into(&cmd, attrs, &b.cgroup),
+            _ => spawn::spawn(&cmd, attrs),
+        };
+        match spawned {
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported && !os::born_in::available() => {
+                continue
+            }
+            spawned => return spawned.map(|pid| (pid, placement)),
+        }
+    }
 }
 
 /// After the spawn: the lifeline told (which waits for the exec shim, and gives the child the

@@ -1,0 +1,217 @@
+//! A worker born in its cgroup by the spawn itself (`clone3` with `CLONE_INTO_CGROUP`, no exec
+//! shim: `cgroup` on, a group without limits, identity or listen sockets) starts exactly as one
+//! spawned by `posix_spawn` without cgroups: default signals whatever the host set, an empty
+//! mask, its own process group, the host as its parent, only its own descriptors, its `cwd`;
+//! only its cgroup differs. Where the kernel refuses `clone3` (a seccomp filter here), the exec
+//! shim places it instead. One binary of its own: the first test changes process-wide signal
+//! dispositions.
+
+mod common;
+
+use std::os::fd::IntoRawFd;
+use std::process::Command;
+
+use common::*;
+use mpsupervisor::{Options, Supervisor};
+use serde_json::json;
+
+/// One worker of `tests/programs/report.c` (its signal state, descriptors, ids, cwd and cgroup,
+/// on stdout) under a supervisor with `cgroup` as given: its report, its descriptors' targets
+/// as the host sees them, and its pid.
+fn describe(cgroup: bool, dir: &TempDir) -> (Vec<String>, Vec<String>, i64) {
+    let program = build_c("report", &["tests/programs/report.c"], false, &[]);
+    let sup = Supervisor::with_options(Options {
+        cgroup,
+        ..Options::default()
+    })
+    .unwrap();
+    let out = dir.join(format!("out-{cgroup}"));
+    let group = json!({"name": "g", "argv": [program], "readiness": "notify", "cwd": dir.path(),
+                       "stdout": {"file": out, "append": false}});
+    sup.configure_json(&json!([group]).to_string()).unwrap();
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(HANG).unwrap());
+    let pid = pids(&sup.snapshot_value(), "g")[0];
+    let mut targets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            format!("{} {}", e.file_name().to_string_lossy(), target.display())
+        })
+        .collect();
+    targets.sort();
+    let tree_kill = sup.status_value()["guarantees"]["tree_kill"].clone();
+    assert_eq!(tree_kill, if cgroup { "cgroup" } else { "process_group" });
+    sup.stop_groups(HANG, true).unwrap();
+    assert_gone(pid);
+    let mut lines: Vec<String> = read(&out).lines().map(str::to_string).collect();
+    lines.sort();
+    (lines, targets, pid)
+}
+
+/// Sets `sig`'s disposition in this process.
+fn set_disposition(sig: i32, handler: libc::sighandler_t) {
+    // SAFETY: a valid sigaction; the handler (when not SIG_IGN) does nothing.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler;
+        assert_eq!(libc::sigaction(sig, &action, std::ptr::null_mut()), 0);
+    }
+}
+
+extern "C" fn nothing(_: libc::c_int) {}
+
+#[test]
+fn a_worker_born_in_its_cgroup_starts_as_one_spawned_without() {
+    // The host ignores two signals, catches one, and leaks a descriptor without close-on-exec.
+    set_disposition(libc::SIGUSR2, libc::SIG_IGN);
+    set_disposition(libc::SIGPIPE, libc::SIG_IGN);
+    set_disposition(libc::SIGUSR1, nothing as *const () as libc::sighandler_t);
+    let leaked = std::fs::File::open("/dev/null").unwrap().into_raw_fd();
+    // SAFETY: clearing close-on-exec on our own descriptor.
+    unsafe { libc::fcntl(leaked, libc::F_SETFD, 0) };
+    let dir = TempDir::new("born-in");
+    let (plain, plain_fds, plain_pid) = describe(false, &dir);
+    let (born, born_fds, pid) = describe(true, &dir);
+    // SAFETY: closing the descriptor leaked above.
+    unsafe { libc::close(leaked) };
+    let host = std::process::id();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = own.lines().find(|l| l.starts_with("0::")).unwrap();
+    let expected = |pid: i64, cgroup: &str| {
+        let mut lines = vec![
+            "fd 0".to_string(),
+            "fd 1".to_string(),
+            "fd 2".to_string(),
+            "fd 3".to_string(),
+            "SigBlk:\t0000000000000000".to_string(),
+            "SigIgn:\t0000000000000000".to_string(),
+            "SigCgt:\t0000000000000000".to_string(),
+            format!("pgid {pid} pid {pid}"),
+            format!("ppid {host}"),
+            format!("cwd {}", dir.path().display()),
+            cgroup.to_string(),
+        ];
+        lines.sort();
+        lines
+    };
+    assert_eq!(plain, expected(plain_pid, own), "{plain_fds:?}");
+    // Born in `<own>/mpsup-<host>-<n>/g-g/w<n>`.
+    let cgroup = born.iter().find(|l| l.starts_with("0::")).unwrap();
+    let prefix = format!("{}/mpsup-{host}-", own.trim_end_matches('/'));
+    assert!(
+        cgroup.starts_with(&prefix) && cgroup.contains("/g-g/w"),
+        "{born:?}"
+    );
+    assert_eq!(born, expected(pid, cgroup), "{born_fds:?}");
+    // The same descriptors: /dev/null, the output file, stderr as the host's, the control socket.
+    let kinds = |fds: &[String]| -> Vec<String> {
+        fds.iter()
+            .map(|f| {
+                let f = f.split(":[").next().unwrap();
+                f.replace("out-false", "out").replace("out-true", "out")
+            })
+            .collect()
+    };
+    assert_eq!(kinds(&plain_fds), kinds(&born_fds));
+}
+
+/// Set in the copy of this binary that runs under the seccomp filter.
+const FILTERED: &str = "MPSUP_TEST_BORN_IN_FILTERED";
+
+/// Makes `clone3` fail with ENOSYS in this process and its descendants, as container runtimes'
+/// filters do (glibc's own thread creation falls back to `clone`).
+fn refuse_clone3() {
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const ARCH_X86_64: u32 = 0xc000_003e;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        op(LD_W_ABS, 0, 0, 4),
+        op(JEQ_K, 0, 3, ARCH_X86_64),
+        op(LD_W_ABS, 0, 0, 0),
+        op(JEQ_K, 0, 1, libc::SYS_clone3 as u32),
+        op(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32),
+        op(RET_K, 0, 0, RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: a valid filter program, installed for this process (root: no NO_NEW_PRIVS
+    // needed, and none set, so that nothing else about the workers changes).
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    assert_eq!(ret, 0, "seccomp: {}", std::io::Error::last_os_error());
+}
+
+/// Where `clone3` is refused, workers still get cgroups of their own: the exec shim moves them
+/// there, and the spawns succeed (the first one included, which met the refusal).
+#[test]
+fn where_clone3_is_refused_the_exec_shim_places_the_workers() {
+    if !cfg!(target_arch = "x86_64") || nix::unistd::geteuid().as_raw() != 0 {
+        return;
+    }
+    if std::env::var_os(FILTERED).is_none() {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "where_clone3_is_refused_the_exec_shim_places_the_workers",
+                "--nocapture",
+            ])
+            .env(FILTERED, "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        return;
+    }
+    refuse_clone3();
+    // SAFETY: a raw clone3 with no arguments: ENOSYS under the filter (EINVAL without it).
+    let probe = unsafe { libc::syscall(libc::SYS_clone3, 0usize, 0usize) };
+    assert_eq!((probe, nix::errno::Errno::last_raw()), (-1, libc::ENOSYS));
+    let sup = Supervisor::with_options(Options {
+        cgroup: true,
+        ..Options::default()
+    })
+    .unwrap();
+    sup.configure_json(
+        &json!([with(
+            sh_group("g", 3, POLITE),
+            json!({"readiness": "notify"})
+        )])
+        .to_string(),
+    )
+    .unwrap();
+    sup.start_groups(&["g"]).unwrap();
+    assert!(sup.wait_ready(HANG).unwrap());
+    let workers = pids(&sup.snapshot_value(), "g");
+    let host = std::process::id();
+    for &pid in &workers {
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert!(
+            cgroup.contains(&format!("/mpsup-{host}-")) && cgroup.contains("/g-g/w"),
+            "worker {pid}: {cgroup}"
+        );
+    }
+    let log = drain_all(&sup);
+    assert_eq!(count(&log, "worker_spawned"), 3, "{log:#?}");
+    assert_eq!(count(&log, "worker_failed"), 0, "{log:#?}");
+    sup.stop_groups(HANG, true).unwrap();
+    for pid in workers {
+        assert_gone(pid);
+    }
+}
