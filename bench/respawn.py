@@ -7,8 +7,8 @@ takes, for each way of placing workers (`MPSUP_CGROUP`, read when each superviso
 - `none` (`MPSUP_CGROUP=0`): no cgroups, the worker's process group only;
 - `move` (`MPSUP_CGROUP=move`): a cgroup per worker, which the exec shim joins by writing
   cgroup.procs (a migration: it waits for an RCU grace period when none ran just before);
-- `clone` (`MPSUP_CGROUP=1`, the default where a cgroup is writable): a cgroup per worker, the
-  worker born there (the shim's clone3 with CLONE_INTO_CGROUP).
+- `clone` (`MPSUP_CGROUP=1`; the default where a cgroup is writable): a cgroup per worker, the
+  worker born there by the spawn itself (`clone3` with CLONE_INTO_CGROUP, `src/os/born_in.rs`).
 
 usage: python3 bench/respawn.py WORKER [--workers 20] [--delay-ms 50] [--seconds 5]
                                 [--start-workers 0] [--rounds 1] [--modes none]

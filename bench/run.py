@@ -34,6 +34,9 @@ LABELS = {"floor": "floor (C, no library)", "floor_threads": "best floor (C, thr
           "library": "library (C API)",
           "identity": "library, identity keys", "original": "original (Python spawn)"}
 RUN_TIMEOUT_S = 600
+# The floor makes no cgroups, so the library is compared with it without them; what cgroups
+# (the library's default where writable) cost is measured on its own (`respawn.py`, below).
+os.environ["MPSUP_CGROUP"] = "0"
 
 
 def log(message: str) -> None:
@@ -289,14 +292,19 @@ def run_engine(args) -> dict:
         log(f"probe-load run FAILED: {exc}")
     wait_quiet()
     env = dict(os.environ, MPSUPERVISOR_LIBRARY=str(LIBDIR / "libmpsupervisor.so"))
+    # Without cgroups and with them (each worker born in its own), side by side.
+    respawn_args = ["--modes", "none,clone", "--start-workers", "300" if args.quick else "1000",
+                    "--rounds", "1" if args.quick else "3", "--seconds", str(2 if args.quick else 9)]
     try:
-        result = subprocess.run([sys.executable, str(BENCH / "respawn.py"), worker,
-                                 "--seconds", str(2 if args.quick else 5)],
+        result = subprocess.run([sys.executable, str(BENCH / "respawn.py"), worker, *respawn_args],
                                 capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env)
         if result.returncode != 0:
             raise RuntimeError(result.stderr.strip()[-500:])
-        out["respawn"] = json.loads(result.stdout.strip().splitlines()[-1])
-    except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+        rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+        out["respawn"] = next(r for r in rows if r.get("mode") == "none")
+        out["cgroups"] = {"clone": next(r for r in rows if r.get("mode") == "clone"),
+                          **next(r for r in rows if r["impl"] == "respawn_ratios")["clone"]}
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError, StopIteration) as exc:
         log(f"respawn run FAILED: {exc}")
     for n in [10, 1000] if args.quick else [10, 1000, 5000]:
         wait_quiet()
@@ -356,6 +364,13 @@ def print_engine(engine: dict) -> None:
         print(f"- crash -> respawn -> ready, past the policy's {respawn['delay_ms']} ms delay "
               f"({respawn['samples']} respawns, event timestamps in ms): median {respawn['p50_ms']} ms, "
               f"p90 {respawn['p90_ms']} ms, p99 {respawn['p99_ms']} ms, max {respawn['max_ms']} ms")
+    cgroups = engine.get("cgroups")
+    if cgroups:
+        c = cgroups["clone"]
+        print(f"- with a cgroup per worker (the default where writable) against MPSUP_CGROUP=0, same run: "
+              f"crash -> ready median {c['p50_ms']} ms ({cgroups['p50_overshoot_minus_none_ms']:+} ms), "
+              f"start + ready {c['start_ready_ms']} ms ({cgroups['start_ready_ratio']}×), stop "
+              f"{c['stop_ms']} ms ({cgroups['stop_ratio']}×)")
     notify = engine.get("notify")
     if notify:
         print(f"- sd_notify READY=1 -> worker_ready seen by a Python host on the event fd "
@@ -422,6 +437,13 @@ def targets(rows: dict, idle: dict | None, engine: dict, args) -> str:
     if respawn and respawn["samples"]:
         lines.append(f"- crash -> ready within 2 ms of the policy's delay (median): {respawn['p50_ms']} ms "
                      f"{verdict(respawn['p50_ms'] <= 2)}")
+    cgroups = engine.get("cgroups")
+    if cgroups:
+        lines += [f"- start + ready with cgroups at most 1.3× without: {cgroups['start_ready_ratio']}× "
+                  f"{verdict(cgroups['start_ready_ratio'] <= 1.3)}",
+                  f"- crash -> ready with cgroups within 3 ms of without (median): "
+                  f"{cgroups['p50_overshoot_minus_none_ms']:+} ms "
+                  f"{verdict(cgroups['p50_overshoot_minus_none_ms'] <= 3)}"]
     for key in ("flood", "flood_file"):
         f = engine.get(key)
         if f:

@@ -386,16 +386,17 @@ enum mpsup_result mpsup_restart_groups(struct mpsup_supervisor sup,
  *    wait (`supervisor_adopted` at least): a poll loop that registers that number again goes
  *    on working (`mpsup_event_fd` gives the same number).
  *
- * Workers in cgroups of their own (limits, `MPSUP_CGROUP=1`) stay in them: after the adoption a
- * forced kill still reaches their whole cgroup, an exit removes it, the limits stay in force
- * (an OOM kill is still `oom_killed`). If the host dies between prepare and adopt, the keeper
- * kills every worker (and their cgroups) as at any host death. Changes in progress (a rollout,
- * a worker being stopped, a reload, a replacement, groups waiting for their dependencies)
- * cross with their timers and go on in the next image; spawns in flight are waited for (they
- * take milliseconds). `MPSUP_ERR_NOT_READY` only when a spawn has not arrived within 2 s or a
+ * Workers in cgroups of their own (the default where writable, and limits) stay in them: after
+ * the adoption a forced kill still reaches their whole cgroup, an exit removes it, the limits
+ * stay in force (an OOM kill is still `oom_killed`). If the host dies between prepare and
+ * adopt, the keeper kills every worker (and their cgroups) as at any host death. Changes in
+ * progress (a rollout, a worker being stopped, a reload, a replacement, groups waiting for
+ * their dependencies) cross with their timers and go on in the next image; spawns in flight
+ * are waited for (they take milliseconds). `MPSUP_ERR_NOT_READY` only when a spawn has not arrived within 2 s or a
  * control line to a worker is still on its way: try again.
  */
-enum mpsup_result mpsup_handover_prepare(struct mpsup_supervisor sup, int *out_fd);
+enum mpsup_result mpsup_handover_prepare(struct mpsup_supervisor sup,
+                                         int *out_fd);
 
 /**
  * Undoes `mpsup_handover_prepare` when the `exec` failed: the memfd is closed, the library's

@@ -27,12 +27,14 @@ pub struct Options {
     pub keeper: bool,
     /// The keeper program; None: `MPSUP_KEEPER`, else `mpsup-keeper` next to the library.
     pub keeper_path: Option<std::path::PathBuf>,
-    /// Put each worker process in a cgroup of its own where cgroup v2 is writable, so that a
-    /// forced stop kills descendants that left the worker's process group too; elsewhere (an
-    /// unprivileged host) workers run without, as with `false`. Off by default
-    /// (`MPSUP_CGROUP=1` turns it on): each spawn then goes through the exec shim, which forks
-    /// the worker into its cgroup (`clone3` with `CLONE_INTO_CGROUP`), 2 to 4× the spawn time
-    /// of a worker spawned directly (`bench/respawn.py`).
+    /// Put each worker process in a cgroup of its own where cgroup v2 is writable (root, or a
+    /// delegated subtree), so that a forced stop kills descendants that left the worker's
+    /// process group too; elsewhere (an unprivileged host) workers run without, as with
+    /// `false`. On by default where the spawn itself can start a worker inside its cgroup
+    /// (x86-64: `clone3` with `CLONE_INTO_CGROUP`), which costs about 1.1× a spawn without
+    /// (`bench/respawn.py`). `MPSUP_CGROUP=0` in the environment turns it off, `MPSUP_CGROUP=1`
+    /// on everywhere: on other architectures each spawn then goes through the exec shim, which
+    /// forks the worker into its cgroup, 2 to 4× the spawn time.
     pub cgroup: bool,
     /// For `bench/` only: workers are moved into their cgroup v2 (a write to `cgroup.procs`)
     /// instead of born there (`MPSUP_CGROUP=move`, which also turns `cgroup` on).
@@ -72,7 +74,11 @@ impl Default for Options {
             keeper_path: std::env::var_os(env::KEEPER)
                 .filter(|v| !v.is_empty())
                 .map(std::path::PathBuf::from),
-            cgroup: env_is(env::CGROUP, "1") || env_is(env::CGROUP, "move"),
+            cgroup: match std::env::var(env::CGROUP).as_deref() {
+                Ok("0") => false,
+                Ok("1" | "move") => true,
+                _ => crate::os::born_in::available(),
+            },
             cgroup_by_move: env_is(env::CGROUP, "move"),
             private_fd_table: !env_is(env::SHARED_FD_TABLE, "1"),
         }

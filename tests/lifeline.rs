@@ -211,7 +211,7 @@ fn poll_until(limit: Duration, what: impl Fn() -> bool) -> bool {
     }
 }
 
-/// `cgroups`: the host's `MPSUP_CGROUP` (None: unset, the default: no cgroups). With cgroups
+/// `cgroups`: the host's `MPSUP_CGROUP` (None: unset, the default: cgroups on x86-64). With cgroups
 /// (`"1"`, `"move"`, where writable) every descendant must die; without, every process of a
 /// worker's process group must (the keeper kills the groups, not only the workers).
 fn dying_host(mode: &str, cgroups: Option<&str>) {
@@ -273,7 +273,11 @@ fn dying_host(mode: &str, cgroups: Option<&str>) {
             .all(|&w| holds_pidfd_of(keepers[0], w))),
         "the keeper holds no pidfd of some worker of {workers:?}"
     );
-    let tree_kill = matches!(cgroups, Some("1" | "move")) && machine_has_writable_cgroup();
+    let wants_cgroups = match cgroups {
+        Some(v) => v == "1" || v == "move",
+        None => cfg!(target_arch = "x86_64"),
+    };
+    let tree_kill = wants_cgroups && machine_has_writable_cgroup();
     // What must die with the host: without cgroups the escaped sleep is out of reach (and
     // killed by the reaper at the end); everything in a worker's process group is not.
     let members = if tree_kill {
@@ -344,9 +348,10 @@ fn workers_die_within_a_second_of_a_host_killed_by_sigkill() {
     dying_host("sigkill", Some("1"));
 }
 
+/// By default (cgroups where workers can be born in them) too.
 #[test]
 fn workers_die_within_a_second_of_a_host_that_exits_without_freeing() {
-    dying_host("exit", Some("1"));
+    dying_host("exit", None);
 }
 
 /// Without cgroups the keeper kills each worker's whole process group: the workers' children and
@@ -730,6 +735,11 @@ fn environment_variables_turn_the_mechanisms_off() {
     } else {
         "process_group"
     };
+    let default_tree_kill = if cfg!(target_arch = "x86_64") {
+        with_cgroup
+    } else {
+        "process_group"
+    };
     for (var, value, field, expected) in [
         ("MPSUP_DISABLE_KEEPER", "1", "host_death", "none"),
         (
@@ -742,8 +752,8 @@ fn environment_variables_turn_the_mechanisms_off() {
         ("MPSUP_CGROUP", "1", "tree_kill", with_cgroup),
         // Workers moved rather than born in their cgroups (for bench/).
         ("MPSUP_CGROUP", "move", "tree_kill", with_cgroup),
-        // Neither on nor off: the default, no cgroups.
-        ("MPSUP_CGROUP", "", "tree_kill", "process_group"),
+        // Neither on nor off: the default, cgroups where workers can be born in them (x86-64).
+        ("MPSUP_CGROUP", "", "tree_kill", default_tree_kill),
     ] {
         let mut child = Guard::new(
             Command::new(&host)
