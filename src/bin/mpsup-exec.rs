@@ -234,7 +234,7 @@ fn born_in(dir: &CStr, report: c_int) {
         if pid < 0 {
             let err = errno();
             libc::close(cgroup);
-            if matches!(err, libc::ENOSYS | libc::EINVAL | libc::E2BIG) {
+            if matches!(err, libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::E2BIG) {
                 return join_cgroup(dir, report);
             }
             fail(report, b'C', err, 126);

@@ -72,6 +72,8 @@ struct ChildPlan<'a> {
     envp: *const *const c_char,
     steps: &'a [FdStep],
     close_from: Option<RawFd>,
+    /// The descriptor limit, for closing from `close_from` one by one.
+    open_max: RawFd,
     cwd: Option<*const c_char>,
     failed_step: AtomicI32,
     failed_errno: AtomicI32,
@@ -87,9 +89,13 @@ fn pointers(strings: &[CString]) -> Vec<*const c_char> {
 }
 
 /// Spawns `cmd` born in the cgroup v2 whose directory `cgroup` is open, with the descriptors of
-/// `cmd.fds`, and returns its pid. `ErrorKind::Unsupported`: the kernel refused `clone3` here
-/// (and `available` says no from now on): place the process another way.
-pub fn spawn_into(cmd: &Command<'_>, attrs: &SpawnAttributes, cgroup: &OwnedFd) -> io::Result<i32> {
+/// `cmd.fds`, and returns its pid. None: the kernel refused `clone3` here (and `available` says
+/// no from now on): place the process another way.
+pub fn spawn_into(
+    cmd: &Command<'_>,
+    attrs: &SpawnAttributes,
+    cgroup: &OwnedFd,
+) -> io::Result<Option<i32>> {
     let layout = Layout::new(&cmd.fds, attrs)?;
     let argv = pointers(cmd.argv);
     let envp = pointers(cmd.envp);
@@ -99,14 +105,17 @@ pub fn spawn_into(cmd: &Command<'_>, attrs: &SpawnAttributes, cgroup: &OwnedFd) 
         envp: envp.as_ptr(),
         steps: &layout.steps,
         close_from: layout.close_from,
+        open_max: super::open_max(),
         cwd: cmd.cwd.map(CStr::as_ptr),
         failed_step: AtomicI32::new(Step::None as i32),
         failed_errno: AtomicI32::new(0),
     };
-    let pid = clone_child(&plan, cgroup.as_raw_fd())?;
+    let Some(pid) = clone_child(&plan, cgroup.as_raw_fd())? else {
+        return Ok(None);
+    };
     let step = plan.failed_step.load(Ordering::Acquire);
     if step == Step::None as i32 {
-        return Ok(pid);
+        return Ok(Some(pid));
     }
     // The child has exited (the spawning thread waited for it): reaped here, as posix_spawn
     // does with a child that could not exec.
@@ -126,8 +135,8 @@ pub fn spawn_into(cmd: &Command<'_>, attrs: &SpawnAttributes, cgroup: &OwnedFd) 
 
 /// The clone, with every signal blocked in the spawning thread meanwhile (no handler of the
 /// host may run in a child that shares its memory); returns the child's pid once it has
-/// exec'd or exited.
-fn clone_child(plan: &ChildPlan<'_>, cgroup: RawFd) -> io::Result<i32> {
+/// exec'd or exited, None when the kernel refuses `clone3` into a cgroup.
+fn clone_child(plan: &ChildPlan<'_>, cgroup: RawFd) -> io::Result<Option<i32>> {
     let mut stack: Vec<u128> = Vec::with_capacity(STACK_SIZE / 16);
     let args = CloneArgs {
         flags: CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP,
@@ -161,20 +170,18 @@ fn clone_child(plan: &ChildPlan<'_>, cgroup: RawFd) -> io::Result<i32> {
         ret
     };
     if ret >= 0 {
-        return Ok(ret as i32);
+        return Ok(Some(ret as i32));
     }
     let errno = (-ret) as i32;
-    // ENOSYS: no clone3 (before 5.3, or a seccomp filter); EINVAL, E2BIG: no
+    // ENOSYS: no clone3 (before 5.3, or a seccomp filter, as EPERM: with these flags nothing
+    // else answers EPERM; a cgroup's own permissions give EACCES); EINVAL, E2BIG: no
     // CLONE_INTO_CGROUP (before 5.7).
-    if matches!(errno, libc::ENOSYS | libc::EINVAL | libc::E2BIG) {
+    if matches!(
+        errno,
+        libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::E2BIG
+    ) {
         REFUSED.store(true, Ordering::Relaxed);
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "clone3 into a cgroup: {}",
-                io::Error::from_raw_os_error(errno)
-            ),
-        ));
+        return Ok(None);
     }
     Err(io::Error::from_raw_os_error(errno))
 }
@@ -252,7 +259,11 @@ unsafe fn run_child(plan: &ChildPlan<'_>) -> (Step, i32) {
         }
         for step in plan.steps {
             let ok = match *step {
-                FdStep::Close(fd) => libc::close(fd) == 0 || errno() == libc::EBADF,
+                // As glibc: the number is free whatever close says.
+                FdStep::Close(fd) => {
+                    libc::close(fd);
+                    true
+                }
                 FdStep::Dup2 { from, to } => libc::dup2(from, to) == to,
                 FdStep::DevNull(fd) => {
                     let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
@@ -265,7 +276,12 @@ unsafe fn run_child(plan: &ChildPlan<'_>) -> (Step, i32) {
             }
         }
         if let Some(first) = plan.close_from {
-            libc::syscall(libc::SYS_close_range, first, u32::MAX, 0);
+            // Where close_range is refused (a seccomp filter), one by one, as glibc's fallback.
+            if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) != 0 {
+                for fd in first..plan.open_max {
+                    libc::close(fd);
+                }
+            }
         }
         if let Some(cwd) = plan.cwd {
             if libc::chdir(cwd) != 0 {

@@ -66,6 +66,12 @@ fn open_above_stdio(path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
     above_stdio(nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, mode).map_err(io_err)?)
 }
 
+/// The soft limit of descriptors (`RLIMIT_NOFILE`), capped to a descriptor number.
+pub fn open_max() -> RawFd {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft.min(RawFd::MAX as u64) as RawFd)
+}
+
 /// A directory opened for reference only (`O_PATH`), close-on-exec, above 2: a cgroup to be
 /// born in (`born_in`).
 pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {

@@ -72,10 +72,9 @@ impl Lifeline {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let shim = Shim::find();
-        // Only with the shim, which places each worker in its cgroups.
-        let cgroups = shim
-            .is_some()
-            .then(|| Cgroups::start(n, wanted.cgroup, wanted.cgroup_by_move));
+        // Only where workers can be placed in them: by the shim, or born there by the spawn.
+        let cgroups =
+            placeable(&shim).then(|| Cgroups::start(n, wanted.cgroup, wanted.cgroup_by_move));
         // Without one (not found, not runnable), `host_death` says "none".
         let keeper = if wanted.keeper {
             wanted
@@ -110,7 +109,7 @@ impl Lifeline {
         let shim = Shim::find();
         let cgroups = state
             .cgroups
-            .filter(|_| shim.is_some())
+            .filter(|_| placeable(&shim))
             .map(Cgroups::resume);
         Lifeline {
             keeper,
@@ -161,7 +160,7 @@ impl Lifeline {
             let unsupported = |key: &str, why: String| {
                 format!("group '{}': {key}: cannot be enforced: {why}", spec.name)
             };
-            let Some(c) = &self.cgroups else {
+            let Some(c) = self.cgroups.as_ref().filter(|_| self.shim.is_some()) else {
                 return Err(unsupported(
                     first_key(spec),
                     format!("the {SHIM_NAME} helper, which places workers in cgroups, is missing"),
@@ -234,6 +233,12 @@ impl Lifeline {
         }
         let Some(shim) = &self.shim else {
             remove_dirs(&dirs);
+            if !needs_shim {
+                // Not born in its cgroup this time (no descriptor to spare, or the kernel
+                // refused), and no shim to place it: the worker runs without, in its process
+                // group.
+                return Ok(None);
+            }
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!("this worker needs the {SHIM_NAME} helper next to the library"),
@@ -315,6 +320,11 @@ impl Lifeline {
     }
 }
 
+/// Whether workers can be placed in cgroups here: by the exec shim, or by the spawn itself.
+fn placeable(shim: &Option<Shim>) -> bool {
+    shim.is_some() || crate::os::born_in::available()
+}
+
 /// The first limit key a group sets (for a message about all of them).
 fn first_key(spec: &GroupSpec) -> &'static str {
     let l = spec.limits();
@@ -339,6 +349,14 @@ pub enum Placement {
 }
 
 impl Placement {
+    /// The spawn failed: the worker's cgroups, which no process entered, go.
+    pub fn abandon(self) {
+        match self {
+            Placement::Shim(p) => remove_dirs(&p.into_dirs()),
+            Placement::Born(b) => drop(b),
+        }
+    }
+
     /// The write end of the shim's report pipe (`ChildFds::report`).
     pub fn report(&self) -> Option<&OwnedFd> {
         match self {

@@ -182,6 +182,11 @@ impl ShimPlacement {
         (report.forked, self.outcome(report.failed))
     }
 
+    /// The worker's cgroups (a spawn that failed before the shim ran).
+    pub(super) fn into_dirs(self) -> Vec<PathBuf> {
+        self.dirs
+    }
+
     /// The worker's cgroups, or the error of the step that failed (`failed`: its tag and errno).
     fn outcome(self, failed: Option<(u8, i32)>) -> std::io::Result<Vec<PathBuf>> {
         let Some((tag, errno)) = failed else {

@@ -234,8 +234,9 @@ pub(super) fn spawn_one(
     placed(shared, child, placement)
 }
 
-/// The spawn itself, placed as the lifeline says; where the kernel refuses to spawn into a
-/// cgroup (a seccomp filter, an older kernel), placed through the exec shim instead.
+/// The spawn itself, placed as the lifeline says. Where the kernel refuses to spawn into a
+/// cgroup (a seccomp filter, an older kernel), once: the lifeline places the worker another way
+/// from then on, and this spawn is made again that way.
 fn launch(
     shared: &Spawning,
     job: &SpawnJob,
@@ -243,34 +244,51 @@ fn launch(
     fds: ChildFds<'_>,
     envp: &[CString],
 ) -> std::io::Result<(i32, Option<Placement>)> {
-    loop {
-        let plan = &job.plan;
-        let placement =
-            shared
-                .lifeline
-                .prepare(&plan.spec, &plan.program, &plan.argv, &fds, &plan.attrs)?;
-        let mut fds = fds.clone();
-        fds.report = placement.as_ref().and_then(Placement::report);
-        let (program, argv) = placement
-            .as_ref()
-            .and_then(Placement::command)
-            .unwrap_or((plan.program.as_c_str(), &plan.argv[..]));
-        let cmd = Command {
-            program,
-            argv,
-            envp,
-            cwd: plan.cwd.as_deref(),
-            fds,
-        };
-        let spawned = match &placement {
-            Some(Placement::Born(b)) => os::born_in::spawn_into(&cmd, attrs, &b.cgroup),
-            _ => spawn::spawn(&cmd, attrs),
-        };
-        match spawned {
-            Err(e) if e.kind() == std::io::ErrorKind::Unsupported && !os::born_in::available() => {
-                continue
+    match launch_once(shared, job, attrs, &fds, envp)? {
+        Some(spawned) => Ok(spawned),
+        None => launch_once(shared, job, attrs, &fds, envp)?.ok_or_else(|| {
+            std::io::Error::other("the kernel refused to spawn into a cgroup twice")
+        }),
+    }
+}
+
+/// One attempt of `launch`: None when the kernel refused the spawn into a cgroup.
+fn launch_once(
+    shared: &Spawning,
+    job: &SpawnJob,
+    attrs: &SpawnAttributes,
+    fds: &ChildFds<'_>,
+    envp: &[CString],
+) -> std::io::Result<Option<(i32, Option<Placement>)>> {
+    let plan = &job.plan;
+    let placement =
+        shared
+            .lifeline
+            .prepare(&plan.spec, &plan.program, &plan.argv, fds, &plan.attrs)?;
+    let mut fds = fds.clone();
+    fds.report = placement.as_ref().and_then(Placement::report);
+    let (program, argv) = placement
+        .as_ref()
+        .and_then(Placement::command)
+        .unwrap_or((plan.program.as_c_str(), &plan.argv[..]));
+    let cmd = Command {
+        program,
+        argv,
+        envp,
+        cwd: plan.cwd.as_deref(),
+        fds,
+    };
+    let spawned = match &placement {
+        Some(Placement::Born(b)) => os::born_in::spawn_into(&cmd, attrs, &b.cgroup),
+        _ => spawn::spawn(&cmd, attrs).map(Some),
+    };
+    match spawned {
+        Ok(pid) => Ok(pid.map(|pid| (pid, placement))),
+        Err(e) => {
+            if let Some(p) = placement {
+                p.abandon();
             }
-            spawned => return spawned.map(|pid| (pid, placement)),
+            Err(e)
         }
     }
 }
