@@ -133,6 +133,25 @@ pub fn is_open(fd: RawFd) -> bool {
     nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_GETFD).is_ok()
 }
 
+/// Gives the calling thread a descriptor table of its own that holds nothing but `/dev/null` on
+/// 0, 1 and 2: for a thread that opens files by path only, whose opens must never take, even
+/// for a moment, a number the host closed (0, 1, 2; a host that then `dup2`s its stdout back
+/// would have it closed under it). False where it cannot be had (the table stays the
+/// process's).
+pub fn enter_empty_table() -> bool {
+    if thread_descriptors().is_err() || unshare_descriptor_table().is_err() {
+        return false;
+    }
+    // The private copy of every descriptor of the process goes: holding one would keep a pipe's
+    // writer, a socket or a pidfd alive behind the host's back.
+    for fd in thread_descriptors().unwrap_or_default() {
+        if fd > 2 {
+            close_number(fd);
+        }
+    }
+    null_stdio()
+}
+
 /// Puts `/dev/null` (close-on-exec) on descriptors 0, 1 and 2 of the calling thread's table, so
 /// that what it opens later never takes those numbers. False when `/dev/null` cannot be opened.
 pub fn null_stdio() -> bool {
