@@ -9,7 +9,6 @@
 mod common;
 
 use std::os::fd::IntoRawFd;
-use std::process::Command;
 
 use common::*;
 use mpsupervisor::{Options, Supervisor};
@@ -164,21 +163,10 @@ fn where_clone3_is_refused_the_exec_shim_places_the_workers() {
     let Some(errno) = std::env::var(FILTERED).ok().and_then(|v| v.parse().ok()) else {
         // ENOSYS, as Docker's default profile answers. (A filter answering EPERM, as some
         // others do, also stops glibc 2.34+ from making threads: no host runs under it.)
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "where_clone3_is_refused_the_exec_shim_places_the_workers",
-                "--nocapture",
-            ])
-            .env(FILTERED, libc::ENOSYS.to_string())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        run_alone_in_child(
+            "where_clone3_is_refused_the_exec_shim_places_the_workers",
+            &[(FILTERED, libc::ENOSYS.to_string())],
         );
-        assert!(out.status.success() && text.contains("1 passed"), "{text}");
         return;
     };
     refuse_clone3(errno);
@@ -190,17 +178,7 @@ fn where_clone3_is_refused_the_exec_shim_places_the_workers() {
         ..Options::default()
     })
     .unwrap();
-    sup.configure_json(
-        &json!([with(
-            sh_group("g", 3, POLITE),
-            json!({"readiness": "notify"})
-        )])
-        .to_string(),
-    )
-    .unwrap();
-    sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(HANG).unwrap());
-    let workers = pids(&sup.snapshot_value(), "g");
+    let workers = start_ready(&sup, "g", 3, POLITE);
     let host = std::process::id();
     for &pid in &workers {
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();

@@ -516,23 +516,9 @@ fn the_hosts_own_systemd_variables_never_reach_workers() {
         "LISTEN_FDNAMES",
     ];
     if std::env::var_os(INSIDE).is_none() {
-        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--exact",
-            "the_hosts_own_systemd_variables_never_reach_workers",
-            "--nocapture",
-        ])
-        .env(INSIDE, "1");
-        for key in HOST_ONLY {
-            cmd.env(key, "from-the-host");
-        }
-        let out = cmd.output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        let mut env: Vec<(&str, String)> = vec![(INSIDE, "1".into())];
+        env.extend(HOST_ONLY.iter().map(|&key| (key, "from-the-host".into())));
+        run_alone_in_child("the_hosts_own_systemd_variables_never_reach_workers", &env);
         return;
     }
     assert_eq!(std::env::var("LISTEN_FDS").unwrap(), "from-the-host");

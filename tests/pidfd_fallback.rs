@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use mpsupervisor::{Options, Supervisor};
-use serde_json::json;
 
 /// How many pidfds this process holds now.
 fn pidfds() -> usize {
@@ -35,16 +34,7 @@ fn kernel_has_pidfds() -> bool {
 /// Runs 3 workers; returns how many pidfds were open while they ran, after checking that the
 /// exit of one killed from outside is seen.
 fn pidfds_while_workers_run(sup: Supervisor) -> usize {
-    sup.configure_json(
-        &json!([with(
-            sh_group("g", 3, POLITE),
-            json!({"readiness": "notify"})
-        )])
-        .to_string(),
-    )
-    .unwrap();
-    sup.start_groups(&["g"]).unwrap();
-    assert!(sup.wait_ready(secs(60.0)).unwrap());
+    start_ready(&sup, "g", 3, POLITE);
     let during = pidfds();
     let pid = pids(&sup.snapshot_value(), "g")[0];
     // SAFETY: signalling our own worker.

@@ -187,26 +187,10 @@ fn join_cgroup(dir: &CStr, report: c_int) {
     }
 }
 
-/// `CLONE_INTO_CGROUP` (Linux 5.7), which libc defines for some targets only.
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
-/// The kernel's `struct clone_args` up to `cgroup` (its second version, 88 bytes).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    /// 0: with CLONE_PARENT the child's exit signal is the shim's (SIGCHLD).
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
+// The kernel's clone3 arguments, from the library's one definition of them.
+#[path = "../os/clone_args.rs"]
+mod clone_args;
+use clone_args::{CloneArgs, CLONE_INTO_CGROUP};
 
 /// Forks into the cgroup v2 `dir` (`-C`): returns in the child, which leads its own process
 /// group; the shim reports the child's pid and exits. Fails with `C`.

@@ -20,30 +20,13 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
+use super::clone_args::{CloneArgs, CLONE_INTO_CGROUP};
 use super::spawn::{spawn_error, Command, FdStep, Layout, SpawnAttributes};
 
 const CLONE_VM: u64 = 0x100;
 const CLONE_VFORK: u64 = 0x4000;
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// The child's stack: its frames are a few small functions making system calls.
 const STACK_SIZE: usize = 64 * 1024;
-
-/// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
 
 /// Set once the kernel has refused `clone3` with `CLONE_INTO_CGROUP`: the shim from then on.
 static REFUSED: AtomicBool = AtomicBool::new(false);

@@ -4,6 +4,7 @@
 
 pub(crate) mod born_in;
 pub(crate) mod cgroup;
+pub(crate) mod clone_args;
 pub(crate) mod handover;
 pub(crate) mod listen;
 pub(crate) mod notify;

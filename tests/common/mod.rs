@@ -495,3 +495,37 @@ while True:
 "#
     )
 }
+
+/// Runs test `name` of this test binary again, alone, in a child process with `env` added to
+/// its environment (a test that changes something process-wide, or must run under a filter),
+/// and checks that it passed.
+pub fn run_alone_in_child(name: &str, env: &[(&str, String)]) {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--nocapture"]);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+/// Configures and starts group `name` of `n` shell workers running `script` with notify
+/// readiness, waits until they are ready, and returns their pids.
+pub fn start_ready(sup: &Supervisor, name: &str, n: u32, script: &str) -> Vec<i64> {
+    sup.configure_json(
+        &json!([with(
+            sh_group(name, n, script),
+            json!({"readiness": "notify"})
+        )])
+        .to_string(),
+    )
+    .unwrap();
+    sup.start_groups(&[name]).unwrap();
+    assert!(sup.wait_ready(HANG).unwrap());
+    pids(&sup.snapshot_value(), name)
+}
