@@ -274,7 +274,12 @@ impl Cgroups {
         let Some(dirs) = lock(&self.placed).remove(&pid) else {
             return false;
         };
-        let oom = dirs.iter().any(|d| cgroup::oom_kills(d) > 0);
+        // Only a cgroup of the memory controller's hierarchy can count OOM kills.
+        let memory = self.controllers.memory_dir();
+        let oom = dirs
+            .iter()
+            .filter(|d| memory.is_some_and(|m| d.starts_with(m)))
+            .any(|d| cgroup::oom_kills(d) > 0);
         let mut remover = lock(&self.remover);
         if remover.is_none() {
             *remover = Remover::start();
@@ -356,8 +361,11 @@ impl Remover {
                 match next {
                     Ok(dirs) => {
                         for dir in dirs {
-                            let _ = cgroup::kill(&dir);
+                            // A cgroup whose worker exited and left nothing behind is empty
+                            // (a zombie does not count) and goes at once; else what is left
+                            // is killed and the removal tried again.
                             if std::fs::remove_dir(&dir).is_err() {
+                                let _ = cgroup::kill(&dir);
                                 busy.push((dir, Instant::now() + Duration::from_secs(1)));
                             }
                         }
