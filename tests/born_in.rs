@@ -290,3 +290,50 @@ fn a_spawn_that_fails_leaves_no_worker_cgroup() {
     }
     sup.stop_groups(HANG, true).unwrap();
 }
+
+/// A worker that exits on its own leaves a descendant that called `setsid` (out of reach of its
+/// process group): with its cgroup, that descendant dies when the worker is reaped.
+#[test]
+fn what_an_exited_worker_left_in_its_cgroup_dies_at_its_reap() {
+    if nix::unistd::geteuid().as_raw() != 0 {
+        return;
+    }
+    let dir = TempDir::new("born-in-left");
+    let pid_file = dir.join("escaped");
+    let script = format!(
+        "setsid sleep 1000 & echo $! > {}; echo READY >&\"$MPSUP_CONTROL_FD\"; exec sleep 0.2",
+        pid_file.display()
+    );
+    let sup = Supervisor::with_options(Options {
+        cgroup: true,
+        ..Options::default()
+    })
+    .unwrap();
+    let workers = start_ready(&sup, "g", 1, &script);
+    let escaped: i64 = read(&pid_file).trim().parse().unwrap();
+    // The escaped sleeper is killed here whatever happens below.
+    struct Kill(i64);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            // SAFETY: a signal to a process this test started.
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        }
+    }
+    let _kill = Kill(escaped);
+    assert_ne!(proc_state(escaped), None);
+    let mut log = Vec::new();
+    wait_events(&sup, &mut log, |l| {
+        l.iter()
+            .any(|e| e["kind"] == "worker_stopped" || e["kind"] == "worker_failed")
+    });
+    assert_gone(workers[0]);
+    let deadline = std::time::Instant::now() + HANG;
+    while !matches!(proc_state(escaped), None | Some('Z')) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the setsid sleeper lives on"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    sup.force_terminate_groups(&["g"]).unwrap();
+}
