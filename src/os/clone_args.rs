@@ -2,7 +2,7 @@
 //! exec shim (`src/bin/mpsup-exec.rs`, which includes this file by path).
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7), which libc defines for some targets only.
-pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+pub(crate) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// `struct clone_args` up to `cgroup` (its second version, 88 bytes).
 #[repr(C)]
