@@ -365,8 +365,10 @@ fn a_new_worker_not_ready_in_time_fails_for_it_and_the_other_new_ones_are_stoppe
     let new = w.run_spawns();
     assert_eq!(new.len(), 2);
     w.kinds();
-    // Both are late; the first one's deadline halts the rollout.
-    w.advance(500);
+    // Both are late, at their deadline and not before; the first one's halts the rollout.
+    w.advance(499);
+    assert!(w.kills().is_empty());
+    w.advance(1);
     assert_eq!(w.kills(), new);
     let killed = ExitStatus {
         code: None,
