@@ -14,12 +14,18 @@ pub(crate) mod probes;
 pub(crate) mod recycle;
 mod rollout;
 pub(crate) mod state;
+#[cfg(test)]
+mod state_tests;
 mod strategy;
 #[cfg(test)]
 mod test_support;
 pub(crate) mod timers;
 pub(crate) mod worker;
+#[cfg(test)]
+mod worker_tests;
 
 pub(crate) use lifecycle::{Line, Spawned};
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod probes_tests;

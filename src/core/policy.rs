@@ -243,6 +243,18 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_of_respawns_is_carried_as_it_is_and_ages_out_at_the_window() {
+        let t0 = Instant::now();
+        let times = vec![t0, t0 + ms(5)];
+        let mut g = Intensity::from_times(times.clone());
+        assert_eq!(g.times(), times);
+        assert_eq!(g.recent(ms(60_000), t0 + ms(10)), 2);
+        // A respawn exactly a window old no longer counts.
+        assert_eq!(g.recent(ms(60_000), t0 + ms(60_000)), 1);
+        assert_eq!(g.times(), [t0 + ms(5)]);
+    }
+
+    #[test]
     fn zero_max_restarts_fails_at_the_first_failure() {
         let mut s = spec(Restart::Always);
         s.max_restarts = 0;

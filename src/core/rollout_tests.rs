@@ -351,3 +351,58 @@ fn a_respawn_that_cannot_be_spawned_reports_itself_without_a_stale_pid() {
         .iter()
         .any(|e| matches!(e.kind, EventKind::WorkerRestarting { attempt: 2, .. })));
 }
+
+#[test]
+fn a_new_worker_not_ready_in_time_fails_for_it_and_the_other_new_ones_are_stopped() {
+    let mut w = World::started("");
+    all_ready(&mut w);
+    let opts = RolloutOptions {
+        max_surge: 2,
+        ready_timeout: Duration::from_millis(500),
+        ..RolloutOptions::default()
+    };
+    w.state.begin_rollout("web", plan(""), opts, w.now).unwrap();
+    let new = w.run_spawns();
+    assert_eq!(new.len(), 2);
+    w.kinds();
+    // Both are late, at their deadline and not before; the first one's halts the rollout.
+    w.advance(499);
+    assert!(w.kills().is_empty());
+    w.advance(1);
+    assert_eq!(w.kills(), new);
+    let killed = ExitStatus {
+        code: None,
+        signal: Some(libc::SIGKILL),
+        oom_killed: false,
+    };
+    for &key in &new {
+        w.state.exited(key, killed, w.now, 0);
+    }
+    let ends: Vec<String> = w
+        .state
+        .events
+        .drain(0)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::WorkerFailed {
+                worker_id, reason, ..
+            } => Some(format!("{worker_id} failed: {reason}")),
+            EventKind::WorkerStopped { worker_id, .. } => Some(format!("{worker_id} stopped")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, ["web#1 failed: ready_timeout", "web#2 stopped"]);
+}
+
+#[test]
+fn a_rollout_counts_the_slots_it_has_replaced() {
+    let mut w = World::started("");
+    all_ready(&mut w);
+    w.state
+        .begin_rollout("web", plan(""), RolloutOptions::default(), w.now)
+        .unwrap();
+    let new = w.run_spawns();
+    w.ready(new[0]);
+    let r = w.state.groups["web"].rollout.as_ref().unwrap();
+    assert_eq!((r.replaced, r.pending.len(), r.replacing.len()), (1, 1, 1));
+}

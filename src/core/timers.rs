@@ -136,6 +136,23 @@ mod tests {
     }
 
     #[test]
+    fn pruning_looks_over_the_heap_only_each_time_it_has_doubled() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        let calls = std::cell::Cell::new(0u64);
+        for k in 0..20_000 {
+            timers.add(t0, k, Timer::Warmup, |_| {
+                calls.set(calls.get() + 1);
+                true
+            });
+        }
+        // Every timer of a live worker stays.
+        assert_eq!(timers.entries().len(), 20_000);
+        // Amortised O(1) per timer: 4096 + 8192 + 16384 looks, not one look per add.
+        assert_eq!(calls.get(), 4096 + 8192 + 16384);
+    }
+
+    #[test]
     fn timers_of_gone_workers_are_pruned_when_the_heap_grows() {
         let t0 = Instant::now();
         let mut timers = Timers::default();
