@@ -43,6 +43,9 @@ def _interrupt_during(call: str, tmp_path: Path, on_interrupt: str = "") -> Dict
             f"""
             import os, signal, sys
             from mpsupervisor import Supervisor
+            # Python leaves SIGINT ignored when it starts with it ignored (a runner started in
+            # the background by a shell without job control): Ctrl-C as an interactive host has it.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             with Supervisor() as sup:
                 sup.configure_process_groups([{{"name": "g", "readiness": "notify", "argv": {NEVER_READY!r}}}])
                 sup.start_groups(["g"])
