@@ -354,8 +354,16 @@ os._exit(4)
 "#,
         pidfile.display().to_string()
     );
-    let sup = supervisor(&[json!({"name": "g", "argv": ["python3", "-c", script],
-        "stdout": "capture", "stderr": "capture", "control_channel": "off"})]);
+    // Without cgroups: with them the grandchild would be killed at the worker's reap (what a
+    // worker leaves in its cgroup goes with it), and the pipe would not be held.
+    let sup = mpsupervisor::Supervisor::with_options(mpsupervisor::Options {
+        cgroup: false,
+        ..mpsupervisor::Options::default()
+    })
+    .unwrap();
+    let group = json!({"name": "g", "argv": ["python3", "-c", script],
+        "stdout": "capture", "stderr": "capture", "control_channel": "off"});
+    sup.configure_json(&json!([group]).to_string()).unwrap();
     let started = Instant::now();
     sup.start_groups(&["g"]).unwrap();
     let mut log = Vec::new();

@@ -58,9 +58,19 @@ fn a_thousand_cycles_leave_nothing_behind() {
     for _ in 0..10 {
         cycles(&worker, 100);
     }
-    let (fds1, threads1, rss1) = (fds(), threads(), rss_kib());
+    let (fds1, rss1) = (fds(), rss_kib());
     assert_eq!(fds1, fds0, "descriptors leaked");
-    assert_eq!(threads1, threads0, "threads leaked");
+    // A thread joined at the last free may still be listed for a moment while the kernel ends
+    // it (in either count): waited for, bounded.
+    let deadline = std::time::Instant::now() + HANG;
+    while threads() > threads0 && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert!(
+        threads() <= threads0,
+        "threads leaked: {} > {threads0}",
+        threads()
+    );
     assert!(
         rss1 <= rss0 + 1024,
         "resident memory grew from {rss0} KiB to {rss1} KiB"
