@@ -4,10 +4,9 @@
 use std::time::{Duration, Instant};
 
 use crate::config::{parse_groups, Readiness as Mode};
-use crate::core::effects::Effect;
 use crate::core::group::RolloutOptions;
 use crate::core::state::{Readiness, State};
-use crate::core::test_support::{plan_of, spawn_keys, spawn_of, spawned};
+use crate::core::test_support::{kills, plan_of, spawn_keys, spawn_of, spawned};
 use crate::core::worker::{ExitStatus, Key, Phase, Role};
 use crate::core::{Line, Spawned};
 use crate::events::{EventKind, ExitReason, StopMode};
@@ -81,18 +80,6 @@ fn failures(state: &mut State) -> Vec<ExitReason> {
         .into_iter()
         .filter_map(|k| match k {
             EventKind::WorkerFailed { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The keys the effects so far send SIGKILL to.
-fn kills(state: &mut State) -> Vec<Key> {
-    state
-        .take_effects()
-        .into_iter()
-        .filter_map(|e| match e {
-            Effect::Signal { key, signal } if signal == libc::SIGKILL => Some(key),
             _ => None,
         })
         .collect()

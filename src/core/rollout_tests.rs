@@ -99,14 +99,7 @@ impl World {
 
     /// The keys the effects so far send SIGKILL to.
     fn kills(&mut self) -> Vec<Key> {
-        self.state
-            .take_effects()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Signal { key, signal } if signal == libc::SIGKILL => Some(key),
-                _ => None,
-            })
-            .collect()
+        crate::core::test_support::kills(&mut self.state)
     }
 
     fn keys(&self) -> Vec<Key> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::config::parse_groups;
 use crate::core::effects::Effect;
 use crate::core::state::State;
-use crate::core::test_support::{plan_of, ready_group, spawn_keys, spawned};
+use crate::core::test_support::{kills, plan_of, ready_group, spawn_keys, spawned};
 use crate::core::worker::{ExitStatus, Key, Phase};
 use crate::error::Error;
 use crate::events::{EventKind, StopMode};
@@ -27,18 +27,6 @@ fn failed(state: &mut State, key: Key, now: Instant) {
         oom_killed: false,
     };
     state.exited(key, status, now, 0);
-}
-
-/// The keys the effects so far send SIGKILL to.
-fn kills(state: &mut State) -> Vec<Key> {
-    state
-        .take_effects()
-        .into_iter()
-        .filter_map(|e| match e {
-            Effect::Signal { key, signal } if signal == libc::SIGKILL => Some(key),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

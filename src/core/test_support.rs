@@ -76,3 +76,15 @@ pub(crate) fn spawn_of(effects: &[Effect]) -> Key {
     assert_eq!(spawns.len(), 1, "{effects:?}");
     spawns[0]
 }
+
+/// The keys the effects so far send SIGKILL to.
+pub(crate) fn kills(state: &mut State) -> Vec<Key> {
+    state
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Signal { key, signal } if signal == libc::SIGKILL => Some(key),
+            _ => None,
+        })
+        .collect()
+}
