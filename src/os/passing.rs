@@ -133,23 +133,24 @@ pub fn is_open(fd: RawFd) -> bool {
     nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_GETFD).is_ok()
 }
 
-/// Gives the calling thread a descriptor table of its own that holds nothing but `/dev/null` on
-/// 0, 1 and 2: for a thread that opens files by path only, whose opens must never take, even
-/// for a moment, a number the host closed (0, 1, 2; a host that then `dup2`s its stdout back
-/// would have it closed under it). False where it cannot be had (the table stays the
-/// process's).
-pub fn enter_empty_table() -> bool {
+/// Gives the calling thread a descriptor table of its own that holds only `keep` and
+/// `/dev/null` on 0, 1 and 2, so that none of its opens ever takes, even for a moment, a number
+/// the host closed (0, 1, 2; a host that then `dup2`s its stdout back would have it closed under
+/// it). The private copies of the process's other descriptors are closed: holding one would keep
+/// a pipe's writer, a socket or a pidfd alive behind the host's back. False (and the table stays
+/// the process's) where it cannot be had; without `/dev/null` the copies of 0, 1 and 2 stay.
+pub fn enter_private_table(keep: &[RawFd]) -> bool {
+    // Checked first: without a listing the copy could not be emptied.
     if thread_descriptors().is_err() || unshare_descriptor_table().is_err() {
         return false;
     }
-    // The private copy of every descriptor of the process goes: holding one would keep a pipe's
-    // writer, a socket or a pidfd alive behind the host's back.
     for fd in thread_descriptors().unwrap_or_default() {
-        if fd > 2 {
+        if fd > 2 && !keep.contains(&fd) {
             close_number(fd);
         }
     }
-    null_stdio()
+    null_stdio();
+    true
 }
 
 /// Puts `/dev/null` (close-on-exec) on descriptors 0, 1 and 2 of the calling thread's table, so

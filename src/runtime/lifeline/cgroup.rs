@@ -203,9 +203,7 @@ impl Cgroups {
         let mut dirs: Vec<PathBuf> = Vec::new();
         let made = self.make_worker_dirs_into(group, limits, &leaf, &mut dirs);
         if made.is_err() {
-            for dir in dirs.iter().rev() {
-                let _ = std::fs::remove_dir(dir);
-            }
+            super::remove_dirs(&dirs);
         }
         made.map(|()| dirs)
     }
@@ -350,7 +348,7 @@ impl Remover {
         let thread = threads::spawn_named("mpsup-cgroups", Some(64 * 1024), move || {
             // It opens cgroup files while the host runs, maybe with its stdout closed for a
             // moment: in a table of its own, none of its descriptors ever takes 0, 1 or 2.
-            crate::os::passing::enter_empty_table();
+            crate::os::passing::enter_private_table(&[]);
             let mut busy: Vec<(PathBuf, Instant)> = Vec::new();
             loop {
                 let next = if busy.is_empty() {

@@ -195,9 +195,7 @@ impl ShimPlacement {
         // The caller's `Child` kills and reaps the shim (or the worker it forked), which is
         // exiting.
         let err = std::io::Error::from_raw_os_error(errno);
-        for dir in &self.dirs {
-            let _ = std::fs::remove_dir(dir);
-        }
+        super::remove_dirs(&self.dirs);
         if let (Some(dir), b'C') = (self.dirs.first(), tag) {
             return Err(error_at(err, &dir.join("cgroup.procs")));
         }

@@ -287,25 +287,12 @@ impl Link {
 /// `keep` and `/dev/null` on 0, 1 and 2. None (and the table stays the host's) where that
 /// cannot be had.
 pub(super) fn enter(inbox: RawFd, outbox: RawFd, keep: &[RawFd]) -> Option<Private> {
-    // Checked first: without a listing the copy could not be emptied.
-    passing::thread_descriptors().ok()?;
-    passing::unshare_descriptor_table().ok()?;
-    // From here on the table is private, whatever fails.
-    let private = Private {
+    // Where `/dev/null` cannot be had the copies of the host's 0, 1 and 2 stay: every spawn
+    // replaces or closes them in the child all the same.
+    let kept: Vec<RawFd> = [inbox, outbox].iter().chain(keep).copied().collect();
+    passing::enter_private_table(&kept).then(|| Private {
         inbox,
         outbox,
         early: Mutex::new(HashMap::new()),
-    };
-    if let Ok(open) = passing::thread_descriptors() {
-        for fd in open {
-            if fd > 2 && fd != inbox && fd != outbox && !keep.contains(&fd) {
-                passing::close_number(fd);
-            }
-        }
-    }
-    if !passing::null_stdio() {
-        // Without /dev/null the copies of the host's 0, 1 and 2 stay (every spawn replaces or
-        // closes them in the child all the same).
-    }
-    Some(private)
+    })
 }
