@@ -50,7 +50,7 @@ fn describe(cgroup: bool, dir: &TempDir) -> (Vec<String>, Vec<String>, i64) {
 }
 
 /// Whether this machine gives workers cgroups of their own (root, or a delegated cgroup v2, with
-/// `cgroup.kill`): the tests of what cgroups do need them (`tests/lifeline.rs` checks that a
+/// `cgroup.kill`): the tests of what cgroups do need them (`tests/lifeline/` checks that a
 /// machine that has them uses them).
 fn cgroups_here() -> bool {
     let sup = Supervisor::with_options(Options {

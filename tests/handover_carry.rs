@@ -5,7 +5,7 @@
 //! workers serve on, and respawns get sockets of their own again), the workers' cgroups (a
 //! forced kill still reaches a `setsid` grandchild, `memory_max` still ends a worker with
 //! `oom_killed`, the cgroups go at exit and at free) and the event fd (same number, readable
-//! while events wait). The real `exec`, the keeper and close-on-exec: tests/handover.rs.
+//! while events wait). The real `exec`, the keeper and close-on-exec: tests/handover/.
 //!
 //! Each test holds the cgroup guard (one at a time; whatever cgroup of ours is left goes).
 

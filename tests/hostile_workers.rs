@@ -158,7 +158,7 @@ fn a_child_that_calls_setsid_escapes_the_group_kill() {
         session, escaped,
         "the escaped child leads a session of its own"
     );
-    // Where the worker has a cgroup of its own, the forced stop kills it too (tests/lifeline.rs);
+    // Where the worker has a cgroup of its own, the forced stop kills it too (tests/lifeline/tree_kill.rs);
     // elsewhere it escapes the group kill.
     if sup.status_value()["guarantees"]["tree_kill"] == "cgroup" {
         assert_dead(escaped);
