@@ -225,6 +225,29 @@ mod tests {
         assert_eq!(Id::Name("65534".into()).number(), Some(65534));
         assert_eq!(Id::Name("nobody".into()).number(), None);
         assert_eq!(Id::Name("99999999999".into()).number(), None);
+        // Only digits are a number: Rust's parser alone would take "+5" as 5.
+        assert_eq!(Id::Name("+5".into()).number(), None);
+        assert_eq!(Id::Name(String::new()).number(), None);
+    }
+
+    #[test]
+    fn an_id_is_written_as_given_for_the_lookup_and_the_messages() {
+        assert_eq!(Id::Name("nobody".into()).to_string(), "nobody");
+        assert_eq!(Id::Number(65534).to_string(), "65534");
+    }
+
+    #[test]
+    fn the_largest_finite_limit_stays_finite() {
+        // All ones is RLIM_INFINITY: a finite limit written as u64::MAX must not become it.
+        assert_eq!(Limit::Value(u64::MAX).raw(), u64::MAX - 1);
+        assert_eq!(Limit::Value(7).raw(), 7);
+    }
+
+    #[test]
+    fn rlimits_are_empty_until_one_is_given() {
+        assert!(Rlimits::default().is_empty());
+        let one: Rlimits = serde_json::from_str(r#"{"fsize": 1}"#).unwrap();
+        assert!(!one.is_empty());
     }
 
     #[test]

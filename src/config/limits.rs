@@ -330,6 +330,8 @@ mod tests {
         );
         assert_eq!(MemorySize::parse("1G"), Some(MemorySize::Bytes(1 << 30)));
         assert_eq!(MemorySize::parse("4096"), Some(MemorySize::Bytes(4096)));
+        assert_eq!(MemorySize::parse("3K"), Some(MemorySize::Bytes(3 << 10)));
+        assert_eq!(MemorySize::parse("2T"), Some(MemorySize::Bytes(2 << 40)));
         assert_eq!(MemorySize::parse("max"), Some(MemorySize::Max));
         for bad in [
             "", "0", "012M", "1.5G", "1 G", "1g", "1000T", "1P", "-1", "M",

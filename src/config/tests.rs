@@ -156,6 +156,8 @@ fn identity_keys_parse_and_their_errors_name_the_key() {
         (r#""umask":"27""#, "groups[0].umask"),
         (r#""user":"""#, "groups[0].user"),
         (r#""user":-1"#, "groups[0].user"),
+        // A C string ends at the NUL: the lookup would find another name.
+        (r#""user":"a\u0000b""#, "groups[0].user"),
         (
             r#""supplementary_groups":["a",""]"#,
             "groups[0].supplementary_groups[1]",
@@ -218,4 +220,33 @@ fn each_output_form_parses_and_says_whether_it_is_captured() {
     }
     let g = &parse_groups(r#"[{"name":"a","argv":["x"],"stderr":"inherit"}]"#).unwrap()[0];
     assert_eq!(g.stderr, Output::Inherit);
+}
+
+/// The name each readiness has in JSON is the one events and snapshots give.
+#[test]
+fn each_readiness_is_named_as_in_json() {
+    for r in [
+        Readiness::Warmup,
+        Readiness::Notify,
+        Readiness::SdNotify,
+        Readiness::Probe,
+    ] {
+        assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+    }
+}
+
+/// A group's four limit keys are what its limits hold; a bootstrap is written as it was given.
+#[test]
+fn a_groups_limits_and_bootstrap_are_read_back_as_given() {
+    let g = &parse_groups(
+        r#"[{"name":"a","argv":["x"],"memory_max":"1G","memory_high":4096,"pids_max":"max",
+             "cpu_max":"50%","bootstrap":{"k":[1]}}]"#,
+    )
+    .unwrap()[0];
+    let l = g.limits();
+    assert_eq!(l.memory_max, Some(MemorySize::Bytes(1 << 30)));
+    assert_eq!(l.memory_high, Some(MemorySize::Bytes(4096)));
+    assert_eq!(l.pids_max, Some(PidsMax::Max));
+    assert!(l.cpu_max.is_some() && !l.is_empty());
+    assert_eq!(g.bootstrap.as_ref().unwrap().to_string(), r#"{"k":[1]}"#);
 }
