@@ -110,8 +110,9 @@ fn a_worker_not_ready_when_its_lifetime_ends_is_looked_at_again_a_second_later()
 
 #[test]
 fn a_group_left_stopped_by_its_start_recycles_nothing() {
-    let (mut state, _, t0) = starting_group(1, r#", "warmup_ms": 0, "max_lifetime_ms": 1000"#);
+    let (mut state, keys, t0) = starting_group(1, r#", "warmup_ms": 0, "max_lifetime_ms": 1000"#);
     run_until(&mut state, t0);
+    assert!(state.workers[&keys[0]].ready());
     // The start fails: the group is left stopped, its ready worker is not replaced.
     state.finish_start(&["g".to_string()], 1, false);
     run_until(&mut state, t0 + ms(5000));
