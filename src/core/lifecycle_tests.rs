@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::config::{parse_groups, Readiness as Mode};
 use crate::core::group::RolloutOptions;
 use crate::core::state::{Readiness, State};
-use crate::core::test_support::{kills, plan_of, spawn_keys, spawn_of, spawned};
+use crate::core::test_support::{kills, plan_of, run_until, spawn_keys, spawn_of, spawned};
 use crate::core::worker::{ExitStatus, Key, Phase, Role};
 use crate::core::{Line, Spawned};
 use crate::events::{EventKind, ExitReason, StopMode};
@@ -38,20 +38,6 @@ fn started(workers: u32, extra: &str, channel: bool) -> (State, Vec<Key>, Instan
     state.events.drain(0);
     state.take_effects();
     (state, keys, t0)
-}
-
-/// Fires every deadline due at `now` (those re-armed at or before `now` too, a bounded number
-/// of rounds) as the runtime's monitor does.
-fn run_until(state: &mut State, now: Instant) {
-    for _ in 0..16 {
-        let due = state.timers.pop_due(now);
-        if due.is_empty() {
-            return;
-        }
-        for (key, timer) in due {
-            state.timer(key, timer, now);
-        }
-    }
 }
 
 fn exit_code(code: i32) -> ExitStatus {

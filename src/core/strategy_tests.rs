@@ -1,10 +1,17 @@
 //! The rules of `restart_strategy`, without processes.
 
+use std::time::Duration;
+
 use crate::core::effects::Effect;
 use crate::core::state::State;
-use crate::core::test_support::{ready_group, spawn_of, spawned};
+use crate::core::test_support::{ready_group, run_until, spawn_keys, spawn_of, spawned};
 use crate::core::timers::Timer;
 use crate::core::worker::{ExitStatus, Key, Phase};
+use crate::events::EventKind;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
 
 const ONE_FOR_ALL: &str =
     r#", "restart": "always", "restart_delay_ms": 0, "restart_strategy": "one_for_all""#;
@@ -86,4 +93,39 @@ fn a_worker_stopped_for_one_for_all_leaves_its_slot_to_a_replacement_that_became
         .filter(|k| state.workers[k].index == 1)
         .collect();
     assert_eq!(slot, vec![new]);
+}
+
+#[test]
+fn a_worker_stopped_for_one_for_all_respawns_after_the_restart_delay_as_a_first_attempt() {
+    let extra =
+        r#", "restart": "always", "restart_delay_ms": 500, "restart_strategy": "one_for_all""#;
+    let (mut state, keys, now) = ready_group(2, extra);
+    state.exited(keys[1], exit(1), now, 0);
+    assert_eq!(stops(&mut state), vec![keys[0]]);
+    state.events.drain(0);
+    // g#1 ends 100 ms later: its respawn is due 500 ms after that, at 600 ms.
+    state.exited(keys[0], exit(0), now + ms(100), 0);
+    let restarting: Vec<(String, u32, u64)> = state
+        .events
+        .drain(0)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::WorkerRestarting {
+                worker_id,
+                attempt,
+                delay_ms,
+                ..
+            } => Some((worker_id, attempt, delay_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(restarting, vec![("g#1".to_string(), 1, 500)]);
+    run_until(&mut state, now + ms(599));
+    let ids = |state: &mut State| -> Vec<String> {
+        let keys = spawn_keys(&state.take_effects());
+        keys.iter().map(|k| state.workers[k].id.clone()).collect()
+    };
+    assert_eq!(ids(&mut state), vec!["g#2".to_string()]);
+    run_until(&mut state, now + ms(600));
+    assert_eq!(ids(&mut state), vec!["g#1".to_string()]);
 }

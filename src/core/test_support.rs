@@ -88,3 +88,17 @@ pub(crate) fn kills(state: &mut State) -> Vec<Key> {
         })
         .collect()
 }
+
+/// Fires every deadline due at `now` (those re-armed at or before `now` too, a bounded number
+/// of rounds) as the runtime's monitor does.
+pub(crate) fn run_until(state: &mut State, now: Instant) {
+    for _ in 0..16 {
+        let due = state.timers.pop_due(now);
+        if due.is_empty() {
+            return;
+        }
+        for (key, timer) in due {
+            state.timer(key, timer, now);
+        }
+    }
+}
