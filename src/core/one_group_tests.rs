@@ -156,7 +156,7 @@ fn a_stopped_group_is_neither_signaled_nor_reloaded() {
 
 #[test]
 fn only_a_ready_sd_notify_worker_is_waited_for_through_a_reload() {
-    // A warm-up worker cannot say it reloaded: it gets the signal, and wait_ready holds.
+    // A warm-up worker cannot say it reloaded: it gets the signal, and wait_ready need not wait.
     let (mut state, _, now) = ready_group(1, "");
     state.reload_groups(&["g"], now).unwrap();
     assert_eq!(kinds(&mut state), ["worker_signaled"]);
