@@ -266,6 +266,38 @@ fn a_restart_bound_group_rolls_out_once_its_restarted_dependency_is_ready_again(
 }
 
 #[test]
+fn a_group_stopped_while_it_waits_for_a_dependencys_restart_waits_no_more() {
+    let json = r#"[
+        {"name": "db", "argv": ["x"], "warmup_ms": 0, "restart": "on-failure",
+         "restart_delay_ms": 10},
+        {"name": "web", "argv": ["x"], "warmup_ms": 0,
+         "on_dependency_restart": "restart", "depends_on": {"db": "ready"}}
+    ]"#;
+    let (mut state, keys, now) = all_ready(json, &["db", "web"]);
+    state.take_effects();
+    assert!(!state.dependency_restarts_pending(), "nothing restarted");
+    exit(&mut state, keys[0], 1, now);
+    assert!(state.dependency_restarts_pending(), "db ended: web waits");
+    state.advance_dependency_restarts(now);
+    assert!(state.dependency_restarts_pending(), "db is not ready again");
+    state.begin_stop(Some(&["web".to_string()]), false);
+    state.take_effects();
+    // db is still down: web is let go at once, not when db is ready again.
+    state.advance_dependency_restarts(now);
+    assert!(!state.dependency_restarts_pending(), "web stopped");
+    let later = now + std::time::Duration::from_millis(10);
+    state.timer(keys[0], Timer::Respawn, later);
+    let db = spawns(&mut state);
+    assert!(state.adopt(db[0], spawned(later)));
+    state.timer(db[0], Timer::Warmup, later);
+    state.advance_dependency_restarts(later);
+    assert!(
+        spawns(&mut state).is_empty(),
+        "no rollout of a stopped group"
+    );
+}
+
+#[test]
 fn a_start_pulls_in_a_dependency_that_is_stopped_or_failed_not_one_that_runs() {
     use crate::core::group::Group;
     let mut state = configured();

@@ -241,11 +241,16 @@ fn a_group_left_stopped_by_its_start_respawns_nothing() {
     events(&mut state);
     // The start fails: the group is left stopped, and its respawn does not happen.
     state.finish_start(&["g".to_string()], 2, false);
+    assert_eq!(
+        kills(&mut state),
+        [keys[1]],
+        "the one still running is killed"
+    );
     run_until(&mut state, t0 + ms(100));
     assert!(spawn_keys(&state.take_effects()).is_empty());
-    // Another one that ends now is not respawned either.
+    // Its exit is not respawned either.
     state.exited(keys[1], exit_code(1), t0 + ms(200), 0);
-    assert_eq!(state.workers[&keys[1]].phase, Phase::Failed);
+    assert!(!state.workers.contains_key(&keys[1]));
     assert!(!events(&mut state)
         .iter()
         .any(|k| matches!(k, EventKind::WorkerRestarting { .. })));

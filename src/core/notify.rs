@@ -311,12 +311,36 @@ mod tests {
     }
 
     #[test]
-    fn a_long_status_is_cut_on_a_character_boundary() {
+    fn a_long_status_is_cut_to_the_whole_characters_that_fit() {
+        // After "a", each two-byte "é" ends at an odd offset: the limit falls inside one.
+        let text = format!(
+            "STATUS=a{}\nEXIT_STATUS=a{}",
+            "é".repeat(MAX_STATUS),
+            "é".repeat(256)
+        );
+        let m = NotifyMessage::parse(text.as_bytes()).unwrap();
+        let status = m.status.unwrap();
+        assert_eq!(status.len(), MAX_STATUS - 1);
+        assert_eq!(status, format!("a{}", "é".repeat(MAX_STATUS / 2 - 1)));
+        assert_eq!(m.exit_status.unwrap(), format!("a{}", "é".repeat(127)));
+        // Where the limit falls between two characters, all of it is kept.
         let text = format!("STATUS={}", "é".repeat(MAX_STATUS));
-        let status = NotifyMessage::parse(text.as_bytes())
-            .unwrap()
-            .status
-            .unwrap();
-        assert!(status.len() <= MAX_STATUS && status.len() >= MAX_STATUS - 1);
+        let status = NotifyMessage::parse(text.as_bytes()).unwrap().status;
+        assert_eq!(status.unwrap().len(), MAX_STATUS);
+    }
+
+    #[test]
+    fn extend_timeout_usec_holds_for_days_and_for_a_year_at_most() {
+        let ten_days = Duration::from_secs(10 * 86_400);
+        let year = Duration::from_millis(crate::config::MAX_MS);
+        for (usec, lasts) in [(ten_days.as_micros() as u64, ten_days), (u64::MAX, year)] {
+            let (mut state, key, now) = started("sd_notify", r#", "ready_timeout_ms": 100"#);
+            state.notify(key, message(&format!("EXTEND_TIMEOUT_USEC={usec}")), now, 0);
+            let before = now + lasts - Duration::from_millis(1);
+            state.timer(key, Timer::ReadyTimeout, before);
+            assert!(state.take_effects().is_empty(), "killed before {lasts:?}");
+            state.timer(key, Timer::ReadyTimeout, now + lasts);
+            assert_eq!(state.take_effects().len(), 1, "alive after {lasts:?}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use crate::config::parse_groups;
 use crate::core::effects::Effect;
 use crate::core::notify::NotifyMessage;
 use crate::core::state::{Readiness, State};
-use crate::core::test_support::{plan_of, spawned};
+use crate::core::test_support::{kills, plan_of, ready_group, spawned};
 use crate::core::timers::Timer;
 use crate::core::worker::Key;
 use crate::error::Error;
@@ -134,4 +134,51 @@ fn reload_groups_is_all_or_nothing() {
     ));
     assert!(state.take_effects().is_empty());
     assert_eq!(state.readiness(), Readiness::AllReady);
+}
+
+#[test]
+fn a_stopped_group_is_neither_signaled_nor_reloaded() {
+    let (mut state, _, now) = ready_worker("");
+    state.begin_stop(Some(&["d".to_string()]), false);
+    state.take_effects();
+    state.events.drain(0);
+    assert!(matches!(
+        state.signal_group("d", libc::SIGUSR1),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        state.reload_groups(&["d"], now),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(state.take_effects().is_empty());
+    assert!(kinds(&mut state).is_empty());
+}
+
+#[test]
+fn only_a_ready_sd_notify_worker_is_waited_for_through_a_reload() {
+    // A warm-up worker cannot say it reloaded: it gets the signal, and wait_ready need not wait.
+    let (mut state, _, now) = ready_group(1, "");
+    state.reload_groups(&["g"], now).unwrap();
+    assert_eq!(kinds(&mut state), ["worker_signaled"]);
+    assert_eq!(state.readiness(), Readiness::AllReady);
+    // An sd_notify worker not ready yet is waited for as a start, not as a reload.
+    let (mut state, keys, now) = ready_group(1, r#", "readiness": "sd_notify""#);
+    state.reload_groups(&["g"], now).unwrap();
+    assert_eq!(kinds(&mut state), ["worker_signaled"]);
+    state.notify(keys[0], message("READY=1"), now, 0);
+    assert_eq!(state.readiness(), Readiness::AllReady);
+    assert_eq!(state.workers[&keys[0]].state(), WorkerState::Ready);
+}
+
+#[test]
+fn a_reload_without_a_ready_timeout_never_times_out() {
+    let (mut state, key, now) = ready_worker(r#", "ready_timeout_ms": 0"#);
+    state.reload_groups(&["d"], now).unwrap();
+    state.take_effects();
+    let later = now + Duration::from_secs(86_400);
+    for (k, timer) in state.timers.pop_due(later) {
+        state.timer(k, timer, later);
+    }
+    assert_eq!(kills(&mut state), Vec::<Key>::new());
+    assert_eq!(state.workers[&key].state(), WorkerState::Reloading);
 }

@@ -49,3 +49,7 @@ impl Attributes {
         .find_map(|(set, key)| set.then_some(key))
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,13 +1,14 @@
 //! The rules of probes, without processes or sockets: thresholds, readiness by probe, unready
 //! and ready again, liveness kills, and `probe_failed` only at a change or a crossing.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::core::effects::Effect;
+use crate::core::probes::ProbeJob;
 use crate::core::state::{Readiness, State};
-use crate::core::test_support::{ready_group, spawned};
+use crate::core::test_support::{plan_of, ready_group, spawned};
 use crate::core::worker::{Key, Phase};
-use crate::events::{EventKind, ExitReason, ProbeKind};
+use crate::events::{EventKind, ExitReason, ProbeKind, StopMode};
 
 const READINESS: &str = r#", "readiness_probe": {"tcp": "127.0.0.1:1", "failure_threshold": 3,
     "success_threshold": 2}"#;
@@ -186,6 +187,70 @@ fn a_process_adopted_during_a_handover_is_probed_only_once_the_supervisor_resume
     state.handed_over = false;
     state.resume_probes(now);
     assert_eq!(probes(state.take_effects()), [key]);
+}
+
+#[test]
+fn passing_readiness_probes_of_a_ready_worker_say_nothing() {
+    let (mut state, keys, now) = ready_group(1, READINESS);
+    for _ in 0..3 {
+        assert!(state.probe_result(keys[0], ProbeKind::Readiness, Ok(()), now));
+    }
+    assert!(kinds(&mut state).is_empty());
+}
+
+#[test]
+fn a_readiness_probe_makes_ready_only_a_worker_whose_readiness_is_probe() {
+    let extra = format!(r#", "readiness": "sd_notify"{READINESS}"#);
+    let (mut state, keys, now) = ready_group(1, &extra);
+    for _ in 0..3 {
+        state.probe_result(keys[0], ProbeKind::Readiness, Ok(()), now);
+    }
+    assert_eq!(state.workers[&keys[0]].phase, Phase::Starting);
+    assert!(kinds(&mut state).is_empty());
+}
+
+#[test]
+fn a_probe_first_runs_its_initial_delay_after_the_process_is_adopted() {
+    let json = r#"[{"name": "g", "argv": ["/bin/true"],
+        "readiness_probe": {"tcp": "127.0.0.1:1", "initial_delay_ms": 500}}]"#;
+    let spec = crate::config::parse_groups(json).unwrap().remove(0);
+    let mut state = State::new(64);
+    let key = state.begin_start(vec![plan_of(spec)])[0].key;
+    let now = Instant::now();
+    assert!(state.adopt(key, spawned(100, now)));
+    let firsts: Vec<Instant> = probe_jobs(state.take_effects())
+        .iter()
+        .flat_map(|j| j.probes.iter().map(|p| p.first_at))
+        .collect();
+    assert_eq!(firsts, [now + Duration::from_millis(500)]);
+}
+
+#[test]
+fn after_a_handover_only_the_running_workers_are_probed_again() {
+    let (mut state, keys, now) = ready_group(3, READINESS);
+    state.scale("g", 2, now).unwrap();
+    assert_eq!(
+        state.workers[&keys[2]].phase,
+        Phase::Stopping(StopMode::Graceful)
+    );
+    state.begin_force_keys(&[keys[1]]);
+    state.take_effects();
+    state.resume_probes(now);
+    let probed: Vec<Key> = probe_jobs(state.take_effects())
+        .iter()
+        .map(|j| j.key)
+        .collect();
+    assert_eq!(probed, [keys[0]], "neither the stopping nor the killed one");
+}
+
+fn probe_jobs(effects: Vec<Effect>) -> Vec<ProbeJob> {
+    effects
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Probe(job) => Some(job),
+            _ => None,
+        })
+        .collect()
 }
 
 impl State {

@@ -399,3 +399,26 @@ fn a_rollout_counts_the_slots_it_has_replaced() {
     let r = w.state.groups["web"].rollout.as_ref().unwrap();
     assert_eq!((r.replaced, r.pending.len(), r.replacing.len()), (1, 1, 1));
 }
+
+#[test]
+fn restart_groups_options_set_the_rollouts_surge_unavailability_and_ready_timeout() {
+    let mut w = World::started("");
+    all_ready(&mut w);
+    let json = r#"{"max_surge": 2, "max_unavailable": 1, "ready_timeout_ms": 500}"#;
+    let options = crate::config::RestartOptions::parse(json).unwrap();
+    w.state
+        .begin_rollout("web", plan(""), options.into(), w.now)
+        .unwrap();
+    assert_eq!(
+        w.state.rollout_ready_timeout("web"),
+        Some(Duration::from_millis(500))
+    );
+    let effects = w.state.take_effects();
+    // Two above the target, then one old worker stopped early makes room for the third.
+    assert_eq!(spawn_keys(&effects).len(), 3);
+    let stops = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Stop { .. }))
+        .count();
+    assert_eq!(stops, 1);
+}

@@ -192,7 +192,8 @@ impl State {
     }
 
     /// Ends a start: the `supervisor_start_groups` event, or, when a spawn failed, the groups are
-    /// left stopped.
+    /// left stopped and every worker of them is killed: those a `scale` or a `restart_groups`
+    /// (from another thread, while the start spawned without the core) added too.
     pub fn finish_start(&mut self, names: &[String], workers: usize, ok: bool) {
         if ok {
             self.events.push(EventKind::SupervisorStartGroups {
@@ -200,11 +201,7 @@ impl State {
                 worker_count: workers,
             });
         } else {
-            for name in names {
-                if let Some(g) = self.groups.get_mut(name) {
-                    g.started = false;
-                }
-            }
+            self.begin_force(Some(names));
         }
     }
 

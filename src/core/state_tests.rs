@@ -1,10 +1,12 @@
 //! The transitions the host's calls make (start, stop, force, scale, start_work), without
 //! processes: the events, effects and answers checked.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::parse_groups;
 use crate::core::effects::Effect;
+use crate::core::plan::Plan;
 use crate::core::state::State;
 use crate::core::test_support::{kills, plan_of, ready_group, spawn_keys, spawned};
 use crate::core::worker::{ExitStatus, Key, Phase};
@@ -27,6 +29,67 @@ fn failed(state: &mut State, key: Key, now: Instant) {
         oom_killed: false,
     };
     state.exited(key, status, now, 0);
+}
+
+/// A group "g" of `workers` whose start has begun: its workers are being spawned.
+fn starting(workers: u32) -> (State, Vec<Key>, Arc<Plan>) {
+    let json = format!(
+        r#"[{{"name": "g", "argv": ["/bin/true"], "workers": {workers}, "readiness": "notify"}}]"#
+    );
+    let spec = parse_groups(&json).unwrap().remove(0);
+    let mut state = State::new(64);
+    state.config.insert("g".into(), spec.clone());
+    let plan = plan_of(spec);
+    let start = state.begin_start(vec![Arc::clone(&plan)]);
+    (state, start.iter().map(|j| j.key).collect(), plan)
+}
+
+// `start_groups` lets the core go while it spawns: a `scale` or a `restart_groups` from another
+// thread may come in meanwhile. When the start then fails, its groups are left stopped, and
+// nothing those began may go on running or spawning in them.
+
+#[test]
+fn a_failed_start_keeps_no_worker_a_scale_added_meanwhile() {
+    let (mut state, start, _) = starting(2);
+    let now = Instant::now();
+    state.scale("g", 3, now).unwrap();
+    let scaled = spawn_keys(&state.take_effects());
+    assert_eq!(scaled.len(), 1);
+    // The start: its first worker spawned, its second could not be.
+    assert!(state.adopt(start[0], spawned(100, now)));
+    state.remove(start[1]);
+    state.finish_start(&["g".to_string()], 1, false);
+    // What start_groups does then: it kills the workers it adopted.
+    state.begin_force_keys(&start[..1]);
+    assert!(!state.groups["g"].started);
+    assert_eq!(kills(&mut state), [start[0]]);
+    // The scaled worker's process arrives: not adopted, so the runtime kills it.
+    assert!(!state.adopt(scaled[0], spawned(102, now)));
+}
+
+#[test]
+fn a_failed_start_ends_a_rollout_begun_meanwhile() {
+    let (mut state, start, plan) = starting(2);
+    let now = Instant::now();
+    state
+        .begin_rollout("g", plan, Default::default(), now)
+        .unwrap();
+    // The start's workers had no process yet: the rollout forgot them for its own.
+    let surge = spawn_keys(&state.take_effects());
+    assert_eq!(surge.len(), 2);
+    assert!(start.iter().all(|k| !state.workers.contains_key(k)));
+    assert!(state.adopt(surge[0], spawned(300, now)));
+    // The start fails all the same (a spawn that never answered).
+    state.finish_start(&["g".to_string()], 0, false);
+    state.begin_force_keys(&start);
+    assert!(!state.groups["g"].started);
+    assert!(state.groups["g"].running_rollout().is_none());
+    assert_eq!(kills(&mut state), [surge[0]]);
+    assert!(!state.adopt(surge[1], spawned(301, now)));
+    // The first one says it is ready: it takes no slot and makes no room for another.
+    state.line(surge[0], crate::core::Line::Ready, now, 0);
+    assert_eq!(spawn_keys(&state.take_effects()), Vec::<Key>::new());
+    assert_eq!(state.readiness(), crate::core::state::Readiness::NoWorkers);
 }
 
 #[test]
