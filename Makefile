@@ -17,6 +17,8 @@
 #   make bench-peers  installs supervisord, circus (build/peers-venv), PM2 (build/peers-npm), s6 and Go
 #                     (apt-get, if missing) and runs bench/peers/run.py (PEERS_ARGS: its options)
 #   make bench-peers-smoke  the peers driver at N = 5 for the library, multiprocessing and Go (~10 s)
+#   make mutants      scripts/mutants: cargo-mutants over src/core and src/config in a small crate
+#                     of their own (~20 min on two cores; needs `cargo install cargo-mutants`)
 #   make clean
 #
 # PROFILE=debug (or a custom [profile.NAME]) builds and links against target/$(PROFILE).
@@ -71,7 +73,7 @@ RUSTC_LOG := $(INSTALL_TARGET_DIR)/rustc.log
 # What rustc printed for this staticlib on x86_64 glibc; used only if its note cannot be read.
 FALLBACK_NATIVE_STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
-.PHONY: all lib c-examples demo demo-cpp demo-crash setup python-package test test-rust test-python \
+.PHONY: all mutants lib c-examples demo demo-cpp demo-crash setup python-package test test-rust test-python \
 	test-go test-valgrind test-asan install install-build uninstall clean bench-peers bench-peers-smoke FORCE
 
 all: lib c-examples
@@ -126,6 +128,9 @@ bench-peers: lib
 
 bench-peers-smoke: lib
 	python3 bench/peers/run.py --smoke
+
+mutants:
+	scripts/mutants -j 2
 
 # Installs only what is missing; cheap when nothing is. Every test target runs it first.
 setup:

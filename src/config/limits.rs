@@ -342,6 +342,14 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_written_as_the_cgroup_files_take_them() {
+        assert_eq!(MemorySize::Bytes(512 << 20).value(), "536870912");
+        assert_eq!(MemorySize::Max.value(), "max");
+        assert_eq!(PidsMax::Count(64).value(), "64");
+        assert_eq!(PidsMax::Max.value(), "max");
+    }
+
+    #[test]
     fn cpu_max_takes_a_percentage_or_quota_and_period() {
         assert_eq!(
             CpuMax::parse("20%"),
