@@ -342,6 +342,18 @@ mod tests {
     }
 
     #[test]
+    fn a_limit_of_the_wrong_kind_says_what_is_expected() {
+        for (keys, expected) in [
+            (r#""memory_max": true"#, MemorySize::EXPECTED),
+            (r#""pids_max": [1]"#, PidsMax::EXPECTED),
+            (r#""cpu_max": 0.5"#, CpuMax::EXPECTED),
+        ] {
+            let e = crate::config::error_of(keys);
+            assert!(e.contains(expected), "{keys}: {e}");
+        }
+    }
+
+    #[test]
     fn limits_are_written_as_the_cgroup_files_take_them() {
         assert_eq!(MemorySize::Bytes(512 << 20).value(), "536870912");
         assert_eq!(MemorySize::Max.value(), "max");

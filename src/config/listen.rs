@@ -194,3 +194,100 @@ pub(crate) fn validate(listen: &[Listen], reuse_port: bool) -> Result<(), (Strin
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Listen, String> {
+        serde_json::from_str::<Listen>(json).map_err(|e| e.to_string())
+    }
+
+    fn named(name: &str) -> Result<Listen, String> {
+        parse(&serde_json::json!({"name": name, "tcp": "127.0.0.1:0"}).to_string())
+    }
+
+    #[test]
+    fn names_are_printable_ascii_without_colon_up_to_255() {
+        assert!(named("web").is_ok());
+        assert!(named("!").is_ok());
+        assert!(named(&"n".repeat(MAX_NAME)).is_ok());
+        for bad in ["", "a:b", "a b", "é", &"n".repeat(MAX_NAME + 1)] {
+            let e = named(bad).unwrap_err();
+            assert!(e.contains("must be 1 to 255 printable"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_backlog_is_1024_by_default_and_1_to_4096() {
+        let l = parse(r#"{"name":"a","tcp":"127.0.0.1:0"}"#).unwrap();
+        assert_eq!(l.backlog, 1024);
+        assert_eq!(l, Listen::tcp("a", "127.0.0.1:0".parse().unwrap()));
+        for ok in [1, MAX_BACKLOG] {
+            let l = parse(&format!(r#"{{"name":"a","tcp":"[::1]:0","backlog":{ok}}}"#)).unwrap();
+            assert_eq!(l.backlog, ok);
+        }
+        for bad in [0, MAX_BACKLOG + 1] {
+            let e = parse(&format!(
+                r#"{{"name":"a","tcp":"[::1]:0","backlog":{bad}}}"#
+            ));
+            assert!(e.unwrap_err().contains("out of range"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn exactly_one_address_tcp_or_unix() {
+        let tcp = parse(r#"{"name":"a","tcp":"127.0.0.1:8080"}"#).unwrap();
+        assert_eq!(
+            tcp.address,
+            ListenAddress::Tcp("127.0.0.1:8080".parse().unwrap())
+        );
+        let unix = parse(r#"{"name":"a","unix":"@abstract"}"#).unwrap();
+        assert_eq!(unix.address, ListenAddress::Unix("@abstract".into()));
+        for both_or_none in [
+            r#"{"name":"a"}"#,
+            r#"{"name":"a","tcp":"127.0.0.1:1","unix":"/s"}"#,
+        ] {
+            let e = parse(both_or_none).unwrap_err();
+            assert!(e.contains("exactly one of tcp and unix"), "{e}");
+        }
+        assert!(parse(r#"{"name":"a","tcp":"localhost:80"}"#)
+            .unwrap_err()
+            .contains("is not IP:PORT"));
+    }
+
+    #[test]
+    fn a_unix_path_is_non_empty_without_nul_and_fits_a_socket_address() {
+        let unix = |path: &str| parse(&serde_json::json!({"name": "a", "unix": path}).to_string());
+        assert!(unix(&"p".repeat(SUN_PATH - 1)).is_ok());
+        assert!(unix(&"p".repeat(SUN_PATH))
+            .unwrap_err()
+            .contains("more than"));
+        for bad in ["", "@", "a\0b"] {
+            let e = unix(bad).unwrap_err();
+            assert!(e.contains("non-empty path"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_groups_sockets_have_unique_names_a_bounded_count_and_reuse_port_only_on_tcp() {
+        let tcp = |name: &str| Listen::tcp(name, "127.0.0.1:0".parse().unwrap());
+        let many: Vec<Listen> = (0..MAX_LISTEN).map(|i| tcp(&format!("s{i}"))).collect();
+        assert_eq!(validate(&many, true), Ok(()));
+        let mut too_many = many.clone();
+        too_many.push(tcp("one-more"));
+        assert_eq!(validate(&too_many, false).unwrap_err().0, "listen");
+        let twice = [tcp("a"), tcp("b"), tcp("a")];
+        assert_eq!(validate(&twice, false).unwrap_err().0, "listen[2].name");
+        let unix = Listen {
+            name: "u".into(),
+            address: ListenAddress::Unix("/s".into()),
+            backlog: 1,
+        };
+        assert_eq!(validate(&[tcp("a"), unix.clone()], false), Ok(()));
+        assert_eq!(
+            validate(&[tcp("a"), unix], true).unwrap_err().0,
+            "reuse_port"
+        );
+    }
+}

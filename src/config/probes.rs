@@ -365,6 +365,66 @@ mod tests {
     }
 
     #[test]
+    fn the_last_workers_port_may_be_65535_and_no_more() {
+        let ok = |keys: &str| {
+            let json = format!(r#"[{{"name": "g", "argv": ["/bin/true"], {keys}}}]"#);
+            parse_groups(&json).is_ok()
+        };
+        assert!(ok(r#""port_base": 65532, "workers": 4"#));
+        assert!(ok(r#""port_base": 65535, "workers": 1"#));
+        let e = error_of(r#""port_base": 65533, "workers": 4"#);
+        assert!(e.contains("groups[0].port_base:"), "{e}");
+    }
+
+    #[test]
+    fn a_probes_durations_are_bounded_by_a_year_and_an_exec_needs_a_program() {
+        let year = crate::config::MAX_MS;
+        let probe = |extra: &str| format!(r#""liveness_probe": {{"tcp": "127.0.0.1:1"{extra}}}"#);
+        let json = |keys: &str| format!(r#"[{{"name": "g", "argv": ["/bin/true"], {keys}}}]"#);
+        for key in ["period_ms", "timeout_ms", "initial_delay_ms"] {
+            let inside = probe(&format!(r#", "{key}": {year}"#));
+            assert!(parse_groups(&json(&inside)).is_ok(), "{key}");
+            let e = error_of(&probe(&format!(r#", "{key}": {}"#, year + 1)));
+            assert!(e.contains(&format!("liveness_probe.{key}:")), "{e}");
+        }
+        for argv in ["[]", r#"[""]"#, r#"["", "x"]"#] {
+            let e = error_of(&format!(r#""liveness_probe": {{"exec": {argv}}}"#));
+            assert!(
+                e.contains("liveness_probe.exec: needs a program"),
+                "{argv}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_http_target_takes_its_port_or_80() {
+        use super::{Placeholders, Target};
+        let target = |url: &str| {
+            let json = format!(
+                r#"[{{"name": "g", "argv": ["/bin/true"], "liveness_probe": {{"http": "{url}"}}}}]"#
+            );
+            let g = &parse_groups(&json).unwrap()[0];
+            let p = Placeholders::of(g, 1, Some(1));
+            match g.liveness_probe.as_ref().unwrap().target(&p).unwrap() {
+                Target::Http { address, host, .. } => (address.to_string(), host),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(target("http://127.0.0.1/x").0, "127.0.0.1:80");
+        assert_eq!(target("http://127.0.0.1:8080/x").0, "127.0.0.1:8080");
+        assert_eq!(target("http://[::1]:9/").0, "[::1]:9");
+        // The colons of an IPv6 address are not a port.
+        assert_eq!(target("http://[::1]/").0, "[::1]:80");
+        // A request line cannot carry them.
+        for path in ["/a b", "/a\\u0001b"] {
+            let e = error_of(&format!(
+                r#""liveness_probe": {{"http": "http://127.0.0.1{path}"}}"#
+            ));
+            assert!(e.contains("holds a space or a control character"), "{e}");
+        }
+    }
+
+    #[test]
     fn placeholders_give_each_worker_its_own_target() {
         use super::{Placeholders, Target};
         let g = &parse_groups(
