@@ -248,5 +248,7 @@ fn a_groups_limits_and_bootstrap_are_read_back_as_given() {
     assert_eq!(l.memory_high, Some(MemorySize::Bytes(4096)));
     assert_eq!(l.pids_max, Some(PidsMax::Max));
     assert!(l.cpu_max.is_some() && !l.is_empty());
+    let plain = &parse_groups(r#"[{"name":"a","argv":["x"]}]"#).unwrap()[0];
+    assert!(plain.limits().is_empty(), "no limit key, no limits");
     assert_eq!(g.bootstrap.as_ref().unwrap().to_string(), r#"{"k":[1]}"#);
 }
