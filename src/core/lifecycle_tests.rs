@@ -3,41 +3,23 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::{parse_groups, Readiness as Mode};
+use crate::config::Readiness as Mode;
 use crate::core::group::RolloutOptions;
 use crate::core::state::{Readiness, State};
-use crate::core::test_support::{kills, plan_of, run_until, spawn_keys, spawn_of, spawned};
+use crate::core::test_support::{
+    kills, restarts, run_until, spawn_keys, spawn_of, spawned, started_group,
+};
 use crate::core::worker::{ExitStatus, Key, Phase, Role};
-use crate::core::{Line, Spawned};
+use crate::core::Line;
 use crate::events::{EventKind, ExitReason, StopMode};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// A started group "g" of `workers` workers (pids 100, 101, …) spawned at the returned instant,
-/// with or without a control channel; events and effects so far taken.
+/// A started group "g" (`test_support::started_group`).
 fn started(workers: u32, extra: &str, channel: bool) -> (State, Vec<Key>, Instant) {
-    let json = format!(r#"[{{"name": "g", "argv": ["/bin/true"], "workers": {workers}{extra}}}]"#);
-    let spec = parse_groups(&json).unwrap().remove(0);
-    let mut state = State::new(256);
-    state.config.insert(spec.name.clone(), spec.clone());
-    let t0 = Instant::now();
-    let keys: Vec<Key> = state
-        .begin_start(vec![plan_of(spec)])
-        .iter()
-        .map(|j| j.key)
-        .collect();
-    for (i, &key) in keys.iter().enumerate() {
-        let s = Spawned {
-            has_channel: channel,
-            ..spawned(100 + i as i32, t0)
-        };
-        assert!(state.adopt(key, s));
-    }
-    state.events.drain(0);
-    state.take_effects();
-    (state, keys, t0)
+    started_group(workers, extra, channel)
 }
 
 fn exit_code(code: i32) -> ExitStatus {
@@ -195,18 +177,7 @@ fn on_failure_respawns_after_its_delay_a_failure_but_not_a_clean_exit() {
     let (mut state, keys, t0) = started(2, ON_FAILURE, false);
     state.exited(keys[0], exit_code(0), t0, 0);
     state.exited(keys[1], exit_code(1), t0, 0);
-    let restarting: Vec<(String, u32, u64)> = events(&mut state)
-        .into_iter()
-        .filter_map(|k| match k {
-            EventKind::WorkerRestarting {
-                worker_id,
-                attempt,
-                delay_ms,
-                ..
-            } => Some((worker_id, attempt, delay_ms)),
-            _ => None,
-        })
-        .collect();
+    let restarting = restarts(events(&mut state));
     assert_eq!(restarting, [("g#2".to_string(), 1, 100)]);
     assert_eq!(state.workers[&keys[0]].phase, Phase::Failed);
     assert_eq!(state.workers[&keys[1]].phase, Phase::Restarting);

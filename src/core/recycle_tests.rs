@@ -3,10 +3,11 @@
 use std::time::{Duration, Instant};
 
 use super::lifetime;
-use crate::config::parse_groups;
 use crate::core::effects::Effect;
 use crate::core::state::State;
-use crate::core::test_support::{plan_of, ready_group, run_until, spawn_keys, spawn_of, spawned};
+use crate::core::test_support::{
+    ready_group, run_until, spawn_keys, spawn_of, spawned, started_group,
+};
 use crate::core::timers::Timer;
 use crate::core::worker::{Key, Role};
 use crate::error::Error;
@@ -16,25 +17,9 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// A started group "g" of `workers` workers (pids 100, 101, …) spawned at the returned
-/// instant, none of them ready yet (no deadline fired); events and effects so far taken.
+/// A started group "g" of `workers` workers without control channels, none ready yet.
 fn starting_group(workers: u32, extra: &str) -> (State, Vec<Key>, Instant) {
-    let json = format!(r#"[{{"name": "g", "argv": ["/bin/true"], "workers": {workers}{extra}}}]"#);
-    let spec = parse_groups(&json).unwrap().remove(0);
-    let mut state = State::new(64);
-    state.config.insert(spec.name.clone(), spec.clone());
-    let t0 = Instant::now();
-    let keys: Vec<Key> = state
-        .begin_start(vec![plan_of(spec)])
-        .iter()
-        .map(|j| j.key)
-        .collect();
-    for (i, &key) in keys.iter().enumerate() {
-        assert!(state.adopt(key, spawned(100 + i as i32, t0)));
-    }
-    state.events.drain(0);
-    state.take_effects();
-    (state, keys, t0)
+    started_group(workers, extra, false)
 }
 
 /// What the one replacement spawned among the effects so far replaces.

@@ -4,10 +4,9 @@ use std::time::Duration;
 
 use crate::core::effects::Effect;
 use crate::core::state::State;
-use crate::core::test_support::{ready_group, run_until, spawn_keys, spawn_of, spawned};
+use crate::core::test_support::{ready_group, restarts, run_until, spawn_keys, spawn_of, spawned};
 use crate::core::timers::Timer;
 use crate::core::worker::{ExitStatus, Key, Phase};
-use crate::events::EventKind;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -105,20 +104,7 @@ fn a_worker_stopped_for_one_for_all_respawns_after_the_restart_delay_as_a_first_
     state.events.drain(0);
     // g#1 ends 100 ms later: its respawn is due 500 ms after that, at 600 ms.
     state.exited(keys[0], exit(0), now + ms(100), 0);
-    let restarting: Vec<(String, u32, u64)> = state
-        .events
-        .drain(0)
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            EventKind::WorkerRestarting {
-                worker_id,
-                attempt,
-                delay_ms,
-                ..
-            } => Some((worker_id, attempt, delay_ms)),
-            _ => None,
-        })
-        .collect();
+    let restarting = restarts(state.events.drain(0).into_iter().map(|e| e.kind));
     assert_eq!(restarting, vec![("g#1".to_string(), 1, 500)]);
     run_until(&mut state, now + ms(599));
     let ids = |state: &mut State| -> Vec<String> {

@@ -11,6 +11,7 @@ use crate::core::state::State;
 use crate::core::timers::Timer;
 use crate::core::worker::Key;
 use crate::core::Spawned;
+use crate::events::EventKind;
 
 /// A started group "g" of `workers` workers, ready (warm-up 0), pids 100, 101, …
 pub(crate) fn ready_group(workers: u32, extra: &str) -> (State, Vec<Key>, Instant) {
@@ -34,6 +35,52 @@ pub(crate) fn ready_group(workers: u32, extra: &str) -> (State, Vec<Key>, Instan
     state.events.drain(0);
     state.take_effects();
     (state, keys, now)
+}
+
+/// A started group "g" of `workers` workers (pids 100, 101, …) spawned at the returned instant,
+/// with or without a control channel, none of them ready yet (no deadline fired); events and
+/// effects so far taken.
+pub(crate) fn started_group(
+    workers: u32,
+    extra: &str,
+    channel: bool,
+) -> (State, Vec<Key>, Instant) {
+    let json = format!(r#"[{{"name": "g", "argv": ["/bin/true"], "workers": {workers}{extra}}}]"#);
+    let spec = parse_groups(&json).unwrap().remove(0);
+    let mut state = State::new(256);
+    state.config.insert(spec.name.clone(), spec.clone());
+    let t0 = Instant::now();
+    let keys: Vec<Key> = state
+        .begin_start(vec![plan_of(spec)])
+        .iter()
+        .map(|j| j.key)
+        .collect();
+    for (i, &key) in keys.iter().enumerate() {
+        let s = Spawned {
+            has_channel: channel,
+            ..spawned(100 + i as i32, t0)
+        };
+        assert!(state.adopt(key, s));
+    }
+    state.events.drain(0);
+    state.take_effects();
+    (state, keys, t0)
+}
+
+/// The `(worker_id, attempt, delay_ms)` of each `worker_restarting` among `kinds`, in order.
+pub(crate) fn restarts(kinds: impl IntoIterator<Item = EventKind>) -> Vec<(String, u32, u64)> {
+    kinds
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::WorkerRestarting {
+                worker_id,
+                attempt,
+                delay_ms,
+                ..
+            } => Some((worker_id, attempt, delay_ms)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What a group's workers run, for a core that never runs it.
