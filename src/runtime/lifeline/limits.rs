@@ -34,12 +34,12 @@ impl Controllers {
         }
     }
 
-    /// The places of the controllers found, each once.
     /// This process's cgroup in the memory controller's hierarchy, where there is one.
     pub(super) fn memory_dir(&self) -> Option<&Path> {
         self.memory.as_ref().map(Place::dir)
     }
 
+    /// The places of the controllers found, each once.
     pub(super) fn places(&self) -> Vec<&Place> {
         let mut out: Vec<&Place> = Vec::new();
         for place in CONTROLLERS.iter().filter_map(|c| self.of(c)) {
