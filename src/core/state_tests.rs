@@ -31,6 +31,14 @@ fn failed(state: &mut State, key: Key, now: Instant) {
     state.exited(key, status, now, 0);
 }
 
+/// Configures group "h" (one worker of /bin/true) beside the state's groups, without starting it.
+fn configure_h(state: &mut State) {
+    let h = parse_groups(r#"[{"name": "h", "argv": ["/bin/true"]}]"#)
+        .unwrap()
+        .remove(0);
+    state.config.insert("h".into(), h);
+}
+
 /// A group "g" of `workers` whose start has begun: its workers are being spawned.
 fn starting(workers: u32) -> (State, Vec<Key>, Arc<Plan>) {
     let json = format!(
@@ -106,10 +114,7 @@ fn a_closed_or_handed_over_state_refuses_calls() {
 #[test]
 fn names_are_known_when_configured_or_still_running() {
     let (mut state, _, _) = ready_group(1, "");
-    let other = parse_groups(r#"[{"name": "h", "argv": ["/bin/true"]}]"#)
-        .unwrap()
-        .remove(0);
-    state.config.insert("h".into(), other);
+    configure_h(&mut state);
     assert!(state.check_known(&["g", "h"]).is_ok());
     assert!(matches!(
         state.check_known(&["g", "nope"]),
@@ -128,10 +133,7 @@ fn names_are_known_when_configured_or_still_running() {
 #[test]
 fn specs_of_names_each_group_once_in_order() {
     let (mut state, _, _) = ready_group(1, "");
-    let other = parse_groups(r#"[{"name": "h", "argv": ["/bin/true"]}]"#)
-        .unwrap()
-        .remove(0);
-    state.config.insert("h".into(), other);
+    configure_h(&mut state);
     let names: Vec<String> = state
         .specs_of(&["h", "g", "h"])
         .unwrap()
@@ -240,10 +242,7 @@ fn start_work_needs_every_worker_ready_and_sends_start_to_each_once() {
 #[test]
 fn start_work_of_a_group_without_workers_is_refused() {
     let (mut state, _, _) = ready_group(1, "");
-    let other = parse_groups(r#"[{"name": "h", "argv": ["/bin/true"]}]"#)
-        .unwrap()
-        .remove(0);
-    state.config.insert("h".into(), other);
+    configure_h(&mut state);
     assert!(matches!(
         state.start_work(&["g", "h"]),
         Err(Error::NotReady(m)) if m.contains("h#*")
@@ -354,10 +353,7 @@ fn an_unkillable_worker_is_reported() {
 #[test]
 fn scaling_a_configured_group_never_started_is_an_invalid_argument() {
     let (mut state, _, now) = ready_group(1, "");
-    let other = parse_groups(r#"[{"name": "h", "argv": ["/bin/true"]}]"#)
-        .unwrap()
-        .remove(0);
-    state.config.insert("h".into(), other);
+    configure_h(&mut state);
     assert!(matches!(
         state.scale("h", 2, now),
         Err(Error::InvalidArgument(_))

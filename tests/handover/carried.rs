@@ -92,12 +92,8 @@ fn what_format_2_carries_crosses_a_real_exec() {
     assert_eq!(run.said("MEMFD_OPEN"), Vec::<&str>::new());
     let after = worker_pids(&run.json("SNAPSHOT"));
     assert_eq!(after, before);
-    let log = events(&run.until("EVENTS"));
-    run.until("DONE");
-    assert_eq!(run.exit_code(), Some(0));
-    let stopped = of_kind(&log, "worker_stopped");
-    assert_eq!(stopped.len(), 2, "{log:#?}");
-    assert!(stopped.iter().all(|e| e["exit_code"] == 0), "{log:#?}");
+    let log = run.finish();
+    assert_stopped_with_0(&log, 2);
     let text = read(&out);
     assert_numbered(&text, &before);
     let mut lines: Vec<String> = text

@@ -22,9 +22,7 @@ fn the_next_image_adopts_the_same_workers() {
         .unwrap()
         .iter()
         .all(|w| w["ready"] == true));
-    let log = events(&run.until("EVENTS"));
-    run.until("DONE");
-    assert_eq!(run.exit_code(), Some(0));
+    let log = run.finish();
     let seqs: Vec<u64> = log.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(
         seqs,
@@ -72,9 +70,7 @@ fn a_rollout_crosses_the_exec_and_finishes() {
     run.until("ADOPTED");
     let after = run.json("SNAPSHOT");
     killer.add(&worker_pids(&after));
-    let log = events(&run.until("EVENTS"));
-    run.until("DONE");
-    assert_eq!(run.exit_code(), Some(0));
+    let log = run.finish();
     let adopted = log
         .iter()
         .position(|e| e["kind"] == "supervisor_adopted")
@@ -130,9 +126,7 @@ fn an_exit_between_the_images_is_seen_and_respawned() {
     run.until("ADOPTED");
     let after = worker_pids(&run.json("SNAPSHOT"));
     killer.add(&after);
-    let log = events(&run.until("EVENTS"));
-    run.until("DONE");
-    assert_eq!(run.exit_code(), Some(0));
+    let log = run.finish();
     assert_eq!(after.len(), 3);
     assert_ne!(after[0], before[0]);
     assert_eq!(after[1..], before[1..]);
@@ -162,12 +156,8 @@ fn abort_leaves_a_live_handle() {
     assert_eq!(run.said("INHERITABLE"), Vec::<&str>::new());
     assert_eq!(run.said("MEMFD_OPEN"), Vec::<&str>::new());
     assert_eq!(after, before);
-    let log = events(&run.until("EVENTS"));
-    run.until("DONE");
-    assert_eq!(run.exit_code(), Some(0));
-    let stopped = of_kind(&log, "worker_stopped");
-    assert_eq!(stopped.len(), 2, "{log:#?}");
-    assert!(stopped.iter().all(|e| e["exit_code"] == 0), "{log:#?}");
+    let log = run.finish();
+    assert_stopped_with_0(&log, 2);
 }
 
 /// The keeper watches the same pid across the handover: a host SIGKILLed between prepare and

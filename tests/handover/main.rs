@@ -132,6 +132,21 @@ impl Run {
     fn exit_code(&mut self) -> Option<i32> {
         self.host.wait_within(HANG).expect("the host hung").code()
     }
+
+    /// The events the host printed last, once it said DONE and exited 0.
+    fn finish(&mut self) -> Vec<Value> {
+        let log = events(&self.until("EVENTS"));
+        self.until("DONE");
+        assert_eq!(self.exit_code(), Some(0));
+        log
+    }
+}
+
+/// `workers` workers were stopped, each exiting 0 (only `STOP` on its control socket does that).
+fn assert_stopped_with_0(log: &[Value], workers: usize) {
+    let stopped = of_kind(log, "worker_stopped");
+    assert_eq!(stopped.len(), workers, "{log:#?}");
+    assert!(stopped.iter().all(|e| e["exit_code"] == 0), "{log:#?}");
 }
 
 /// Every event the host printed, its drains joined.

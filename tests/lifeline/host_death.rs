@@ -15,15 +15,8 @@ fn dying_host(mode: &str, cgroups: Option<&str>) {
         Some(value) => command.env("MPSUP_CGROUP", value),
         None => command.env_remove("MPSUP_CGROUP"),
     };
-    let mut child = Guard::new(
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut child, mut lines) = start_host(&mut command);
     let host_pid = child.pid();
-    let mut lines = Lines::new(child.child().stdout.take().unwrap());
     let mut status = Value::Null;
     let mut snapshot = Value::Null;
     loop {

@@ -225,3 +225,17 @@ fn holds_pidfd_of(holder: i32, pid: i32) -> bool {
         .flatten()
         .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|info| info.contains(&wanted)))
 }
+
+/// Starts a C host with its stdin and stdout piped: the guard that kills it at the end, and
+/// the lines it prints.
+fn start_host(command: &mut Command) -> (Guard, Lines) {
+    let mut child = Guard::new(
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = Lines::new(child.child().stdout.take().unwrap());
+    (child, lines)
+}

@@ -164,17 +164,12 @@ fn environment_variables_turn_the_mechanisms_off() {
         // Neither on nor off: the default, cgroups where workers can be born in them (x86-64).
         ("MPSUP_CGROUP", "", "tree_kill", default_tree_kill),
     ] {
-        let mut child = Guard::new(
+        let (mut child, mut lines) = start_host(
             Command::new(&host)
                 .args(["free", &groups.to_string(), "g"])
                 .env_remove("MPSUP_CGROUP")
-                .env(var, value)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
+                .env(var, value),
         );
-        let mut lines = Lines::new(child.child().stdout.take().unwrap());
         let line = lines.next_within(HANG).expect("no status");
         let status: Value = serde_json::from_str(line.strip_prefix("STATUS ").unwrap()).unwrap();
         assert_eq!(
@@ -197,17 +192,12 @@ fn an_exec_probe_running_when_the_host_is_killed_dies_with_it() {
         "control_channel": "off", "warmup_ms": 0,
         "liveness_probe": {"exec": probe, "period_ms": 10, "timeout_ms": 600000}}]);
     let mut reaper = Reaper::default();
-    let mut child = Guard::new(
+    let (mut child, mut lines) = start_host(
         Command::new(&host)
             .args(["sigkill", &groups.to_string(), "p"])
-            .env("MPSUP_CGROUP", "0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .env("MPSUP_CGROUP", "0"),
     );
     let host_pid = child.pid();
-    let mut lines = Lines::new(child.child().stdout.take().unwrap());
     while lines.next_within(HANG).expect("the host ended early") != "WAITING" {}
     let wanted = probe.join("\0") + "\0";
     let deadline = Instant::now() + HANG;
