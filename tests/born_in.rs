@@ -53,11 +53,7 @@ fn describe(cgroup: bool, dir: &TempDir) -> (Vec<String>, Vec<String>, i64) {
 /// `cgroup.kill`): the tests of what cgroups do need them (`tests/lifeline/` checks that a
 /// machine that has them uses them).
 fn cgroups_here() -> bool {
-    let sup = Supervisor::with_options(Options {
-        cgroup: true,
-        ..Options::default()
-    })
-    .unwrap();
+    let sup = cgroup_supervisor();
     sup.status_value()["guarantees"]["tree_kill"] == "cgroup"
 }
 
@@ -188,11 +184,7 @@ fn where_clone3_is_refused_the_exec_shim_places_the_workers() {
     // SAFETY: a raw clone3 with no arguments: refused under the filter (EINVAL without it).
     let probe = unsafe { libc::syscall(libc::SYS_clone3, 0usize, 0usize) };
     assert_eq!((probe, nix::errno::Errno::last_raw()), (-1, errno));
-    let sup = Supervisor::with_options(Options {
-        cgroup: true,
-        ..Options::default()
-    })
-    .unwrap();
+    let sup = cgroup_supervisor();
     let workers = start_ready(&sup, "g", 3, POLITE);
     let host = std::process::id();
     for &pid in &workers {
@@ -275,11 +267,7 @@ fn a_spawn_that_fails_leaves_no_worker_cgroup() {
     }
     let dir = TempDir::new("born-in-fails");
     let stdout = json!({"file": dir.join("missing/out"), "append": false});
-    let sup = Supervisor::with_options(Options {
-        cgroup: true,
-        ..Options::default()
-    })
-    .unwrap();
+    let sup = cgroup_supervisor();
     sup.configure_json(
         &json!([
             {"name": "born", "argv": ["/bin/true"], "stdout": stdout},
@@ -319,11 +307,7 @@ fn what_an_exited_worker_left_in_its_cgroup_dies_at_its_reap() {
         "setsid sleep 1000 & echo $! > {}; echo READY >&\"$MPSUP_CONTROL_FD\"; exec sleep 0.2",
         pid_file.display()
     );
-    let sup = Supervisor::with_options(Options {
-        cgroup: true,
-        ..Options::default()
-    })
-    .unwrap();
+    let sup = cgroup_supervisor();
     let workers = start_ready(&sup, "g", 1, &script);
     let escaped: i64 = read(&pid_file).trim().parse().unwrap();
     // The escaped sleeper is killed here whatever happens below.

@@ -278,11 +278,7 @@ fn workers_in_cgroups_cross_and_stay_under_their_limits() {
     );
     let limits = json!({"control_channel": "off", "warmup_ms": 1, "memory_max": "32M",
                         "pids_max": 16});
-    let options = mpsupervisor::Options {
-        cgroup: true,
-        ..Default::default()
-    };
-    let sup = Supervisor::with_options(options).unwrap();
+    let sup = cgroup_supervisor();
     let groups = json!([
         with(sh_group("esc", 1, &escapes), limits.clone()),
         with(

@@ -73,6 +73,15 @@ pub fn supervisor(groups: &[Value]) -> Supervisor {
     sup
 }
 
+/// A supervisor asked for a cgroup per worker (`Options::cgroup`), configured with nothing yet.
+pub fn cgroup_supervisor() -> Supervisor {
+    Supervisor::with_options(mpsupervisor::Options {
+        cgroup: true,
+        ..Default::default()
+    })
+    .expect("supervisor")
+}
+
 /// Collects events into `log` until `done(log)` holds, waking on the event fd.
 pub fn wait_events(sup: &Supervisor, log: &mut Vec<Value>, done: impl Fn(&[Value]) -> bool) {
     let deadline = Instant::now() + HANG;

@@ -10,11 +10,7 @@ fn escaped_workers(
     esc_keys: Value,
     reaper: &mut Reaper,
 ) -> Option<(Supervisor, [i32; 4])> {
-    let sup = Supervisor::with_options(Options {
-        cgroup: true,
-        ..Options::default()
-    })
-    .unwrap();
+    let sup = cgroup_supervisor();
     let groups = json!([
         with(
             with(sh_group("esc", 1, script), json!({"readiness": "notify"})),
@@ -130,11 +126,7 @@ fn a_setsid_child_dies_at_a_graceful_stop_past_its_timeout_with_cgroup_tree_kill
 #[test]
 fn an_exec_failure_with_cgroups_is_the_spawns_error_and_leaves_nothing() {
     let mut reaper = Reaper::default();
-    let sup = Supervisor::with_options(Options {
-        cgroup: true,
-        ..Options::default()
-    })
-    .unwrap();
+    let sup = cgroup_supervisor();
     sup.configure_json(
         &json!([
             with(sh_group("ok", 2, POLITE), json!({"readiness": "notify"})),
