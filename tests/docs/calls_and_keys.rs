@@ -73,16 +73,7 @@ fn every_group_key_the_parser_accepts_is_a_row_and_no_row_is_stale() {
     let doc = reference();
     let table = table_keys(section(&doc, "## Group configuration"));
     let accepted_set: BTreeSet<String> = accepted.iter().cloned().collect();
-    let missing: Vec<_> = accepted_set.difference(&table).collect();
-    assert!(
-        missing.is_empty(),
-        "group keys missing from the table: {missing:?}"
-    );
-    let stale: Vec<_> = table.difference(&accepted_set).collect();
-    assert!(
-        stale.is_empty(),
-        "rows for keys the parser rejects: {stale:?}"
-    );
+    same_keys("group keys", "parser", &table, &accepted_set);
 
     // The values of the keys that take a name are listed in their row.
     for key in ["readiness", "control_channel", "restart"] {
@@ -143,16 +134,7 @@ fn every_logging_key_kind_and_level_is_documented() {
             accepted.insert(format!("{prefix}{key}"));
         }
     }
-    let missing: Vec<_> = accepted.difference(&table).collect();
-    assert!(
-        missing.is_empty(),
-        "logging keys missing from the table: {missing:?}"
-    );
-    let stale: Vec<_> = table.difference(&accepted).collect();
-    assert!(
-        stale.is_empty(),
-        "rows for keys the parser rejects: {stale:?}"
-    );
+    same_keys("logging keys", "parser", &table, &accepted);
 
     let kinds = expected_names(&logging_error(
         r#"{"exporters": [{"kind": "no-such-kind"}]}"#,

@@ -131,3 +131,18 @@ fn header_functions() -> BTreeSet<String> {
     assert!(out.len() >= 20, "too few functions found: {out:?}");
     out
 }
+
+/// Both ways: the rows of `table` are the keys `known` (what `source`, the parser or the schema,
+/// has), none missing and none stale.
+fn same_keys(what: &str, source: &str, table: &BTreeSet<String>, known: &BTreeSet<String>) {
+    let missing: Vec<_> = known.difference(table).collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: keys of the {source} missing from the docs: {missing:?}"
+    );
+    let stale: Vec<_> = table.difference(known).collect();
+    assert!(
+        stale.is_empty(),
+        "{what}: rows the {source} does not have: {stale:?}"
+    );
+}

@@ -35,26 +35,13 @@ fn event_kinds() -> Vec<(String, Vec<String>)> {
     kinds
 }
 
-/// Both ways: what `table` names and what `schema` has are the same keys.
-fn same_keys(what: &str, table: &BTreeSet<String>, schema: &BTreeSet<String>) {
-    let missing: Vec<_> = schema.difference(table).collect();
-    assert!(
-        missing.is_empty(),
-        "{what}: keys of the schema missing from the docs: {missing:?}"
-    );
-    let stale: Vec<_> = table.difference(schema).collect();
-    assert!(
-        stale.is_empty(),
-        "{what}: rows the schema does not have: {stale:?}"
-    );
-}
-
 #[test]
 fn the_reference_tables_and_the_schemas_name_the_same_keys() {
     let doc = reference();
     let groups = schema("groups");
     same_keys(
         "groups",
+        "schema",
         &table_keys(section(&doc, "## Group configuration")),
         &properties(&groups, "GroupSpec"),
     );
@@ -83,11 +70,13 @@ fn the_reference_tables_and_the_schemas_name_the_same_keys() {
     }
     same_keys(
         "logging",
+        "schema",
         &table_keys(section(&doc, "## Lifecycle logging settings")),
         &logging_keys,
     );
     same_keys(
         "snapshot",
+        "schema",
         &table_keys(section(&doc, "## Snapshot")),
         &properties(&schema("snapshot"), "WorkerSnapshot"),
     );
@@ -103,6 +92,7 @@ fn the_reference_tables_and_the_schemas_name_the_same_keys() {
     }
     same_keys(
         "status",
+        "schema",
         &table_keys(section(&doc, "## Status")),
         &status_keys,
     );
