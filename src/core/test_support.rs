@@ -15,21 +15,9 @@ use crate::events::EventKind;
 
 /// A started group "g" of `workers` workers, ready (warm-up 0), pids 100, 101, …
 pub(crate) fn ready_group(workers: u32, extra: &str) -> (State, Vec<Key>, Instant) {
-    let json = format!(
-        r#"[{{"name": "g", "argv": ["/bin/true"], "workers": {workers}, "warmup_ms": 0{extra}}}]"#
-    );
-    let spec = parse_groups(&json).unwrap().remove(0);
-    let mut state = State::new(64);
-    state.config.insert(spec.name.clone(), spec.clone());
-    let plan = plan_of(spec);
-    let now = Instant::now();
-    let keys: Vec<Key> = state
-        .begin_start(vec![plan])
-        .iter()
-        .map(|j| j.key)
-        .collect();
-    for (i, &key) in keys.iter().enumerate() {
-        assert!(state.adopt(key, spawned(100 + i as i32, now)));
+    let (mut state, keys, now) =
+        started_group(workers, &format!(r#", "warmup_ms": 0{extra}"#), false);
+    for &key in &keys {
         state.timer(key, Timer::Warmup, now);
     }
     state.events.drain(0);
